@@ -1,0 +1,316 @@
+"""The `alertd` command: argument parsing and the CLI's composition root.
+
+Exit codes: 0 success, 1 the action failed (not found, conflict, database error), 2 usage or
+configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from daemon import __version__
+from daemon.config import Config, ConfigError, load_config
+from daemon.core.lifecycle import TicketAlreadyClosed
+from daemon.logs import setup_logging
+from daemon.metrics import Metrics
+from daemon.pipeline import Pipeline, ReplayRefused
+from daemon.queries import BadFilter, Page, Queries
+from daemon.service import INTERPRETERS, open_database, serve
+from daemon.store.database import Database, SchemaOutOfDate, redact_url
+from daemon.tickets import TicketNotFound, TicketService
+
+
+class CliError(Exception):
+    """A failure to report as one line on stderr with exit code 1."""
+
+
+# --- output -----------------------------------------------------------------------------
+
+
+def _table(rows: list[list[Any]], headers: list[str]) -> str:
+    cells = [[("" if c is None else str(c)).replace("\n", " ") for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
+              for i, h in enumerate(headers)]
+    widths[-1] = len(headers[-1])  # the last column is free text: do not pad it
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in cells:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def _short_time(value: str | None) -> str:
+    return value[:19].replace("T", " ") if value else ""
+
+
+def _print_listing(listing: dict[str, Any], as_json: bool, headers: list[str],
+                   row: Callable[[dict[str, Any]], list[Any]]) -> None:
+    if as_json:
+        print(json.dumps(listing, indent=2))
+        return
+    print(_table([row(item) for item in listing["items"]], headers))
+    if listing["next_before_id"]:
+        print(f"(more: --before-id {listing['next_before_id']})")
+
+
+def _print_record(record: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(record, indent=2))
+        return
+    for key, value in record.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            print(f"{key}:")
+            for item in value:
+                print("  - " + json.dumps(item))
+        elif isinstance(value, dict | list):
+            print(f"{key}: {json.dumps(value)}")
+        else:
+            print(f"{key}: {'' if value is None else value}")
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+async def _with_db(config: Config, action: Callable[[Database], Awaitable[int]]) -> int:
+    db = open_database(config)
+    try:
+        await db.ensure_schema(config.database.auto_migrate)
+        return await action(db)
+    finally:
+        await db.dispose()
+
+
+def _actor(args: argparse.Namespace) -> str:
+    return f"agent:{args.actor or getpass.getuser()}"
+
+
+async def cmd_tickets(args: argparse.Namespace, db: Database) -> int:
+    queries = Queries(db)
+    if args.action == "list":
+        listing = await queries.tickets(Page(args.limit, args.before_id), status=args.status,
+                                        alert_uid=args.alert_uid, source=args.source)
+        _print_listing(listing, args.json, ["ID", "STATUS", "SOURCE", "ALERT", "OPENED",
+                                            "SUMMARY"],
+                       lambda t: [t["id"], t["status"], (t["alert"] or {}).get("source"),
+                                  (t["alert"] or {}).get("uid"), _short_time(t["opened_at"]),
+                                  t["summary"]])
+        return 0
+    tickets = TicketService(db, Metrics())
+    try:
+        if args.action == "close":
+            result = await tickets.close(args.id, _actor(args), args.note)
+            print(f"ticket {args.id} closed"
+                  + (f"; alert {result.alert_id} resolved" if result.alert_resolved else "")
+                  + (f"; upstream resolve queued (outbox {result.outbox_id})"
+                     if result.outbox_id else ""))
+        elif args.action == "note":
+            note_id = await tickets.add_note(args.id, _actor(args), args.text)
+            print(f"note {note_id} added to ticket {args.id}")
+        else:
+            ticket = await queries.ticket(args.id)
+            if ticket is None:
+                raise TicketNotFound(f"ticket {args.id} not found")
+            _print_record(ticket, args.json)
+    except TicketNotFound as err:
+        raise CliError(str(err)) from None
+    except TicketAlreadyClosed:
+        raise CliError(f"ticket {args.id} is already closed") from None
+    return 0
+
+
+async def cmd_alerts(args: argparse.Namespace, db: Database) -> int:
+    queries = Queries(db)
+    if args.action == "list":
+        listing = await queries.alerts(Page(args.limit, args.before_id), source=args.source,
+                                       uid=args.uid, state=args.state)
+        _print_listing(listing, args.json,
+                       ["ID", "SOURCE", "UID", "STATE", "SEEN", "CHANNELS", "LAST SEEN",
+                        "TICKET"],
+                       lambda a: [a["id"], a["source"], a["uid"], a["state"], a["occurrences"],
+                                  ",".join(a["channels"]), _short_time(a["last_seen_at"]),
+                                  a["ticket_id"]])
+        return 0
+    alert = await queries.alert(args.id)
+    if alert is None:
+        raise CliError(f"alert {args.id} not found")
+    _print_record(alert, args.json)
+    return 0
+
+
+async def cmd_deliveries(args: argparse.Namespace, db: Database, config: Config) -> int:
+    queries = Queries(db)
+    if args.action == "list":
+        listing = await queries.deliveries(Page(args.limit, args.before_id), status=args.status,
+                                           channel=args.channel, source=args.source)
+        _print_listing(listing, args.json,
+                       ["ID", "CHANNEL", "SOURCE", "STATUS", "TRIES", "RECEIVED",
+                        "OUTCOME / ERROR"],
+                       lambda d: [d["id"], d["channel"], d["source"], d["status"],
+                                  d["attempts"], _short_time(d["received_at"]),
+                                  d["outcome"] or d["error"]])
+        return 0
+    if args.action == "show":
+        delivery = await queries.delivery(args.id)
+        if delivery is None:
+            raise CliError(f"delivery {args.id} not found")
+        _print_record(delivery, args.json)
+        return 0
+    pipeline = Pipeline(db, Metrics(), INTERPRETERS, max_attempts=config.pipeline.max_attempts,
+                        retry_base_s=config.pipeline.retry_base_s)
+    try:
+        result = await pipeline.replay(args.id)
+    except LookupError as err:
+        raise CliError(str(err)) from None
+    except ReplayRefused as err:
+        raise CliError(str(err)) from None
+    if result is None:
+        raise CliError(f"delivery {args.id} is being processed by another alertd process")
+    outcomes = ", ".join(f"alert {e.alert_id} {e.outcome}" for e in result.events)
+    print(f"delivery {args.id}: {result.status.value}"
+          + (f" ({outcomes})" if outcomes else "") + (f": {result.error}" if result.error else ""))
+    return 0 if result.status.value in ("processed", "ignored") else 1
+
+
+async def cmd_db(args: argparse.Namespace, config: Config) -> int:
+    db = open_database(config)
+    try:
+        if args.action == "upgrade":
+            before, head = await db.upgrade()
+            if before == head:
+                print(f"database {redact_url(config.database.url)} is up to date ({head})")
+            else:
+                print(f"database {redact_url(config.database.url)} upgraded "
+                      f"{before or 'empty'} -> {head}")
+        else:
+            current, head = await db.schema_revisions()
+            print(f"current: {current or 'empty'}\nnewest:  {head}")
+            return 0 if current == head else 1
+    finally:
+        await db.dispose()
+    return 0
+
+
+# --- parser -----------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, default=argparse.SUPPRESS, metavar="PATH",
+                        help="configuration file (default: $ALERTD_CONFIG, else none: "
+                             "built-in defaults)")
+    parser = argparse.ArgumentParser(prog="alertd", parents=[common],
+                                     description="RMM alerts into tickets, kept in step.")
+    parser.add_argument("--version", action="version", version=f"alertd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", parents=[common], help="run the daemon in the foreground")
+    run.add_argument("--log-format", choices=["text", "json"], help="override [logging] format")
+    commands.add_parser("check-config", parents=[common],
+                        help="validate the configuration; print every error with its line")
+
+    db = commands.add_parser("db", parents=[common], help="database schema")
+    db_actions = db.add_subparsers(dest="action", required=True, metavar="ACTION")
+    db_actions.add_parser("upgrade", parents=[common], help="apply pending migrations")
+    db_actions.add_parser("current", parents=[common],
+                          help="show the schema revision (exit 1 if behind)")
+
+    def listing(sub: argparse._SubParsersAction, name: str, what: str  # type: ignore[type-arg]
+                ) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = sub.add_parser(name, parents=[common], help=f"list {what}")
+        p.add_argument("--json", action="store_true", help="print JSON")
+        p.add_argument("--limit", type=int, default=50)
+        p.add_argument("--before-id", type=int, help="page: items older than this id")
+        return p
+
+    def show(sub: argparse._SubParsersAction, what: str) -> None:  # type: ignore[type-arg]
+        p = sub.add_parser("show", parents=[common], help=f"show one {what}")
+        p.add_argument("id", type=int)
+        p.add_argument("--json", action="store_true", help="print JSON")
+
+    tickets = commands.add_parser("tickets", parents=[common], help="tickets")
+    t = tickets.add_subparsers(dest="action", required=True, metavar="ACTION")
+    tl = listing(t, "list", "tickets")
+    tl.add_argument("--status", choices=["open", "closed"])
+    tl.add_argument("--alert-uid")
+    tl.add_argument("--source")
+    show(t, "ticket")
+    tc = t.add_parser("close", parents=[common],
+                      help="close as an agent (resolves the alert upstream)")
+    tc.add_argument("id", type=int)
+    tc.add_argument("--note", help="closing note")
+    tc.add_argument("--actor", help="who closes it (default: your login name)")
+    tn = t.add_parser("note", parents=[common], help="add a note")
+    tn.add_argument("id", type=int)
+    tn.add_argument("text")
+    tn.add_argument("--actor", help="author (default: your login name)")
+
+    alerts = commands.add_parser("alerts", parents=[common], help="alerts")
+    a = alerts.add_subparsers(dest="action", required=True, metavar="ACTION")
+    al = listing(a, "list", "alerts")
+    al.add_argument("--source")
+    al.add_argument("--uid")
+    al.add_argument("--state", choices=["open", "resolved"])
+    show(a, "alert")
+
+    deliveries = commands.add_parser("deliveries", parents=[common],
+                                     help="deliveries (every raw input)")
+    d = deliveries.add_subparsers(dest="action", required=True, metavar="ACTION")
+    dl = listing(d, "list", "deliveries")
+    dl.add_argument("--status",
+                    choices=["received", "processed", "ignored", "rejected", "failed"])
+    dl.add_argument("--channel", choices=["smtp", "imap", "webhook", "poll", "api"])
+    dl.add_argument("--source")
+    show(d, "delivery")
+    dr = d.add_parser("replay", parents=[common],
+                      help="process a failed, ignored or rejected delivery again")
+    dr.add_argument("id", type=int)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    environ = dict(os.environ)
+    config_path: Path | None = getattr(args, "config", None)
+    if config_path is None and environ.get("ALERTD_CONFIG"):
+        config_path = Path(environ["ALERTD_CONFIG"])
+    try:
+        config = load_config(config_path, environ)
+    except ConfigError as err:
+        for issue in err.issues:
+            print(issue, file=sys.stderr)
+        print(f"{len(err.issues)} configuration error(s)", file=sys.stderr)
+        return 2
+    if args.command == "check-config":
+        print(f"{config_path or '<defaults>'}: OK (database {redact_url(config.database.url)}, "
+              f"http {config.http.listen}, rules {config.rules.path})")
+        return 0
+    if args.command == "run":
+        setup_logging(args.log_format or config.logging.format, config.logging.level)
+        try:
+            return asyncio.run(serve(config, config_path, environ))
+        except SchemaOutOfDate as err:
+            print(f"alertd: {err}", file=sys.stderr)
+            return 2
+        except OSError as err:  # e.g. the port is taken
+            print(f"alertd: {err}", file=sys.stderr)
+            return 1
+    setup_logging("text", "WARNING")
+    try:
+        if args.command == "db":
+            return asyncio.run(cmd_db(args, config))
+        handlers: dict[str, Callable[[Database], Awaitable[int]]] = {
+            "tickets": lambda db: cmd_tickets(args, db),
+            "alerts": lambda db: cmd_alerts(args, db),
+            "deliveries": lambda db: cmd_deliveries(args, db, config),
+        }
+        return asyncio.run(_with_db(config, handlers[args.command]))
+    except (CliError, SchemaOutOfDate, BadFilter, ValueError) as err:
+        print(f"alertd: {err}", file=sys.stderr)
+        return 1

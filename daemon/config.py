@@ -1,0 +1,313 @@
+"""Typed configuration: TOML validated once into frozen objects, every error with key and line.
+
+Secrets are given by value (`api_key = "..."`), by file (`api_key_file = "/path"`, first line
+used) or by environment variable (`api_key_env = "NAME"`); they are resolved here, at startup,
+and held as `SecretStr` so they never print. Nothing else in alertd reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+
+from daemon.tomllines import Path_, format_path, line_of, locate_keys, syntax_error_line
+
+SECRET_NAMES = ("api_key", "api_secret", "webhook_secret", "webhook_token", "password")
+DATTO_PLATFORMS = ("pinotage", "merlot", "concord", "vidal", "zinfandel", "syrah")
+
+
+def packaged_rules_path() -> Path:
+    """The example rules shipped inside the package (the default `[rules] path`)."""
+    return Path(str(resources.files("daemon.rules").joinpath("rules.example.toml")))
+
+
+def default_state_dir(environ: Mapping[str, str]) -> Path:
+    """systemd's $STATE_DIRECTORY when set, else the XDG state home of the user."""
+    if environ.get("STATE_DIRECTORY"):
+        # systemd may pass several colon-separated directories; the first is ours.
+        return Path(environ["STATE_DIRECTORY"].split(":")[0])
+    base = environ.get("XDG_STATE_HOME") or str(Path(environ.get("HOME", "~")) / ".local/state")
+    return Path(base).expanduser() / "alertd"
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def _parse_listen(value: Any) -> ListenAddress:
+    if isinstance(value, ListenAddress):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("expected a string 'host:port'")
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected 'host:port' (e.g. '127.0.0.1:8080'), got {value!r}")
+    return ListenAddress(host.strip("[]"), int(port))
+
+
+Listen = Annotated[ListenAddress, BeforeValidator(_parse_listen)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DaemonConfig(Section):
+    state_dir: Path
+    drain_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    watchdog: bool = True
+
+
+class LoggingConfig(Section):
+    format: Literal["text", "json"] = "text"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class DatabaseConfig(Section):
+    url: str
+    auto_migrate: bool = True
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    pool_size: int = Field(default=5, ge=1, le=100)
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, url: str) -> str:
+        if not url.startswith(("sqlite://", "postgresql://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "expected 'sqlite:///PATH' or 'postgresql+asyncpg://USER@HOST/DB', got "
+                f"{url.split('://')[0]!r}://..."
+            )
+        return url
+
+
+class HttpConfig(Section):
+    listen: Listen = ListenAddress("127.0.0.1", 8080)
+    public_url: str = ""
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if url and not url.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return url.rstrip("/")
+
+
+class ApiConfig(Section):
+    tokens: tuple[SecretStr, ...] = ()
+    token_file: Path | None = None
+
+
+class SmtpConfig(Section):
+    enabled: bool = True
+    listen: Listen = ListenAddress("127.0.0.1", 2525)
+
+
+class RulesConfig(Section):
+    path: Path
+
+    @field_validator("path")
+    @classmethod
+    def _exists(cls, path: Path) -> Path:
+        if not path.is_file():
+            raise ValueError(f"rules file not found: {path}")
+        try:
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as err:
+            raise ValueError(f"cannot read the rules file {path}: {err}") from None
+        except tomllib.TOMLDecodeError as err:
+            line, message = syntax_error_line(err)
+            raise ValueError(f"{path}:{line}: TOML syntax error: {message}") from None
+        return path
+
+
+class PipelineConfig(Section):
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    retry_base_s: float = Field(default=30.0, gt=0)
+    sweep_interval_s: float = Field(default=30.0, gt=0)
+
+
+class DattoConfig(Section):
+    api_url: str = ""
+    api_key: SecretStr | None = None
+    api_secret: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
+
+    @field_validator("api_url")
+    @classmethod
+    def _platform_or_url(cls, value: str) -> str:
+        if value and value not in DATTO_PLATFORMS and not value.startswith(("https://", "http://")):
+            raise ValueError(
+                f"expected a platform name ({', '.join(DATTO_PLATFORMS)}) or a full API URL"
+            )
+        return value
+
+
+class SyncroConfig(Section):
+    api_url: str = ""
+    api_key: SecretStr | None = None
+    webhook_auth: Literal["none", "token"] = "token"
+    webhook_token: SecretStr | None = None
+
+
+class Config(Section):
+    """The whole configuration. Build it with `load_config`, never from the environment."""
+
+    daemon: DaemonConfig
+    logging: LoggingConfig = LoggingConfig()
+    database: DatabaseConfig
+    http: HttpConfig = HttpConfig()
+    api: ApiConfig = ApiConfig()
+    smtp: SmtpConfig = SmtpConfig()
+    rules: RulesConfig
+    pipeline: PipelineConfig = PipelineConfig()
+    datto: DattoConfig = DattoConfig()
+    syncro: SyncroConfig = SyncroConfig()
+
+    @property
+    def public_url(self) -> str:
+        return self.http.public_url or f"http://{self.http.listen}"
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in a configuration file, as `check-config` prints it."""
+
+    file: str
+    line: int | None
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """Raised by `load_config` with every issue found (not just the first)."""
+
+    def __init__(self, issues: list[ConfigIssue]):
+        super().__init__("\n".join(str(i) for i in issues))
+        self.issues = issues
+
+
+def _resolve_secrets(
+    table: dict[str, Any], path: Path_, environ: Mapping[str, str], issues: list[tuple[Path_, str]]
+) -> None:
+    """Replace `X_file` / `X_env` by `X` in place, recursively; record conflicts and misses."""
+    for name in SECRET_NAMES:
+        given = [k for k in (name, f"{name}_file", f"{name}_env") if k in table]
+        if len(given) > 1:
+            issues.append(((*path, given[1]), f"give only one of {', '.join(given)}"))
+            continue
+        if f"{name}_file" in table:
+            key = f"{name}_file"
+            try:
+                table[name] = Path(table.pop(key)).read_text().splitlines()[0].strip()
+            except (OSError, IndexError, TypeError) as err:
+                issues.append(((*path, key), f"cannot read the secret file: {type(err).__name__}"))
+        elif f"{name}_env" in table:
+            key = f"{name}_env"
+            variable = table.pop(key)
+            if not isinstance(variable, str) or not environ.get(variable):
+                issues.append(((*path, key), f"environment variable {variable!r} is not set"))
+            else:
+                table[name] = environ[variable]
+    for key, value in table.items():
+        if isinstance(value, dict):
+            _resolve_secrets(value, (*path, key), environ, issues)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, dict):
+                    _resolve_secrets(item, (*path, key, index), environ, issues)
+
+
+def _read_token_file(api: dict[str, Any], issues: list[tuple[Path_, str]]) -> None:
+    if "token_file" not in api:
+        return
+    try:
+        lines = Path(api["token_file"]).read_text().splitlines()
+    except (OSError, TypeError) as err:
+        issues.append((("api", "token_file"), f"cannot read the token file: {type(err).__name__}"))
+        return
+    extra = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    api["tokens"] = [*api.get("tokens", []), *extra]
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, resolve and validate a configuration file (`None`: defaults only).
+
+    Raises `ConfigError` listing every problem with its file, line and dotted key.
+    """
+    environ = os.environ if environ is None else environ
+    name = str(path) if path else "<defaults>"
+    text = ""
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError([ConfigIssue(name, None, "", f"cannot read: {err}")]) from err
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        line, message = syntax_error_line(err)
+        raise ConfigError([ConfigIssue(name, line, "", f"TOML syntax error: {message}")]) from err
+
+    lines = locate_keys(text)
+    problems: list[tuple[Path_, str]] = []
+    _resolve_secrets(raw, (), environ, problems)
+    if isinstance(raw.get("api"), dict):
+        _read_token_file(raw["api"], problems)
+
+    # Defaults that depend on other values or on the host.
+    daemon = raw.setdefault("daemon", {})
+    if isinstance(daemon, dict):
+        daemon.setdefault("state_dir", str(default_state_dir(environ)))
+        state_dir = Path(str(daemon["state_dir"])).expanduser()
+        database = raw.setdefault("database", {})
+        if isinstance(database, dict):
+            database.setdefault("url", f"sqlite:///{state_dir / 'alertd.db'}")
+    rules = raw.setdefault("rules", {})
+    if isinstance(rules, dict):
+        rules.setdefault("path", str(packaged_rules_path()))
+        if path is not None and not Path(str(rules["path"])).is_absolute():
+            # Relative paths in a config file are relative to that file, not to the cwd.
+            rules["path"] = str(path.parent / str(rules["path"]))
+
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as err:
+        for error in err.errors(include_url=False):
+            loc = tuple(error["loc"])
+            message = error["msg"]
+            if error["type"] == "extra_forbidden":
+                message = "unknown key"
+            elif error["type"] == "missing":
+                message = "required key is missing"
+            problems.append((loc, message.removeprefix("Value error, ")))
+    else:
+        if not problems:
+            return config
+    issues = [ConfigIssue(name, line_of(lines, loc), format_path(loc), msg) for loc, msg in problems]
+    issues.sort(key=lambda i: (i.line or 0, i.key))
+    raise ConfigError(issues)

@@ -1,0 +1,1 @@
+"""Pure core: domain types and decisions. Imports no I/O library."""

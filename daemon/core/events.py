@@ -1,0 +1,158 @@
+"""Normalised alert events and the interpretation of a delivery: what every intake channel yields.
+
+A delivery (an email, a webhook body, an API call) is stored raw first; an *interpreter* for its
+channel later turns it into zero or more `AlertEvent`s, or says why it is ignored, or fails.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from daemon.core.lifecycle import Action
+
+
+class Channel(StrEnum):
+    SMTP = "smtp"
+    IMAP = "imap"
+    WEBHOOK = "webhook"
+    POLL = "poll"
+    API = "api"  # POST /api/alerts: a normalised event from a script or another system
+
+
+class DeliveryStatus(StrEnum):
+    RECEIVED = "received"  # stored, not yet (successfully) processed
+    PROCESSED = "processed"  # turned into lifecycle events
+    IGNORED = "ignored"  # understood, nothing to do (e.g. no rule matched)
+    REJECTED = "rejected"  # authenticated but invalid at the edge; kept to show why
+    FAILED = "failed"  # could not be processed; replayable
+
+
+@dataclass(frozen=True)
+class TicketFields:
+    """Ticket content proposed by the intake (rules, webhook mapping); optional everywhere."""
+
+    type: str | None = None
+    summary: str | None = None
+    details: str | None = None
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """One raise or resolve of one upstream alert, whatever channel carried it."""
+
+    source: str
+    uid: str
+    action: Action
+    device: str | None = None
+    site: str | None = None
+    customer: str | None = None
+    priority: str | None = None
+    message: str | None = None
+    ticket: TicketFields = field(default_factory=TicketFields)
+
+
+@dataclass(frozen=True)
+class Interpretation:
+    """What a delivery means: events to apply, or the reason nothing applies, plus a trace."""
+
+    events: tuple[AlertEvent, ...] = ()
+    ignored_reason: str | None = None
+    trace: Any = None
+
+
+@dataclass(frozen=True)
+class RawDelivery:
+    """A stored input as interpreters see it (no database types in the pure core)."""
+
+    id: int
+    channel: str
+    source: str | None
+    content_type: str
+    payload: bytes
+    meta: dict[str, Any]
+
+
+class Unprocessable(Exception):
+    """The delivery cannot be turned into events; the message is the reason shown to admins."""
+
+
+_SOURCE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_EVENT_KEYS = {"source", "uid", "action", "device", "site", "customer", "priority", "message",
+               "ticket"}
+_TICKET_KEYS = {"type", "summary", "details"}
+
+
+def _optional_str(body: dict[str, Any], key: str, limit: int) -> str | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise Unprocessable(f"'{key}' must be a string")
+    if len(value) > limit:
+        raise Unprocessable(f"'{key}' is longer than {limit} characters")
+    return value
+
+
+def parse_api_event(body: Any) -> AlertEvent:
+    """Validate the JSON body of `POST /api/alerts` into an event (raises `Unprocessable`)."""
+    if not isinstance(body, dict):
+        raise Unprocessable("the body must be a JSON object")
+    unknown = sorted(set(body) - _EVENT_KEYS)
+    if unknown:
+        raise Unprocessable(f"unknown field(s): {', '.join(unknown)}")
+    source = body.get("source")
+    if not isinstance(source, str) or not _SOURCE.match(source):
+        raise Unprocessable("'source' must be a lower-case name like 'datto' or 'syncro'")
+    uid = body.get("uid")
+    if isinstance(uid, int) and not isinstance(uid, bool):
+        uid = str(uid)
+    if not isinstance(uid, str) or not uid.strip() or len(uid) > 200:
+        raise Unprocessable("'uid' must be the upstream alert id (a non-empty string)")
+    try:
+        action = Action(body.get("action"))
+    except ValueError:
+        raise Unprocessable("'action' must be 'raise' or 'resolve'") from None
+    ticket_body = body.get("ticket") or {}
+    if not isinstance(ticket_body, dict) or set(ticket_body) - _TICKET_KEYS:
+        raise Unprocessable("'ticket' must be an object with 'type', 'summary', 'details'")
+    return AlertEvent(
+        source=source,
+        uid=uid.strip(),
+        action=action,
+        device=_optional_str(body, "device", 255),
+        site=_optional_str(body, "site", 255),
+        customer=_optional_str(body, "customer", 255),
+        priority=_optional_str(body, "priority", 64),
+        message=_optional_str(body, "message", 10_000),
+        ticket=TicketFields(
+            type=_optional_str(ticket_body, "type", 64),
+            summary=_optional_str(ticket_body, "summary", 500),
+            details=_optional_str(ticket_body, "details", 100_000),
+        ),
+    )
+
+
+def interpret_api_delivery(delivery: RawDelivery) -> Interpretation:
+    """Interpreter of the `api` channel: the payload is the JSON of `POST /api/alerts`."""
+    try:
+        body = json.loads(delivery.payload)
+    except ValueError as err:
+        raise Unprocessable(f"the payload is not JSON: {err}") from err
+    event = parse_api_event(body)
+    return Interpretation(events=(event,), trace={"interpreter": "api"})
+
+
+def default_summary(event: AlertEvent) -> str:
+    """A ticket summary when the intake gave none: who, where, what."""
+    parts = [p for p in (event.device, event.message) if p]
+    text = " - ".join(parts) if parts else f"{event.source} alert {event.uid}"
+    return text.splitlines()[0][:250]
+
+
+def utc_iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None

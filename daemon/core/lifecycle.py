@@ -1,0 +1,112 @@
+"""The alert lifecycle as pure decisions: given what is stored and what arrived, what changes.
+
+No I/O here. `daemon.pipeline` and `daemon.tickets` load the current state inside a transaction
+(with the alert row locked), ask these functions, and apply the answer in that same transaction,
+so the rules hold even when several processes share one database.
+
+States: an alert is `open` or `resolved`. `resolved_by` says who resolved it: `upstream` (the RMM
+said so, by any channel) or `ticket` (an agent closed its ticket and alertd resolves it upstream).
+A *tombstone* is an alert resolved before any raise was seen: it has no ticket, and a late raise
+of the same id opens nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+# Sources whose RMM has an API call that resolves an alert (sent from the outbox).
+UPSTREAM_RESOLVABLE_SOURCES = frozenset({"datto", "syncro"})
+
+
+class Action(StrEnum):
+    RAISE = "raise"
+    RESOLVE = "resolve"
+
+
+class AlertState(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class ResolvedBy(StrEnum):
+    UPSTREAM = "upstream"
+    TICKET = "ticket"
+
+
+class Outcome(StrEnum):
+    """What an incoming raise/resolve did; stored on the delivery and counted in metrics."""
+
+    OPENED = "opened"  # new alert, new ticket
+    TWIN = "twin"  # raise while open: another channel/occurrence of the same alert
+    RESOLVED = "resolved"  # resolve while open: alert resolved, ticket closed
+    TOMBSTONE = "tombstone"  # resolve before any raise: resolved alert, no ticket
+    LATE_TWIN = "late_twin"  # raise after resolve: recorded only
+    ALREADY_RESOLVED = "already_resolved"  # resolve after resolve (e.g. the echo of ours)
+
+
+@dataclass(frozen=True)
+class AlertSnapshot:
+    """The stored facts a decision depends on."""
+
+    state: AlertState
+    resolved_by: ResolvedBy | None = None
+
+
+@dataclass(frozen=True)
+class EventDecision:
+    outcome: Outcome
+    new_state: AlertState
+    resolved_by: ResolvedBy | None = None  # set when this event resolves the alert
+    open_ticket: bool = False
+    close_ticket: bool = False
+
+
+def decide_event(current: AlertSnapshot | None, action: Action) -> EventDecision:
+    """Decide what a raise or resolve from the RMM does to the alert it names.
+
+    Every event is also recorded as an occurrence (channel, count, last seen) by the caller;
+    this function decides only the state changes.
+    """
+    if current is None:
+        if action is Action.RAISE:
+            return EventDecision(Outcome.OPENED, AlertState.OPEN, open_ticket=True)
+        return EventDecision(Outcome.TOMBSTONE, AlertState.RESOLVED, ResolvedBy.UPSTREAM)
+    if current.state is AlertState.OPEN:
+        if action is Action.RAISE:
+            return EventDecision(Outcome.TWIN, AlertState.OPEN)
+        return EventDecision(
+            Outcome.RESOLVED, AlertState.RESOLVED, ResolvedBy.UPSTREAM, close_ticket=True
+        )
+    if action is Action.RAISE:
+        return EventDecision(Outcome.LATE_TWIN, AlertState.RESOLVED)
+    # The RMM confirming a resolve we already know of (including the echo of our own
+    # resolve call after an agent closed the ticket) changes nothing and sends nothing.
+    return EventDecision(Outcome.ALREADY_RESOLVED, AlertState.RESOLVED)
+
+
+@dataclass(frozen=True)
+class TicketCloseDecision:
+    resolve_alert: bool
+    resolve_upstream: bool
+
+
+class TicketAlreadyClosed(Exception):
+    """Closing a closed ticket is refused rather than silently repeated."""
+
+
+def decide_ticket_close(
+    ticket_open: bool, alert: AlertSnapshot | None, upstream_resolvable: bool
+) -> TicketCloseDecision:
+    """Decide what an agent closing a ticket does to its alert.
+
+    An open alert is resolved "by ticket" and, when its source has an API that can resolve it
+    (`upstream_resolvable`), one "resolve upstream" action is queued. An alert already resolved
+    upstream needs nothing more.
+    """
+    if not ticket_open:
+        raise TicketAlreadyClosed
+    if alert is None or alert.state is AlertState.RESOLVED:
+        return TicketCloseDecision(resolve_alert=False, resolve_upstream=False)
+    return TicketCloseDecision(resolve_alert=True, resolve_upstream=upstream_resolvable)

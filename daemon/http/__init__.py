@@ -1,0 +1,1 @@
+"""HTTP layer: the aiohttp app factory, JSON API, health, metrics."""

@@ -1,0 +1,231 @@
+"""The JSON API under /api: tickets, alerts, deliveries, and normalised alert ingestion."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.exc import DBAPIError
+
+from daemon.core.events import Channel, Unprocessable, parse_api_event
+from daemon.core.lifecycle import TicketAlreadyClosed
+from daemon.http.app import CONTEXT
+from daemon.http.errors import ApiError
+from daemon.http.openapi import openapi_document
+from daemon.pipeline import InboundDelivery, ProcessResult, ReplayRefused
+from daemon.queries import BadFilter, parse_page
+from daemon.tickets import MAX_NOTE_CHARS, TicketNotFound
+
+JSON_TYPES = ("application/json",)
+
+
+def _id(request: web.Request) -> int:
+    raw = request.match_info["id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise ApiError(404, f"no such id: {raw!r}")
+    return int(raw)
+
+
+async def _json_body(request: web.Request, optional: bool = False) -> Any:
+    """The request's JSON body; 415 for another content type, 400 for malformed JSON."""
+    if optional and not request.can_read_body:
+        return {}
+    if request.content_type not in JSON_TYPES:
+        raise ApiError(415, f"expected Content-Type: application/json, got {request.content_type!r}")
+    raw = await request.read()
+    try:
+        return json.loads(raw)
+    except ValueError as err:
+        raise ApiError(400, f"malformed JSON: {err}") from None
+
+
+def _filters(request: web.Request, *names: str) -> dict[str, str | None]:
+    return {name: request.query.get(name) for name in names}
+
+
+def _listing_call(handler: Any) -> Any:
+    """Translate a bad filter into a 400."""
+    async def wrapped(request: web.Request) -> web.Response:
+        try:
+            return await handler(request)
+        except BadFilter as err:
+            raise ApiError(400, str(err)) from None
+    return wrapped
+
+
+@_listing_call
+async def list_tickets(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    page = parse_page(request.query.get("limit"), request.query.get("before_id"))
+    body = await ctx.queries.tickets(page, **_filters(request, "status", "alert_uid", "source"))
+    return web.json_response(body)
+
+
+async def get_ticket(request: web.Request) -> web.Response:
+    ticket = await request.app[CONTEXT].queries.ticket(_id(request))
+    if ticket is None:
+        raise ApiError(404, "ticket not found")
+    return web.json_response(ticket)
+
+
+def _text_field(body: Any, name: str, required: bool) -> str | None:
+    if not isinstance(body, dict):
+        raise ApiError(422, "the body must be a JSON object")
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise ApiError(422, f"'{name}' must be a non-empty string")
+    if len(value) > MAX_NOTE_CHARS:
+        raise ApiError(422, f"'{name}' is longer than {MAX_NOTE_CHARS} characters")
+    return value
+
+
+def _actor(body: Any) -> str:
+    name = _text_field(body, "actor", required=False)
+    return f"agent:{name[:100]}" if name else "agent:api"
+
+
+async def close_ticket(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    ticket_id = _id(request)
+    body = await _json_body(request, optional=True)
+    note = _text_field(body, "note", required=False)
+    try:
+        await ctx.tickets.close(ticket_id, _actor(body), note)
+    except TicketNotFound:
+        raise ApiError(404, "ticket not found") from None
+    except TicketAlreadyClosed:
+        raise ApiError(409, "ticket is already closed") from None
+    return web.json_response(await ctx.queries.ticket(ticket_id))
+
+
+async def add_note(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    ticket_id = _id(request)
+    body = await _json_body(request)
+    text = _text_field(body, "body", required=True)
+    assert text is not None
+    try:
+        await ctx.tickets.add_note(ticket_id, _actor(body), text)
+    except TicketNotFound:
+        raise ApiError(404, "ticket not found") from None
+    return web.json_response(await ctx.queries.ticket(ticket_id), status=201)
+
+
+@_listing_call
+async def list_alerts(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    page = parse_page(request.query.get("limit"), request.query.get("before_id"))
+    return web.json_response(
+        await ctx.queries.alerts(page, **_filters(request, "source", "uid", "state")))
+
+
+async def get_alert(request: web.Request) -> web.Response:
+    alert = await request.app[CONTEXT].queries.alert(_id(request))
+    if alert is None:
+        raise ApiError(404, "alert not found")
+    return web.json_response(alert)
+
+
+def _result_body(delivery_id: int, duplicate: bool, result: ProcessResult | None
+                 ) -> dict[str, Any]:
+    return {
+        "delivery_id": delivery_id,
+        "duplicate": duplicate,
+        "status": result.status.value if result else None,
+        "error": result.error if result else None,
+        "events": [
+            {"alert_id": e.alert_id, "outcome": e.outcome, "ticket_id": e.ticket_id}
+            for e in (result.events if result else ())
+        ],
+    }
+
+
+async def ingest_alert(request: web.Request) -> web.Response:
+    """POST /api/alerts: store the event, then apply it; 201 when applied now."""
+    ctx = request.app[CONTEXT]
+    body = await _json_body(request)
+    raw = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    key = request.headers.get("Idempotency-Key") or hashlib.sha256(raw).hexdigest()
+    if len(key) > 200:
+        raise ApiError(400, "Idempotency-Key is longer than 200 characters")
+    source = body.get("source") if isinstance(body, dict) else None
+    try:
+        parse_api_event(body)
+        rejected = None
+    except Unprocessable as err:
+        rejected = str(err)
+    inbound = InboundDelivery(
+        channel=Channel.API, dedupe_key=f"api:{key}", payload=raw,
+        content_type="application/json",
+        source=source if isinstance(source, str) else None,
+        meta={"remote": request.remote}, rejected_reason=rejected,
+    )
+    try:
+        accepted = await ctx.pipeline.accept(inbound)
+    except (DBAPIError, OSError) as err:
+        raise ApiError(503, "the event could not be stored; retry later") from err
+    if rejected is not None:
+        raise ApiError(422, f"{rejected} (kept as rejected delivery {accepted.delivery_id})")
+    if accepted.duplicate:
+        stored = await ctx.queries.delivery(accepted.delivery_id)
+        return web.json_response({
+            "delivery_id": accepted.delivery_id, "duplicate": True,
+            "status": stored["status"] if stored else None,
+            "error": stored["error"] if stored else None, "events": [],
+        })
+    result = await ctx.pipeline.process(accepted.delivery_id)
+    if result is None or result.status.value == "received":
+        # Stored but not applied yet (a retry is scheduled): the worker finishes it.
+        ctx.on_delivery(accepted.delivery_id)
+        return web.json_response(_result_body(accepted.delivery_id, False, result), status=202)
+    return web.json_response(_result_body(accepted.delivery_id, False, result), status=201)
+
+
+@_listing_call
+async def list_deliveries(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    page = parse_page(request.query.get("limit"), request.query.get("before_id"))
+    return web.json_response(
+        await ctx.queries.deliveries(page, **_filters(request, "status", "channel", "source")))
+
+
+async def get_delivery(request: web.Request) -> web.Response:
+    delivery = await request.app[CONTEXT].queries.delivery(_id(request))
+    if delivery is None:
+        raise ApiError(404, "delivery not found")
+    return web.json_response(delivery)
+
+
+async def replay_delivery(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    delivery_id = _id(request)
+    try:
+        result = await ctx.pipeline.replay(delivery_id)
+    except LookupError:
+        raise ApiError(404, "delivery not found") from None
+    except ReplayRefused as err:
+        raise ApiError(409, str(err)) from None
+    return web.json_response(_result_body(delivery_id, False, result))
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document(request.app[CONTEXT].config.public_url))
+
+
+def setup_api_routes(app: web.Application) -> None:
+    router = app.router
+    router.add_get("/api/openapi.json", openapi_json)
+    router.add_get("/api/tickets", list_tickets)
+    router.add_get("/api/tickets/{id}", get_ticket)
+    router.add_post("/api/tickets/{id}/close", close_ticket)
+    router.add_post("/api/tickets/{id}/notes", add_note)
+    router.add_get("/api/alerts", list_alerts)
+    router.add_post("/api/alerts", ingest_alert)
+    router.add_get("/api/alerts/{id}", get_alert)
+    router.add_get("/api/deliveries", list_deliveries)
+    router.add_get("/api/deliveries/{id}", get_delivery)
+    router.add_post("/api/deliveries/{id}/replay", replay_delivery)

@@ -1,0 +1,136 @@
+"""The aiohttp application factory, shared by `alertd run` and the tests.
+
+Everything a handler needs travels in one typed `AppContext` under `CONTEXT`; later features
+(webhooks, the web console) add their routes through `route_setups` without touching this file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from daemon.config import Config
+from daemon.http.auth import TokenStore
+from daemon.http.errors import Handler, error_middleware, error_response
+from daemon.metrics import Metrics
+from daemon.pipeline import Pipeline
+from daemon.queries import Queries
+from daemon.store.database import Database
+from daemon.tickets import TicketService
+
+log = logging.getLogger(__name__)
+
+# Paths under /api that answer without the API token. Webhook routes (/api/notify/...) carry
+# their own per-vendor authentication.
+PUBLIC_API_PATHS = frozenset({"/api/openapi.json"})
+PUBLIC_API_PREFIXES = ("/api/notify/",)
+
+
+@dataclass
+class Readiness:
+    """What /readyz reports besides the database: set by the service as listeners bind."""
+
+    listeners: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def listeners_bound(self) -> bool:
+        return bool(self.listeners) and all(self.listeners.values())
+
+
+@dataclass
+class AppContext:
+    config: Config
+    db: Database
+    metrics: Metrics
+    pipeline: Pipeline
+    tickets: TicketService
+    queries: Queries
+    tokens: TokenStore
+    readiness: Readiness = field(default_factory=Readiness)
+    # Called with a delivery id after an intake stored it (the service's worker kick).
+    on_delivery: Callable[[int], None] = lambda _id: None
+
+
+CONTEXT = web.AppKey("alertd.context", AppContext)
+
+RouteSetup = Callable[[web.Application], None]
+
+
+def _make_auth_middleware(ctx: AppContext) -> Callable[[web.Request, Handler], object]:
+    @web.middleware
+    async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        path = request.path
+        protected = (path == "/api" or path.startswith("/api/")) and not (
+            path in PUBLIC_API_PATHS or path.startswith(PUBLIC_API_PREFIXES)
+        )
+        if protected and not ctx.tokens.check(request.headers.get("Authorization")):
+            ctx.metrics.auth_failures.labels("api").inc()
+            return error_response(
+                401, "missing or wrong API token: send 'Authorization: Bearer <token>'",
+                {"WWW-Authenticate": 'Bearer realm="alertd"'},
+            )
+        return await handler(request)
+
+    return auth_middleware
+
+
+def _make_metrics_middleware(metrics: Metrics) -> Callable[[web.Request, Handler], object]:
+    @web.middleware
+    async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        info = request.match_info.route.resource
+        route = info.canonical if info is not None else "unmatched"
+        metrics.http_requests.labels(route, str(response.status)).inc()
+        return response
+
+    return metrics_middleware
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    try:
+        await asyncio.wait_for(ctx.db.ping(), timeout=2.0)
+        database = "ok"
+    except Exception as err:  # any failure means "not ready"; the reason goes to the log
+        log.warning("readiness: database unreachable: %s", type(err).__name__)
+        database = "unreachable"
+    checks = {"database": database,
+              "listeners": "bound" if ctx.readiness.listeners_bound else "not bound"}
+    ready = database == "ok" and ctx.readiness.listeners_bound
+    return web.json_response({"status": "ready" if ready else "not ready", "checks": checks},
+                             status=200 if ready else 503)
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    response = web.Response(body=ctx.metrics.render())
+    response.headers["Content-Type"] = ctx.metrics.content_type
+    return response
+
+
+def create_app(ctx: AppContext, route_setups: Iterable[RouteSetup] = ()) -> web.Application:
+    """Build the application. `route_setups` add feature routes (API, webhooks, console)."""
+    app = web.Application(
+        # Outermost first: errors become JSON, then metrics see the final status, then auth.
+        middlewares=[
+            _make_metrics_middleware(ctx.metrics),
+            error_middleware,
+            _make_auth_middleware(ctx),
+        ],
+        client_max_size=ctx.config.http.max_body_bytes,
+    )
+    app[CONTEXT] = ctx
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_view)
+    for setup in route_setups:
+        setup(app)
+    return app

@@ -1,0 +1,65 @@
+"""API bearer tokens: the current set, constant-time checks, and the first-start token file."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+GENERATED_TOKEN_FILE = "api-token"
+
+
+class TokenStore:
+    """The accepted API tokens; replaced as a whole on reload."""
+
+    def __init__(self, tokens: Iterable[str]):
+        self._tokens: tuple[bytes, ...] = ()
+        self.replace(tokens)
+
+    def replace(self, tokens: Iterable[str]) -> None:
+        cleaned = tuple(t.encode() for t in tokens if t)
+        if not cleaned:
+            raise ValueError("no API token: refusing to run an API that anyone could call")
+        self._tokens = cleaned
+
+    def check(self, authorization: str | None) -> bool:
+        """True when the `Authorization: Bearer <token>` header carries an accepted token."""
+        if not authorization:
+            return False
+        scheme, _, presented = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not presented:
+            return False
+        given = presented.strip().encode()
+        # Compare against every token, without stopping early, so timing tells nothing.
+        matches = [hmac.compare_digest(given, token) for token in self._tokens]
+        return any(matches)
+
+
+def ensure_generated_token(state_dir: Path) -> Path:
+    """Create `<state_dir>/api-token` (mode 0600) if missing; return its path.
+
+    Used when no token is configured, so the API is never open. Only the path is logged.
+    """
+    path = state_dir / GENERATED_TOKEN_FILE
+    if path.exists():
+        return path
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = path.with_suffix(".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(32) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)  # atomic: a concurrent first start never sees half a token
+    log.warning("no [api] tokens configured: generated an API token in %s", path)
+    return path
+
+
+def read_token_file(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text().splitlines()
+            if line.strip() and not line.startswith("#")]

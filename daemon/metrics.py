@@ -1,0 +1,49 @@
+"""Prometheus counters per stage, in a registry owned by one service instance (no globals)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    """The counters alertd exports at /metrics; pass one instance to every stage."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.deliveries_accepted = Counter(
+            "alertd_deliveries_accepted_total", "Inputs committed as deliveries",
+            ["channel"], registry=self.registry)
+        self.deliveries_duplicate = Counter(
+            "alertd_deliveries_duplicate_total", "Inputs already stored (sender retries)",
+            ["channel"], registry=self.registry)
+        self.deliveries_finished = Counter(
+            "alertd_deliveries_finished_total",
+            "Deliveries leaving 'received' (processed, ignored, failed)",
+            ["channel", "status"], registry=self.registry)
+        self.delivery_errors = Counter(
+            "alertd_delivery_errors_total", "Processing attempts that raised and will retry",
+            ["channel"], registry=self.registry)
+        self.lifecycle = Counter(
+            "alertd_lifecycle_events_total", "Raise/resolve events by lifecycle outcome",
+            ["source", "outcome"], registry=self.registry)
+        self.tickets_opened = Counter(
+            "alertd_tickets_opened_total", "Tickets opened for alerts",
+            ["source"], registry=self.registry)
+        self.tickets_closed = Counter(
+            "alertd_tickets_closed_total", "Tickets closed, by whom (upstream or agent)",
+            ["by"], registry=self.registry)
+        self.outbox_enqueued = Counter(
+            "alertd_outbox_enqueued_total", "Upstream actions queued",
+            ["source", "action"], registry=self.registry)
+        self.http_requests = Counter(
+            "alertd_http_requests_total", "HTTP requests answered",
+            ["route", "status"], registry=self.registry)
+        self.auth_failures = Counter(
+            "alertd_auth_failures_total", "Requests refused for missing or wrong credentials",
+            ["realm"], registry=self.registry)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

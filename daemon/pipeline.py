@@ -1,0 +1,353 @@
+"""Deliveries into the alert lifecycle: accept durably, then process in one transaction each.
+
+`accept` commits the raw input (or finds the identical one already stored) and returns; the
+caller acknowledges only after it returns. `process` claims one `received` delivery, asks the
+channel's interpreter what it means, applies the lifecycle decisions and marks the delivery, all
+in one transaction: a crash anywhere leaves either nothing changed (the delivery is processed
+again later) or everything committed once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from daemon.core.events import (
+    AlertEvent,
+    Channel,
+    DeliveryStatus,
+    Interpretation,
+    RawDelivery,
+    Unprocessable,
+    default_summary,
+)
+from daemon.core.lifecycle import AlertSnapshot, AlertState, ResolvedBy, decide_event
+from daemon.metrics import Metrics
+from daemon.store.database import Database
+from daemon.store.models import Alert, Delivery, Ticket, TicketNote
+
+log = logging.getLogger(__name__)
+
+Interpreter = Callable[[RawDelivery], Interpretation]
+"""Pure: a stored delivery -> what it means. Raises `Unprocessable` with a reason."""
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class InboundDelivery:
+    """An input as an intake adapter hands it over, before it is stored."""
+
+    channel: Channel
+    dedupe_key: str
+    payload: bytes
+    content_type: str
+    source: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    # Edge-rejected inputs are stored as `rejected` with the reason, never processed.
+    rejected_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    delivery_id: int
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class EventResult:
+    source: str
+    alert_id: int
+    outcome: str
+    ticket_id: int | None
+    ticket_opened: bool = False
+    ticket_closed: bool = False
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    delivery_id: int
+    status: DeliveryStatus
+    events: tuple[EventResult, ...] = ()
+    error: str | None = None
+
+
+class ReplayRefused(Exception):
+    """Replay of a delivery that is not in a replayable state."""
+
+
+class Pipeline:
+    def __init__(
+        self,
+        db: Database,
+        metrics: Metrics,
+        interpreters: Mapping[str, Interpreter],
+        *,
+        max_attempts: int = 5,
+        retry_base_s: float = 30.0,
+        clock: Clock = utcnow,
+    ):
+        self._db = db
+        self._metrics = metrics
+        self._interpreters = dict(interpreters)
+        self._max_attempts = max_attempts
+        self._retry_base_s = retry_base_s
+        self._clock = clock
+
+    # --- intake ---------------------------------------------------------------------------
+
+    async def accept(self, inbound: InboundDelivery) -> Accepted:
+        """Commit `inbound` as a delivery; an identical earlier one (same key) is returned."""
+        now = self._clock()
+        rejected = inbound.rejected_reason is not None
+        values = dict(
+            channel=inbound.channel.value,
+            source=inbound.source,
+            dedupe_key=inbound.dedupe_key,
+            received_at=now,
+            status=(DeliveryStatus.REJECTED if rejected else DeliveryStatus.RECEIVED).value,
+            attempts=0,
+            next_attempt_at=None if rejected else now,
+            error=inbound.rejected_reason,
+            content_type=inbound.content_type,
+            meta=inbound.meta,
+            payload=inbound.payload,
+        )
+        insert = self._db.insert_ignore(Delivery, "channel", "dedupe_key")
+        async with self._db.write() as session:
+            new_id = await session.scalar(insert.values(**values).returning(Delivery.id))
+            if new_id is None:
+                existing = await session.scalar(
+                    select(Delivery.id).where(
+                        Delivery.channel == inbound.channel.value,
+                        Delivery.dedupe_key == inbound.dedupe_key,
+                    )
+                )
+                assert existing is not None  # the conflicting row is committed and never deleted
+        if new_id is None:
+            self._metrics.deliveries_duplicate.labels(inbound.channel.value).inc()
+            log.info("delivery %s duplicate channel=%s key=%s", existing, inbound.channel,
+                     inbound.dedupe_key)
+            return Accepted(existing, duplicate=True)
+        self._metrics.deliveries_accepted.labels(inbound.channel.value).inc()
+        log.info("delivery %s %s channel=%s source=%s key=%s", new_id,
+                 "rejected" if rejected else "accepted", inbound.channel, inbound.source,
+                 inbound.dedupe_key)
+        return Accepted(new_id, duplicate=False)
+
+    # --- processing -----------------------------------------------------------------------
+
+    async def due_ids(self, limit: int = 500) -> list[int]:
+        """Ids of `received` deliveries whose next attempt is due (startup recovery, sweeps)."""
+        async with self._db.read() as session:
+            rows = await session.scalars(
+                select(Delivery.id)
+                .where(Delivery.status == DeliveryStatus.RECEIVED.value,
+                       Delivery.next_attempt_at <= self._clock())
+                .order_by(Delivery.id)
+                .limit(limit)
+            )
+            return list(rows)
+
+    async def process(self, delivery_id: int) -> ProcessResult | None:
+        """Process one delivery if it is `received` and not claimed by another process.
+
+        Returns None when there was nothing to do. Never raises for bad input: an
+        unprocessable delivery is marked failed; an unexpected error is recorded on the
+        delivery and retried later with backoff until `max_attempts`.
+        """
+        try:
+            return await self._process_once(delivery_id)
+        except Exception as err:  # a bug or the database: keep the delivery, retry later
+            log.exception("delivery %s processing error", delivery_id)
+            try:
+                return await self._record_error(delivery_id, f"{type(err).__name__}: {err}")
+            except Exception:
+                # The database itself is failing: the delivery stays `received` and due, so
+                # the next sweep takes it again.
+                log.exception("delivery %s: could not record the error", delivery_id)
+                return None
+
+    async def _process_once(self, delivery_id: int) -> ProcessResult | None:
+        async with self._db.write() as session:
+            delivery = await session.scalar(
+                select(Delivery)
+                .where(Delivery.id == delivery_id,
+                       Delivery.status == DeliveryStatus.RECEIVED.value)
+                .with_for_update(skip_locked=True)
+            )
+            if delivery is None:
+                return None
+            now = self._clock()
+            delivery.attempts += 1
+            delivery.processed_at = now
+            delivery.next_attempt_at = None
+            interpreter = self._interpreters.get(delivery.channel)
+            try:
+                if interpreter is None:
+                    raise Unprocessable(f"no interpreter for channel {delivery.channel!r}")
+                meaning = interpreter(RawDelivery(
+                    delivery.id, delivery.channel, delivery.source, delivery.content_type,
+                    delivery.payload, delivery.meta))
+            except Unprocessable as err:
+                delivery.status = DeliveryStatus.FAILED.value
+                delivery.error = str(err)
+                result = ProcessResult(delivery_id, DeliveryStatus.FAILED, error=str(err))
+            else:
+                delivery.trace = meaning.trace
+                if meaning.events:
+                    results = [await self._apply(session, delivery, e) for e in meaning.events]
+                    delivery.status = DeliveryStatus.PROCESSED.value
+                    delivery.error = None
+                    delivery.alert_id = results[0].alert_id
+                    delivery.outcome = ",".join(r.outcome for r in results)
+                    result = ProcessResult(delivery_id, DeliveryStatus.PROCESSED, tuple(results))
+                else:
+                    delivery.status = DeliveryStatus.IGNORED.value
+                    delivery.error = meaning.ignored_reason
+                    result = ProcessResult(delivery_id, DeliveryStatus.IGNORED,
+                                           error=meaning.ignored_reason)
+            channel = delivery.channel
+        # Counted after the commit, so metrics never show what a rollback undid.
+        self._metrics.deliveries_finished.labels(channel, result.status.value).inc()
+        for event in result.events:
+            self._metrics.lifecycle.labels(event.source, event.outcome).inc()
+            if event.ticket_opened:
+                self._metrics.tickets_opened.labels(event.source).inc()
+            if event.ticket_closed:
+                self._metrics.tickets_closed.labels("upstream").inc()
+            log.info("delivery %s alert %s %s ticket=%s", delivery_id, event.alert_id,
+                     event.outcome, event.ticket_id)
+        if result.status is not DeliveryStatus.PROCESSED:
+            log.warning("delivery %s %s: %s", delivery_id, result.status, result.error)
+        return result
+
+    async def _record_error(self, delivery_id: int, error: str) -> ProcessResult | None:
+        async with self._db.write() as session:
+            delivery = await session.get(Delivery, delivery_id, with_for_update=True)
+            if delivery is None or delivery.status != DeliveryStatus.RECEIVED.value:
+                return None
+            delivery.attempts += 1
+            delivery.error = error
+            if delivery.attempts >= self._max_attempts:
+                delivery.status = DeliveryStatus.FAILED.value
+                delivery.next_attempt_at = None
+            else:
+                delay_s = self._retry_base_s * 2 ** (delivery.attempts - 1)
+                delay_s *= random.uniform(0.8, 1.2)  # jitter: instances must not retry in step
+                delivery.next_attempt_at = self._clock() + timedelta(seconds=delay_s)
+            status = DeliveryStatus(delivery.status)
+            channel = delivery.channel
+        self._metrics.delivery_errors.labels(channel).inc()
+        if status is DeliveryStatus.FAILED:
+            self._metrics.deliveries_finished.labels(channel, status.value).inc()
+        return ProcessResult(delivery_id, status, error=error)
+
+    async def replay(self, delivery_id: int) -> ProcessResult | None:
+        """Put a failed, ignored or rejected delivery back to `received` and process it now."""
+        async with self._db.write() as session:
+            delivery = await session.get(Delivery, delivery_id, with_for_update=True)
+            if delivery is None:
+                raise LookupError(f"delivery {delivery_id} not found")
+            if delivery.status == DeliveryStatus.PROCESSED.value:
+                raise ReplayRefused(
+                    f"delivery {delivery_id} was processed already; replaying it would count "
+                    "its alert event twice"
+                )
+            delivery.status = DeliveryStatus.RECEIVED.value
+            delivery.next_attempt_at = self._clock()
+        log.info("delivery %s replay requested", delivery_id)
+        return await self.process(delivery_id)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def _lock_alert(self, session: AsyncSession, source: str, uid: str) -> Alert | None:
+        return await session.scalar(
+            select(Alert).where(Alert.source == source, Alert.uid == uid).with_for_update()
+        )
+
+    async def _apply(self, session: AsyncSession, delivery: Delivery, event: AlertEvent
+                     ) -> EventResult:
+        now = self._clock()
+        channel = delivery.channel
+        alert = await self._lock_alert(session, event.source, event.uid)
+        if alert is None:
+            decision = decide_event(None, event.action)
+            resolved = decision.new_state is AlertState.RESOLVED
+            insert = self._db.insert_ignore(Alert, "source", "uid").values(
+                source=event.source, uid=event.uid, state=decision.new_state.value,
+                resolved_by=decision.resolved_by.value if decision.resolved_by else None,
+                resolved_at=now if resolved else None, first_seen_at=now, last_seen_at=now,
+                channels=[channel], occurrences=1, device=event.device, site=event.site,
+                customer=event.customer, priority=event.priority, message=event.message,
+            )
+            new_id = await session.scalar(insert.returning(Alert.id))
+            if new_id is not None:
+                ticket_id = None
+                if decision.open_ticket:
+                    ticket_id = await self._open_ticket(session, new_id, event, now)
+                return EventResult(event.source, new_id, decision.outcome.value, ticket_id,
+                                   ticket_opened=ticket_id is not None)
+            # Another process inserted it between our SELECT and INSERT; it has committed
+            # (PostgreSQL waits for it), so lock the row it made and decide again.
+            alert = await self._lock_alert(session, event.source, event.uid)
+            assert alert is not None
+
+        decision = decide_event(
+            AlertSnapshot(AlertState(alert.state),
+                          ResolvedBy(alert.resolved_by) if alert.resolved_by else None),
+            event.action,
+        )
+        alert.occurrences += 1
+        alert.last_seen_at = now
+        if channel not in alert.channels:
+            alert.channels = [*alert.channels, channel]  # reassign: JSON columns are not tracked
+        for name in ("device", "site", "customer", "priority", "message"):
+            if getattr(alert, name) is None and getattr(event, name) is not None:
+                setattr(alert, name, getattr(event, name))
+        ticket = await session.scalar(
+            select(Ticket).where(Ticket.alert_id == alert.id).with_for_update()
+        )
+        if decision.resolved_by is not None:
+            alert.state = decision.new_state.value
+            alert.resolved_by = decision.resolved_by.value
+            alert.resolved_at = now
+        closing = decision.close_ticket and ticket is not None and ticket.status == "open"
+        if closing:
+            assert ticket is not None
+            ticket.status = "closed"
+            ticket.closed_at = now
+            ticket.closed_by = f"upstream:{event.source}"
+            session.add(TicketNote(
+                ticket_id=ticket.id, created_at=now, author="alertd",
+                body=f"Alert resolved in {event.source} (reported by {channel}); "
+                     "ticket closed by alertd.",
+            ))
+        return EventResult(event.source, alert.id, decision.outcome.value,
+                           ticket.id if ticket else None, ticket_closed=closing)
+
+    async def _open_ticket(self, session: AsyncSession, alert_id: int, event: AlertEvent,
+                           now: datetime) -> int:
+        ticket = Ticket(
+            type=event.ticket.type or "alert",
+            status="open",
+            priority=event.priority,
+            summary=(event.ticket.summary or default_summary(event))[:500],
+            details=event.ticket.details or event.message or "",
+            alert_id=alert_id,
+            opened_at=now,
+        )
+        session.add(ticket)
+        await session.flush()
+        return ticket.id

@@ -1,0 +1,205 @@
+"""Read side: tickets, alerts and deliveries as JSON-ready dicts, shared by the API and the CLI.
+
+Listings are newest first and paged by id: pass the previous page's `next_before_id` as
+`before_id` to get the next page.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import selectinload
+
+from daemon.core.events import Channel, DeliveryStatus, utc_iso
+from daemon.core.lifecycle import AlertState
+from daemon.store.database import Database
+from daemon.store.models import Alert, Delivery, Ticket
+
+MAX_PAGE = 1000
+TICKET_STATUSES = ("open", "closed")
+
+
+class BadFilter(ValueError):
+    """A filter value outside its allowed set; the message names the filter."""
+
+
+@dataclass(frozen=True)
+class Page:
+    limit: int = 100
+    before_id: int | None = None
+
+
+def parse_page(limit: str | None, before_id: str | None) -> Page:
+    try:
+        page = Page(int(limit) if limit else 100, int(before_id) if before_id else None)
+    except ValueError:
+        raise BadFilter("'limit' and 'before_id' must be whole numbers") from None
+    if not 1 <= page.limit <= MAX_PAGE:
+        raise BadFilter(f"'limit' must be between 1 and {MAX_PAGE}")
+    return page
+
+
+def _one_of(name: str, value: str | None, allowed: tuple[str, ...]) -> str | None:
+    if value is not None and value not in allowed:
+        raise BadFilter(f"'{name}' must be one of: {', '.join(allowed)}")
+    return value
+
+
+def _paged(query: Select[Any], id_column: Any, page: Page) -> Select[Any]:
+    if page.before_id is not None:
+        query = query.where(id_column < page.before_id)
+    return query.order_by(id_column.desc()).limit(page.limit)
+
+
+def _listing(items: list[dict[str, Any]], page: Page) -> dict[str, Any]:
+    full = len(items) == page.limit
+    return {"items": items, "next_before_id": items[-1]["id"] if full and items else None}
+
+
+def alert_ref(alert: Alert | None) -> dict[str, Any] | None:
+    if alert is None:
+        return None
+    return {"id": alert.id, "source": alert.source, "uid": alert.uid, "state": alert.state}
+
+
+def ticket_view(ticket: Ticket, with_notes: bool = False) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": ticket.id,
+        "type": ticket.type,
+        "status": ticket.status,
+        "priority": ticket.priority,
+        "summary": ticket.summary,
+        "details": ticket.details,
+        "customer_id": ticket.customer_id,
+        "site_id": ticket.site_id,
+        "asset_id": ticket.asset_id,
+        "end_user_id": ticket.end_user_id,
+        "opened_at": utc_iso(ticket.opened_at),
+        "closed_at": utc_iso(ticket.closed_at),
+        "closed_by": ticket.closed_by,
+        "alert": alert_ref(ticket.alert),
+    }
+    if with_notes:
+        view["notes"] = [
+            {"id": n.id, "created_at": utc_iso(n.created_at), "author": n.author, "body": n.body}
+            for n in ticket.notes
+        ]
+    return view
+
+
+def alert_view(alert: Alert) -> dict[str, Any]:
+    return {
+        "id": alert.id,
+        "source": alert.source,
+        "uid": alert.uid,
+        "state": alert.state,
+        "resolved_by": alert.resolved_by,
+        "resolved_at": utc_iso(alert.resolved_at),
+        "first_seen_at": utc_iso(alert.first_seen_at),
+        "last_seen_at": utc_iso(alert.last_seen_at),
+        "channels": list(alert.channels),
+        "occurrences": alert.occurrences,
+        "device": alert.device,
+        "site": alert.site,
+        "customer": alert.customer,
+        "priority": alert.priority,
+        "message": alert.message,
+        "ticket_id": alert.ticket.id if alert.ticket else None,
+    }
+
+
+def delivery_view(delivery: Delivery, with_payload: bool = False) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": delivery.id,
+        "channel": delivery.channel,
+        "source": delivery.source,
+        "dedupe_key": delivery.dedupe_key,
+        "received_at": utc_iso(delivery.received_at),
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "next_attempt_at": utc_iso(delivery.next_attempt_at),
+        "processed_at": utc_iso(delivery.processed_at),
+        "error": delivery.error,
+        "outcome": delivery.outcome,
+        "alert_id": delivery.alert_id,
+        "content_type": delivery.content_type,
+        "size_bytes": len(delivery.payload),
+    }
+    if with_payload:
+        view["meta"] = delivery.meta
+        view["trace"] = delivery.trace
+        try:
+            view["payload"] = delivery.payload.decode("utf-8")
+            view["payload_encoding"] = "utf-8"
+        except UnicodeDecodeError:
+            view["payload"] = base64.b64encode(delivery.payload).decode("ascii")
+            view["payload_encoding"] = "base64"
+    return view
+
+
+class Queries:
+    def __init__(self, db: Database):
+        self._db = db
+
+    async def tickets(self, page: Page, status: str | None = None, alert_uid: str | None = None,
+                      source: str | None = None) -> dict[str, Any]:
+        query = select(Ticket).options(selectinload(Ticket.alert))
+        if _one_of("status", status, TICKET_STATUSES):
+            query = query.where(Ticket.status == status)
+        if alert_uid is not None or source is not None:
+            query = query.join(Alert, Ticket.alert_id == Alert.id)
+            if alert_uid is not None:
+                query = query.where(Alert.uid == alert_uid)
+            if source is not None:
+                query = query.where(Alert.source == source)
+        async with self._db.read() as session:
+            rows = (await session.scalars(_paged(query, Ticket.id, page))).all()
+            return _listing([ticket_view(t) for t in rows], page)
+
+    async def ticket(self, ticket_id: int) -> dict[str, Any] | None:
+        query = (select(Ticket).where(Ticket.id == ticket_id)
+                 .options(selectinload(Ticket.alert), selectinload(Ticket.notes)))
+        async with self._db.read() as session:
+            ticket = await session.scalar(query)
+            return ticket_view(ticket, with_notes=True) if ticket else None
+
+    async def alerts(self, page: Page, source: str | None = None, uid: str | None = None,
+                     state: str | None = None) -> dict[str, Any]:
+        query = select(Alert).options(selectinload(Alert.ticket))
+        if source is not None:
+            query = query.where(Alert.source == source)
+        if uid is not None:
+            query = query.where(Alert.uid == uid)
+        if _one_of("state", state, tuple(s.value for s in AlertState)):
+            query = query.where(Alert.state == state)
+        async with self._db.read() as session:
+            rows = (await session.scalars(_paged(query, Alert.id, page))).all()
+            return _listing([alert_view(a) for a in rows], page)
+
+    async def alert(self, alert_id: int) -> dict[str, Any] | None:
+        query = select(Alert).where(Alert.id == alert_id).options(selectinload(Alert.ticket))
+        async with self._db.read() as session:
+            alert = await session.scalar(query)
+            return alert_view(alert) if alert else None
+
+    async def deliveries(self, page: Page, status: str | None = None,
+                         channel: str | None = None, source: str | None = None
+                         ) -> dict[str, Any]:
+        query = select(Delivery)
+        if _one_of("status", status, tuple(s.value for s in DeliveryStatus)):
+            query = query.where(Delivery.status == status)
+        if _one_of("channel", channel, tuple(c.value for c in Channel)):
+            query = query.where(Delivery.channel == channel)
+        if source is not None:
+            query = query.where(Delivery.source == source)
+        async with self._db.read() as session:
+            rows = (await session.scalars(_paged(query, Delivery.id, page))).all()
+            return _listing([delivery_view(d) for d in rows], page)
+
+    async def delivery(self, delivery_id: int) -> dict[str, Any] | None:
+        async with self._db.read() as session:
+            delivery = await session.get(Delivery, delivery_id)
+            return delivery_view(delivery, with_payload=True) if delivery else None

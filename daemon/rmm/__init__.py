@@ -1,0 +1,1 @@
+"""Datto RMM and Syncro API clients (the RMM clients issue fills this)."""

@@ -1,0 +1,224 @@
+"""Composition root of `alertd run`: builds every resource, owns signals, starts and stops.
+
+Start: database (migrate or refuse), API tokens, pipeline, HTTP listener, delivery worker and
+scheduler, then READY=1. Stop (SIGTERM/SIGINT): STOPPING=1, close listeners (no new intake),
+let in-flight requests and queued deliveries finish until `drain_timeout_s`, cancel the rest
+(they stay `received` in the database and are processed on the next start), close the
+database, exit 0. SIGHUP reloads what can change without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Mapping
+from pathlib import Path
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from daemon.config import Config, ConfigError, load_config
+from daemon.core.events import Channel, interpret_api_delivery
+from daemon.http.api import setup_api_routes
+from daemon.http.app import AppContext, create_app
+from daemon.http.auth import TokenStore, ensure_generated_token, read_token_file
+from daemon.metrics import Metrics
+from daemon.pipeline import Interpreter, Pipeline
+from daemon.queries import Queries
+from daemon.store.database import Database
+from daemon.systemd import Notifier
+from daemon.tickets import TicketService
+
+log = logging.getLogger(__name__)
+
+INTERPRETERS: dict[str, Interpreter] = {Channel.API.value: interpret_api_delivery}
+
+
+def api_tokens(config: Config) -> tuple[list[str], Path | None]:
+    """The configured tokens, or the generated token file's (created on first start)."""
+    configured = [t.get_secret_value() for t in config.api.tokens]
+    if configured:
+        return configured, None
+    path = ensure_generated_token(config.daemon.state_dir)
+    return read_token_file(path), path
+
+
+def open_database(config: Config) -> Database:
+    return Database(config.database.url, sqlite_synchronous=config.database.sqlite_synchronous,
+                    pool_size=config.database.pool_size)
+
+
+async def build_context(config: Config, db: Database) -> AppContext:
+    """Every service object the adapters share, wired once."""
+    metrics = Metrics()
+    tokens, _ = api_tokens(config)
+    return AppContext(
+        config=config,
+        db=db,
+        metrics=metrics,
+        pipeline=Pipeline(db, metrics, INTERPRETERS, max_attempts=config.pipeline.max_attempts,
+                          retry_base_s=config.pipeline.retry_base_s),
+        tickets=TicketService(db, metrics),
+        queries=Queries(db),
+        tokens=TokenStore(tokens),
+    )
+
+
+class DeliveryWorker:
+    """Processes stored deliveries: kicked by intake, swept periodically for due retries."""
+
+    def __init__(self, pipeline: Pipeline, concurrency: int = 4):
+        self._pipeline = pipeline
+        self._queue: asyncio.Queue[int] = asyncio.Queue()
+        self._queued: set[int] = set()
+        self._concurrency = concurrency
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def kick(self, delivery_id: int) -> None:
+        if delivery_id not in self._queued:
+            self._queued.add(delivery_id)
+            self._queue.put_nowait(delivery_id)
+
+    async def sweep(self) -> int:
+        """Queue every due `received` delivery (startup recovery and retries)."""
+        ids = await self._pipeline.due_ids()
+        for delivery_id in ids:
+            self.kick(delivery_id)
+        return len(ids)
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._work(), name=f"delivery-worker-{n}")
+                       for n in range(self._concurrency)]
+
+    async def _work(self) -> None:
+        while True:
+            delivery_id = await self._queue.get()
+            try:
+                await self._pipeline.process(delivery_id)
+            finally:
+                self._queued.discard(delivery_id)
+                self._queue.task_done()
+
+    async def run_until_idle(self) -> None:
+        """Sweep and process until nothing is queued (tests; no sleeping)."""
+        await self.sweep()
+        await self._queue.join()
+
+    async def drain(self, deadline_s: float) -> None:
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout=deadline_s)
+        except TimeoutError:
+            log.warning("drain deadline reached with %d deliveries queued; they stay received "
+                        "and are processed on the next start", self._queue.qsize())
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class Service:
+    """One running alertd: `await Service(...).run()` returns the exit code."""
+
+    def __init__(self, config: Config, config_path: Path | None,
+                 environ: Mapping[str, str]):
+        self.config = config
+        self._config_path = config_path
+        self._environ = dict(environ)  # read once here; nothing reads os.environ later
+        self._notifier = Notifier(environ)
+        self._stop = asyncio.Event()
+        self.started = asyncio.Event()
+        self.http_port: int | None = None
+        self.context: AppContext | None = None
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config file; apply the API tokens; keep all if it is invalid."""
+        assert self.context is not None
+        try:
+            fresh = load_config(self._config_path, self._environ)
+            tokens, _ = api_tokens(fresh)
+            self.context.tokens.replace(tokens)
+        except (ConfigError, ValueError, OSError) as err:
+            log.error("reload refused, keeping the running configuration:\n%s", err)
+            return
+        for key in ("database", "http", "smtp"):
+            if getattr(fresh, key) != getattr(self.config, key):
+                log.warning("reload: [%s] changed; it takes effect after a restart", key)
+        log.info("reload done: %d API token(s) active", len(tokens))
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        db = open_database(self.config)
+        try:
+            await db.ensure_schema(self.config.database.auto_migrate)
+            self.context = ctx = await build_context(self.config, db)
+        except Exception:
+            await db.dispose()
+            raise
+        worker = DeliveryWorker(ctx.pipeline)
+        ctx.on_delivery = worker.kick
+        app = create_app(ctx, [setup_api_routes])
+        runner = web.AppRunner(app, access_log=None,
+                               shutdown_timeout=self.config.daemon.drain_timeout_s)
+        await runner.setup()
+        listen = self.config.http.listen
+        site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
+        scheduler = AsyncIOScheduler()
+        watchdog: asyncio.Task[None] | None = None
+        drain_until = 0.0
+        try:
+            await site.start()
+            server = site._server
+            sockets = getattr(server, "sockets", None) or []
+            self.http_port = sockets[0].getsockname()[1] if sockets else listen.port
+            ctx.readiness.listeners["http"] = True
+
+            worker.start()
+            recovered = await worker.sweep()
+            scheduler.add_job(worker.sweep, "interval",
+                              seconds=self.config.pipeline.sweep_interval_s,
+                              id="delivery-sweep", max_instances=1, coalesce=True)
+            scheduler.start()
+
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.request_stop)
+            loop.add_signal_handler(signal.SIGHUP, self.reload)
+            if self._notifier.watchdog_interval_s and self.config.daemon.watchdog:
+                watchdog = asyncio.create_task(self._watchdog(self._notifier.watchdog_interval_s))
+
+            self._notifier.notify("READY=1\nSTATUS=accepting alerts")
+            log.info("alertd ready: http=%s:%s database=%s recovered_deliveries=%d",
+                     listen.host, self.http_port, db.engine.url.render_as_string(), recovered)
+            self.started.set()
+            await self._stop.wait()
+
+            log.info("stopping: intake closed, draining for up to %.0f s",
+                     self.config.daemon.drain_timeout_s)
+            self._notifier.notify("STOPPING=1")
+            drain_until = loop.time() + self.config.daemon.drain_timeout_s
+            ctx.readiness.listeners["http"] = False
+            await site.stop()  # no new connections; in-flight requests finish in cleanup
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            if watchdog is not None:
+                watchdog.cancel()
+            if scheduler.running:
+                scheduler.shutdown(wait=False)
+            await runner.cleanup()
+            # One deadline for the whole drain: what the HTTP shutdown used is not given again.
+            await worker.drain(max(0.0, drain_until - loop.time()) if drain_until else 0.0)
+            await db.dispose()
+        log.info("alertd stopped")
+        return 0
+
+    async def _watchdog(self, interval_s: float) -> None:
+        while True:
+            self._notifier.notify("WATCHDOG=1")
+            await asyncio.sleep(interval_s)
+
+
+async def serve(config: Config, config_path: Path | None, environ: Mapping[str, str]) -> int:
+    return await Service(config, config_path, environ).run()

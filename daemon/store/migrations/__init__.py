@@ -1,0 +1,1 @@
+"""Alembic migration scripts for alertd's schema."""

@@ -1,0 +1,71 @@
+"""Line numbers of TOML keys, so configuration errors can point at the line that caused them.
+
+`tomllib` returns plain dicts without positions. This scanner reads the same text once and maps
+every dotted key path (tables, array-of-tables entries by index, and `key = value` lines) to the
+1-based line where it is written. It is deliberately approximate: a key inside a multi-line
+string or an inline table is attributed to the nearest enclosing line we can see.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+Path_ = tuple[str | int, ...]
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"""^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=""")
+
+
+def _split_dotted(key: str) -> tuple[str, ...]:
+    parts = re.findall(r"""[A-Za-z0-9_-]+|"[^"]*"|'[^']*'""", key)
+    return tuple(p[1:-1] if p[:1] in "\"'" else p for p in parts)
+
+
+def locate_keys(text: str) -> dict[Path_, int]:
+    """Map each key path written in `text` to its line number (first occurrence wins)."""
+    lines: dict[Path_, int] = {}
+    table: Path_ = ()
+    array_counts: dict[tuple[str, ...], int] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line)
+        if header:
+            names = _split_dotted(header.group(2))
+            if header.group(1) == "[[":
+                index = array_counts.get(names, 0)
+                array_counts[names] = index + 1
+                table = (*names, index)
+            else:
+                table = names
+            lines.setdefault(table, number)
+            continue
+        key = _KEY.match(line)
+        if key:
+            lines.setdefault((*table, *_split_dotted(key.group(1))), number)
+    return lines
+
+
+def line_of(lines: dict[Path_, int], path: Path_) -> int | None:
+    """The line of `path`, or of its nearest written ancestor (a missing key -> its table)."""
+    for end in range(len(path), 0, -1):
+        found = lines.get(tuple(path[:end]))
+        if found is not None:
+            return found
+    return None
+
+
+def syntax_error_line(err: tomllib.TOMLDecodeError) -> tuple[int | None, str]:
+    """Split tomllib's "message (at line L, column C)" into (L, message with the column)."""
+    match = re.search(r"\(at line (\d+), column (\d+)\)$", str(err))
+    if not match:
+        return None, str(err)
+    message = str(err)[: match.start()].rstrip()
+    return int(match.group(1)), f"{message} (column {match.group(2)})"
+
+
+def format_path(path: Path_) -> str:
+    """('imap', 'accounts', 0, 'host') -> 'imap.accounts[0].host'."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out

@@ -1,0 +1,1 @@
+"""Webhook intake: Syncro and Datto RMM routes under /api/notify (the webhook issue fills this)."""

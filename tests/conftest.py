@@ -1,0 +1,123 @@
+"""Shared fixtures: configs in temp dirs, databases on SQLite and on the local PostgreSQL.
+
+PostgreSQL tests use the server at 127.0.0.1:5432, database `test` (override with
+ALERTD_TEST_PG_URL). Without it they skip with the reason, except in CI (CI=true), where a
+missing server fails the run instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import textwrap
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from daemon.config import Config, load_config
+from daemon.core.events import Channel, interpret_api_delivery
+from daemon.metrics import Metrics
+from daemon.pipeline import Pipeline
+from daemon.store.database import Database
+from daemon.tickets import TicketService
+
+PG_URL = os.environ.get("ALERTD_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+_pg_state: dict[str, str | None] = {}
+
+
+def postgres_unavailable_reason() -> str | None:
+    """None when PostgreSQL answers, else why not (checked once per session)."""
+    if "reason" not in _pg_state:
+        async def probe() -> None:
+            db = Database(PG_URL)
+            try:
+                await asyncio.wait_for(db.ping(), timeout=5)
+            finally:
+                await db.dispose()
+        try:
+            asyncio.run(probe())
+            _pg_state["reason"] = None
+        except Exception as err:
+            _pg_state["reason"] = f"PostgreSQL at {PG_URL} unavailable: {type(err).__name__}: {err}"
+    return _pg_state["reason"]
+
+
+def require_postgres() -> None:
+    reason = postgres_unavailable_reason()
+    if reason is None:
+        return
+    if IN_CI:
+        pytest.fail(f"{reason} (CI must run the PostgreSQL tier)")
+    pytest.skip(reason)
+
+
+async def reset_postgres(url: str = PG_URL) -> None:
+    """Empty the test database: alertd's tests own it."""
+    db = Database(url)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+            await conn.exec_driver_sql("CREATE SCHEMA public")
+    finally:
+        await db.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database URL on each backend (the test runs once per backend)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'alertd.db'}"
+    require_postgres()
+    asyncio.run(reset_postgres())
+    return PG_URL
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    database = Database(db_url)
+    await database.upgrade()
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics()
+
+
+@pytest.fixture
+def pipeline(db: Database, metrics: Metrics) -> Pipeline:
+    # Every channel reads the normalised API event here, so lifecycle tests can play the
+    # email/webhook/poll twins of one alert without the (later) channel parsers.
+    return Pipeline(db, metrics, {c.value: interpret_api_delivery for c in Channel},
+                    retry_base_s=0.01)
+
+
+@pytest.fixture
+def tickets(db: Database, metrics: Metrics) -> TicketService:
+    return TicketService(db, metrics)
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[[str], Path]:
+    """Write a TOML config (dedented) into the test's temp dir and return its path."""
+    def write(text: str, name: str = "alertd.toml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text))
+        return path
+    return write
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, write_config: Callable[[str], Path]) -> Callable[..., Config]:
+    """A validated Config with a private state dir; extra TOML text is appended."""
+    def make(extra: str = "", db_url: str | None = None) -> Config:
+        text = f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n'
+        if db_url:
+            text += f'[database]\nurl = "{db_url}"\n'
+        path = write_config(text + textwrap.dedent(extra))
+        return load_config(path, environ={})
+    return make

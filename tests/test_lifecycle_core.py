@@ -1,0 +1,74 @@
+"""Pure lifecycle decisions, one row per transition."""
+
+from __future__ import annotations
+
+import pytest
+
+from daemon.core.lifecycle import (
+    Action,
+    AlertSnapshot,
+    AlertState,
+    EventDecision,
+    Outcome,
+    ResolvedBy,
+    TicketAlreadyClosed,
+    TicketCloseDecision,
+    decide_event,
+    decide_ticket_close,
+)
+
+OPEN = AlertSnapshot(AlertState.OPEN)
+RESOLVED_UPSTREAM = AlertSnapshot(AlertState.RESOLVED, ResolvedBy.UPSTREAM)
+RESOLVED_BY_TICKET = AlertSnapshot(AlertState.RESOLVED, ResolvedBy.TICKET)
+
+EVENT_TABLE = [
+    # (name, stored alert, action, expected decision)
+    ("raise, no alert yet -> open + ticket", None, Action.RAISE,
+     EventDecision(Outcome.OPENED, AlertState.OPEN, open_ticket=True)),
+    ("raise while open -> twin, no ticket", OPEN, Action.RAISE,
+     EventDecision(Outcome.TWIN, AlertState.OPEN)),
+    ("resolve while open -> resolved upstream, ticket closed", OPEN, Action.RESOLVE,
+     EventDecision(Outcome.RESOLVED, AlertState.RESOLVED, ResolvedBy.UPSTREAM,
+                   close_ticket=True)),
+    ("resolve, no alert yet -> tombstone", None, Action.RESOLVE,
+     EventDecision(Outcome.TOMBSTONE, AlertState.RESOLVED, ResolvedBy.UPSTREAM)),
+    ("raise after upstream resolve -> late twin", RESOLVED_UPSTREAM, Action.RAISE,
+     EventDecision(Outcome.LATE_TWIN, AlertState.RESOLVED)),
+    ("raise after ticket resolve -> late twin", RESOLVED_BY_TICKET, Action.RAISE,
+     EventDecision(Outcome.LATE_TWIN, AlertState.RESOLVED)),
+    ("upstream echo after ticket close -> no-op", RESOLVED_BY_TICKET, Action.RESOLVE,
+     EventDecision(Outcome.ALREADY_RESOLVED, AlertState.RESOLVED)),
+    ("second upstream resolve -> no-op", RESOLVED_UPSTREAM, Action.RESOLVE,
+     EventDecision(Outcome.ALREADY_RESOLVED, AlertState.RESOLVED)),
+]
+
+
+@pytest.mark.parametrize(("current", "action", "expected"),
+                         [row[1:] for row in EVENT_TABLE], ids=[row[0] for row in EVENT_TABLE])
+def test_decide_event(current: AlertSnapshot | None, action: Action,
+                      expected: EventDecision) -> None:
+    assert decide_event(current, action) == expected
+
+
+CLOSE_TABLE = [
+    ("open alert, resolvable source -> resolve + upstream", OPEN, True,
+     TicketCloseDecision(resolve_alert=True, resolve_upstream=True)),
+    ("open alert, custom source -> resolve locally only", OPEN, False,
+     TicketCloseDecision(resolve_alert=True, resolve_upstream=False)),
+    ("alert already resolved upstream -> nothing more", RESOLVED_UPSTREAM, True,
+     TicketCloseDecision(resolve_alert=False, resolve_upstream=False)),
+    ("ticket without alert -> just close", None, True,
+     TicketCloseDecision(resolve_alert=False, resolve_upstream=False)),
+]
+
+
+@pytest.mark.parametrize(("alert", "resolvable", "expected"),
+                         [row[1:] for row in CLOSE_TABLE], ids=[row[0] for row in CLOSE_TABLE])
+def test_decide_ticket_close(alert: AlertSnapshot | None, resolvable: bool,
+                             expected: TicketCloseDecision) -> None:
+    assert decide_ticket_close(True, alert, resolvable) == expected
+
+
+def test_closing_a_closed_ticket_is_refused() -> None:
+    with pytest.raises(TicketAlreadyClosed):
+        decide_ticket_close(False, OPEN, True)
