@@ -19,12 +19,12 @@ from typing import Any
 from daemon import __version__
 from daemon.config import Config, ConfigError, load_config
 from daemon.core.lifecycle import TicketAlreadyClosed
+from daemon.interpreters import build_pipeline
 from daemon.logs import setup_logging
 from daemon.metrics import Metrics
-from daemon.pipeline import Pipeline, ReplayRefused
+from daemon.pipeline import ReplayRefused
 from daemon.queries import BadFilter, Page, Queries
-from daemon.service import INTERPRETERS, open_database, serve
-from daemon.store.database import Database, SchemaOutOfDate, redact_url
+from daemon.store.database import Database, SchemaOutOfDate, open_database, redact_url
 from daemon.tickets import TicketNotFound, TicketService
 
 
@@ -162,8 +162,7 @@ async def cmd_deliveries(args: argparse.Namespace, db: Database, config: Config)
             raise CliError(f"delivery {args.id} not found")
         _print_record(delivery, args.json)
         return 0
-    pipeline = Pipeline(db, Metrics(), INTERPRETERS, max_attempts=config.pipeline.max_attempts,
-                        retry_base_s=config.pipeline.retry_base_s)
+    pipeline = build_pipeline(config, db, Metrics())
     try:
         result = await pipeline.replay(args.id)
     except LookupError as err:
@@ -292,13 +291,15 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"http {config.http.listen}, rules {config.rules.path})")
         return 0
     if args.command == "run":
+        from daemon.service import serve  # the HTTP stack is loaded only by `run`
+
         setup_logging(args.log_format or config.logging.format, config.logging.level)
         try:
             return asyncio.run(serve(config, config_path, environ))
         except SchemaOutOfDate as err:
             print(f"alertd: {err}", file=sys.stderr)
             return 2
-        except OSError as err:  # e.g. the port is taken
+        except (OSError, ValueError) as err:  # e.g. the port is taken
             print(f"alertd: {err}", file=sys.stderr)
             return 1
     setup_logging("text", "WARNING")

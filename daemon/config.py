@@ -77,6 +77,11 @@ class DaemonConfig(Section):
     drain_timeout_s: float = Field(default=10.0, gt=0, le=300)
     watchdog: bool = True
 
+    @field_validator("state_dir")
+    @classmethod
+    def _expand(cls, path: Path) -> Path:
+        return path.expanduser()
+
 
 class LoggingConfig(Section):
     format: Literal["text", "json"] = "text"
@@ -88,6 +93,7 @@ class DatabaseConfig(Section):
     auto_migrate: bool = True
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     pool_size: int = Field(default=5, ge=1, le=100)
+    schema_: str = Field(default="", alias="schema", pattern=r"^([a-z_][a-z0-9_]{0,62})?$")
 
     @field_validator("url")
     @classmethod
@@ -116,6 +122,13 @@ class HttpConfig(Section):
 class ApiConfig(Section):
     tokens: tuple[SecretStr, ...] = ()
     token_file: Path | None = None
+
+    @field_validator("tokens")
+    @classmethod
+    def _long_enough(cls, tokens: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        if any(len(t.get_secret_value()) < 16 for t in tokens):
+            raise ValueError("API tokens must be at least 16 characters long")
+        return tokens
 
 
 class SmtpConfig(Section):
@@ -219,13 +232,20 @@ def _resolve_secrets(
         given = [k for k in (name, f"{name}_file", f"{name}_env") if k in table]
         if len(given) > 1:
             issues.append(((*path, given[1]), f"give only one of {', '.join(given)}"))
+            for key in given:
+                table.pop(key)  # reported once here, not again as unknown keys
             continue
         if f"{name}_file" in table:
             key = f"{name}_file"
             try:
-                table[name] = Path(table.pop(key)).read_text().splitlines()[0].strip()
-            except (OSError, IndexError, TypeError) as err:
+                lines = Path(table.pop(key)).expanduser().read_text().splitlines()
+            except (OSError, TypeError, UnicodeDecodeError) as err:
                 issues.append(((*path, key), f"cannot read the secret file: {type(err).__name__}"))
+                continue
+            if not lines or not lines[0].strip():
+                issues.append(((*path, key), "the secret file's first line is empty"))
+            else:
+                table[name] = lines[0].strip()
         elif f"{name}_env" in table:
             key = f"{name}_env"
             variable = table.pop(key)
@@ -246,12 +266,16 @@ def _read_token_file(api: dict[str, Any], issues: list[tuple[Path_, str]]) -> No
     if "token_file" not in api:
         return
     try:
-        lines = Path(api["token_file"]).read_text().splitlines()
-    except (OSError, TypeError) as err:
+        lines = Path(api["token_file"]).expanduser().read_text().splitlines()
+    except (OSError, TypeError, UnicodeDecodeError) as err:
         issues.append((("api", "token_file"), f"cannot read the token file: {type(err).__name__}"))
         return
-    extra = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-    api["tokens"] = [*api.get("tokens", []), *extra]
+    extra = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    if not extra:
+        issues.append((("api", "token_file"), "the token file holds no token"))
+    tokens = api.get("tokens", [])
+    if isinstance(tokens, list):  # anything else is reported by validation
+        api["tokens"] = [*tokens, *extra]
 
 
 def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
@@ -290,6 +314,7 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
     rules = raw.setdefault("rules", {})
     if isinstance(rules, dict):
         rules.setdefault("path", str(packaged_rules_path()))
+        rules["path"] = str(Path(str(rules["path"])).expanduser())
         if path is not None and not Path(str(rules["path"])).is_absolute():
             # Relative paths in a config file are relative to that file, not to the cwd.
             rules["path"] = str(path.parent / str(rules["path"]))
@@ -308,6 +333,7 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
     else:
         if not problems:
             return config
-    issues = [ConfigIssue(name, line_of(lines, loc), format_path(loc), msg) for loc, msg in problems]
+    issues = [ConfigIssue(name, line_of(lines, loc), format_path(loc), message)
+              for loc, message in problems]
     issues.sort(key=lambda i: (i.line or 0, i.key))
     raise ConfigError(issues)

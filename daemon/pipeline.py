@@ -136,6 +136,7 @@ class Pipeline:
                 )
                 assert existing is not None  # the conflicting row is committed and never deleted
         if new_id is None:
+            assert existing is not None
             self._metrics.deliveries_duplicate.labels(inbound.channel.value).inc()
             log.info("delivery %s duplicate channel=%s key=%s", existing, inbound.channel,
                      inbound.dedupe_key)

@@ -19,21 +19,18 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from daemon.config import Config, ConfigError, load_config
-from daemon.core.events import Channel, interpret_api_delivery
 from daemon.http.api import setup_api_routes
 from daemon.http.app import AppContext, create_app
 from daemon.http.auth import TokenStore, ensure_generated_token, read_token_file
+from daemon.interpreters import build_pipeline
 from daemon.metrics import Metrics
-from daemon.pipeline import Interpreter, Pipeline
+from daemon.pipeline import Pipeline
 from daemon.queries import Queries
-from daemon.store.database import Database
+from daemon.store.database import Database, open_database
 from daemon.systemd import Notifier
 from daemon.tickets import TicketService
 
 log = logging.getLogger(__name__)
-
-INTERPRETERS: dict[str, Interpreter] = {Channel.API.value: interpret_api_delivery}
-
 
 def api_tokens(config: Config) -> tuple[list[str], Path | None]:
     """The configured tokens, or the generated token file's (created on first start)."""
@@ -44,11 +41,6 @@ def api_tokens(config: Config) -> tuple[list[str], Path | None]:
     return read_token_file(path), path
 
 
-def open_database(config: Config) -> Database:
-    return Database(config.database.url, sqlite_synchronous=config.database.sqlite_synchronous,
-                    pool_size=config.database.pool_size)
-
-
 async def build_context(config: Config, db: Database) -> AppContext:
     """Every service object the adapters share, wired once."""
     metrics = Metrics()
@@ -57,8 +49,7 @@ async def build_context(config: Config, db: Database) -> AppContext:
         config=config,
         db=db,
         metrics=metrics,
-        pipeline=Pipeline(db, metrics, INTERPRETERS, max_attempts=config.pipeline.max_attempts,
-                          retry_base_s=config.pipeline.retry_base_s),
+        pipeline=build_pipeline(config, db, metrics),
         tickets=TicketService(db, metrics),
         queries=Queries(db),
         tokens=TokenStore(tokens),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import textwrap
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,8 @@ from daemon.store.database import Database
 from daemon.tickets import TicketService
 
 PG_URL = os.environ.get("ALERTD_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+# A schema of this test run's own, so two runs against one server never wipe each other.
+PG_SCHEMA = f"alertd_test_{os.getpid()}"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 _pg_state: dict[str, str | None] = {}
@@ -54,15 +56,33 @@ def require_postgres() -> None:
     pytest.skip(reason)
 
 
-async def reset_postgres(url: str = PG_URL) -> None:
-    """Empty the test database: alertd's tests own it."""
-    db = Database(url)
+async def reset_postgres(drop_only: bool = False) -> None:
+    """Give this run an empty schema of its own (or drop it at the end)."""
+    db = Database(PG_URL)
     try:
         async with db.engine.begin() as conn:
-            await conn.exec_driver_sql("DROP SCHEMA public CASCADE")
-            await conn.exec_driver_sql("CREATE SCHEMA public")
+            await conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE")
+            if not drop_only:
+                await conn.exec_driver_sql(f"CREATE SCHEMA {PG_SCHEMA}")
     finally:
         await db.dispose()
+
+
+def pg_database(**options: object) -> Database:
+    return Database(PG_URL, pg_schema=PG_SCHEMA, **options)  # type: ignore[arg-type]
+
+
+def database_toml(url: str) -> str:
+    """The [database] table for `url` (with this run's schema on PostgreSQL)."""
+    schema = f'schema = "{PG_SCHEMA}"\n' if url.startswith("postgresql") else ""
+    return f'[database]\nurl = "{url}"\n{schema}'
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_postgres_schema() -> Iterator[None]:
+    yield
+    if "reason" in _pg_state and _pg_state["reason"] is None:
+        asyncio.run(reset_postgres(drop_only=True))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -77,7 +97,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def db(db_url: str) -> AsyncIterator[Database]:
-    database = Database(db_url)
+    database = pg_database() if db_url.startswith("postgresql") else Database(db_url)
     await database.upgrade()
     yield database
     await database.dispose()
@@ -117,7 +137,7 @@ def make_config(tmp_path: Path, write_config: Callable[[str], Path]) -> Callable
     def make(extra: str = "", db_url: str | None = None) -> Config:
         text = f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n'
         if db_url:
-            text += f'[database]\nurl = "{db_url}"\n'
+            text += database_toml(db_url)
         path = write_config(text + textwrap.dedent(extra))
         return load_config(path, environ={})
     return make

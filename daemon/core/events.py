@@ -114,7 +114,7 @@ def parse_api_event(body: Any) -> AlertEvent:
     if not isinstance(uid, str) or not uid.strip() or len(uid) > 200:
         raise Unprocessable("'uid' must be the upstream alert id (a non-empty string)")
     try:
-        action = Action(body.get("action"))
+        action = Action(str(body.get("action")))
     except ValueError:
         raise Unprocessable("'action' must be 'raise' or 'resolve'") from None
     ticket_body = body.get("ticket") or {}

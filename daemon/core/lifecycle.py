@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-
 # Sources whose RMM has an API call that resolves an alert (sent from the outbox).
 UPSTREAM_RESOLVABLE_SOURCES = frozenset({"datto", "syncro"})
 

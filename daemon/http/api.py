@@ -33,7 +33,8 @@ async def _json_body(request: web.Request, optional: bool = False) -> Any:
     if optional and not request.can_read_body:
         return {}
     if request.content_type not in JSON_TYPES:
-        raise ApiError(415, f"expected Content-Type: application/json, got {request.content_type!r}")
+        raise ApiError(415, "expected Content-Type: application/json, "
+                            f"got {request.content_type!r}")
     raw = await request.read()
     try:
         return json.loads(raw)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from daemon.config import Config
 from daemon.http.auth import TokenStore
@@ -60,7 +61,7 @@ CONTEXT = web.AppKey("alertd.context", AppContext)
 RouteSetup = Callable[[web.Application], None]
 
 
-def _make_auth_middleware(ctx: AppContext) -> Callable[[web.Request, Handler], object]:
+def _make_auth_middleware(ctx: AppContext) -> Middleware:
     @web.middleware
     async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
@@ -78,7 +79,7 @@ def _make_auth_middleware(ctx: AppContext) -> Callable[[web.Request, Handler], o
     return auth_middleware
 
 
-def _make_metrics_middleware(metrics: Metrics) -> Callable[[web.Request, Handler], object]:
+def _make_metrics_middleware(metrics: Metrics) -> Middleware:
     @web.middleware
     async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-GENERATED_TOKEN_FILE = "api-token"
+GENERATED_TOKEN_FILE = "api-token"  # noqa: S105 - a file name, not a secret
 
 
 class TokenStore:
@@ -62,4 +62,4 @@ def ensure_generated_token(state_dir: Path) -> Path:
 
 def read_token_file(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines()
-            if line.strip() and not line.startswith("#")]
+            if line.strip() and not line.strip().startswith("#")]

@@ -84,6 +84,7 @@ ERR = {"$ref": "#/components/schemas/Error"}
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "Bad filter or malformed JSON", 401: "Missing or wrong API token",
             404: "Not found", 409: "Conflict with the current state",
+            413: "Body larger than [http] max_body_bytes",
             415: "Body is not application/json", 422: "Valid JSON, invalid content",
             503: "Storage unavailable; retry"}
     return {str(code): _json(ERR, text[code]) for code in codes}
@@ -106,7 +107,6 @@ ACTOR_BODY = {"actor": {"type": "string", "description": "Who acts (stored as ag
 
 def openapi_document(server_url: str) -> dict[str, Any]:
     """The document, with `server_url` (the configured public URL) as its server."""
-    ticket = {"$ref": "#/components/schemas/Ticket"}
     return {
         "openapi": "3.1.0",
         "info": {"title": "alertd API", "version": __version__,
@@ -154,7 +154,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                     "schema": {"type": "object", "properties": {"note": STR, **ACTOR_BODY}}}}},
                 "responses": {"200": _json({"$ref": "#/components/schemas/TicketWithNotes"},
                                            "The closed ticket"),
-                              **_errors(400, 401, 404, 409, 415, 422)},
+                              **_errors(400, 401, 404, 409, 413, 415, 422)},
             }},
             "/api/tickets/{id}/notes": {"post": {
                 "summary": "Add a note to a ticket", "parameters": [ID_PARAM],
@@ -163,7 +163,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                                "properties": {"body": STR, **ACTOR_BODY}}}}},
                 "responses": {"201": _json({"$ref": "#/components/schemas/TicketWithNotes"},
                                            "The ticket with the new note"),
-                              **_errors(400, 401, 404, 415, 422)},
+                              **_errors(400, 401, 404, 413, 415, 422)},
             }},
             "/api/alerts": {
                 "get": {
@@ -188,7 +188,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                         "200": _json(INGEST_RESULT, "Duplicate of an earlier delivery"),
                         "201": _json(INGEST_RESULT, "Stored and applied"),
                         "202": _json(INGEST_RESULT, "Stored; will be applied by the worker"),
-                        **_errors(400, 401, 415, 422, 503),
+                        **_errors(400, 401, 413, 415, 422, 503),
                     },
                 },
             },

@@ -14,16 +14,22 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.sql.dml import Insert
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+
+    from daemon.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +60,8 @@ def redact_url(url: str) -> str:
 class Database:
     """Owns the engine. `write()` and `read()` yield a session inside one transaction."""
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 5):
+    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 5,
+                 pg_schema: str = ""):
         self.url = async_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         options: dict[str, Any] = {}
@@ -65,6 +72,9 @@ class Database:
             options["connect_args"] = {"timeout": 30}
         else:
             options.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            if pg_schema:
+                # Every connection, alembic's included, sees only this schema.
+                options["connect_args"] = {"server_settings": {"search_path": pg_schema}}
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         if self.is_sqlite:
@@ -104,6 +114,10 @@ class Database:
 
     async def schema_revisions(self) -> tuple[str | None, str]:
         """(the database's current revision or None, the newest revision alertd knows)."""
+        # Alembic is imported only here and in upgrade: most CLI commands never need it.
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
         head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
         async with self.engine.connect() as conn:
             current = await conn.run_sync(
@@ -144,7 +158,16 @@ class Database:
         await self.upgrade()
 
 
+def open_database(config: Config) -> Database:
+    """The database described by `[database]`."""
+    db = config.database
+    return Database(db.url, sqlite_synchronous=db.sqlite_synchronous, pool_size=db.pool_size,
+                    pg_schema=db.schema_)
+
+
 def _alembic_config(connection: Connection | None = None) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     config = AlembicConfig()
     config.set_main_option("script_location", "daemon.store:migrations")
     if connection is not None:
@@ -153,6 +176,8 @@ def _alembic_config(connection: Connection | None = None) -> AlembicConfig:
 
 
 def _run_upgrade(connection: Connection) -> None:
+    from alembic import command
+
     command.upgrade(_alembic_config(connection), "head")
 
 

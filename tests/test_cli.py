@@ -1,0 +1,102 @@
+"""The `alertd` command against a real database: listings, show, close, note, replay, db."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from daemon.core.events import Channel
+from daemon.pipeline import InboundDelivery, Pipeline
+from tests.conftest import database_toml
+from tests.helpers import deliver
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def cli(tmp_path: Path, write_config: Callable[..., Path], db_url: str
+        ) -> Callable[..., subprocess.CompletedProcess[str]]:
+    config = write_config(f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n'
+                          + database_toml(db_url))
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "daemon", *args, "--config", str(config)],
+                              capture_output=True, text=True, cwd=ROOT, timeout=60)
+    return run
+
+
+async def test_ticket_commands(pipeline: Pipeline, cli: Callable[..., subprocess.CompletedProcess[str]]
+                               ) -> None:
+    opened = await deliver(pipeline, "9f1c-uid", device="FS-ACME-01", message="Disk full")
+    await deliver(pipeline, "other-uid", source="syncro")
+    ticket_id = opened.events[0].ticket_id
+
+    listing = cli("tickets", "list")
+    assert listing.returncode == 0, listing.stderr
+    assert listing.stdout.splitlines()[0].split() == ["ID", "STATUS", "SOURCE", "ALERT",
+                                                      "OPENED", "SUMMARY"]
+    assert "FS-ACME-01 - Disk full" in listing.stdout
+    as_json = json.loads(cli("tickets", "list", "--json", "--source", "datto").stdout)
+    assert [t["alert"]["uid"] for t in as_json["items"]] == ["9f1c-uid"]
+
+    note = cli("tickets", "note", str(ticket_id), "checked the server", "--actor", "dana")
+    assert note.returncode == 0 and "added" in note.stdout
+    closed = cli("tickets", "close", str(ticket_id), "--note", "freed 20 GB", "--actor", "dana")
+    assert closed.returncode == 0, closed.stderr
+    assert "alert" in closed.stdout and "upstream resolve queued" in closed.stdout
+    again = cli("tickets", "close", str(ticket_id))
+    assert again.returncode == 1 and "already closed" in again.stderr
+
+    shown = json.loads(cli("tickets", "show", str(ticket_id), "--json").stdout)
+    assert shown["status"] == "closed" and shown["closed_by"] == "agent:dana"
+    assert [n["body"] for n in shown["notes"]] == ["checked the server", "freed 20 GB"]
+    text = cli("tickets", "show", str(ticket_id)).stdout
+    assert "status: closed" in text
+    missing = cli("tickets", "show", "424242")
+    assert missing.returncode == 1 and "ticket 424242 not found" in missing.stderr
+
+
+async def test_alert_and_delivery_commands(
+        pipeline: Pipeline, cli: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    await deliver(pipeline, "a-1", channel=Channel.SMTP)
+    await deliver(pipeline, "a-1", channel=Channel.WEBHOOK)
+    bad = await pipeline.accept(InboundDelivery(Channel.API, "bad", b"not json",
+                                                "application/json"))
+    await pipeline.process(bad.delivery_id)
+
+    alerts = json.loads(cli("alerts", "list", "--json", "--state", "open").stdout)
+    [alert] = alerts["items"]
+    assert alert["channels"] == ["smtp", "webhook"] and alert["occurrences"] == 2
+    assert "channels: " in cli("alerts", "show", str(alert["id"])).stdout
+
+    failed = json.loads(cli("deliveries", "list", "--status", "failed", "--json").stdout)
+    assert [d["id"] for d in failed["items"]] == [bad.delivery_id]
+    table = cli("deliveries", "list").stdout
+    assert "the payload is not JSON" in table
+    shown = json.loads(cli("deliveries", "show", str(bad.delivery_id), "--json").stdout)
+    assert shown["payload"] == "not json"
+    replay = cli("deliveries", "replay", str(bad.delivery_id))
+    assert replay.returncode == 1 and "failed: the payload is not JSON" in replay.stdout
+    processed = failed["items"][0]["id"] - 1
+    refused = cli("deliveries", "replay", str(processed))
+    assert refused.returncode == 1 and "processed already" in refused.stderr
+
+
+def test_db_commands(cli: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    before = cli("db", "current")
+    assert before.returncode == 1 and "current: empty" in before.stdout
+    upgrade = cli("db", "upgrade")
+    assert upgrade.returncode == 0 and "upgraded empty -> 0001" in upgrade.stdout
+    assert "up to date" in cli("db", "upgrade").stdout
+    assert cli("db", "current").returncode == 0
+
+
+def test_usage_errors_exit_2() -> None:
+    result = subprocess.run([sys.executable, "-m", "daemon", "tickets", "frobnicate"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 2 and "invalid choice" in result.stderr

@@ -1,0 +1,178 @@
+"""Configuration: defaults, validation errors with key and line, secrets never echoed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from daemon.config import ConfigError, ListenAddress, load_config, packaged_rules_path
+
+
+def test_no_file_gives_runnable_defaults(tmp_path: Path) -> None:
+    config = load_config(None, environ={"HOME": str(tmp_path)})
+    state = tmp_path / ".local/state/alertd"
+    assert config.daemon.state_dir == state
+    assert config.database.url == f"sqlite:///{state / 'alertd.db'}"
+    assert config.http.listen == ListenAddress("127.0.0.1", 8080)
+    assert config.smtp.listen == ListenAddress("127.0.0.1", 2525)
+    assert config.rules.path == packaged_rules_path()
+    assert config.public_url == "http://127.0.0.1:8080"
+
+
+def test_systemd_state_directory_wins(tmp_path: Path) -> None:
+    config = load_config(None, environ={"STATE_DIRECTORY": f"{tmp_path}/a:{tmp_path}/b"})
+    assert config.daemon.state_dir == tmp_path / "a"
+
+
+def issues_of(path: Path, environ: dict[str, str] | None = None) -> list[tuple[int | None, str, str]]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ=environ or {})
+    return [(i.line, i.key, i.message) for i in caught.value.issues]
+
+
+def test_syntax_error_names_the_line(write_config: Callable[..., Path]) -> None:
+    path = write_config("""\
+        [http]
+        listen = "127.0.0.1:8080"
+        public_url = "http://x
+        """)
+    [(line, key, message)] = issues_of(path)
+    assert line == 3
+    assert key == ""
+    assert "TOML syntax error" in message
+
+
+def test_unknown_keys_and_wrong_types_all_reported_with_lines(
+        write_config: Callable[..., Path]) -> None:
+    path = write_config("""\
+        # comment line
+        [http]
+        listen = "127.0.0.1:8080"
+        listne = "oops"
+
+        [database]
+        pool_size = "five"
+
+        [smtp]
+        enabled = "yes please"
+
+        [bogus]
+        x = 1
+        """)
+    assert issues_of(path) == [
+        (4, "http.listne", "unknown key"),
+        (7, "database.pool_size", "Input should be a valid integer, unable to parse string as an integer"),
+        (10, "smtp.enabled", "Input should be a valid boolean, unable to interpret input"),
+        (12, "bogus", "unknown key"),
+    ]
+
+
+def test_bad_values_are_explained(write_config: Callable[..., Path], tmp_path: Path) -> None:
+    path = write_config(f"""\
+        [http]
+        listen = "localhost"
+        [database]
+        url = "mysql://root@localhost/x"
+        [rules]
+        path = "{tmp_path / 'missing.toml'}"
+        [datto]
+        api_url = "bordeaux"
+        [syncro]
+        webhook_auth = "hmac"
+        """)
+    found = {key: (line, message) for line, key, message in issues_of(path)}
+    assert found["http.listen"][0] == 2 and "host:port" in found["http.listen"][1]
+    assert found["database.url"][0] == 4 and "sqlite:///" in found["database.url"][1]
+    assert found["rules.path"][0] == 6 and "not found" in found["rules.path"][1]
+    assert found["datto.api_url"][0] == 8 and "zinfandel" in found["datto.api_url"][1]
+    assert found["syncro.webhook_auth"][0] == 10
+
+
+def test_secrets_by_value_file_and_env(write_config: Callable[..., Path], tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("from-file\n")
+    (tmp_path / "tokens").write_text("# api tokens\ntoken-number-0001\n\n  # indented comment\ntoken-number-0002\n")
+    path = write_config(f"""\
+        [api]
+        tokens = ["token-number-0000"]
+        token_file = "{tmp_path / 'tokens'}"
+        [datto]
+        api_key = "by-value"
+        api_secret_file = "{tmp_path / 'secret'}"
+        webhook_secret_env = "DATTO_HOOK"
+        """)
+    config = load_config(path, environ={"DATTO_HOOK": "from-env"})
+    assert [t.get_secret_value() for t in config.api.tokens] == [
+        "token-number-0000", "token-number-0001", "token-number-0002"]
+    assert config.datto.api_key is not None
+    assert config.datto.api_key.get_secret_value() == "by-value"
+    assert config.datto.api_secret and config.datto.api_secret.get_secret_value() == "from-file"
+    assert config.datto.webhook_secret
+    assert config.datto.webhook_secret.get_secret_value() == "from-env"
+    assert "by-value" not in repr(config) and "from-file" not in repr(config)
+
+
+def test_secret_errors_name_the_key_never_the_value(write_config: Callable[..., Path],
+                                                     tmp_path: Path) -> None:
+    path = write_config(f"""\
+        [datto]
+        api_key = "hunter2-secret"
+        api_key_env = "ALSO"
+        api_secret_file = "{tmp_path / 'nope'}"
+        [syncro]
+        api_key_env = "UNSET_VAR"
+        webhook_token = 12345678
+        """)
+    issues = issues_of(path)
+    text = "\n".join(map(str, issues))
+    assert (3, "datto.api_key_env", "give only one of api_key, api_key_env") in issues
+    assert sum(key == "datto.api_key_env" for _, key, _ in issues) == 1
+    assert any(key == "datto.api_secret_file" and line == 4 for line, key, _ in issues)
+    assert (6, "syncro.api_key_env", "environment variable 'UNSET_VAR' is not set") in issues
+    assert any(key == "syncro.webhook_token" and line == 7 for line, key, _ in issues)
+    assert "hunter2" not in text and "12345678" not in text
+
+
+def test_relative_rules_path_is_relative_to_the_config_file(
+        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    (tmp_path / "my-rules.toml").write_text("")
+    config = load_config(write_config('[rules]\npath = "my-rules.toml"\n'), environ={})
+    assert config.rules.path == tmp_path / "my-rules.toml"
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "daemon", *args], capture_output=True,
+                          text=True, env=env, timeout=60)
+
+
+def test_check_config_cli_prints_every_error_and_fails(write_config: Callable[..., Path]) -> None:
+    path = write_config("""\
+        [http]
+        listen = 8080
+        [api]
+        tokens = ["s3cr3t-token-0123456"]
+        colour = "blue"
+        """)
+    result = run_cli("check-config", "--config", str(path))
+    assert result.returncode == 2
+    assert f"{path}:2: http.listen: expected a string 'host:port'" in result.stderr
+    assert f"{path}:5: api.colour: unknown key" in result.stderr
+    assert "2 configuration error(s)" in result.stderr
+    assert "s3cr3t" not in result.stderr + result.stdout
+
+
+def test_check_config_cli_syntax_error(write_config: Callable[..., Path]) -> None:
+    path = write_config("[http\nlisten = 1\n")
+    result = run_cli("check-config", "--config", str(path))
+    assert result.returncode == 2
+    assert f"{path}:1: TOML syntax error" in result.stderr
+
+
+def test_check_config_cli_ok_on_the_shipped_example() -> None:
+    example = Path(__file__).resolve().parent.parent / "alertd.example.toml"
+    result = run_cli("check-config", "--config", str(example))
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout

@@ -1,0 +1,211 @@
+"""The whole daemon as a real process: start, systemd notify, health, tokens, reload, stop,
+and a kill -9 in the middle of intake."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import socket
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from sqlalchemy import func, select
+
+from daemon.store.database import Database
+from daemon.store.models import Alert, Delivery, Ticket
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Daemon:
+    """`alertd run` in a subprocess with a private state dir and a fake systemd socket."""
+
+    def __init__(self, tmp_path: Path, config_text: str = "", watchdog_usec: int | None = None,
+                 state_dir: Path | None = None):
+        tmp_path.mkdir(exist_ok=True)
+        self.tmp_path = tmp_path
+        self.state_dir = state_dir or tmp_path / "state"
+        self.config_path = tmp_path / "alertd.toml"
+        self.write_config(config_text)
+        self.notify_path = tmp_path / "notify.sock"
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(str(self.notify_path))
+        self.notify.setblocking(False)
+        self.watchdog_usec = watchdog_usec
+        self.process: asyncio.subprocess.Process | None = None
+        self.log: list[str] = []
+        self.port = 0
+        self._reader: asyncio.Task[None] | None = None
+
+    def write_config(self, extra: str) -> None:
+        self.config_path.write_text(
+            f'[daemon]\nstate_dir = "{self.state_dir}"\ndrain_timeout_s = 5\n'
+            f'[http]\nlisten = "127.0.0.1:0"\n' + textwrap.dedent(extra))
+
+    async def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
+        env["NOTIFY_SOCKET"] = str(self.notify_path)
+        if self.watchdog_usec:
+            env["WATCHDOG_USEC"] = str(self.watchdog_usec)
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "daemon", "run", "--config", str(self.config_path),
+            cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        self._reader = asyncio.create_task(self._read_log())
+        await self.wait_log(r"alertd ready: http=127\.0\.0\.1:(\d+)", timeout=30)
+        match = re.search(r"alertd ready: http=127\.0\.0\.1:(\d+)", "\n".join(self.log))
+        assert match
+        self.port = int(match.group(1))
+
+    async def _read_log(self) -> None:
+        assert self.process and self.process.stdout
+        async for line in self.process.stdout:
+            self.log.append(line.decode(errors="replace").rstrip())
+
+    async def wait_log(self, pattern: str, timeout: float = 10) -> None:
+        async def poll() -> None:
+            while not any(re.search(pattern, line) for line in self.log):
+                if self.process and self.process.returncode is not None:
+                    raise AssertionError("daemon exited:\n" + "\n".join(self.log))
+                await asyncio.sleep(0.05)
+        await asyncio.wait_for(poll(), timeout)
+
+    def notifications(self) -> list[str]:
+        messages = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                messages.append(self.notify.recv(4096).decode())
+        return messages
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def generated_token(self) -> str:
+        return (self.state_dir / "api-token").read_text().strip()
+
+    async def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.process
+        if self.process.returncode is None:
+            self.process.send_signal(sig)
+        code = await asyncio.wait_for(self.process.wait(), 30)
+        if self._reader:
+            await self._reader
+        return code
+
+    def close(self) -> None:
+        if self.process and self.process.returncode is None:
+            self.process.kill()
+        self.notify.close()
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
+    instance = Daemon(tmp_path, watchdog_usec=400_000)
+    await instance.start()
+    yield instance
+    instance.close()
+
+
+async def test_start_serve_reload_and_stop(daemon: Daemon) -> None:
+    notes = daemon.notifications()
+    assert any(n.startswith("READY=1") for n in notes)
+    token = daemon.generated_token()
+    assert oct((daemon.state_dir / "api-token").stat().st_mode & 0o777) == "0o600"
+    assert not any(token in line for line in daemon.log), "the token value must never be logged"
+    assert any(str(daemon.state_dir / "api-token") in line for line in daemon.log)
+
+    async with aiohttp.ClientSession() as http:
+        async with http.get(daemon.url("/healthz")) as response:
+            assert response.status == 200
+        async with http.get(daemon.url("/readyz")) as response:
+            assert response.status == 200
+        async with http.get(daemon.url("/api/tickets")) as response:
+            assert response.status == 401
+        auth = {"Authorization": f"Bearer {token}"}
+        async with http.get(daemon.url("/api/tickets"), headers=auth) as response:
+            assert response.status == 200
+
+        # SIGHUP applies new tokens from the config file...
+        daemon.write_config('[api]\ntokens = ["rotated-token-0001"]\n')
+        daemon.process.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+        await daemon.wait_log("reload done: 1 API token")
+        rotated = {"Authorization": "Bearer rotated-token-0001"}
+        async with http.get(daemon.url("/api/tickets"), headers=rotated) as response:
+            assert response.status == 200
+        async with http.get(daemon.url("/api/tickets"), headers=auth) as response:
+            assert response.status == 401
+        # ...and an invalid file changes nothing, with the reason in the log.
+        daemon.write_config('[api]\ntokens = ["x"]\nbogus = 1\n')
+        daemon.process.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+        await daemon.wait_log("reload refused")
+        await daemon.wait_log(r"api\.bogus: unknown key")
+        async with http.get(daemon.url("/api/tickets"), headers=rotated) as response:
+            assert response.status == 200
+
+    await asyncio.sleep(0.5)  # two watchdog intervals of 0.2 s
+    assert "WATCHDOG=1" in daemon.notifications()
+    assert await daemon.stop() == 0
+    assert "STOPPING=1" in daemon.notifications()
+    assert any("alertd stopped" in line for line in daemon.log)
+
+
+async def test_kill_9_during_intake_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    """Every event answered 2xx before a kill -9 is stored exactly once and, after restart,
+    applied exactly once."""
+    daemon = Daemon(tmp_path)
+    await daemon.start()
+    token = daemon.generated_token()
+    acknowledged: set[str] = set()
+    auth = {"Authorization": f"Bearer {token}"}
+
+    async def send(http: aiohttp.ClientSession, uid: str) -> None:
+        with contextlib.suppress(aiohttp.ClientError):
+            async with http.post(daemon.url("/api/alerts"), headers=auth, json={
+                    "source": "datto", "uid": uid, "action": "raise"}) as response:
+                if response.status in (200, 201, 202):
+                    acknowledged.add(uid)
+
+    async def flood() -> None:
+        async with aiohttp.ClientSession() as http:
+            for batch in range(100):
+                await asyncio.gather(*(send(http, f"uid-{batch}-{n}") for n in range(10)))
+
+    flooding = asyncio.create_task(flood())
+    while len(acknowledged) < 150:
+        await asyncio.sleep(0.01)
+    assert daemon.process
+    daemon.process.kill()  # SIGKILL: no cleanup at all
+    await daemon.process.wait()
+    await flooding
+    daemon.close()
+    assert 150 <= len(acknowledged) < 1000
+
+    restarted = Daemon(tmp_path / "again", state_dir=daemon.state_dir)
+    await restarted.start()  # startup recovery sweeps unfinished deliveries
+    db = Database(f"sqlite:///{daemon.state_dir / 'alertd.db'}")
+    try:
+        for _ in range(100):
+            async with db.read() as session:
+                pending = await session.scalar(select(func.count()).select_from(Delivery)
+                                               .where(Delivery.status == "received"))
+            if not pending:
+                break
+            await asyncio.sleep(0.1)
+        async with db.read() as session:
+            uids = list((await session.scalars(select(Alert.uid))).all())
+            tickets = await session.scalar(select(func.count()).select_from(Ticket))
+            statuses = set((await session.scalars(select(Delivery.status))).all())
+    finally:
+        await db.dispose()
+        assert await restarted.stop() == 0
+        restarted.close()
+    assert statuses == {"processed"}
+    assert len(uids) == len(set(uids)), "an alert was duplicated"
+    assert acknowledged <= set(uids), "an acknowledged event was lost"
+    assert tickets == len(uids)
