@@ -94,6 +94,7 @@ class DatabaseConfig(Section):
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     pool_size: int = Field(default=5, ge=1, le=100)
     schema_: str = Field(default="", alias="schema", pattern=r"^([a-z_][a-z0-9_]{0,62})?$")
+    password: SecretStr | None = None  # PostgreSQL: kept out of the URL, e.g. password_file
 
     @field_validator("url")
     @classmethod

@@ -68,6 +68,7 @@ class Accepted:
 @dataclass(frozen=True)
 class EventResult:
     source: str
+    uid: str
     alert_id: int
     outcome: str
     ticket_id: int | None
@@ -228,8 +229,8 @@ class Pipeline:
                 self._metrics.tickets_opened.labels(event.source).inc()
             if event.ticket_closed:
                 self._metrics.tickets_closed.labels("upstream").inc()
-            log.info("delivery %s alert %s %s ticket=%s", delivery_id, event.alert_id,
-                     event.outcome, event.ticket_id)
+            log.info("delivery %s alert %s %s/%s %s ticket=%s", delivery_id, event.alert_id,
+                     event.source, event.uid, event.outcome, event.ticket_id)
         if result.status is not DeliveryStatus.PROCESSED:
             log.warning("delivery %s %s: %s", delivery_id, result.status, result.error)
         return result
@@ -298,7 +299,8 @@ class Pipeline:
                 ticket_id = None
                 if decision.open_ticket:
                     ticket_id = await self._open_ticket(session, new_id, event, now)
-                return EventResult(event.source, new_id, decision.outcome.value, ticket_id,
+                return EventResult(event.source, event.uid, new_id, decision.outcome.value,
+                                   ticket_id,
                                    ticket_opened=ticket_id is not None)
             # Another process inserted it between our SELECT and INSERT; it has committed
             # (PostgreSQL waits for it), so lock the row it made and decide again.
@@ -335,7 +337,7 @@ class Pipeline:
                 body=f"Alert resolved in {event.source} (reported by {channel}); "
                      "ticket closed by alertd.",
             ))
-        return EventResult(event.source, alert.id, decision.outcome.value,
+        return EventResult(event.source, event.uid, alert.id, decision.outcome.value,
                            ticket.id if ticket else None, ticket_closed=closing)
 
     async def _open_ticket(self, session: AsyncSession, alert_id: int, event: AlertEvent,

@@ -176,3 +176,22 @@ def test_check_config_cli_ok_on_the_shipped_example() -> None:
     result = run_cli("check-config", "--config", str(example))
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout
+
+
+async def test_database_password_stays_out_of_the_url_and_logs(
+        write_config: Callable[..., Path]) -> None:
+    from daemon.store.database import open_database, redact_url
+
+    path = write_config("""\
+        [database]
+        url = "postgresql+asyncpg://alertd@db.example/alertd"
+        password_env = "DB_PW"
+        """)
+    config = load_config(path, environ={"DB_PW": "pa55-word"})
+    assert "pa55" not in config.database.url
+    db = open_database(config)
+    try:
+        assert db.engine.url.password == "pa55-word"
+        assert "pa55" not in redact_url(db.url)
+    finally:
+        await db.dispose()

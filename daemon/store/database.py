@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, event, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -52,8 +53,6 @@ def async_url(url: str) -> str:
 
 def redact_url(url: str) -> str:
     """The URL without its password, for logs and errors."""
-    from sqlalchemy.engine import make_url
-
     return make_url(url).render_as_string(hide_password=True)
 
 
@@ -161,7 +160,11 @@ class Database:
 def open_database(config: Config) -> Database:
     """The database described by `[database]`."""
     db = config.database
-    return Database(db.url, sqlite_synchronous=db.sqlite_synchronous, pool_size=db.pool_size,
+    url = db.url
+    if db.password is not None and not db.url.startswith("sqlite"):
+        url = make_url(url).set(password=db.password.get_secret_value()).render_as_string(
+            hide_password=False)
+    return Database(url, sqlite_synchronous=db.sqlite_synchronous, pool_size=db.pool_size,
                     pg_schema=db.schema_)
 
 
