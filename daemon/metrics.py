@@ -40,7 +40,7 @@ class Metrics:
             ["source", "action"], registry=self.registry)
         self.http_requests = Counter(
             "alertd_http_requests_total", "HTTP requests answered",
-            ["route", "status"], registry=self.registry)
+            ["method", "route", "status"], registry=self.registry)
         self.auth_failures = Counter(
             "alertd_auth_failures_total", "Requests refused for missing or wrong credentials",
             ["realm"], registry=self.registry)

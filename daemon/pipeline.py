@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from daemon.core.events import (
     AlertEvent,
@@ -112,7 +112,7 @@ class Pipeline:
         """Commit `inbound` as a delivery; an identical earlier one (same key) is returned."""
         now = self._clock()
         rejected = inbound.rejected_reason is not None
-        values = dict(
+        insert = self._db.insert_ignore(Delivery.__table__, "channel", "dedupe_key").values(
             channel=inbound.channel.value,
             source=inbound.source,
             dedupe_key=inbound.dedupe_key,
@@ -124,53 +124,52 @@ class Pipeline:
             content_type=inbound.content_type,
             meta=inbound.meta,
             payload=inbound.payload,
-        )
-        insert = self._db.insert_ignore(Delivery, "channel", "dedupe_key")
-        async with self._db.write() as session:
-            new_id = await session.scalar(insert.values(**values).returning(Delivery.id))
-            if new_id is None:
-                existing = await session.scalar(
-                    select(Delivery.id).where(
-                        Delivery.channel == inbound.channel.value,
-                        Delivery.dedupe_key == inbound.dedupe_key,
-                    )
-                )
-                assert existing is not None  # the conflicting row is committed and never deleted
-        if new_id is None:
-            assert existing is not None
-            self._metrics.deliveries_duplicate.labels(inbound.channel.value).inc()
-            log.info("delivery %s duplicate channel=%s key=%s", existing, inbound.channel,
-                     inbound.dedupe_key)
+        ).returning(Delivery.id)
+
+        def store(session: Session) -> Accepted:
+            new_id = session.execute(insert).scalar()
+            if new_id is not None:
+                return Accepted(new_id, duplicate=False)
+            existing = session.scalar(select(Delivery.id).where(
+                Delivery.channel == inbound.channel.value,
+                Delivery.dedupe_key == inbound.dedupe_key))
+            assert existing is not None  # the conflicting row is committed and never deleted
             return Accepted(existing, duplicate=True)
-        self._metrics.deliveries_accepted.labels(inbound.channel.value).inc()
-        log.info("delivery %s %s channel=%s source=%s key=%s", new_id,
-                 "rejected" if rejected else "accepted", inbound.channel, inbound.source,
-                 inbound.dedupe_key)
-        return Accepted(new_id, duplicate=False)
+
+        accepted = await self._db.write(store)
+        channel = inbound.channel.value
+        if accepted.duplicate:
+            self._metrics.deliveries_duplicate.labels(channel).inc()
+            log.info("delivery %s duplicate channel=%s key=%s", accepted.delivery_id, channel,
+                     inbound.dedupe_key)
+        else:
+            self._metrics.deliveries_accepted.labels(channel).inc()
+            log.info("delivery %s %s channel=%s source=%s key=%s", accepted.delivery_id,
+                     "rejected" if rejected else "accepted", channel, inbound.source,
+                     inbound.dedupe_key)
+        return accepted
 
     # --- processing -----------------------------------------------------------------------
 
     async def due_ids(self, limit: int = 500) -> list[int]:
         """Ids of `received` deliveries whose next attempt is due (startup recovery, sweeps)."""
-        async with self._db.read() as session:
-            rows = await session.scalars(
-                select(Delivery.id)
-                .where(Delivery.status == DeliveryStatus.RECEIVED.value,
-                       Delivery.next_attempt_at <= self._clock())
-                .order_by(Delivery.id)
-                .limit(limit)
-            )
-            return list(rows)
+        query = (select(Delivery.id)
+                 .where(Delivery.status == DeliveryStatus.RECEIVED.value,
+                        Delivery.next_attempt_at <= self._clock())
+                 .order_by(Delivery.id).limit(limit))
+        return await self._db.read(lambda session: list(session.scalars(query)))
 
-    async def process(self, delivery_id: int) -> ProcessResult | None:
+    async def process(self, delivery_id: int, raw: RawDelivery | None = None
+                      ) -> ProcessResult | None:
         """Process one delivery if it is `received` and not claimed by another process.
 
+        `raw` saves reading the stored input back when the caller has just stored it.
         Returns None when there was nothing to do. Never raises for bad input: an
         unprocessable delivery is marked failed; an unexpected error is recorded on the
         delivery and retried later with backoff until `max_attempts`.
         """
         try:
-            return await self._process_once(delivery_id)
+            return await self._process_once(delivery_id, raw)
         except Exception as err:  # a bug or the database: keep the delivery, retry later
             log.exception("delivery %s processing error", delivery_id)
             try:
@@ -181,48 +180,58 @@ class Pipeline:
                 log.exception("delivery %s: could not record the error", delivery_id)
                 return None
 
-    async def _process_once(self, delivery_id: int) -> ProcessResult | None:
-        async with self._db.write() as session:
-            delivery = await session.scalar(
+    def _interpret(self, raw: RawDelivery) -> Interpretation | str:
+        """The delivery's meaning, or the reason it has none (pure; runs outside transactions)."""
+        interpreter = self._interpreters.get(raw.channel)
+        if interpreter is None:
+            return f"no interpreter for channel {raw.channel!r}"
+        try:
+            return interpreter(raw)
+        except Unprocessable as err:
+            return str(err)
+
+    async def _process_once(self, delivery_id: int, raw: RawDelivery | None
+                            ) -> ProcessResult | None:
+        if raw is None:
+            raw = await self._db.read(lambda session: _load_received(session, delivery_id))
+            if raw is None:
+                return None
+        meaning = self._interpret(raw)
+        now = self._clock()
+
+        def apply(session: Session) -> ProcessResult | None:
+            delivery = session.scalar(
                 select(Delivery)
                 .where(Delivery.id == delivery_id,
                        Delivery.status == DeliveryStatus.RECEIVED.value)
-                .with_for_update(skip_locked=True)
-            )
-            if delivery is None:
+                .with_for_update(skip_locked=True))
+            if delivery is None:  # done meanwhile, or claimed by another process
                 return None
-            now = self._clock()
             delivery.attempts += 1
             delivery.processed_at = now
             delivery.next_attempt_at = None
-            interpreter = self._interpreters.get(delivery.channel)
-            try:
-                if interpreter is None:
-                    raise Unprocessable(f"no interpreter for channel {delivery.channel!r}")
-                meaning = interpreter(RawDelivery(
-                    delivery.id, delivery.channel, delivery.source, delivery.content_type,
-                    delivery.payload, delivery.meta))
-            except Unprocessable as err:
+            if isinstance(meaning, str):
                 delivery.status = DeliveryStatus.FAILED.value
-                delivery.error = str(err)
-                result = ProcessResult(delivery_id, DeliveryStatus.FAILED, error=str(err))
-            else:
-                delivery.trace = meaning.trace
-                if meaning.events:
-                    results = [await self._apply(session, delivery, e) for e in meaning.events]
-                    delivery.status = DeliveryStatus.PROCESSED.value
-                    delivery.error = None
-                    delivery.alert_id = results[0].alert_id
-                    delivery.outcome = ",".join(r.outcome for r in results)
-                    result = ProcessResult(delivery_id, DeliveryStatus.PROCESSED, tuple(results))
-                else:
-                    delivery.status = DeliveryStatus.IGNORED.value
-                    delivery.error = meaning.ignored_reason
-                    result = ProcessResult(delivery_id, DeliveryStatus.IGNORED,
-                                           error=meaning.ignored_reason)
-            channel = delivery.channel
+                delivery.error = meaning
+                return ProcessResult(delivery_id, DeliveryStatus.FAILED, error=meaning)
+            delivery.trace = meaning.trace
+            if not meaning.events:
+                delivery.status = DeliveryStatus.IGNORED.value
+                delivery.error = meaning.ignored_reason
+                return ProcessResult(delivery_id, DeliveryStatus.IGNORED,
+                                     error=meaning.ignored_reason)
+            results = tuple(self._apply(session, raw.channel, e, now) for e in meaning.events)
+            delivery.status = DeliveryStatus.PROCESSED.value
+            delivery.error = None
+            delivery.alert_id = results[0].alert_id
+            delivery.outcome = ",".join(r.outcome for r in results)
+            return ProcessResult(delivery_id, DeliveryStatus.PROCESSED, results)
+
+        result = await self._db.write(apply)
+        if result is None:
+            return None
         # Counted after the commit, so metrics never show what a rollback undid.
-        self._metrics.deliveries_finished.labels(channel, result.status.value).inc()
+        self._metrics.deliveries_finished.labels(raw.channel, result.status.value).inc()
         for event in result.events:
             self._metrics.lifecycle.labels(event.source, event.outcome).inc()
             if event.ticket_opened:
@@ -236,8 +245,10 @@ class Pipeline:
         return result
 
     async def _record_error(self, delivery_id: int, error: str) -> ProcessResult | None:
-        async with self._db.write() as session:
-            delivery = await session.get(Delivery, delivery_id, with_for_update=True)
+        now = self._clock()
+
+        def record(session: Session) -> tuple[ProcessResult, str] | None:
+            delivery = session.get(Delivery, delivery_id, with_for_update=True)
             if delivery is None or delivery.status != DeliveryStatus.RECEIVED.value:
                 return None
             delivery.attempts += 1
@@ -248,18 +259,25 @@ class Pipeline:
             else:
                 delay_s = self._retry_base_s * 2 ** (delivery.attempts - 1)
                 delay_s *= random.uniform(0.8, 1.2)  # jitter: instances must not retry in step
-                delivery.next_attempt_at = self._clock() + timedelta(seconds=delay_s)
+                delivery.next_attempt_at = now + timedelta(seconds=delay_s)
             status = DeliveryStatus(delivery.status)
-            channel = delivery.channel
+            return ProcessResult(delivery_id, status, error=error), delivery.channel
+
+        recorded = await self._db.write(record)
+        if recorded is None:
+            return None
+        result, channel = recorded
         self._metrics.delivery_errors.labels(channel).inc()
-        if status is DeliveryStatus.FAILED:
-            self._metrics.deliveries_finished.labels(channel, status.value).inc()
-        return ProcessResult(delivery_id, status, error=error)
+        if result.status is DeliveryStatus.FAILED:
+            self._metrics.deliveries_finished.labels(channel, result.status.value).inc()
+        return result
 
     async def replay(self, delivery_id: int) -> ProcessResult | None:
         """Put a failed, ignored or rejected delivery back to `received` and process it now."""
-        async with self._db.write() as session:
-            delivery = await session.get(Delivery, delivery_id, with_for_update=True)
+        now = self._clock()
+
+        def reset(session: Session) -> None:
+            delivery = session.get(Delivery, delivery_id, with_for_update=True)
             if delivery is None:
                 raise LookupError(f"delivery {delivery_id} not found")
             if delivery.status == DeliveryStatus.PROCESSED.value:
@@ -267,44 +285,44 @@ class Pipeline:
                     f"delivery {delivery_id} was processed already; replaying it would count "
                     "its alert event twice"
                 )
+            if delivery.status == DeliveryStatus.RECEIVED.value:
+                raise ReplayRefused(f"delivery {delivery_id} is still waiting to be processed")
             delivery.status = DeliveryStatus.RECEIVED.value
-            delivery.next_attempt_at = self._clock()
+            delivery.next_attempt_at = now
+
+        await self._db.write(reset)
         log.info("delivery %s replay requested", delivery_id)
         return await self.process(delivery_id)
 
-    # --- lifecycle ------------------------------------------------------------------------
+    # --- lifecycle (runs inside the write unit) -------------------------------------------
 
-    async def _lock_alert(self, session: AsyncSession, source: str, uid: str) -> Alert | None:
-        return await session.scalar(
-            select(Alert).where(Alert.source == source, Alert.uid == uid).with_for_update()
-        )
+    def _lock_alert(self, session: Session, source: str, uid: str) -> Alert | None:
+        return session.scalar(
+            select(Alert).where(Alert.source == source, Alert.uid == uid).with_for_update())
 
-    async def _apply(self, session: AsyncSession, delivery: Delivery, event: AlertEvent
-                     ) -> EventResult:
-        now = self._clock()
-        channel = delivery.channel
-        alert = await self._lock_alert(session, event.source, event.uid)
+    def _apply(self, session: Session, channel: str, event: AlertEvent, now: datetime
+               ) -> EventResult:
+        alert = self._lock_alert(session, event.source, event.uid)
         if alert is None:
             decision = decide_event(None, event.action)
             resolved = decision.new_state is AlertState.RESOLVED
-            insert = self._db.insert_ignore(Alert, "source", "uid").values(
+            insert = self._db.insert_ignore(Alert.__table__, "source", "uid").values(
                 source=event.source, uid=event.uid, state=decision.new_state.value,
                 resolved_by=decision.resolved_by.value if decision.resolved_by else None,
                 resolved_at=now if resolved else None, first_seen_at=now, last_seen_at=now,
                 channels=[channel], occurrences=1, device=event.device, site=event.site,
                 customer=event.customer, priority=event.priority, message=event.message,
             )
-            new_id = await session.scalar(insert.returning(Alert.id))
+            new_id = session.execute(insert.returning(Alert.id)).scalar()
             if new_id is not None:
                 ticket_id = None
                 if decision.open_ticket:
-                    ticket_id = await self._open_ticket(session, new_id, event, now)
+                    ticket_id = self._open_ticket(session, new_id, event, now)
                 return EventResult(event.source, event.uid, new_id, decision.outcome.value,
-                                   ticket_id,
-                                   ticket_opened=ticket_id is not None)
+                                   ticket_id, ticket_opened=ticket_id is not None)
             # Another process inserted it between our SELECT and INSERT; it has committed
             # (PostgreSQL waits for it), so lock the row it made and decide again.
-            alert = await self._lock_alert(session, event.source, event.uid)
+            alert = self._lock_alert(session, event.source, event.uid)
             assert alert is not None
 
         decision = decide_event(
@@ -319,9 +337,8 @@ class Pipeline:
         for name in ("device", "site", "customer", "priority", "message"):
             if getattr(alert, name) is None and getattr(event, name) is not None:
                 setattr(alert, name, getattr(event, name))
-        ticket = await session.scalar(
-            select(Ticket).where(Ticket.alert_id == alert.id).with_for_update()
-        )
+        ticket = session.scalar(
+            select(Ticket).where(Ticket.alert_id == alert.id).with_for_update())
         if decision.resolved_by is not None:
             alert.state = decision.new_state.value
             alert.resolved_by = decision.resolved_by.value
@@ -340,8 +357,8 @@ class Pipeline:
         return EventResult(event.source, event.uid, alert.id, decision.outcome.value,
                            ticket.id if ticket else None, ticket_closed=closing)
 
-    async def _open_ticket(self, session: AsyncSession, alert_id: int, event: AlertEvent,
-                           now: datetime) -> int:
+    def _open_ticket(self, session: Session, alert_id: int, event: AlertEvent,
+                     now: datetime) -> int:
         ticket = Ticket(
             type=event.ticket.type or "alert",
             status="open",
@@ -352,5 +369,14 @@ class Pipeline:
             opened_at=now,
         )
         session.add(ticket)
-        await session.flush()
+        session.flush()
         return ticket.id
+
+
+def _load_received(session: Session, delivery_id: int) -> RawDelivery | None:
+    delivery = session.scalar(select(Delivery).where(
+        Delivery.id == delivery_id, Delivery.status == DeliveryStatus.RECEIVED.value))
+    if delivery is None:
+        return None
+    return RawDelivery(delivery.id, delivery.channel, delivery.source, delivery.content_type,
+                       delivery.payload, delivery.meta)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from daemon.core.events import Channel, DeliveryStatus, utc_iso
 from daemon.core.lifecycle import AlertState
@@ -144,6 +144,12 @@ class Queries:
     def __init__(self, db: Database):
         self._db = db
 
+    async def _listing(self, query: Select[Any], id_column: Any, page: Page,
+                       view: Any) -> dict[str, Any]:
+        def run(session: Session) -> list[dict[str, Any]]:
+            return [view(row) for row in session.scalars(_paged(query, id_column, page))]
+        return _listing(await self._db.read(run), page)
+
     async def tickets(self, page: Page, status: str | None = None, alert_uid: str | None = None,
                       source: str | None = None) -> dict[str, Any]:
         query = select(Ticket).options(selectinload(Ticket.alert))
@@ -155,16 +161,16 @@ class Queries:
                 query = query.where(Alert.uid == alert_uid)
             if source is not None:
                 query = query.where(Alert.source == source)
-        async with self._db.read() as session:
-            rows = (await session.scalars(_paged(query, Ticket.id, page))).all()
-            return _listing([ticket_view(t) for t in rows], page)
+        return await self._listing(query, Ticket.id, page, ticket_view)
 
     async def ticket(self, ticket_id: int) -> dict[str, Any] | None:
         query = (select(Ticket).where(Ticket.id == ticket_id)
                  .options(selectinload(Ticket.alert), selectinload(Ticket.notes)))
-        async with self._db.read() as session:
-            ticket = await session.scalar(query)
+
+        def run(session: Session) -> dict[str, Any] | None:
+            ticket = session.scalar(query)
             return ticket_view(ticket, with_notes=True) if ticket else None
+        return await self._db.read(run)
 
     async def alerts(self, page: Page, source: str | None = None, uid: str | None = None,
                      state: str | None = None) -> dict[str, Any]:
@@ -175,15 +181,15 @@ class Queries:
             query = query.where(Alert.uid == uid)
         if _one_of("state", state, tuple(s.value for s in AlertState)):
             query = query.where(Alert.state == state)
-        async with self._db.read() as session:
-            rows = (await session.scalars(_paged(query, Alert.id, page))).all()
-            return _listing([alert_view(a) for a in rows], page)
+        return await self._listing(query, Alert.id, page, alert_view)
 
     async def alert(self, alert_id: int) -> dict[str, Any] | None:
         query = select(Alert).where(Alert.id == alert_id).options(selectinload(Alert.ticket))
-        async with self._db.read() as session:
-            alert = await session.scalar(query)
+
+        def run(session: Session) -> dict[str, Any] | None:
+            alert = session.scalar(query)
             return alert_view(alert) if alert else None
+        return await self._db.read(run)
 
     async def deliveries(self, page: Page, status: str | None = None,
                          channel: str | None = None, source: str | None = None
@@ -195,11 +201,10 @@ class Queries:
             query = query.where(Delivery.channel == channel)
         if source is not None:
             query = query.where(Delivery.source == source)
-        async with self._db.read() as session:
-            rows = (await session.scalars(_paged(query, Delivery.id, page))).all()
-            return _listing([delivery_view(d) for d in rows], page)
+        return await self._listing(query, Delivery.id, page, delivery_view)
 
     async def delivery(self, delivery_id: int) -> dict[str, Any] | None:
-        async with self._db.read() as session:
-            delivery = await session.get(Delivery, delivery_id)
+        def run(session: Session) -> dict[str, Any] | None:
+            delivery = session.get(Delivery, delivery_id)
             return delivery_view(delivery, with_payload=True) if delivery else None
+        return await self._db.read(run)

@@ -126,7 +126,9 @@ class Service:
 
     def reload(self) -> None:
         """SIGHUP: re-read the config file; apply the API tokens; keep all if it is invalid."""
-        assert self.context is not None
+        if self.context is None:
+            log.warning("reload ignored: alertd is still starting")
+            return
         try:
             fresh = load_config(self._config_path, self._environ)
             tokens, _ = api_tokens(fresh)
@@ -134,18 +136,29 @@ class Service:
         except (ConfigError, ValueError, OSError) as err:
             log.error("reload refused, keeping the running configuration:\n%s", err)
             return
-        for key in ("database", "http", "smtp"):
+        for key in ("database", "http", "smtp", "pipeline", "daemon", "logging"):
             if getattr(fresh, key) != getattr(self.config, key):
                 log.warning("reload: [%s] changed; it takes effect after a restart", key)
         log.info("reload done: %d API token(s) active", len(tokens))
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        # Handlers first: a TERM while starting stops cleanly, a HUP never kills the process.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        try:
+            return await self._run(loop)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+
+    async def _run(self, loop: asyncio.AbstractEventLoop) -> int:
         db = open_database(self.config)
         try:
             await db.ensure_schema(self.config.database.auto_migrate)
-            self.context = ctx = await build_context(self.config, db)
-        except Exception:
+            ctx = await build_context(self.config, db)
+        except BaseException:
             await db.dispose()
             raise
         worker = DeliveryWorker(ctx.pipeline)
@@ -161,10 +174,9 @@ class Service:
         drain_until = 0.0
         try:
             await site.start()
-            server = site._server
-            sockets = getattr(server, "sockets", None) or []
-            self.http_port = sockets[0].getsockname()[1] if sockets else listen.port
+            self.http_port = runner.addresses[0][1] if runner.addresses else listen.port
             ctx.readiness.listeners["http"] = True
+            self.context = ctx
 
             worker.start()
             recovered = await worker.sweep()
@@ -172,18 +184,15 @@ class Service:
                               seconds=self.config.pipeline.sweep_interval_s,
                               id="delivery-sweep", max_instances=1, coalesce=True)
             scheduler.start()
-
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self.request_stop)
-            loop.add_signal_handler(signal.SIGHUP, self.reload)
             if self._notifier.watchdog_interval_s and self.config.daemon.watchdog:
                 watchdog = asyncio.create_task(self._watchdog(self._notifier.watchdog_interval_s))
 
-            self._notifier.notify("READY=1\nSTATUS=accepting alerts")
-            log.info("alertd ready: http=%s:%s database=%s recovered_deliveries=%d",
-                     listen.host, self.http_port, db.engine.url.render_as_string(), recovered)
-            self.started.set()
-            await self._stop.wait()
+            if not self._stop.is_set():
+                self._notifier.notify("READY=1\nSTATUS=accepting alerts")
+                log.info("alertd ready: http=%s:%s database=%s recovered_deliveries=%d",
+                         listen.host, self.http_port, db.display_url, recovered)
+                self.started.set()
+                await self._stop.wait()
 
             log.info("stopping: intake closed, draining for up to %.0f s",
                      self.config.daemon.drain_timeout_s)
@@ -192,8 +201,6 @@ class Service:
             ctx.readiness.listeners["http"] = False
             await site.stop()  # no new connections; in-flight requests finish in cleanup
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                loop.remove_signal_handler(sig)
             if watchdog is not None:
                 watchdog.cancel()
             if scheduler.running:

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from daemon.core.lifecycle import (
     UPSTREAM_RESOLVABLE_SOURCES,
@@ -48,13 +49,12 @@ class TicketService:
         Raises `TicketNotFound`, or `TicketAlreadyClosed` (from the core) if it is closed.
         """
         now = self._clock()
-        async with self._db.write() as session:
-            alert_id = await session.scalar(select(Ticket.alert_id).where(Ticket.id == ticket_id))
+
+        def close(session: Session) -> tuple[CloseResult, str | None]:
+            alert_id = session.scalar(select(Ticket.alert_id).where(Ticket.id == ticket_id))
             # Lock order alert -> ticket, the same as the pipeline, so the two never deadlock.
-            alert = None
-            if alert_id is not None:
-                alert = await session.get(Alert, alert_id, with_for_update=True)
-            ticket = await session.get(Ticket, ticket_id, with_for_update=True)
+            alert = session.get(Alert, alert_id, with_for_update=True) if alert_id else None
+            ticket = session.get(Ticket, ticket_id, with_for_update=True)
             if ticket is None:
                 raise TicketNotFound(f"ticket {ticket_id} not found")
             decision = decide_ticket_close(
@@ -77,30 +77,38 @@ class TicketService:
                 alert.resolved_by = ResolvedBy.TICKET.value
                 alert.resolved_at = now
             if alert is not None and decision.resolve_upstream:
-                insert = self._db.insert_ignore(OutboxAction, "action", "alert_id").values(
+                table = OutboxAction.__table__
+                insert = self._db.insert_ignore(table, "action", "alert_id").values(
                     action="resolve_alert", source=alert.source, target=alert.uid,
                     alert_id=alert.id, status="pending", attempts=0, next_attempt_at=now,
                     created_at=now,
                 )
-                outbox_id = await session.scalar(insert.returning(OutboxAction.id))
+                outbox_id = session.execute(insert.returning(OutboxAction.id)).scalar()
+            result = CloseResult(ticket_id, alert_id, decision.resolve_alert, outbox_id)
+            return result, alert.source if alert else None
+
+        result, source = await self._db.write(close)
         self._metrics.tickets_closed.labels("agent").inc()
-        if outbox_id is not None:
-            self._metrics.outbox_enqueued.labels(alert.source if alert else "",
-                                                 "resolve_alert").inc()
+        if result.outbox_id is not None:
+            self._metrics.outbox_enqueued.labels(source or "", "resolve_alert").inc()
         log.info("ticket %s closed by %s alert=%s resolved=%s outbox=%s", ticket_id, actor,
-                 alert_id, decision.resolve_alert, outbox_id)
-        return CloseResult(ticket_id, alert_id, decision.resolve_alert, outbox_id)
+                 result.alert_id, result.alert_resolved, result.outbox_id)
+        return result
 
     async def add_note(self, ticket_id: int, author: str, body: str) -> int:
         if not body.strip():
             raise ValueError("a note needs a body")
-        async with self._db.write() as session:
-            if await session.get(Ticket, ticket_id) is None:
+        now = self._clock()
+
+        def add(session: Session) -> int:
+            if session.get(Ticket, ticket_id) is None:
                 raise TicketNotFound(f"ticket {ticket_id} not found")
-            note = TicketNote(ticket_id=ticket_id, created_at=self._clock(), author=author,
+            note = TicketNote(ticket_id=ticket_id, created_at=now, author=author,
                               body=body[:MAX_NOTE_CHARS])
             session.add(note)
-            await session.flush()
-            note_id = note.id
+            session.flush()
+            return note.id
+
+        note_id = await self._db.write(add)
         log.info("ticket %s note %s by %s", ticket_id, note_id, author)
         return note_id

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Connection
 
 from daemon.config import Config, load_config
 from daemon.core.events import Channel, interpret_api_delivery
@@ -59,11 +60,13 @@ def require_postgres() -> None:
 async def reset_postgres(drop_only: bool = False) -> None:
     """Give this run an empty schema of its own (or drop it at the end)."""
     db = Database(PG_URL)
+
+    def reset(connection: Connection) -> None:
+        connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE")
+        if not drop_only:
+            connection.exec_driver_sql(f"CREATE SCHEMA {PG_SCHEMA}")
     try:
-        async with db.engine.begin() as conn:
-            await conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE")
-            if not drop_only:
-                await conn.exec_driver_sql(f"CREATE SCHEMA {PG_SCHEMA}")
+        await db.run_on_connection(reset)
     finally:
         await db.dispose()
 

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
@@ -91,8 +90,8 @@ async def test_api_refuses_without_or_with_wrong_token(api: Api, method: str, pa
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
         body = await response.json()
         assert body["error"] == "unauthorized" and "token" in body["detail"]
-    async with api.ctx.db.read() as session:
-        assert await session.scalar(select(func.count()).select_from(Delivery)) == 0
+    count = select(func.count()).select_from(Delivery)
+    assert await api.ctx.db.read(lambda s: s.scalar(count)) == 0
 
 
 async def test_every_api_route_is_documented_and_every_documented_route_exists(api: Api) -> None:
@@ -145,15 +144,26 @@ async def test_raise_creates_alert_and_ticket_and_duplicate_changes_nothing(api:
     assert alert["occurrences"] == 1 and alert["ticket_id"] == event["ticket_id"]
 
 
-async def test_idempotency_key_dedupes_different_bodies(api: Api) -> None:
+async def test_idempotency_key_dedupes_and_refuses_a_different_body(api: Api) -> None:
     key = {"Idempotency-Key": "evt-1"}
-    status, _ = await api.call("POST", "/api/alerts", headers=key,
-                               body={"source": "datto", "uid": "a", "action": "raise"})
+    event = {"source": "datto", "uid": "a", "action": "raise"}
+    status, first = await api.call("POST", "/api/alerts", headers=key, body=event)
     assert status == 201
+    status, again = await api.call("POST", "/api/alerts", headers=key, body=event)
+    assert status == 200 and again["duplicate"]
+    assert again["delivery_id"] == first["delivery_id"]
     status, body = await api.call("POST", "/api/alerts", headers=key,
-                                  body={"source": "datto", "uid": "a", "action": "raise",
-                                        "message": "retry with a different body"})
-    assert status == 200 and body["duplicate"]
+                                  body={**event, "message": "a different event"})
+    assert status == 409 and "different body" in body["detail"]
+
+
+async def test_the_raw_body_is_stored_as_received(api: Api) -> None:
+    raw = b'{ "uid": "spaced",\n  "action": "raise", "source": "datto" }'
+    status, result = await api.call("POST", "/api/alerts", data=raw,
+                                    headers={"Content-Type": "application/json"})
+    assert status == 201
+    _, delivery = await api.call("GET", f"/api/deliveries/{result['delivery_id']}")
+    assert delivery["payload"] == raw.decode()
 
 
 async def test_invalid_event_is_422_and_kept_as_rejected(api: Api) -> None:
@@ -178,8 +188,8 @@ async def test_bad_bodies_store_nothing(api: Api, data: bytes, content_type: str
     got, body = await api.call("POST", "/api/alerts", data=data,
                                headers={"Content-Type": content_type})
     assert (got, body["error"]) == (status, error)
-    async with api.ctx.db.read() as session:
-        assert await session.scalar(select(func.count()).select_from(Delivery)) == 0
+    count = select(func.count()).select_from(Delivery)
+    assert await api.ctx.db.read(lambda s: s.scalar(count)) == 0
 
 
 async def test_storage_failure_answers_503(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -233,7 +243,14 @@ async def test_notes_and_missing_tickets(api: Api) -> None:
                                     body={"body": "called the customer"})
     assert status == 201 and ticket["notes"][-1]["author"] == "agent:api"
     status, body = await api.call("POST", f"/api/tickets/{ticket_id}/notes", body={"body": " "})
-    assert status == 422 and "'body'" in body["detail"]
+    assert (status, body["detail"]) == (422, "'body' must not be empty")
+    status, body = await api.call("POST", f"/api/tickets/{ticket_id}/close",
+                                  body={"notes": "typo'd key"})
+    assert (status, body["detail"]) == (422, "unknown field(s): notes")
+    status, body = await api.call("POST", f"/api/tickets/{ticket_id}/close", body={"note": 5})
+    assert (status, body["detail"]) == (422, "'note' must be a string")
+    _, ticket = await api.call("GET", f"/api/tickets/{ticket_id}")
+    assert ticket["status"] == "open"
     for method, path in (("GET", "/api/tickets/999"), ("POST", "/api/tickets/999/close"),
                          ("GET", "/api/alerts/999"), ("GET", "/api/deliveries/999"),
                          ("GET", "/api/tickets/abc")):
@@ -269,12 +286,3 @@ async def test_listing_pages_by_id(api: Api) -> None:
     status, body = await api.call("GET", "/api/alerts", params={"limit": "0"})
     assert "between 1 and 1000" in body["detail"]
     assert status == 400
-
-
-def test_app_factory_is_shared(make_config: Callable[..., Config]) -> None:
-    """Production (`Service.run`) and tests build the app through the same factory."""
-    import inspect
-
-    from daemon import service
-    assert "create_app(ctx, [setup_api_routes])" in inspect.getsource(service.Service.run)
-    assert isinstance(create_app, type(lambda: None)) and web.Application

@@ -14,9 +14,7 @@ async def test_migrated_schema_matches_the_models(db: Database) -> None:
         context = MigrationContext.configure(connection, opts={"compare_type": True})  # type: ignore[arg-type]
         return list(compare_metadata(context, Base.metadata))
 
-    async with db.engine.connect() as conn:
-        differences = await conn.run_sync(diff)
-    assert differences == []
+    assert await db.run_on_connection(diff) == []
 
 
 async def test_upgrade_is_idempotent(db: Database) -> None:

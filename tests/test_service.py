@@ -190,17 +190,15 @@ async def test_kill_9_during_intake_loses_and_duplicates_nothing(tmp_path: Path)
     await restarted.start()  # startup recovery sweeps unfinished deliveries
     db = Database(f"sqlite:///{daemon.state_dir / 'alertd.db'}")
     try:
+        pending_query = (select(func.count()).select_from(Delivery)
+                         .where(Delivery.status == "received"))
         for _ in range(100):
-            async with db.read() as session:
-                pending = await session.scalar(select(func.count()).select_from(Delivery)
-                                               .where(Delivery.status == "received"))
-            if not pending:
+            if not await db.read(lambda s: s.scalar(pending_query)):
                 break
             await asyncio.sleep(0.1)
-        async with db.read() as session:
-            uids = list((await session.scalars(select(Alert.uid))).all())
-            tickets = await session.scalar(select(func.count()).select_from(Ticket))
-            statuses = set((await session.scalars(select(Delivery.status))).all())
+        uids = await db.read(lambda s: list(s.scalars(select(Alert.uid))))
+        tickets = await db.read(lambda s: s.scalar(select(func.count()).select_from(Ticket)))
+        statuses = await db.read(lambda s: set(s.scalars(select(Delivery.status))))
     finally:
         await db.dispose()
         assert await restarted.stop() == 0

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from daemon.store.models import Alert, Ticket
 from tests.conftest import PG_SCHEMA, PG_URL, pg_database, require_postgres, reset_postgres
@@ -61,14 +62,16 @@ def test_two_processes_one_alert_one_ticket_per_id() -> None:
 
     async def count() -> tuple[int, int, set[int], set[tuple[str, ...]]]:
         db = pg_database()
-        async with db.read() as session:
-            alerts = await session.scalar(select(func.count()).select_from(Alert))
-            tickets = await session.scalar(select(func.count()).select_from(Ticket))
-            occurrences = set((await session.scalars(select(Alert.occurrences))).all())
-            channels = {tuple(sorted(c)) for c in (await session.scalars(
-                select(Alert.channels))).all()}
-        await db.dispose()
-        return alerts or 0, tickets or 0, occurrences, channels
+        def read(session: Session) -> tuple[int, int, set[int], set[tuple[str, ...]]]:
+            alerts = session.scalar(select(func.count()).select_from(Alert))
+            tickets = session.scalar(select(func.count()).select_from(Ticket))
+            occurrences = set(session.scalars(select(Alert.occurrences)))
+            channels = {tuple(sorted(c)) for c in session.scalars(select(Alert.channels))}
+            return alerts or 0, tickets or 0, occurrences, channels
+        try:
+            return await db.read(read)
+        finally:
+            await db.dispose()
 
     alerts, tickets, occurrences, channels = asyncio.run(count())
     assert (alerts, tickets) == (len(uids), len(uids))

@@ -87,6 +87,11 @@ _EVENT_KEYS = {"source", "uid", "action", "device", "site", "customer", "priorit
 _TICKET_KEYS = {"type", "summary", "details"}
 
 
+def is_source_name(value: object) -> bool:
+    """A valid source name: lower-case, starts with a letter, at most 32 characters."""
+    return isinstance(value, str) and _SOURCE.match(value) is not None
+
+
 def _optional_str(body: dict[str, Any], key: str, limit: int) -> str | None:
     value = body.get(key)
     if value is None:
@@ -106,7 +111,7 @@ def parse_api_event(body: Any) -> AlertEvent:
     if unknown:
         raise Unprocessable(f"unknown field(s): {', '.join(unknown)}")
     source = body.get("source")
-    if not isinstance(source, str) or not _SOURCE.match(source):
+    if not isinstance(source, str) or not is_source_name(source):
         raise Unprocessable("'source' must be a lower-case name like 'datto' or 'syncro'")
     uid = body.get("uid")
     if isinstance(uid, int) and not isinstance(uid, bool):

@@ -7,9 +7,15 @@ import json
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import SQLAlchemyError
 
-from daemon.core.events import Channel, Unprocessable, parse_api_event
+from daemon.core.events import (
+    Channel,
+    RawDelivery,
+    Unprocessable,
+    is_source_name,
+    parse_api_event,
+)
 from daemon.core.lifecycle import TicketAlreadyClosed
 from daemon.http.app import CONTEXT
 from daemon.http.errors import ApiError
@@ -28,18 +34,28 @@ def _id(request: web.Request) -> int:
     return int(raw)
 
 
-async def _json_body(request: web.Request, optional: bool = False) -> Any:
-    """The request's JSON body; 415 for another content type, 400 for malformed JSON."""
+async def _json_body(request: web.Request, optional: bool = False) -> tuple[bytes, Any]:
+    """(raw bytes, parsed JSON); 415 for another content type, 400 for malformed JSON."""
     if optional and not request.can_read_body:
-        return {}
+        return b"", {}
     if request.content_type not in JSON_TYPES:
         raise ApiError(415, "expected Content-Type: application/json, "
                             f"got {request.content_type!r}")
     raw = await request.read()
     try:
-        return json.loads(raw)
+        return raw, json.loads(raw)
     except ValueError as err:
         raise ApiError(400, f"malformed JSON: {err}") from None
+
+
+def _object(body: Any, allowed: set[str]) -> dict[str, Any]:
+    """`body` as a JSON object with only `allowed` keys (a typo must not pass silently)."""
+    if not isinstance(body, dict):
+        raise ApiError(422, "the body must be a JSON object")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise ApiError(422, f"unknown field(s): {', '.join(unknown)}")
+    return body
 
 
 def _filters(request: web.Request, *names: str) -> dict[str, str | None]:
@@ -71,20 +87,20 @@ async def get_ticket(request: web.Request) -> web.Response:
     return web.json_response(ticket)
 
 
-def _text_field(body: Any, name: str, required: bool) -> str | None:
-    if not isinstance(body, dict):
-        raise ApiError(422, "the body must be a JSON object")
+def _text_field(body: dict[str, Any], name: str, required: bool) -> str | None:
     value = body.get(name)
     if value is None and not required:
         return None
-    if not isinstance(value, str) or (required and not value.strip()):
-        raise ApiError(422, f"'{name}' must be a non-empty string")
+    if not isinstance(value, str):
+        raise ApiError(422, f"'{name}' must be a string")
+    if required and not value.strip():
+        raise ApiError(422, f"'{name}' must not be empty")
     if len(value) > MAX_NOTE_CHARS:
         raise ApiError(422, f"'{name}' is longer than {MAX_NOTE_CHARS} characters")
     return value
 
 
-def _actor(body: Any) -> str:
+def _actor(body: dict[str, Any]) -> str:
     name = _text_field(body, "actor", required=False)
     return f"agent:{name[:100]}" if name else "agent:api"
 
@@ -92,7 +108,8 @@ def _actor(body: Any) -> str:
 async def close_ticket(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     ticket_id = _id(request)
-    body = await _json_body(request, optional=True)
+    _, parsed = await _json_body(request, optional=True)
+    body = _object(parsed, {"note", "actor"})
     note = _text_field(body, "note", required=False)
     try:
         await ctx.tickets.close(ticket_id, _actor(body), note)
@@ -106,7 +123,8 @@ async def close_ticket(request: web.Request) -> web.Response:
 async def add_note(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     ticket_id = _id(request)
-    body = await _json_body(request)
+    _, parsed = await _json_body(request)
+    body = _object(parsed, {"body", "actor"})
     text = _text_field(body, "body", required=True)
     assert text is not None
     try:
@@ -146,44 +164,52 @@ def _result_body(delivery_id: int, duplicate: bool, result: ProcessResult | None
 
 
 async def ingest_alert(request: web.Request) -> web.Response:
-    """POST /api/alerts: store the event, then apply it; 201 when applied now."""
+    """POST /api/alerts: store the event as received, then apply it (201) or leave it to the
+    retry sweep (202)."""
     ctx = request.app[CONTEXT]
-    body = await _json_body(request)
-    raw = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-    key = request.headers.get("Idempotency-Key") or hashlib.sha256(raw).hexdigest()
-    if len(key) > 200:
-        raise ApiError(400, "Idempotency-Key is longer than 200 characters")
-    source = body.get("source") if isinstance(body, dict) else None
+    raw, body = await _json_body(request)
+    # Identical events are one delivery however their JSON is spaced or ordered.
+    body_sha256 = hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    idempotency_key = request.headers.get("Idempotency-Key")
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
+        raise ApiError(400, "Idempotency-Key must be 1 to 200 characters")
+    dedupe_key = f"key:{idempotency_key}" if idempotency_key else f"sha256:{body_sha256}"
     try:
         parse_api_event(body)
         rejected = None
     except Unprocessable as err:
         rejected = str(err)
+    source = body.get("source") if isinstance(body, dict) else None
     inbound = InboundDelivery(
-        channel=Channel.API, dedupe_key=f"api:{key}", payload=raw,
+        channel=Channel.API, dedupe_key=dedupe_key, payload=raw,
         content_type="application/json",
-        source=source if isinstance(source, str) else None,
-        meta={"remote": request.remote}, rejected_reason=rejected,
+        source=source if is_source_name(source) else None,
+        meta={"remote": request.remote, "body_sha256": body_sha256},
+        rejected_reason=rejected,
     )
     try:
         accepted = await ctx.pipeline.accept(inbound)
-    except (DBAPIError, OSError) as err:
+        stored = await ctx.queries.delivery(accepted.delivery_id) if accepted.duplicate else None
+    except (SQLAlchemyError, OSError) as err:
         raise ApiError(503, "the event could not be stored; retry later") from err
+    if stored is not None:
+        if stored["meta"].get("body_sha256") != body_sha256:
+            raise ApiError(409, f"Idempotency-Key already used for delivery "
+                                f"{accepted.delivery_id} with a different body")
+        return web.json_response({
+            "delivery_id": accepted.delivery_id, "duplicate": True, "status": stored["status"],
+            "error": stored["error"], "events": [],
+        })
     if rejected is not None:
         raise ApiError(422, f"{rejected} (kept as rejected delivery {accepted.delivery_id})")
-    if accepted.duplicate:
-        stored = await ctx.queries.delivery(accepted.delivery_id)
-        return web.json_response({
-            "delivery_id": accepted.delivery_id, "duplicate": True,
-            "status": stored["status"] if stored else None,
-            "error": stored["error"] if stored else None, "events": [],
-        })
-    result = await ctx.pipeline.process(accepted.delivery_id)
-    if result is None or result.status.value == "received":
-        # Stored but not applied yet (a retry is scheduled): the worker finishes it.
-        ctx.on_delivery(accepted.delivery_id)
-        return web.json_response(_result_body(accepted.delivery_id, False, result), status=202)
-    return web.json_response(_result_body(accepted.delivery_id, False, result), status=201)
+    result = await ctx.pipeline.process(accepted.delivery_id, RawDelivery(
+        accepted.delivery_id, inbound.channel.value, inbound.source, inbound.content_type,
+        inbound.payload, inbound.meta))
+    applied = result is not None and result.status.value in ("processed", "ignored")
+    # 202: stored but not applied now; the sweep retries it when due (or it failed: replay).
+    return web.json_response(_result_body(accepted.delivery_id, False, result),
+                             status=201 if applied else 202)
 
 
 @_listing_call

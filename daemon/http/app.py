@@ -85,7 +85,7 @@ def _make_metrics_middleware(metrics: Metrics) -> Middleware:
         response = await handler(request)
         info = request.match_info.route.resource
         route = info.canonical if info is not None else "unmatched"
-        metrics.http_requests.labels(route, str(response.status)).inc()
+        metrics.http_requests.labels(request.method, route, str(response.status)).inc()
         return response
 
     return metrics_middleware

@@ -187,8 +187,9 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                     "responses": {
                         "200": _json(INGEST_RESULT, "Duplicate of an earlier delivery"),
                         "201": _json(INGEST_RESULT, "Stored and applied"),
-                        "202": _json(INGEST_RESULT, "Stored; will be applied by the worker"),
-                        **_errors(400, 401, 413, 415, 422, 503),
+                        "202": _json(INGEST_RESULT, "Stored, not applied now: retried when "
+                                     "due (status received) or failed (replayable)"),
+                        **_errors(400, 401, 409, 413, 415, 422, 503),
                     },
                 },
             },

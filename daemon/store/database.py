@@ -1,30 +1,38 @@
-"""The database handle: async engine, transactions for readers and writers, migrations.
+"""The database handle: transactions as units of work, group commit on SQLite, migrations.
+
+Application code hands the database a *unit*: a plain function `unit(session) -> result` that
+reads and writes through a synchronous SQLAlchemy `Session` and returns plain data. `write`
+runs it in a transaction and returns once that transaction is committed; `read` runs it in a
+read-only snapshot. Units contain no `await`, so no transaction ever waits on the event loop
+while it holds locks.
 
 SQLite (the default) runs in WAL mode with `synchronous=FULL`, so a commit survives a power cut
-as well as a kill -9. SQLite allows one writer at a time: write transactions start with
-`BEGIN IMMEDIATE` (a deferred BEGIN that upgrades to a write lock can fail at once with
-"database is locked" instead of waiting) and are serialised inside the process by a lock, so
-they queue in asyncio rather than spin in SQLite's busy handler. PostgreSQL uses row locks.
+as well as a kill -9. It allows one writer at a time, so one writer thread owns the writes and
+commits them in groups: it takes every unit queued while the previous commit ran, runs each in
+its own SAVEPOINT (a failing unit rolls back alone), commits once and only then answers every
+caller of the batch. One fsync then covers many requests (the "group commit" reference in
+../shared/perf-notes.md). Reads run on a small thread pool of their own connections.
+
+PostgreSQL runs units through SQLAlchemy's asyncio engine (asyncpg) with `Session.run_sync`;
+concurrency there is handled by row locks (`SELECT ... FOR UPDATE`) in the units.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
 
 if TYPE_CHECKING:
@@ -34,18 +42,23 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+Unit = Callable[[Session], T]
+
 # Any constant shared by all alertd processes: serialises concurrent `db upgrade` on PostgreSQL.
 _MIGRATION_LOCK_KEY = 0x616C65727464
+# Upper bound on units per SQLite commit: keeps one batch's latency bounded under a flood.
+_MAX_BATCH = 256
 
 
 class SchemaOutOfDate(Exception):
     """The database is behind this alertd's schema and auto-migration is off."""
 
 
-def async_url(url: str) -> str:
-    """Map the configured URL to its asyncio driver (aiosqlite / asyncpg)."""
-    if url.startswith("sqlite://"):
-        return "sqlite+aiosqlite://" + url.removeprefix("sqlite://")
+def driver_url(url: str) -> str:
+    """The configured URL with its driver: stdlib sqlite3 for SQLite, asyncpg for PostgreSQL."""
+    if url.startswith("sqlite+"):
+        return "sqlite://" + url.split("://", 1)[1]
     if url.startswith("postgresql://"):
         return "postgresql+asyncpg://" + url.removeprefix("postgresql://")
     return url
@@ -57,45 +70,63 @@ def redact_url(url: str) -> str:
 
 
 class Database:
-    """Owns the engine. `write()` and `read()` yield a session inside one transaction."""
+    """Owns the engines. `write(unit)` / `read(unit)` run a unit in one transaction."""
 
     def __init__(self, url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 5,
                  pg_schema: str = ""):
-        self.url = async_url(url)
+        self.url = driver_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
-        options: dict[str, Any] = {}
+        self._async_engine: AsyncEngine | None = None
+        self._sync_engine: Engine | None = None
+        self._writer: _SqliteWriter | None = None
+        self._readers: ThreadPoolExecutor | None = None
         if self.is_sqlite:
             path = self.url.split("///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            options["connect_args"] = {"timeout": 30}
+            engine = create_engine(self.url, connect_args={"check_same_thread": False,
+                                                           "timeout": 30})
+            _configure_sqlite(engine, sqlite_synchronous)
+            self._sync_engine = engine
+            self._read_sessions = sessionmaker(engine, expire_on_commit=False)
+            self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="alertd-read")
+            self._writer = _SqliteWriter(
+                sessionmaker(engine.execution_options(sqlite_immediate=True),
+                             expire_on_commit=False))
         else:
-            options.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            connect_args: dict[str, Any] = {}
             if pg_schema:
                 # Every connection, alembic's included, sees only this schema.
-                options["connect_args"] = {"server_settings": {"search_path": pg_schema}}
-        self.engine: AsyncEngine = create_async_engine(self.url, **options)
-        self._write_lock = asyncio.Lock() if self.is_sqlite else None
-        if self.is_sqlite:
-            _configure_sqlite(self.engine, sqlite_synchronous)
-        writer = self.engine.execution_options(sqlite_immediate=True)
-        self._write_sessions = async_sessionmaker(writer, expire_on_commit=False)
-        self._read_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+                connect_args["server_settings"] = {"search_path": pg_schema}
+            self._async_engine = create_async_engine(
+                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                connect_args=connect_args)
+            self._async_sessions = async_sessionmaker(self._async_engine, expire_on_commit=False)
 
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncSession]:
-        """A write transaction: committed when the block ends, rolled back if it raises."""
-        if self._write_lock is not None:
-            async with self._write_lock, self._write_sessions.begin() as session:
-                yield session
-        else:
-            async with self._write_sessions.begin() as session:
-                yield session
+    @property
+    def display_url(self) -> str:
+        return redact_url(self.url)
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncSession]:
-        async with self._read_sessions.begin() as session:
-            yield session
+    async def write(self, unit: Unit[T]) -> T:
+        """Run `unit` in a write transaction; return its result once it is committed.
+
+        If the unit raises, its changes are rolled back and the exception propagates.
+        """
+        if self._writer is not None:
+            return await self._writer.submit(unit)
+        assert self._async_engine is not None
+        async with self._async_sessions.begin() as session:
+            return await session.run_sync(unit)
+
+    async def read(self, unit: Unit[T]) -> T:
+        """Run `unit` in a read transaction (a consistent snapshot); nothing it writes stays."""
+        if self._readers is not None:
+            def run() -> T:
+                with self._read_sessions() as session, session.begin():
+                    return unit(session)
+            return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+        async with self._async_sessions.begin() as session:
+            return await session.run_sync(unit)
 
     def insert_ignore(self, table: Any, *conflict_columns: str) -> Insert:
         """INSERT ... ON CONFLICT (cols) DO NOTHING for the current backend."""
@@ -103,25 +134,43 @@ class Database:
         return dialect.insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
 
     async def ping(self) -> None:
-        async with self.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        await self.read(lambda session: session.execute(text("SELECT 1")))
 
     async def dispose(self) -> None:
-        await self.engine.dispose()
+        if self._writer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._writer.stop)
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
+        if self._async_engine is not None:
+            await self._async_engine.dispose()
+
+    async def run_on_connection(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` on a raw connection in a transaction (migrations and schema checks)."""
+        if self._sync_engine is not None:
+            engine = self._sync_engine
+
+            def run() -> T:
+                with engine.begin() as conn:
+                    return fn(conn)
+            # The writer is idle or queued behind this: DDL takes SQLite's write lock itself.
+            return await asyncio.get_running_loop().run_in_executor(None, run)
+        assert self._async_engine is not None
+        async with self._async_engine.begin() as conn:
+            return await conn.run_sync(fn)
 
     # --- migrations ---------------------------------------------------------------------
 
     async def schema_revisions(self) -> tuple[str | None, str]:
         """(the database's current revision or None, the newest revision alertd knows)."""
-        # Alembic is imported only here and in upgrade: most CLI commands never need it.
+        # Alembic is imported only for migrations: most CLI commands never need more.
         from alembic.runtime.migration import MigrationContext
         from alembic.script import ScriptDirectory
 
         head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
-        async with self.engine.connect() as conn:
-            current = await conn.run_sync(
-                lambda sync: MigrationContext.configure(sync).get_current_revision()
-            )
+        current = await self.run_on_connection(
+            lambda conn: MigrationContext.configure(conn).get_current_revision())
         return current, head or ""
 
     async def upgrade(self) -> tuple[str | None, str]:
@@ -129,20 +178,26 @@ class Database:
         before, head = await self.schema_revisions()
         if before == head:
             return before, head
-        async with self.engine.connect() as conn:
+
+        def migrate(conn: Connection) -> str | None:
+            from alembic.runtime.migration import MigrationContext
+
             if not self.is_sqlite:
-                await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
-            try:
-                await conn.run_sync(_run_upgrade)
-                await conn.commit()
-            finally:
-                if not self.is_sqlite:
-                    await conn.execute(
-                        text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_KEY}
-                    )
-                    await conn.commit()
-        log.info("database schema upgraded from %s to %s", before or "empty", head)
-        return before, head
+                # Transaction-scoped: released by the commit that ends the migration.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"),
+                             {"k": _MIGRATION_LOCK_KEY})
+            # Another instance may have migrated while we waited for the lock.
+            current = MigrationContext.configure(conn).get_current_revision()
+            if current != head:
+                _run_upgrade(conn)
+            return current
+
+        found = await self.run_on_connection(migrate)
+        if found == head:
+            log.info("database schema already upgraded to %s by another process", head)
+            return head, head
+        log.info("database schema upgraded from %s to %s", found or "empty", head)
+        return found, head
 
     async def ensure_schema(self, auto_migrate: bool) -> None:
         """Upgrade, or refuse with the command to run, when the schema is behind."""
@@ -155,6 +210,79 @@ class Database:
                 "run 'alertd db upgrade' (or set [database] auto_migrate = true)"
             )
         await self.upgrade()
+
+
+class _SqliteWriter:
+    """One thread that runs every SQLite write, committing the units queued together at once."""
+
+    def __init__(self, sessions: sessionmaker[Session]):
+        self._sessions = sessions
+        self._queue: queue.SimpleQueue[tuple[Unit[Any], asyncio.Future[Any]] | None] = (
+            queue.SimpleQueue())
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, unit: Unit[T]) -> asyncio.Future[T]:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="alertd-sqlite-writer",
+                                                daemon=True)
+                self._thread.start()
+        self._queue.put((unit, future))
+        return future
+
+    def stop(self) -> None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < _MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._commit(batch)
+
+    def _commit(self, batch: list[tuple[Unit[Any], asyncio.Future[Any]]]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            with self._sessions() as session, session.begin():
+                if len(batch) == 1:
+                    outcomes.append((True, batch[0][0](session)))
+                else:
+                    for unit, _ in batch:
+                        try:
+                            with session.begin_nested():  # a failing unit rolls back alone
+                                outcomes.append((True, unit(session)))
+                        except Exception as err:
+                            outcomes.append((False, err))
+        except Exception as err:  # the unit of a single batch, or the COMMIT itself, failed
+            outcomes = [(False, err)] * len(batch)
+        for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+            future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.cancelled():
+        return  # the caller gave up waiting; the unit's outcome stands
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
 
 
 def open_database(config: Config) -> Database:
@@ -184,10 +312,11 @@ def _run_upgrade(connection: Connection) -> None:
     command.upgrade(_alembic_config(connection), "head")
 
 
-def _configure_sqlite(engine: AsyncEngine, synchronous: str) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def _configure_sqlite(engine: Engine, synchronous: str) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Take transaction control from the driver so we can choose BEGIN IMMEDIATE below.
+        # Take transaction control from the driver so we can choose BEGIN IMMEDIATE below
+        # (and so SAVEPOINTs work: pysqlite's own transaction handling breaks them).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -196,7 +325,9 @@ def _configure_sqlite(engine: AsyncEngine, synchronous: str) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
+        # Writers take the write lock up front: a deferred BEGIN that later upgrades can fail
+        # at once with "database is locked" when another process writes.
         immediate = conn.get_execution_options().get("sqlite_immediate", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

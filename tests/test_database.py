@@ -1,0 +1,71 @@
+"""The database handle: SQLite group commit isolates failing units; writers from two handles
+(two processes) on one SQLite file queue instead of failing with "database is locked"."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from daemon.store.database import Database
+from daemon.store.models import AssetGroup
+
+
+def add_group(name: str, fail: bool = False):  # type: ignore[no-untyped-def]
+    def unit(session: Session) -> str:
+        session.add(AssetGroup(name=name))
+        session.flush()
+        if fail:
+            raise RuntimeError(f"unit {name} fails")
+        return name
+    return unit
+
+
+async def count_groups(db: Database) -> int:
+    return await db.read(lambda s: s.scalar(select(func.count()).select_from(AssetGroup)) or 0)
+
+
+async def test_a_failing_unit_rolls_back_alone(db: Database) -> None:
+    units = [add_group(f"g{n}", fail=n == 7) for n in range(50)]
+    results = await asyncio.gather(*(db.write(u) for u in units), return_exceptions=True)
+    failures = [r for r in results if isinstance(r, Exception)]
+    assert [str(f) for f in failures] == ["unit g7 fails"]
+    assert await count_groups(db) == 49
+    names = await db.read(lambda s: set(s.scalars(select(AssetGroup.name))))
+    assert "g7" not in names
+
+
+async def test_a_constraint_violation_fails_only_its_unit(db: Database) -> None:
+    await db.write(add_group("taken"))
+    results = await asyncio.gather(db.write(add_group("taken")), db.write(add_group("free")),
+                                   return_exceptions=True)
+    assert isinstance(results[0], Exception) and results[1] == "free"
+    assert await count_groups(db) == 2
+
+
+async def test_two_sqlite_handles_write_concurrently(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    first, second = Database(url), Database(url)
+    try:
+        await first.upgrade()
+        await asyncio.gather(*(db.write(add_group(f"{i}-{n}"))
+                               for n in range(100) for i, db in enumerate((first, second))))
+        assert await count_groups(first) == 200
+    finally:
+        await first.dispose()
+        await second.dispose()
+
+
+async def test_write_results_arrive_after_commit(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'a.db'}")
+    await db.upgrade()
+    try:
+        await db.write(add_group("committed"))
+        # A fresh handle (another process) sees it at once: the answer came after COMMIT.
+        other = Database(f"sqlite:///{tmp_path / 'a.db'}")
+        assert await count_groups(other) == 1
+        await other.dispose()
+    finally:
+        await db.dispose()
