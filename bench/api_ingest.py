@@ -130,7 +130,8 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--postgres", help="also run against this PostgreSQL URL (it is wiped)")
+    parser.add_argument("--postgres", help="also run against this PostgreSQL URL (its schema is "
+                        "migrated and rows are added)")
     args = parser.parse_args()
     auth = {"Authorization": f"Bearer {TOKEN}"}
     with tempfile.TemporaryDirectory() as tmp_name:

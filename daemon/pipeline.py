@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from daemon.core.events import (
@@ -105,6 +105,12 @@ class Pipeline:
         self._max_attempts = max_attempts
         self._retry_base_s = retry_base_s
         self._clock = clock
+        # Built once: statements with bound parameters hit SQLAlchemy's compiled cache
+        # without rebuilding the statement per delivery (the intake hot path).
+        self._insert_delivery = db.insert_ignore(
+            Delivery.__table__, "channel", "dedupe_key").returning(Delivery.id)
+        self._insert_alert = db.insert_ignore(
+            Alert.__table__, "source", "uid").returning(Alert.id)
 
     # --- intake ---------------------------------------------------------------------------
 
@@ -112,7 +118,7 @@ class Pipeline:
         """Commit `inbound` as a delivery; an identical earlier one (same key) is returned."""
         now = self._clock()
         rejected = inbound.rejected_reason is not None
-        insert = self._db.insert_ignore(Delivery.__table__, "channel", "dedupe_key").values(
+        row = dict(
             channel=inbound.channel.value,
             source=inbound.source,
             dedupe_key=inbound.dedupe_key,
@@ -124,15 +130,14 @@ class Pipeline:
             content_type=inbound.content_type,
             meta=inbound.meta,
             payload=inbound.payload,
-        ).returning(Delivery.id)
+        )
 
         def store(session: Session) -> Accepted:
-            new_id = session.execute(insert).scalar()
+            new_id = session.execute(self._insert_delivery, row).scalar()
             if new_id is not None:
                 return Accepted(new_id, duplicate=False)
-            existing = session.scalar(select(Delivery.id).where(
-                Delivery.channel == inbound.channel.value,
-                Delivery.dedupe_key == inbound.dedupe_key))
+            existing = session.execute(_FIND_DELIVERY, {
+                "channel": row["channel"], "dedupe_key": row["dedupe_key"]}).scalar()
             assert existing is not None  # the conflicting row is committed and never deleted
             return Accepted(existing, duplicate=True)
 
@@ -200,32 +205,30 @@ class Pipeline:
         now = self._clock()
 
         def apply(session: Session) -> ProcessResult | None:
-            delivery = session.scalar(
-                select(Delivery)
-                .where(Delivery.id == delivery_id,
-                       Delivery.status == DeliveryStatus.RECEIVED.value)
-                .with_for_update(skip_locked=True))
-            if delivery is None:  # done meanwhile, or claimed by another process
+            conn = session.connection()
+            attempts = conn.execute(_CLAIM_DELIVERY, {"id": delivery_id}).scalar()
+            if attempts is None:  # done meanwhile, or claimed by another process
                 return None
-            delivery.attempts += 1
-            delivery.processed_at = now
-            delivery.next_attempt_at = None
+            row: dict[str, Any] = {"row_id": delivery_id, "attempts": attempts + 1,
+                                   "processed_at": now, "next_attempt_at": None,
+                                   "trace": None, "error": None, "alert_id": None,
+                                   "outcome": None}
             if isinstance(meaning, str):
-                delivery.status = DeliveryStatus.FAILED.value
-                delivery.error = meaning
-                return ProcessResult(delivery_id, DeliveryStatus.FAILED, error=meaning)
-            delivery.trace = meaning.trace
-            if not meaning.events:
-                delivery.status = DeliveryStatus.IGNORED.value
-                delivery.error = meaning.ignored_reason
-                return ProcessResult(delivery_id, DeliveryStatus.IGNORED,
-                                     error=meaning.ignored_reason)
-            results = tuple(self._apply(session, raw.channel, e, now) for e in meaning.events)
-            delivery.status = DeliveryStatus.PROCESSED.value
-            delivery.error = None
-            delivery.alert_id = results[0].alert_id
-            delivery.outcome = ",".join(r.outcome for r in results)
-            return ProcessResult(delivery_id, DeliveryStatus.PROCESSED, results)
+                result = ProcessResult(delivery_id, DeliveryStatus.FAILED, error=meaning)
+            elif not meaning.events:
+                result = ProcessResult(delivery_id, DeliveryStatus.IGNORED,
+                                       error=meaning.ignored_reason)
+            else:
+                events = tuple(self._apply(conn, raw.channel, e, now) for e in meaning.events)
+                result = ProcessResult(delivery_id, DeliveryStatus.PROCESSED, events)
+                row["alert_id"] = events[0].alert_id
+                row["outcome"] = ",".join(r.outcome for r in events)
+            if not isinstance(meaning, str):
+                row["trace"] = meaning.trace
+            row["status"] = result.status.value
+            row["error"] = result.error
+            conn.execute(_FINISH_DELIVERY, row)
+            return result
 
         result = await self._db.write(apply)
         if result is None:
@@ -294,83 +297,99 @@ class Pipeline:
         log.info("delivery %s replay requested", delivery_id)
         return await self.process(delivery_id)
 
-    # --- lifecycle (runs inside the write unit) -------------------------------------------
+    # --- lifecycle (runs inside the write unit; Core statements: this is the hot path) -----
 
-    def _lock_alert(self, session: Session, source: str, uid: str) -> Alert | None:
-        return session.scalar(
-            select(Alert).where(Alert.source == source, Alert.uid == uid).with_for_update())
-
-    def _apply(self, session: Session, channel: str, event: AlertEvent, now: datetime
+    def _apply(self, conn: Connection, channel: str, event: AlertEvent, now: datetime
                ) -> EventResult:
-        alert = self._lock_alert(session, event.source, event.uid)
+        key = {"source": event.source, "uid": event.uid}
+        alert = conn.execute(_LOCK_ALERT, key).mappings().first()
         if alert is None:
             decision = decide_event(None, event.action)
             resolved = decision.new_state is AlertState.RESOLVED
-            insert = self._db.insert_ignore(Alert.__table__, "source", "uid").values(
-                source=event.source, uid=event.uid, state=decision.new_state.value,
-                resolved_by=decision.resolved_by.value if decision.resolved_by else None,
-                resolved_at=now if resolved else None, first_seen_at=now, last_seen_at=now,
-                channels=[channel], occurrences=1, device=event.device, site=event.site,
-                customer=event.customer, priority=event.priority, message=event.message,
-            )
-            new_id = session.execute(insert.returning(Alert.id)).scalar()
+            new_id = conn.execute(self._insert_alert, {
+                **key, "state": decision.new_state.value,
+                "resolved_by": decision.resolved_by.value if decision.resolved_by else None,
+                "resolved_at": now if resolved else None, "first_seen_at": now,
+                "last_seen_at": now, "channels": [channel], "occurrences": 1,
+                **{name: getattr(event, name) for name in _ALERT_FIELDS},
+            }).scalar()
             if new_id is not None:
                 ticket_id = None
                 if decision.open_ticket:
-                    ticket_id = self._open_ticket(session, new_id, event, now)
+                    ticket_id = conn.execute(_INSERT_TICKET, {
+                        "type": event.ticket.type or "alert", "status": "open",
+                        "priority": event.priority,
+                        "summary": (event.ticket.summary or default_summary(event))[:500],
+                        "details": event.ticket.details or event.message or "",
+                        "alert_id": new_id, "opened_at": now,
+                    }).scalar()
                 return EventResult(event.source, event.uid, new_id, decision.outcome.value,
                                    ticket_id, ticket_opened=ticket_id is not None)
             # Another process inserted it between our SELECT and INSERT; it has committed
             # (PostgreSQL waits for it), so lock the row it made and decide again.
-            alert = self._lock_alert(session, event.source, event.uid)
+            alert = conn.execute(_LOCK_ALERT, key).mappings().first()
             assert alert is not None
 
         decision = decide_event(
-            AlertSnapshot(AlertState(alert.state),
-                          ResolvedBy(alert.resolved_by) if alert.resolved_by else None),
+            AlertSnapshot(AlertState(alert["state"]),
+                          ResolvedBy(alert["resolved_by"]) if alert["resolved_by"] else None),
             event.action,
         )
-        alert.occurrences += 1
-        alert.last_seen_at = now
-        if channel not in alert.channels:
-            alert.channels = [*alert.channels, channel]  # reassign: JSON columns are not tracked
-        for name in ("device", "site", "customer", "priority", "message"):
-            if getattr(alert, name) is None and getattr(event, name) is not None:
-                setattr(alert, name, getattr(event, name))
-        ticket = session.scalar(
-            select(Ticket).where(Ticket.alert_id == alert.id).with_for_update())
+        update: dict[str, Any] = {
+            "row_id": alert["id"], "occurrences": alert["occurrences"] + 1,
+            "last_seen_at": now,
+            "channels": alert["channels"] if channel in alert["channels"]
+            else [*alert["channels"], channel],
+            "state": alert["state"], "resolved_by": alert["resolved_by"],
+            "resolved_at": alert["resolved_at"],
+            # A twin fills in what the first copy lacked (a webhook knows more than a subject).
+            **{name: alert[name] if alert[name] is not None else getattr(event, name)
+               for name in _ALERT_FIELDS},
+        }
         if decision.resolved_by is not None:
-            alert.state = decision.new_state.value
-            alert.resolved_by = decision.resolved_by.value
-            alert.resolved_at = now
+            update.update(state=decision.new_state.value,
+                          resolved_by=decision.resolved_by.value, resolved_at=now)
+        conn.execute(_UPDATE_ALERT, update)
+        ticket = conn.execute(_LOCK_TICKET, {"alert_id": alert["id"]}).first()
         closing = decision.close_ticket and ticket is not None and ticket.status == "open"
         if closing:
             assert ticket is not None
-            ticket.status = "closed"
-            ticket.closed_at = now
-            ticket.closed_by = f"upstream:{event.source}"
-            session.add(TicketNote(
-                ticket_id=ticket.id, created_at=now, author="alertd",
-                body=f"Alert resolved in {event.source} (reported by {channel}); "
-                     "ticket closed by alertd.",
-            ))
-        return EventResult(event.source, event.uid, alert.id, decision.outcome.value,
+            conn.execute(_CLOSE_TICKET, {"row_id": ticket.id, "status": "closed",
+                                         "closed_at": now,
+                                         "closed_by": f"upstream:{event.source}"})
+            conn.execute(_INSERT_NOTE, {
+                "ticket_id": ticket.id, "created_at": now, "author": "alertd",
+                "body": f"Alert resolved in {event.source} (reported by {channel}); "
+                        "ticket closed by alertd."})
+        return EventResult(event.source, event.uid, alert["id"], decision.outcome.value,
                            ticket.id if ticket else None, ticket_closed=closing)
 
-    def _open_ticket(self, session: Session, alert_id: int, event: AlertEvent,
-                     now: datetime) -> int:
-        ticket = Ticket(
-            type=event.ticket.type or "alert",
-            status="open",
-            priority=event.priority,
-            summary=(event.ticket.summary or default_summary(event))[:500],
-            details=event.ticket.details or event.message or "",
-            alert_id=alert_id,
-            opened_at=now,
-        )
-        session.add(ticket)
-        session.flush()
-        return ticket.id
+
+_ALERT_FIELDS = ("device", "site", "customer", "priority", "message")
+_DELIVERIES: Table = Delivery.__table__  # type: ignore[assignment]
+_ALERTS: Table = Alert.__table__  # type: ignore[assignment]
+_TICKETS: Table = Ticket.__table__  # type: ignore[assignment]
+_NOTES: Table = TicketNote.__table__  # type: ignore[assignment]
+
+_CLAIM_DELIVERY = (
+    select(_DELIVERIES.c.attempts)
+    .where(_DELIVERIES.c.id == bindparam("id"),
+           _DELIVERIES.c.status == DeliveryStatus.RECEIVED.value)
+    .with_for_update(skip_locked=True))
+# UPDATEs name the row by `row_id`; the other parameters given become the SET clause.
+_FINISH_DELIVERY = update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("row_id"))
+_LOCK_ALERT = (
+    select(_ALERTS)
+    .where(_ALERTS.c.source == bindparam("source"), _ALERTS.c.uid == bindparam("uid"))
+    .with_for_update())
+_UPDATE_ALERT = update(_ALERTS).where(_ALERTS.c.id == bindparam("row_id"))
+_INSERT_TICKET = insert(_TICKETS).returning(_TICKETS.c.id)
+_LOCK_TICKET = (select(_TICKETS.c.id, _TICKETS.c.status)
+                .where(_TICKETS.c.alert_id == bindparam("alert_id")).with_for_update())
+_CLOSE_TICKET = update(_TICKETS).where(_TICKETS.c.id == bindparam("row_id"))
+_INSERT_NOTE = insert(_NOTES)
+_FIND_DELIVERY = select(Delivery.id).where(Delivery.channel == bindparam("channel"),
+                                           Delivery.dedupe_key == bindparam("dedupe_key"))
 
 
 def _load_received(session: Session, delivery_id: int) -> RawDelivery | None:

@@ -8,10 +8,12 @@ while it holds locks.
 
 SQLite (the default) runs in WAL mode with `synchronous=FULL`, so a commit survives a power cut
 as well as a kill -9. It allows one writer at a time, so one writer thread owns the writes and
-commits them in groups: it takes every unit queued while the previous commit ran, runs each in
-its own SAVEPOINT (a failing unit rolls back alone), commits once and only then answers every
-caller of the batch. One fsync then covers many requests (the "group commit" reference in
-../shared/perf-notes.md). Reads run on a small thread pool of their own connections.
+commits them in groups: it takes every unit queued while the previous commit ran, runs them in
+one transaction, commits once and only then answers every caller of the batch. One fsync then
+covers many requests (the "group commit" reference in ../shared/perf-notes.md). If any unit of
+a batch raises, the batch is rolled back and each unit runs again in a transaction of its own,
+so a failing unit fails alone (per-unit SAVEPOINTs would cost more than the rare retry).
+Reads run on a small thread pool of their own connections.
 
 PostgreSQL runs units through SQLAlchemy's asyncio engine (asyncpg) with `Session.run_sync`;
 concurrency there is handled by row locks (`SELECT ... FOR UPDATE`) in the units.
@@ -258,22 +260,29 @@ class _SqliteWriter:
             self._commit(batch)
 
     def _commit(self, batch: list[tuple[Unit[Any], asyncio.Future[Any]]]) -> None:
-        outcomes: list[tuple[bool, Any]] = []
         try:
-            with self._sessions() as session, session.begin():
-                if len(batch) == 1:
-                    outcomes.append((True, batch[0][0](session)))
-                else:
-                    for unit, _ in batch:
-                        try:
-                            with session.begin_nested():  # a failing unit rolls back alone
-                                outcomes.append((True, unit(session)))
-                        except Exception as err:
-                            outcomes.append((False, err))
-        except Exception as err:  # the unit of a single batch, or the COMMIT itself, failed
-            outcomes = [(False, err)] * len(batch)
+            outcomes = [(True, result) for result in self._run_together(batch)]
+        except Exception as err:
+            if len(batch) == 1:
+                outcomes = [(False, err)]
+            else:
+                # Rare path: a unit (or the COMMIT) failed, and the whole batch was rolled
+                # back. Run each unit again in its own transaction so only the failing one
+                # fails. Units are functions of the database state, so re-running is safe.
+                outcomes = [self._run_alone(unit) for unit, _ in batch]
         for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
             future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
+
+    def _run_together(self, batch: list[tuple[Unit[Any], asyncio.Future[Any]]]) -> list[Any]:
+        with self._sessions() as session, session.begin():
+            return [unit(session) for unit, _ in batch]
+
+    def _run_alone(self, unit: Unit[Any]) -> tuple[bool, Any]:
+        try:
+            with self._sessions() as session, session.begin():
+                return True, unit(session)
+        except Exception as err:
+            return False, err
 
 
 def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
