@@ -24,6 +24,9 @@ from daemon.logs import setup_logging
 from daemon.metrics import Metrics
 from daemon.pipeline import ReplayRefused
 from daemon.queries import BadFilter, Page, Queries
+from daemon.rules.explain import explain_message, format_explanation
+from daemon.rules.load import RulesError, load_rules
+from daemon.rules.model import RuleSet
 from daemon.store.database import Database, SchemaOutOfDate, open_database, redact_url
 from daemon.tickets import TicketNotFound, TicketService
 
@@ -196,6 +199,37 @@ async def cmd_db(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _load_rules_or_report(path: Path) -> RuleSet | None:
+    try:
+        return load_rules(path)
+    except RulesError as err:
+        for issue in err.issues:
+            print(issue, file=sys.stderr)
+        print(f"{len(err.issues)} rules error(s); nothing was changed", file=sys.stderr)
+        return None
+
+
+def cmd_rules(args: argparse.Namespace, config: Config) -> int:
+    path = args.rules or config.rules.path
+    rules = _load_rules_or_report(path)
+    if rules is None:
+        return 2
+    if args.action == "check":
+        print(f"{path}: OK, {len(rules.rules)} rule(s): "
+              + ", ".join(repr(r.name) for r in rules.rules))
+        return 0
+    try:
+        raw = args.message.read_bytes()
+    except OSError as err:
+        raise CliError(f"cannot read {args.message}: {err.strerror}") from None
+    report = explain_message(rules, raw)
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        print(format_explanation(report))
+    return 0 if report["error"] is None else 1
+
+
 # --- parser -----------------------------------------------------------------------------
 
 
@@ -270,6 +304,17 @@ def _parser() -> argparse.ArgumentParser:
     dr = d.add_parser("replay", parents=[common],
                       help="process a failed, ignored or rejected delivery again")
     dr.add_argument("id", type=int)
+
+    rules = commands.add_parser("rules", parents=[common], help="email rules")
+    r = rules.add_subparsers(dest="action", required=True, metavar="ACTION")
+    rc = r.add_parser("check", parents=[common],
+                      help="validate a rules file; print every error with its line")
+    rc.add_argument("--rules", type=Path, metavar="FILE", help="default: [rules] path")
+    rt = r.add_parser("test", parents=[common],
+                      help="show what the rules make of a message (stores nothing)")
+    rt.add_argument("message", type=Path, metavar="MESSAGE.eml")
+    rt.add_argument("--rules", type=Path, metavar="FILE", help="default: [rules] path")
+    rt.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
@@ -287,9 +332,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{len(err.issues)} configuration error(s)", file=sys.stderr)
         return 2
     if args.command == "check-config":
+        rules = _load_rules_or_report(config.rules.path)
+        if rules is None:
+            return 2
         print(f"{config_path or '<defaults>'}: OK (database {redact_url(config.database.url)}, "
-              f"http {config.http.listen}, rules {config.rules.path})")
+              f"http {config.http.listen}, rules {config.rules.path}: {len(rules.rules)})")
         return 0
+    if args.command == "rules":
+        try:
+            return cmd_rules(args, config)
+        except CliError as err:
+            print(f"alertd: {err}", file=sys.stderr)
+            return 1
     if args.command == "run":
         from daemon.service import serve  # the HTTP stack is loaded only by `run`
 
@@ -298,6 +352,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(serve(config, config_path, environ))
         except SchemaOutOfDate as err:
             print(f"alertd: {err}", file=sys.stderr)
+            return 2
+        except RulesError as err:
+            print(f"alertd: invalid rules, not starting:\n{err}", file=sys.stderr)
             return 2
         except (OSError, ValueError) as err:  # e.g. the port is taken
             print(f"alertd: {err}", file=sys.stderr)

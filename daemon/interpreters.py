@@ -4,17 +4,27 @@ from __future__ import annotations
 
 from daemon.config import Config
 from daemon.core.events import Channel, interpret_api_delivery
+from daemon.mail.interpret import RulesHolder, email_interpreter
 from daemon.metrics import Metrics
 from daemon.pipeline import Interpreter, Pipeline
+from daemon.rules.load import load_rules
 from daemon.store.database import Database
 
 
-def build_interpreters(config: Config) -> dict[str, Interpreter]:
-    """One interpreter per channel; the email and webhook issues add theirs here."""
-    return {Channel.API.value: interpret_api_delivery}
+def build_interpreters(rules: RulesHolder) -> dict[str, Interpreter]:
+    """One interpreter per channel; the webhook issue adds its own."""
+    email = email_interpreter(rules)
+    return {Channel.API.value: interpret_api_delivery, Channel.SMTP.value: email,
+            Channel.IMAP.value: email}
 
 
-def build_pipeline(config: Config, db: Database, metrics: Metrics) -> Pipeline:
-    return Pipeline(db, metrics, build_interpreters(config),
+def build_pipeline(config: Config, db: Database, metrics: Metrics,
+                   rules: RulesHolder | None = None) -> Pipeline:
+    """The pipeline with the configured rules (loaded now unless `rules` is given).
+
+    Raises `RulesError` when the rules file is invalid.
+    """
+    holder = rules or RulesHolder(load_rules(config.rules.path))
+    return Pipeline(db, metrics, build_interpreters(holder),
                     max_attempts=config.pipeline.max_attempts,
                     retry_base_s=config.pipeline.retry_base_s)

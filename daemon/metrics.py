@@ -41,6 +41,15 @@ class Metrics:
         self.http_requests = Counter(
             "alertd_http_requests_total", "HTTP requests answered",
             ["method", "route", "status"], registry=self.registry)
+        self.smtp_refused = Counter(
+            "alertd_smtp_refused_total", "SMTP commands refused (recipient, storage)",
+            ["reason"], registry=self.registry)
+        self.imap_errors = Counter(
+            "alertd_imap_errors_total", "IMAP connection or protocol errors (then backoff)",
+            ["account", "kind"], registry=self.registry)
+        self.imap_fetched = Counter(
+            "alertd_imap_fetched_total", "Messages fetched from IMAP and stored",
+            ["account"], registry=self.registry)
         self.auth_failures = Counter(
             "alertd_auth_failures_total", "Requests refused for missing or wrong credentials",
             ["realm"], registry=self.registry)

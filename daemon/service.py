@@ -10,6 +10,7 @@ database, exit 0. SIGHUP reloads what can change without a restart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Mapping
@@ -23,9 +24,12 @@ from daemon.http.api import setup_api_routes
 from daemon.http.app import AppContext, create_app
 from daemon.http.auth import TokenStore, ensure_generated_token, read_token_file
 from daemon.interpreters import build_pipeline
+from daemon.mail.interpret import RulesHolder
+from daemon.mail.smtp import SmtpHandler, start_smtp_server
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
 from daemon.queries import Queries
+from daemon.rules.load import RulesError, load_rules
 from daemon.store.database import Database, open_database
 from daemon.systemd import Notifier
 from daemon.tickets import TicketService
@@ -42,26 +46,34 @@ def api_tokens(config: Config) -> tuple[list[str], Path | None]:
 
 
 async def build_context(config: Config, db: Database) -> AppContext:
-    """Every service object the adapters share, wired once."""
+    """Every service object the adapters share, wired once. Raises `RulesError`."""
     metrics = Metrics()
     tokens, _ = api_tokens(config)
+    rules = RulesHolder(load_rules(config.rules.path))
     return AppContext(
         config=config,
         db=db,
         metrics=metrics,
-        pipeline=build_pipeline(config, db, metrics),
+        pipeline=build_pipeline(config, db, metrics, rules),
         tickets=TicketService(db, metrics),
         queries=Queries(db),
         tokens=TokenStore(tokens),
+        rules=rules,
     )
 
 
 class DeliveryWorker:
-    """Processes stored deliveries: kicked by intake, swept periodically for due retries."""
+    """Processes stored deliveries: kicked by intake, swept periodically for due retries.
 
-    def __init__(self, pipeline: Pipeline, concurrency: int = 4):
+    One consumer by default, so deliveries are applied in the order they were stored: a raise
+    mail followed by its resolve mail must not be applied the other way round (that would
+    leave a tombstone and no ticket for an alert that really was open for a while).
+    """
+
+    def __init__(self, pipeline: Pipeline, concurrency: int = 1):
         self._pipeline = pipeline
-        self._queue: asyncio.Queue[int] = asyncio.Queue()
+        # By id: the order in which deliveries were stored, even when kicks arrive out of it.
+        self._queue: asyncio.PriorityQueue[int] = asyncio.PriorityQueue()
         self._queued: set[int] = set()
         self._concurrency = concurrency
         self._tasks: list[asyncio.Task[None]] = []
@@ -119,6 +131,7 @@ class Service:
         self._stop = asyncio.Event()
         self.started = asyncio.Event()
         self.http_port: int | None = None
+        self.smtp_port: int | None = None
         self.context: AppContext | None = None
 
     def request_stop(self) -> None:
@@ -132,14 +145,18 @@ class Service:
         try:
             fresh = load_config(self._config_path, self._environ)
             tokens, _ = api_tokens(fresh)
-            self.context.tokens.replace(tokens)
-        except (ConfigError, ValueError, OSError) as err:
-            log.error("reload refused, keeping the running configuration:\n%s", err)
+            rules = load_rules(fresh.rules.path)
+            TokenStore(tokens)  # validates; the swap below cannot fail half-way
+        except (ConfigError, RulesError, ValueError, OSError) as err:
+            log.error("reload refused, keeping the running configuration and rules:\n%s", err)
             return
-        for key in ("database", "http", "smtp", "pipeline", "daemon", "logging"):
+        self.context.tokens.replace(tokens)
+        self.context.rules.rules = rules
+        for key in ("database", "http", "smtp", "imap", "pipeline", "daemon", "logging"):
             if getattr(fresh, key) != getattr(self.config, key):
                 log.warning("reload: [%s] changed; it takes effect after a restart", key)
-        log.info("reload done: %d API token(s) active", len(tokens))
+        log.info("reload done: %d API token(s), %d rule(s) from %s", len(tokens),
+                 len(rules.rules), fresh.rules.path)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -171,11 +188,17 @@ class Service:
         site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
         scheduler = AsyncIOScheduler()
         watchdog: asyncio.Task[None] | None = None
+        smtp: asyncio.Server | None = None
         drain_until = 0.0
         try:
             await site.start()
             self.http_port = runner.addresses[0][1] if runner.addresses else listen.port
             ctx.readiness.listeners["http"] = True
+            if self.config.smtp.enabled:
+                handler = SmtpHandler(ctx.pipeline, self.config.smtp, ctx.metrics, worker.kick)
+                smtp = await start_smtp_server(handler, self.config.smtp)
+                self.smtp_port = smtp.sockets[0].getsockname()[1]
+                ctx.readiness.listeners["smtp"] = True
             self.context = ctx
 
             worker.start()
@@ -189,8 +212,11 @@ class Service:
 
             if not self._stop.is_set():
                 self._notifier.notify("READY=1\nSTATUS=accepting alerts")
-                log.info("alertd ready: http=%s:%s database=%s recovered_deliveries=%d",
-                         listen.host, self.http_port, db.display_url, recovered)
+                log.info("alertd ready: http=%s:%s smtp=%s database=%s rules=%d "
+                         "recovered_deliveries=%d", listen.host, self.http_port,
+                         f"{self.config.smtp.listen.host}:{self.smtp_port}"
+                         if self.smtp_port else "off", db.display_url,
+                         len(ctx.rules.rules.rules), recovered)
                 self.started.set()
                 await self._stop.wait()
 
@@ -199,8 +225,17 @@ class Service:
             self._notifier.notify("STOPPING=1")
             drain_until = loop.time() + self.config.daemon.drain_timeout_s
             ctx.readiness.listeners["http"] = False
+            if smtp is not None:  # stop intake first: no new SMTP sessions
+                ctx.readiness.listeners["smtp"] = False
+                smtp.close()
             await site.stop()  # no new connections; in-flight requests finish in cleanup
         finally:
+            if smtp is not None:
+                smtp.close()
+                # Sessions in DATA finish their commit; the rest are cut when the deadline ends.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(smtp.wait_closed(),
+                                           max(0.1, drain_until - loop.time()))
             if watchdog is not None:
                 watchdog.cancel()
             if scheduler.running:

@@ -32,12 +32,20 @@ def locate_keys(text: str) -> dict[Path_, int]:
         header = _HEADER.match(line)
         if header:
             names = _split_dotted(header.group(2))
+            # `[rule.ticket]` after `[[rule]]` belongs to the latest rule: insert its index.
+            resolved: Path_ = ()
+            for depth, name in enumerate(names):
+                resolved = (*resolved, name)
+                prefix = names[: depth + 1]
+                is_last = depth == len(names) - 1
+                if prefix in array_counts and not (is_last and header.group(1) == "[["):
+                    resolved = (*resolved, array_counts[prefix] - 1)
             if header.group(1) == "[[":
                 index = array_counts.get(names, 0)
                 array_counts[names] = index + 1
-                table = (*names, index)
+                table = (*resolved, index)
             else:
-                table = names
+                table = resolved
             lines.setdefault(table, number)
             continue
         key = _KEY.match(line)

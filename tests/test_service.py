@@ -47,7 +47,8 @@ class Daemon:
     def write_config(self, extra: str) -> None:
         self.config_path.write_text(
             f'[daemon]\nstate_dir = "{self.state_dir}"\ndrain_timeout_s = 5\n'
-            f'[http]\nlisten = "127.0.0.1:0"\n' + textwrap.dedent(extra))
+            f'[http]\nlisten = "127.0.0.1:0"\n[smtp]\nlisten = "127.0.0.1:0"\n'
+            + textwrap.dedent(extra))
 
     async def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}

@@ -87,6 +87,19 @@ _EVENT_KEYS = {"source", "uid", "action", "device", "site", "customer", "priorit
 _TICKET_KEYS = {"type", "summary", "details"}
 
 
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+
+
+def normalize_uid(source: str, uid: str) -> str:
+    """One spelling per upstream id, so every channel's copy keys the same alert.
+
+    Datto alert uids are GUIDs: compared without case (an email subject and a webhook may
+    spell them differently).
+    """
+    uid = uid.strip()
+    return uid.lower() if _GUID.match(uid) else uid
+
+
 def is_source_name(value: object) -> bool:
     """A valid source name: lower-case, starts with a letter, at most 32 characters."""
     return isinstance(value, str) and _SOURCE.match(value) is not None
@@ -127,7 +140,7 @@ def parse_api_event(body: Any) -> AlertEvent:
         raise Unprocessable("'ticket' must be an object with 'type', 'summary', 'details'")
     return AlertEvent(
         source=source,
-        uid=uid.strip(),
+        uid=normalize_uid(source, uid),
         action=action,
         device=_optional_str(body, "device", 255),
         site=_optional_str(body, "site", 255),

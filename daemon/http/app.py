@@ -17,6 +17,7 @@ from aiohttp.typedefs import Middleware
 from daemon.config import Config
 from daemon.http.auth import TokenStore
 from daemon.http.errors import Handler, error_middleware, error_response
+from daemon.mail.interpret import RulesHolder
 from daemon.metrics import Metrics
 from daemon.pipeline import Pipeline
 from daemon.queries import Queries
@@ -51,6 +52,7 @@ class AppContext:
     tickets: TicketService
     queries: Queries
     tokens: TokenStore
+    rules: RulesHolder
     readiness: Readiness = field(default_factory=Readiness)
     # Called with a delivery id after an intake stored it (the service's worker kick).
     on_delivery: Callable[[int], None] = lambda _id: None

@@ -151,7 +151,9 @@ class Database:
     async def run_on_connection(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` on a raw connection in a transaction (migrations and schema checks)."""
         if self._sync_engine is not None:
-            engine = self._sync_engine
+            # IMMEDIATE: a migration racing another process's write waits (busy_timeout)
+            # instead of failing at once when its deferred transaction upgrades to a write.
+            engine = self._sync_engine.execution_options(sqlite_immediate=True)
 
             def run() -> T:
                 with engine.begin() as conn:

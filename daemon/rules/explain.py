@@ -1,0 +1,91 @@
+"""`alertd rules test`: what the rules make of one message, as data and as text (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from daemon.core.events import Unprocessable
+from daemon.mail.parse import dedupe_key, parse_message
+from daemon.rules.engine import evaluate, render_ticket, to_event
+from daemon.rules.model import RuleAction, RuleSet
+
+
+def explain_message(rules: RuleSet, raw: bytes) -> dict[str, Any]:
+    """Parse and evaluate `raw` like the email intake does, without storing anything."""
+    try:
+        message = parse_message(raw)
+    except Unprocessable as err:
+        return {"error": f"unparseable: {err}", "message": None, "trace": None,
+                "ticket": None, "event": None, "ignored_reason": None}
+    result = evaluate(rules, message)
+    report: dict[str, Any] = {
+        "error": None,
+        "message": {"message_id": message.message_id, "from": message.from_address,
+                    "to": list(message.to), "subject": message.original_subject,
+                    "matched_subject": message.subject, "body_chars": len(message.body),
+                    "defects": list(message.defects)},
+        "trace": result.trace, "ticket": None, "event": None, "ignored_reason": None,
+    }
+    if result.decided_by is None:
+        report["ignored_reason"] = "no rule matched: kept as an ignored delivery"
+        return report
+    if result.action is RuleAction.IGNORE:
+        report["ignored_reason"] = f"rule {result.decided_by.name!r} ignores it"
+        return report
+    try:
+        report["ticket"] = render_ticket(result.decided_by, message, result.fields)
+        event = to_event(result, message, fallback_uid=dedupe_key(raw))
+    except Unprocessable as err:
+        report["error"] = str(err)
+        return report
+    assert event is not None
+    report["event"] = {"source": event.source, "uid": event.uid, "action": event.action.value,
+                       "device": event.device, "site": event.site,
+                       "priority": event.priority, "summary": event.ticket.summary}
+    return report
+
+
+_EFFECT = {
+    "raise": "opens the alert and its ticket (or records a twin if the alert is known)",
+    "resolve": "resolves the alert and closes its ticket (or leaves a tombstone if unknown)",
+}
+
+
+def format_explanation(report: dict[str, Any]) -> str:
+    if report["message"] is None:
+        return f"error: {report['error']}"
+    message = report["message"]
+    lines = [f"message {message['message_id'] or '(no Message-ID)'} from "
+             f"{message['from'] or '(no From)'}",
+             f"  subject: {message['subject']}"]
+    if message["defects"]:
+        lines.append(f"  defects: {', '.join(message['defects'])}")
+    lines.append("rules:")
+    trace = report["trace"]
+    for rule in trace["rules"]:
+        verdict = "HIT" if rule["hit"] else "miss"
+        if rule["rule"] == trace["decided_by"]:
+            verdict += f" -> {trace['action']}"
+        lines.append(f"  {rule['rule']}: {verdict}")
+        for condition in rule["conditions"]:
+            lines.append(f"      {'hit ' if condition['hit'] else 'miss'}  "
+                         f"{condition['condition']}")
+    if trace["fields"]:
+        lines.append("fields:")
+        for name, field in trace["fields"].items():
+            lines.append(f"  {name} = {field['value']!r}  (from {field['field']}, "
+                         f"rule {field['rule']!r})")
+    if report["ticket"]:
+        lines.append("ticket:")
+        for key, value in report["ticket"].items():
+            first, *rest = str(value).splitlines() or [""]
+            lines.append(f"  {key}: {first}" + (f" (+{len(rest)} lines)" if rest else ""))
+    if report["event"]:
+        event = report["event"]
+        lines.append(f"lifecycle: {event['action']} {event['source']} alert {event['uid']}: "
+                     f"{_EFFECT[event['action']]}")
+    if report["ignored_reason"]:
+        lines.append(f"lifecycle: nothing ({report['ignored_reason']})")
+    if report["error"]:
+        lines.append(f"error: {report['error']}")
+    return "\n".join(lines)

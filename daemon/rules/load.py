@@ -1,0 +1,224 @@
+"""Rules file (TOML) -> `RuleSet`, with every error reported by rule name, key and line.
+
+    [[rule]]
+    name = "Datto RMM Alerts"
+    source = "datto"
+    action = "raise"                 # raise | resolve | ignore; absent: extract fields only
+    match = "all"                    # all | any: how the conditions combine
+    stop = true                      # stop evaluating after this rule hits
+    from = { contains = "@example-msp.com" }
+    subject = { regex = 'Alert\\{(?P<alert_uid>[0-9a-f-]{36})\\}' }
+    body = [{ contains = "Device:" }, { regex = 'Site: (?P<site>.+)' }]
+    [rule.headers]
+    "X-Priority" = { equals = "1" }
+    [rule.ticket]
+    summary = "{{ device }}: {{ subject }}"
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
+
+from daemon.core.events import is_source_name
+from daemon.rules.model import (
+    FIELDS,
+    TICKET_KEYS,
+    Condition,
+    Op,
+    Rule,
+    RuleAction,
+    RuleSet,
+)
+from daemon.tomllines import Path_, line_of, locate_keys, syntax_error_line
+
+RULE_KEYS = {"name", "source", "action", "match", "stop", "headers", "ticket", *FIELDS}
+CONDITION_KEYS = {"equals", "contains", "regex", "ignore_case", "negate"}
+
+
+@dataclass(frozen=True)
+class RuleIssue:
+    file: str
+    line: int | None
+    rule: str | None
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        rule = f"rule {self.rule!r}: " if self.rule else ""
+        key = f"{self.key}: " if self.key else ""
+        return f"{where}: {rule}{key}{self.message}"
+
+
+class RulesError(Exception):
+    def __init__(self, issues: list[RuleIssue]):
+        super().__init__("\n".join(str(i) for i in issues))
+        self.issues = issues
+
+
+def template_environment() -> SandboxedEnvironment:
+    """Rule templates run sandboxed; message content is passed in as data, never compiled."""
+    return SandboxedEnvironment(autoescape=False, keep_trailing_newline=False)
+
+
+class _Compiler:
+    def __init__(self, file: str, text: str):
+        self.file = file
+        self.lines = locate_keys(text)
+        self.issues: list[RuleIssue] = []
+        self.env = template_environment()
+
+    def issue(self, path: Path_, rule: str | None, message: str) -> None:
+        key = ".".join(str(p) for p in path[2:])
+        self.issues.append(RuleIssue(self.file, line_of(self.lines, path), rule, key, message))
+
+    def condition(self, path: Path_, rule: str, field: str, spec: Any) -> Condition | None:
+        if not isinstance(spec, dict):
+            self.issue(path, rule, "a condition is a table like { contains = \"text\" }")
+            return None
+        unknown = sorted(set(spec) - CONDITION_KEYS)
+        if unknown:
+            self.issue((*path, unknown[0]), rule, f"unknown key (expected one of "
+                       f"{', '.join(sorted(CONDITION_KEYS))})")
+            return None
+        ops = [op for op in ("equals", "contains", "regex") if op in spec]
+        if len(ops) != 1:
+            self.issue(path, rule, "give exactly one of equals, contains, regex")
+            return None
+        op: Op = ops[0]  # type: ignore[assignment]
+        value = spec[op]
+        if not isinstance(value, str):
+            self.issue((*path, op), rule, "must be a string")
+            return None
+        for flag in ("ignore_case", "negate"):
+            if flag in spec and not isinstance(spec[flag], bool):
+                self.issue((*path, flag), rule, "must be true or false")
+                return None
+        ignore_case = spec.get("ignore_case", op != "regex")
+        pattern = None
+        if op == "regex":
+            try:
+                pattern = re.compile(value, re.IGNORECASE if ignore_case else 0)
+            except re.error as err:
+                self.issue((*path, op), rule, f"invalid regular expression: {err}")
+                return None
+        return Condition(field, op, value.lower() if ignore_case and op != "regex" else value,
+                         ignore_case, spec.get("negate", False), pattern)
+
+    def conditions(self, path: Path_, rule: str, field: str, spec: Any) -> list[Condition]:
+        specs = spec if isinstance(spec, list) else [spec]
+        found = []
+        for index, item in enumerate(specs):
+            item_path = (*path, index) if isinstance(spec, list) else path
+            condition = self.condition(item_path, rule, field, item)
+            if condition is not None:
+                found.append(condition)
+        return found
+
+    def rule(self, index: int, raw: Any, names: set[str]) -> Rule | None:
+        path: Path_ = ("rule", index)
+        if not isinstance(raw, dict):
+            self.issue(path, None, "each [[rule]] must be a table")
+            return None
+        name = raw.get("name")
+        if not isinstance(name, str) or not name.strip():
+            self.issue((*path, "name"), None, f"rule #{index + 1} needs a name")
+            return None
+        if name in names:
+            self.issue((*path, "name"), name, "another rule has this name")
+        names.add(name)
+        before = len(self.issues)
+        for key in sorted(set(raw) - RULE_KEYS):
+            self.issue((*path, key), name, "unknown key")
+        action = None
+        if "action" in raw:
+            try:
+                action = RuleAction(raw["action"])
+            except ValueError:
+                self.issue((*path, "action"), name, "must be raise, resolve or ignore")
+        source = raw.get("source")
+        if source is not None and not is_source_name(source):
+            self.issue((*path, "source"), name,
+                       "must be a lower-case name like 'datto', 'syncro' or 'email'")
+        if action in (RuleAction.RAISE, RuleAction.RESOLVE) and source is None:
+            self.issue((*path, "source"), name, f"a {action} rule needs a source")
+        match = raw.get("match", "all")
+        if match not in ("all", "any"):
+            self.issue((*path, "match"), name, "must be 'all' or 'any'")
+        stop = raw.get("stop", True)
+        if not isinstance(stop, bool):
+            self.issue((*path, "stop"), name, "must be true or false")
+        conditions: list[Condition] = []
+        for field in FIELDS:
+            if field in raw:
+                conditions += self.conditions((*path, field), name, field, raw[field])
+        headers = raw.get("headers", {})
+        if not isinstance(headers, dict):
+            self.issue((*path, "headers"), name, "must be a table of header = condition")
+        else:
+            for header, spec in headers.items():
+                conditions += self.conditions((*path, "headers", header), name,
+                                              f"header:{header.lower()}", spec)
+        if not conditions and len(self.issues) == before:
+            self.issue(path, name, "a rule needs at least one condition "
+                                   "(from, to, subject, original_subject, body or headers)")
+        ticket = {}
+        ticket_raw = raw.get("ticket", {})
+        if not isinstance(ticket_raw, dict):
+            self.issue((*path, "ticket"), name, "must be a table")
+            ticket_raw = {}
+        for key, source_text in ticket_raw.items():
+            if key not in TICKET_KEYS:
+                self.issue((*path, "ticket", key), name,
+                           f"unknown key (expected one of {', '.join(TICKET_KEYS)})")
+            elif not isinstance(source_text, str):
+                self.issue((*path, "ticket", key), name, "must be a template string")
+            else:
+                try:
+                    ticket[key] = self.env.from_string(source_text)
+                except TemplateSyntaxError as err:
+                    self.issue((*path, "ticket", key), name,
+                               f"template error: {err.message} (template line {err.lineno})")
+        if len(self.issues) != before:
+            return None
+        return Rule(name=name, source=source, action=action, match_any=match == "any",
+                    stop=stop, conditions=tuple(conditions), ticket=ticket,
+                    line=line_of(self.lines, path))
+
+
+def compile_rules(text: str, file: str = "<rules>", path: Path | None = None) -> RuleSet:
+    """Compile a rules file's text. Raises `RulesError` listing every problem."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        line, message = syntax_error_line(err)
+        raise RulesError([RuleIssue(file, line, None, "", f"TOML syntax error: {message}")]
+                         ) from err
+    compiler = _Compiler(file, text)
+    for key in sorted(set(raw) - {"rule"}):
+        compiler.issue((key,), None, "unknown top-level key (rules are [[rule]] tables)")
+    entries = raw.get("rule", [])
+    if not isinstance(entries, list):
+        compiler.issue(("rule",), None, "write rules as [[rule]] tables")
+        entries = []
+    names: set[str] = set()
+    rules = [compiler.rule(index, entry, names) for index, entry in enumerate(entries)]
+    if compiler.issues:
+        raise RulesError(sorted(compiler.issues, key=lambda i: i.line or 0))
+    return RuleSet(tuple(r for r in rules if r is not None), path)
+
+
+def load_rules(path: Path) -> RuleSet:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise RulesError([RuleIssue(str(path), None, None, "", f"cannot read: {err}")]
+                         ) from err
+    return compile_rules(text, str(path), path)
