@@ -171,6 +171,8 @@ class ImapAccount(Section):
     host: str = Field(min_length=1)
     port: int | None = Field(default=None, ge=1, le=65535)  # default by tls: 993 / 143
     tls: Literal["implicit", "starttls", "none"] = "implicit"
+    ca_file: str | None = None  # CA bundle for a private CA; default: the system's
+    verify_tls: bool = True  # false only for a self-signed test server
     username: str = Field(min_length=1)
     password: SecretStr
     folder: str = "INBOX"

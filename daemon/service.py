@@ -24,6 +24,7 @@ from daemon.http.api import setup_api_routes
 from daemon.http.app import AppContext, create_app
 from daemon.http.auth import TokenStore, ensure_generated_token, read_token_file
 from daemon.interpreters import build_pipeline
+from daemon.mail.imap import AccountReader, make_sink
 from daemon.mail.interpret import RulesHolder
 from daemon.mail.smtp import SmtpHandler, start_smtp_server
 from daemon.metrics import Metrics
@@ -189,11 +190,19 @@ class Service:
         scheduler = AsyncIOScheduler()
         watchdog: asyncio.Task[None] | None = None
         smtp: asyncio.Server | None = None
+        readers: list[AccountReader] = []
         drain_until = 0.0
         try:
             await site.start()
             self.http_port = runner.addresses[0][1] if runner.addresses else listen.port
             ctx.readiness.listeners["http"] = True
+            for account in self.config.imap.accounts:
+                def count_error(kind: str, name: str = account.name) -> None:
+                    ctx.metrics.imap_errors.labels(name, kind).inc()
+                reader = AccountReader(account, make_sink(ctx.pipeline, db, ctx.metrics),
+                                       loop, count_error)
+                reader.start()
+                readers.append(reader)
             if self.config.smtp.enabled:
                 handler = SmtpHandler(ctx.pipeline, self.config.smtp, ctx.metrics, worker.kick)
                 smtp = await start_smtp_server(handler, self.config.smtp)
@@ -225,11 +234,18 @@ class Service:
             self._notifier.notify("STOPPING=1")
             drain_until = loop.time() + self.config.daemon.drain_timeout_s
             ctx.readiness.listeners["http"] = False
-            if smtp is not None:  # stop intake first: no new SMTP sessions
+            for reader in readers:  # stop intake first: no new IMAP fetches...
+                reader.request_stop()
+            if smtp is not None:  # ...and no new SMTP sessions
                 ctx.readiness.listeners["smtp"] = False
                 smtp.close()
             await site.stop()  # no new connections; in-flight requests finish in cleanup
         finally:
+            for reader in readers:
+                reader.request_stop()
+            # In a thread: a reader may be waiting for this loop to store its message.
+            await asyncio.gather(*(asyncio.to_thread(r.join, self.config.daemon.drain_timeout_s)
+                                   for r in readers))
             if smtp is not None:
                 smtp.close()
                 # Sessions in DATA finish their commit; the rest are cut when the deadline ends.

@@ -91,7 +91,7 @@ def test_db_commands(cli: Callable[..., subprocess.CompletedProcess[str]]) -> No
     before = cli("db", "current")
     assert before.returncode == 1 and "current: empty" in before.stdout
     upgrade = cli("db", "upgrade")
-    assert upgrade.returncode == 0 and "upgraded empty -> 0001" in upgrade.stdout
+    assert upgrade.returncode == 0 and "upgraded empty -> 0002" in upgrade.stdout
     assert "up to date" in cli("db", "upgrade").stdout
     assert cli("db", "current").returncode == 0
 

@@ -8,18 +8,23 @@ import contextlib
 import os
 import re
 import signal
+import smtplib
 import socket
 import sys
 import textwrap
+import threading
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
+from imapclient import IMAPClient
 from sqlalchemy import func, select
 
 from daemon.store.database import Database
 from daemon.store.models import Alert, Delivery, Ticket
+from tests.dovecot import running_dovecot
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,6 +47,7 @@ class Daemon:
         self.process: asyncio.subprocess.Process | None = None
         self.log: list[str] = []
         self.port = 0
+        self.smtp_port = 0
         self._reader: asyncio.Task[None] | None = None
 
     def write_config(self, extra: str) -> None:
@@ -60,9 +66,11 @@ class Daemon:
             cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         self._reader = asyncio.create_task(self._read_log())
         await self.wait_log(r"alertd ready: http=127\.0\.0\.1:(\d+)", timeout=30)
-        match = re.search(r"alertd ready: http=127\.0\.0\.1:(\d+)", "\n".join(self.log))
+        match = re.search(r"alertd ready: http=127\.0\.0\.1:(\d+) smtp=(?:127\.0\.0\.1:)?(\w+)",
+                          "\n".join(self.log))
         assert match
         self.port = int(match.group(1))
+        self.smtp_port = int(match.group(2)) if match.group(2).isdigit() else 0
 
     async def _read_log(self) -> None:
         assert self.process and self.process.stdout
@@ -208,3 +216,116 @@ async def test_kill_9_during_intake_loses_and_duplicates_nothing(tmp_path: Path)
     assert len(uids) == len(set(uids)), "an alert was duplicated"
     assert acknowledged <= set(uids), "an acknowledged event was lost"
     assert tickets == len(uids)
+
+
+async def test_kill_9_during_smtp_intake_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    """Every message answered 250 before a kill -9 is a delivery exactly once after restart."""
+    daemon = Daemon(tmp_path)
+    await daemon.start()
+    acknowledged: set[str] = set()
+    stop = threading.Event()
+
+    def sender(worker: int) -> None:
+        n = 0
+        while not stop.is_set():
+            try:
+                with smtplib.SMTP("127.0.0.1", daemon.smtp_port, timeout=5) as client:
+                    while not stop.is_set():
+                        message_id = f"<{worker}-{n}@crash.example>"
+                        n += 1
+                        client.sendmail("rmm@example.com", ["alerts@example.com"], (
+                            f"From: rmm@example.com\r\nMessage-ID: {message_id}\r\n"
+                            f"Subject: Alert - Alert{{{uuid.uuid4()}}}\r\n\r\nbody\r\n"
+                        ).encode())
+                        acknowledged.add(message_id)  # only after the 250
+            except (OSError, smtplib.SMTPException):
+                return  # the daemon died under us: that message was never acknowledged
+
+    threads = [threading.Thread(target=sender, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    while len(acknowledged) < 200:
+        await asyncio.sleep(0.01)
+    assert daemon.process
+    daemon.process.kill()
+    await daemon.process.wait()
+    stop.set()
+    for thread in threads:
+        await asyncio.to_thread(thread.join, 10)
+    daemon.close()
+
+    restarted = Daemon(tmp_path / "again", state_dir=daemon.state_dir)
+    await restarted.start()
+    db = Database(f"sqlite:///{daemon.state_dir / 'alertd.db'}")
+    try:
+        keys = await db.read(lambda s: list(s.scalars(
+            select(Delivery.dedupe_key).where(Delivery.channel == "smtp"))))
+        pending_query = (select(func.count()).select_from(Delivery)
+                         .where(Delivery.status == "received"))
+        for _ in range(200):
+            if not await db.read(lambda s: s.scalar(pending_query)):
+                break
+            await asyncio.sleep(0.1)
+        pending = await db.read(lambda s: s.scalar(pending_query))
+    finally:
+        await db.dispose()
+        assert await restarted.stop() == 0
+        restarted.close()
+    stored = [k.removeprefix("mid:") for k in keys]
+    assert len(stored) == len(set(stored))
+    assert acknowledged <= set(stored), f"{len(acknowledged - set(stored))} acknowledged lost"
+    assert pending == 0, "startup recovery must process what the crash left received"
+
+
+async def test_kill_9_while_imap_drains_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    """Every message in the mailbox is a delivery exactly once after a kill -9 mid-drain."""
+    with running_dovecot(tmp_path / "imap") as server:
+        total = 1500
+        for n in range(total):
+            server.deliver((f"From: rmm@example.com\r\nMessage-ID: <drain-{n}@x>\r\n"
+                            f"Subject: Alert - Alert{{{uuid.uuid4()}}}\r\n\r\nbody {n}\r\n"
+                            ).encode())
+        imap = textwrap.dedent(f"""
+            [[imap.accounts]]
+            name = "crash"
+            host = "127.0.0.1"
+            port = {server.port}
+            tls = "none"
+            username = "{server.username}"
+            password = "{server.password}"
+            batch_size = 100
+            """)
+        daemon = Daemon(tmp_path / "first", imap)
+        await daemon.start()
+        db = Database(f"sqlite:///{daemon.state_dir / 'alertd.db'}")
+        count = select(func.count()).select_from(Delivery)
+        try:
+            while await db.read(lambda s: s.scalar(count)) < 300:
+                await asyncio.sleep(0.05)
+            assert daemon.process
+            daemon.process.kill()
+            await daemon.process.wait()
+            daemon.close()
+            before = await db.read(lambda s: s.scalar(count))
+            assert before < total, "the kill came too late to interrupt the drain"
+
+            restarted = Daemon(tmp_path / "second", imap, state_dir=daemon.state_dir)
+            await restarted.start()
+            try:
+                for _ in range(600):
+                    if await db.read(lambda s: s.scalar(count)) >= total:
+                        break
+                    await asyncio.sleep(0.1)
+                await restarted.wait_log(r"imap crash: \d+ message\(s\) stored", timeout=30)
+            finally:
+                assert await restarted.stop() == 0
+                restarted.close()
+            keys = await db.read(lambda s: list(s.scalars(select(Delivery.dedupe_key))))
+        finally:
+            await db.dispose()
+        with IMAPClient(server.host, port=server.port, ssl=False, timeout=10) as client:
+            client.login(server.username, server.password)
+            client.select_folder("INBOX", readonly=True)
+            unseen = client.search(["UNSEEN"])
+    assert len(keys) == total and len(set(keys)) == total
+    assert unseen == [], "every stored message is flagged"

@@ -95,7 +95,7 @@ def evaluate(rules: RuleSet, message: ParsedMessage) -> RuleResult:
         results = []
         for condition in rule.conditions:
             hit = _test(condition, subject, extracted)
-            results.append({"condition": condition.describe(), "hit": hit})
+            results.append({"condition": condition.label, "hit": hit})
             if hit == rule.match_any:
                 break  # a hit settles "any", a miss settles "all": skip the rest
         # So the last condition evaluated decides: the settling one, or the final one.

@@ -33,9 +33,12 @@ class Condition:
     ignore_case: bool
     negate: bool
     pattern: re.Pattern[str] | None  # regex ops only
+    label: str = ""  # how the trace names it; set once at load (evaluation is hot)
 
-    def describe(self) -> str:
-        return f"{'not ' if self.negate else ''}{self.field} {self.op} {self.value!r}"
+    def __post_init__(self) -> None:
+        if not self.label:
+            text = f"{'not ' if self.negate else ''}{self.field} {self.op} {self.value!r}"
+            object.__setattr__(self, "label", text)
 
 
 @dataclass(frozen=True)

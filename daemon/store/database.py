@@ -92,9 +92,7 @@ class Database:
             self._sync_engine = engine
             self._read_sessions = sessionmaker(engine, expire_on_commit=False)
             self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="alertd-read")
-            self._writer = _SqliteWriter(
-                sessionmaker(engine.execution_options(sqlite_immediate=True),
-                             expire_on_commit=False))
+            self._writer = _SqliteWriter(engine.execution_options(sqlite_immediate=True))
         else:
             connect_args: dict[str, Any] = {}
             if pg_schema:
@@ -104,6 +102,12 @@ class Database:
                 self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
                 connect_args=connect_args)
             self._async_sessions = async_sessionmaker(self._async_engine, expire_on_commit=False)
+
+    @property
+    def applies_writes_in_order(self) -> bool:
+        """True when concurrent `write` calls commit in the order they were made (SQLite's
+        single writer thread); PostgreSQL runs them in parallel transactions."""
+        return self._writer is not None
 
     @property
     def display_url(self) -> str:
@@ -219,8 +223,9 @@ class Database:
 class _SqliteWriter:
     """One thread that runs every SQLite write, committing the units queued together at once."""
 
-    def __init__(self, sessions: sessionmaker[Session]):
-        self._sessions = sessions
+    def __init__(self, engine: Engine):
+        self._engine = engine
+        self._connection: Connection | None = None  # the writer thread's own, kept open
         self._queue: queue.SimpleQueue[tuple[Unit[Any], asyncio.Future[Any]] | None] = (
             queue.SimpleQueue())
         self._thread: threading.Thread | None = None
@@ -244,6 +249,14 @@ class _SqliteWriter:
             thread.join()
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+    def _loop(self) -> None:
         stopping = False
         while not stopping:
             item = self._queue.get()
@@ -265,6 +278,9 @@ class _SqliteWriter:
         try:
             outcomes = [(True, result) for result in self._run_together(batch)]
         except Exception as err:
+            if self._connection is not None and self._connection.invalidated:
+                self._connection.close()  # reconnect for the next batch
+                self._connection = None
             if len(batch) == 1:
                 outcomes = [(False, err)]
             else:
@@ -275,13 +291,19 @@ class _SqliteWriter:
         for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
             future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
 
+    def _session(self) -> Session:
+        # One connection for the thread's life: no pool checkout and reset per batch.
+        if self._connection is None or self._connection.closed:
+            self._connection = self._engine.connect()
+        return Session(bind=self._connection, expire_on_commit=False)
+
     def _run_together(self, batch: list[tuple[Unit[Any], asyncio.Future[Any]]]) -> list[Any]:
-        with self._sessions() as session, session.begin():
+        with self._session() as session, session.begin():
             return [unit(session) for unit, _ in batch]
 
     def _run_alone(self, unit: Unit[Any]) -> tuple[bool, Any]:
         try:
-            with self._sessions() as session, session.begin():
+            with self._session() as session, session.begin():
                 return True, unit(session)
         except Exception as err:
             return False, err

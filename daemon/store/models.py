@@ -171,6 +171,19 @@ class OutboxAction(Base):
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class ImapCheckpoint(Base):
+    """Where an IMAP account's folder was read up to: UIDs are only meaningful together
+    with the folder's UIDVALIDITY (RFC 3501 2.3.1.1)."""
+
+    __tablename__ = "imap_checkpoints"
+
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    folder: Mapped[str] = mapped_column(String(255), primary_key=True)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 # --- reference data, filled by the sync issue ------------------------------------------------
 
 

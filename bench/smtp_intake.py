@@ -1,0 +1,130 @@
+"""Benchmark: SMTP messages/s stored durably (250 after the commit), 1 KB messages, with 1, 10
+and 50 concurrent clients, against a bare aiosmtpd handler that only commits the raw bytes to
+SQLite (synchronous=FULL, one commit per message, sqlite3 in a one-thread executor), measured
+in the same run. Clients run in separate processes, many messages per connection.
+
+    .venv/bin/python bench/smtp_intake.py [--messages 3000] [--clients 1,10,50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import smtplib
+import sqlite3
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.smtp import SMTP
+from sqlalchemy import text
+
+from daemon.config import load_config
+from daemon.mail.smtp import SmtpHandler, start_smtp_server
+from daemon.service import DeliveryWorker, build_context
+from daemon.store.database import Database
+
+BODY = "x" * 900  # with the headers: ~1 KB on the wire
+
+
+def client(port: int, count: int, worker: int, start_at: float) -> None:
+    time.sleep(max(0.0, start_at - time.time()))
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+        for n in range(count):
+            smtp.sendmail("rmm@example.com", ["alerts@example.com"], (
+                f"From: rmm@example.com\r\nTo: alerts@example.com\r\n"
+                f"Message-ID: <{worker}-{n}-{start_at}@bench.example>\r\n"
+                f"Subject: Alert on device: 192.0.2.1 - bench {worker}/{n}\r\n\r\n{BODY}\r\n"
+            ).encode())
+
+
+def run_clients(port: int, clients: int, total: int) -> float:
+    """Send `total` messages over `clients` connections; wall seconds for all of them."""
+    per_client = max(1, total // clients)
+    # Spawned interpreters need a moment to start; the clock starts when all have.
+    start_at = time.time() + 2.0 + 0.2 * clients
+    spawn = multiprocessing.get_context("spawn")  # not fork: this process runs a loop
+    processes = [spawn.Process(target=client, args=(port, per_client, w, start_at))
+                 for w in range(clients)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join()
+        assert process.exitcode == 0
+    return time.time() - start_at, per_client * clients  # type: ignore[return-value]
+
+
+class BareHandler:
+    def __init__(self, path: Path):
+        self._executor = ThreadPoolExecutor(max_workers=1)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("CREATE TABLE raw (id INTEGER PRIMARY KEY, body BLOB)")
+
+    def _commit(self, body: bytes) -> None:
+        self._db.execute("BEGIN")
+        self._db.execute("INSERT INTO raw (body) VALUES (?)", (body,))
+        self._db.execute("COMMIT")
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._commit,
+                                                         envelope.original_content)
+        return "250 OK"
+
+
+async def serve_bare(path: Path) -> asyncio.Server:
+    handler = BareHandler(path)
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: SMTP(handler, loop=loop), "127.0.0.1", 0)
+
+
+async def serve_alertd(tmp: Path) -> tuple[asyncio.Server, Database, DeliveryWorker]:
+    tmp.mkdir(exist_ok=True)
+    config_path = tmp / "alertd.toml"
+    config_path.write_text(f'[daemon]\nstate_dir = "{tmp}"\n[smtp]\nlisten = "127.0.0.1:0"\n'
+                           '[api]\ntokens = ["bench-token-0123456789"]\n')
+    config = load_config(config_path, environ={})
+    db = Database(config.database.url)
+    await db.upgrade()
+    ctx = await build_context(config, db)
+    # The worker is not started: this measures intake (250 after the commit); processing
+    # follows asynchronously and is measured by bench/api_ingest.py's lifecycle path.
+    worker = DeliveryWorker(ctx.pipeline)
+    server = await start_smtp_server(
+        SmtpHandler(ctx.pipeline, config.smtp, ctx.metrics, worker.kick), config.smtp)
+    return server, db, worker
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=3000)
+    parser.add_argument("--clients", default="1,10,50")
+    args = parser.parse_args()
+    print(f"{args.messages} messages of ~1 KB per run, clients in separate processes")
+    print(f"{'clients':>7}  {'bare msg/s':>10}  {'alertd msg/s':>12}  ratio")
+    for clients in (int(c) for c in args.clients.split(",")):
+        with tempfile.TemporaryDirectory() as name:
+            tmp = Path(name)
+            bare = await serve_bare(tmp / "bare.db")
+            port = bare.sockets[0].getsockname()[1]
+            seconds, sent = await asyncio.to_thread(run_clients, port, clients, args.messages)
+            bare_rate = sent / seconds
+            bare.close()
+            server, db, _ = await serve_alertd(tmp / "alertd")
+            port = server.sockets[0].getsockname()[1]
+            seconds, sent = await asyncio.to_thread(run_clients, port, clients, args.messages)
+            rate = sent / seconds
+            server.close()
+            stored = await db.read(lambda s: s.execute(text("SELECT count(*) FROM deliveries"))
+                                   .scalar())
+            await db.dispose()
+            assert stored == sent, (stored, sent)
+            print(f"{clients:>7}  {bare_rate:>10.0f}  {rate:>12.0f}  {rate / bare_rate:.0%}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,312 @@
+"""IMAP intake: one thread per account reads a folder with imapclient (a blocking library).
+
+Per message, in this order: FETCH BODY.PEEK[] (the message stays unseen), store it as a
+delivery (committed), apply it, then flag it \\Seen or move it (processed or failed folder),
+then advance the checkpoint (UIDVALIDITY + last UID). A crash anywhere repeats at most the
+steps after the commit, and the repeated store is recognised as a duplicate, so every message
+becomes a delivery exactly once; a restart resumes after the checkpoint, so nothing is
+skipped, even mail an admin already opened.
+
+The connection is a loop: connect, log in, drain, then IDLE (re-issued every 10 minutes,
+well inside the 29 minutes of RFC 2177) or poll; any error closes the connection and retries
+with jittered exponential backoff. A refused login is logged once, clearly, and retried
+slowly. All socket operations have short timeouts so a stop request is noticed within
+seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import select as io_select  # not sqlalchemy.select, imported below
+import ssl
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from imapclient import IMAPClient
+from imapclient.exceptions import LoginError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from daemon.config import ImapAccount
+from daemon.core.events import Channel, RawDelivery
+from daemon.mail.parse import dedupe_key
+from daemon.metrics import Metrics
+from daemon.pipeline import InboundDelivery, Pipeline, utcnow
+from daemon.store.database import Database
+from daemon.store.models import Delivery, ImapCheckpoint
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+IDLE_RENEW_S = 600.0  # RFC 2177: servers may drop an IDLE after 30 minutes
+LOGIN_RETRY_S = 300.0
+BACKOFF_MAX_S = 300.0
+
+
+@dataclass(frozen=True)
+class FetchedMessage:
+    account: str
+    folder: str
+    uidvalidity: int
+    uid: int
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class ImapSink:
+    """What an account thread needs from the rest of alertd (async, run on the main loop).
+
+    `store(messages)` stores and applies a batch and returns each delivery's status
+    (processed / ignored / failed / received); `checkpoint` / `save_checkpoint` read and
+    advance (uidvalidity, last uid) for an account's folder.
+    """
+
+    store: Callable[[list[FetchedMessage]], Coroutine[Any, Any, list[str]]]
+    checkpoint: Callable[[str, str], Coroutine[Any, Any, tuple[int, int] | None]]
+    save_checkpoint: Callable[[str, str, int, int], Coroutine[Any, Any, None]]
+
+
+class AccountReader:
+    """The thread that reads one account; `stop()` ends it within about timeout_s."""
+
+    def __init__(self, account: ImapAccount, sink: ImapSink,
+                 loop: asyncio.AbstractEventLoop, on_error: Callable[[str], None]):
+        self.account = account
+        self._sink = sink
+        self._loop = loop
+        self._on_error = on_error
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"imap-{account.name}")
+        self.connected = threading.Event()
+        self._login_failures = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout_s: float) -> None:
+        """Wait for the thread; call it off the event loop (the thread may need the loop)."""
+        self._thread.join(timeout_s)
+
+    # --- the loop ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                self._session()
+                failures = 0
+            except LoginError as err:
+                self._login_failures += 1
+                if self._login_failures == 1:  # once, clearly; then quietly and slowly
+                    log.error("imap %s: login refused for user %r on %s:%s: %s; retrying "
+                              "every %.0f s", self.account.name, self.account.username,
+                              self.account.host, self.account.effective_port,
+                              _server_text(err), LOGIN_RETRY_S)
+                self._on_error("login")
+                self._stop.wait(LOGIN_RETRY_S * random.uniform(0.9, 1.1))
+                continue
+            except Exception as err:  # connection lost, server restart, protocol error
+                failures += 1
+                delay_s = min(BACKOFF_MAX_S, 2 ** min(failures, 9)) * random.uniform(0.5, 1.0)
+                log.warning("imap %s: %s: %s; reconnecting in %.1f s", self.account.name,
+                            type(err).__name__, err, delay_s)
+                self._on_error(type(err).__name__)
+                self._stop.wait(delay_s)
+            finally:
+                self.connected.clear()
+
+    def _connect(self) -> IMAPClient:
+        account = self.account
+        context = None
+        if account.tls != "none":
+            context = ssl.create_default_context(cafile=account.ca_file)
+            if not account.verify_tls:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+        client = IMAPClient(account.host, port=account.effective_port,
+                            ssl=account.tls == "implicit", ssl_context=context,
+                            timeout=account.timeout_s)
+        try:
+            if account.tls == "starttls":
+                client.starttls(context)
+            client.login(account.username, account.password.get_secret_value())
+        except BaseException:
+            _close(client)
+            raise
+        if self._login_failures:
+            log.info("imap %s: login works again", account.name)
+            self._login_failures = 0
+        return client
+
+    def _session(self) -> None:
+        client = self._connect()
+        try:
+            folder = self.account.folder
+            for extra in (self.account.processed_folder, self.account.failed_folder):
+                if extra and not client.folder_exists(extra):
+                    client.create_folder(extra)
+            status = client.select_folder(folder)
+            uidvalidity = int(status[b"UIDVALIDITY"])
+            self.connected.set()
+            log.info("imap %s: connected to %s:%s, folder %r", self.account.name,
+                     self.account.host, self.account.effective_port, folder)
+            can_idle = self.account.idle and client.has_capability("IDLE")
+            while not self._stop.is_set():
+                while self._drain(client, folder, uidvalidity):
+                    if self._stop.is_set():
+                        return
+                if can_idle:
+                    self._idle(client)
+                else:
+                    self._stop.wait(self.account.poll_interval_s)
+                    client.noop()  # also notices a dead connection
+        finally:
+            _close(client)
+
+    def _idle(self, client: IMAPClient) -> None:
+        """Wait for new mail, for the renewal deadline, or for a stop request."""
+        client.idle()
+        renew_at = _now() + IDLE_RENEW_S
+        empty_reads = 0
+        try:
+            while not self._stop.is_set() and _now() < renew_at:
+                # Short waits so stop requests are noticed. imapclient's idle_check() hides
+                # EOF (it returns no responses), so readiness is checked here: a socket that
+                # keeps reporting data while yielding none has been closed by the server.
+                readable, _, _ = io_select.select([client.socket()], [], [], 1.0)
+                if not readable:
+                    continue
+                responses = client.idle_check(timeout=0)
+                if not responses:
+                    empty_reads += 1  # a TLS record without data can do this once or twice
+                    if empty_reads >= 3:
+                        raise ConnectionError("the server closed the connection during IDLE")
+                    continue
+                empty_reads = 0
+                if any(r[0] == b"BYE" for r in responses if r):
+                    raise ConnectionError(f"the server said BYE: {responses}")
+                if any(r[1] in (b"EXISTS", b"RECENT") for r in responses if len(r) > 1):
+                    break
+        finally:
+            with contextlib.suppress(Exception):  # a dead connection cannot end IDLE
+                client.idle_done()
+
+    def _drain(self, client: IMAPClient, folder: str, uidvalidity: int) -> bool:
+        """Handle one batch of new messages; True when there may be more."""
+        account = self.account.name
+        saved = self._call(self._sink.checkpoint(account, folder))
+        last_uid = saved[1] if saved and saved[0] == uidvalidity else 0
+        if saved and saved[0] != uidvalidity:
+            # The folder was recreated: every UID changed. Read it all again; messages
+            # already stored are recognised by their Message-ID (or bytes) and not repeated.
+            log.warning("imap %s: UIDVALIDITY of %r changed (%s -> %s); rescanning",
+                        account, folder, saved[0], uidvalidity)
+        # "n:*" always includes the highest UID, even below n (RFC 3501 6.4.8): filter.
+        uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid)
+        if not uids:
+            return False
+        batch = uids[: self.account.batch_size]
+        fetched = client.fetch(batch, ["BODY.PEEK[]"])
+        messages = [FetchedMessage(account, folder, uidvalidity, uid, fetched[uid][b"BODY[]"])
+                    for uid in batch if b"BODY[]" in fetched.get(uid, {})]  # else expunged
+        statuses = self._call(self._sink.store(messages))
+        done: dict[str, list[int]] = {}
+        for message, status in zip(messages, statuses, strict=True):
+            target = self.account.failed_folder if status == "failed" else ""
+            target = target or self.account.processed_folder
+            done.setdefault(target, []).append(message.uid)
+        for target, handled in done.items():
+            if target:
+                client.move(handled, target)
+            else:
+                client.add_flags(handled, [b"\\Seen"])
+        self._call(self._sink.save_checkpoint(account, folder, uidvalidity, batch[-1]))
+        log.info("imap %s: %d message(s) stored from %r (uid %s..%s)", account, len(batch),
+                 folder, batch[0], batch[-1])
+        return len(uids) > len(batch)
+
+    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the main loop and wait for it (bounded, so stop is noticed)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=120)
+
+
+def _close(client: IMAPClient) -> None:
+    """Cleanup never raises: the connection may already be gone."""
+    try:
+        client.logout()
+    except Exception:
+        try:
+            client.shutdown()
+        except Exception as err:
+            log.debug("imap: closing a dead connection: %s", err)
+
+
+def _server_text(err: Exception) -> str:
+    text = str(err)
+    return text.removeprefix("b'").removesuffix("'") if text else type(err).__name__
+
+
+_now = time.monotonic
+
+
+def make_sink(pipeline: Pipeline, db: Database, metrics: Metrics,
+              clock: Callable[[], datetime] = utcnow) -> ImapSink:
+    """The sink that stores fetched mail through the pipeline and keeps checkpoints."""
+
+    async def store(messages: list[FetchedMessage]) -> list[str]:
+        """Store a batch (one group commit on SQLite), then apply it in UID order."""
+        accepted = await asyncio.gather(*(pipeline.accept(InboundDelivery(
+            channel=Channel.IMAP, dedupe_key=dedupe_key(m.raw), payload=m.raw,
+            content_type="message/rfc822",
+            meta={"account": m.account, "folder": m.folder, "uidvalidity": m.uidvalidity,
+                  "uid": m.uid})) for m in messages))
+        for message in messages:
+            metrics.imap_fetched.labels(message.account).inc()
+        fresh = [(a, RawDelivery(a.delivery_id, Channel.IMAP.value, None, "message/rfc822",
+                                 m.raw, {})) for a, m in zip(accepted, messages, strict=True)
+                 if not a.duplicate]
+        if db.applies_writes_in_order:
+            # One writer, first in first out: submitted together, applied in this order.
+            results = await asyncio.gather(*(pipeline.process(a.delivery_id, raw)
+                                              for a, raw in fresh))
+        else:
+            results = [await pipeline.process(a.delivery_id, raw) for a, raw in fresh]
+        statuses = {a.delivery_id: r.status.value for (a, _), r in zip(fresh, results,
+                                                                       strict=True) if r}
+        missing = [a.delivery_id for a in accepted if a.delivery_id not in statuses]
+        if missing:  # duplicates (stored before a crash) and deliveries claimed elsewhere
+            stored = await db.read(lambda s: dict(s.execute(
+                select(Delivery.id, Delivery.status).where(Delivery.id.in_(missing))).all()))
+            statuses.update(stored)
+        return [statuses.get(a.delivery_id, "received") for a in accepted]
+
+    async def checkpoint(account: str, folder: str) -> tuple[int, int] | None:
+        row = await db.read(lambda s: s.get(ImapCheckpoint, (account, folder)))
+        return (row.uidvalidity, row.last_uid) if row else None
+
+    async def save_checkpoint(account: str, folder: str, uidvalidity: int, last_uid: int
+                              ) -> None:
+        now = clock()
+
+        def save(session: Session) -> None:
+            row = session.get(ImapCheckpoint, (account, folder), with_for_update=True)
+            if row is None:
+                session.add(ImapCheckpoint(account=account, folder=folder,
+                                           uidvalidity=uidvalidity, last_uid=last_uid,
+                                           updated_at=now))
+            else:
+                row.uidvalidity, row.last_uid, row.updated_at = uidvalidity, last_uid, now
+        await db.write(save)
+
+    return ImapSink(store, checkpoint, save_checkpoint)
