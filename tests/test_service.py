@@ -157,6 +157,18 @@ async def test_start_serve_reload_and_stop(daemon: Daemon) -> None:
         async with http.get(daemon.url("/api/tickets"), headers=rotated) as response:
             assert response.status == 200
 
+        # Rules: an invalid file never replaces the running rules; a valid one does.
+        rules = daemon.tmp_path / "rules.toml"
+        rules.write_text('[[rule]]\nname = "broken"\nsubject = { regex = "(" }\n')
+        daemon.write_config(f'[api]\ntokens = ["rotated-token-0001"]\n'
+                            f'[rules]\npath = "{rules}"\n')
+        daemon.process.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+        await daemon.wait_log(r"rules\.toml:3: rule 'broken': subject\.regex: invalid")
+        rules.write_text('[[rule]]\nname = "only"\naction = "ignore"\n'
+                         'subject = { contains = "x" }\n')
+        daemon.process.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+        await daemon.wait_log(r"reload done: 1 API token\(s\), 1 rule\(s\)")
+
     await asyncio.sleep(0.5)  # two watchdog intervals of 0.2 s
     assert "WATCHDOG=1" in daemon.notifications()
     assert await daemon.stop() == 0

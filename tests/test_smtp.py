@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import smtplib
 import subprocess
 from collections.abc import AsyncIterator, Callable
@@ -15,8 +16,10 @@ import pytest
 from sqlalchemy import func, select
 
 from daemon.config import Config
+from daemon.core.events import Channel
 from daemon.http.app import AppContext
 from daemon.mail.smtp import SmtpHandler, start_smtp_server
+from daemon.pipeline import InboundDelivery
 from daemon.queries import Page
 from daemon.service import DeliveryWorker, build_context
 from daemon.store.database import Database
@@ -210,3 +213,20 @@ async def test_starttls_and_auth(tmp_path: Path, make_config: Callable[..., Conf
     finally:
         server.close()
         await instance.worker.drain(5)
+
+
+async def test_email_and_api_copies_of_one_alert_make_one_ticket(smtp: Smtp) -> None:
+    """The Datto uid from a subject and from another channel is one key, in any order."""
+    upper = UID.upper()  # the subject spells the GUID in capitals; the other copy does not
+    api_copy = InboundDelivery(channel=Channel.API, dedupe_key="api-copy",
+                               payload=json.dumps({"source": "datto", "uid": UID,
+                                                   "action": "raise"}).encode(),
+                               content_type="application/json")
+    accepted = await smtp.ctx.pipeline.accept(api_copy)
+    await smtp.ctx.pipeline.process(accepted.delivery_id)
+    await smtp.asend(alert_mail(f"Alert on device: 192.0.2.7 - Alert{{{upper}}}", "<twin@x>"))
+    await smtp.worker.run_until_idle()
+    alerts = await smtp.ctx.db.read(lambda s: list(s.scalars(select(Alert))))
+    assert [(a.uid, sorted(a.channels), a.occurrences) for a in alerts] == [
+        (UID, ["api", "smtp"], 2)]
+    assert await smtp.count(Ticket) == 1
