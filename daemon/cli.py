@@ -369,6 +369,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             "deliveries": lambda db: cmd_deliveries(args, db, config),
         }
         return asyncio.run(_with_db(config, handlers[args.command]))
-    except (CliError, SchemaOutOfDate, BadFilter, ValueError) as err:
+    except (CliError, SchemaOutOfDate, BadFilter, RulesError, ValueError) as err:
         print(f"alertd: {err}", file=sys.stderr)
         return 1

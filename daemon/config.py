@@ -177,7 +177,7 @@ class ImapAccount(Section):
     password: SecretStr
     folder: str = "INBOX"
     processed_folder: str = ""  # move processed mail here; "" = flag it as seen
-    failed_folder: str = ""  # move mail that cannot be processed here; "" = leave it
+    failed_folder: str = ""  # move mail that cannot be processed here; "" = leave it unread
     idle: bool = True
     poll_interval_s: float = Field(default=60.0, gt=0)
     timeout_s: float = Field(default=30.0, gt=0)

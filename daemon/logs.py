@@ -35,6 +35,7 @@ def setup_logging(fmt: str = "text", level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # aiosmtpd logs every SMTP command at INFO under "mail.log".
     for noisy in ("aiohttp.access", "alembic", "apscheduler.executors.default",
-                  "apscheduler.scheduler"):
+                  "apscheduler.scheduler", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

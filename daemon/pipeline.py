@@ -206,10 +206,10 @@ class Pipeline:
 
         def apply(session: Session) -> ProcessResult | None:
             conn = session.connection()
-            attempts = conn.execute(_CLAIM_DELIVERY, {"id": delivery_id}).scalar()
-            if attempts is None:  # done meanwhile, or claimed by another process
+            claimed = conn.execute(_CLAIM_DELIVERY, {"id": delivery_id}).first()
+            if claimed is None:  # done meanwhile, or claimed by another process
                 return None
-            row: dict[str, Any] = {"row_id": delivery_id, "attempts": attempts + 1,
+            row: dict[str, Any] = {"row_id": delivery_id, "attempts": claimed.attempts + 1,
                                    "processed_at": now, "next_attempt_at": None,
                                    "trace": None, "error": None, "alert_id": None,
                                    "outcome": None}
@@ -223,6 +223,8 @@ class Pipeline:
                 result = ProcessResult(delivery_id, DeliveryStatus.PROCESSED, events)
                 row["alert_id"] = events[0].alert_id
                 row["outcome"] = ",".join(r.outcome for r in events)
+                # Email knows its source only once the rules have named it.
+                row["source"] = claimed.source or events[0].source
             if not isinstance(meaning, str):
                 row["trace"] = meaning.trace
             row["status"] = result.status.value
@@ -372,7 +374,7 @@ _TICKETS: Table = Ticket.__table__  # type: ignore[assignment]
 _NOTES: Table = TicketNote.__table__  # type: ignore[assignment]
 
 _CLAIM_DELIVERY = (
-    select(_DELIVERIES.c.attempts)
+    select(_DELIVERIES.c.attempts, _DELIVERIES.c.source)
     .where(_DELIVERIES.c.id == bindparam("id"),
            _DELIVERIES.c.status == DeliveryStatus.RECEIVED.value)
     .with_for_update(skip_locked=True))

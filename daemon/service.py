@@ -111,7 +111,8 @@ class DeliveryWorker:
 
     async def drain(self, deadline_s: float) -> None:
         try:
-            await asyncio.wait_for(self._queue.join(), timeout=deadline_s)
+            if self._queued:
+                await asyncio.wait_for(self._queue.join(), timeout=deadline_s)
         except TimeoutError:
             log.warning("drain deadline reached with %d deliveries queued; they stay received "
                         "and are processed on the next start", self._queue.qsize())

@@ -83,6 +83,8 @@ class Intake:
         """uid -> flags, read with a separate client (what an admin would see)."""
         with IMAPClient(self.server.host, port=self.server.port, ssl=False, timeout=5) as c:
             c.login(self.server.username, self.server.password)
+            if not c.folder_exists(folder):
+                return {}
             c.select_folder(folder, readonly=True)
             uids = c.search("ALL")
             if not uids:
@@ -127,6 +129,27 @@ async def test_moves_processed_and_failed_mail(intake: Intake) -> None:
     assert len(intake.mailbox("Failed")) == 1
     statuses = await intake.ctx.db.read(lambda s: sorted(s.scalars(select(Delivery.status))))
     assert statuses == ["failed", "processed"]
+
+
+async def test_failed_mail_stays_unread_without_a_failed_folder(intake: Intake) -> None:
+    intake.server.deliver(alert(1))
+    intake.server.deliver(b"\r\n\r\n   \r\n")
+    intake.start(intake.account(idle=False))
+    await wait_for(lambda: _count_is(intake, 2))
+    await wait_for(lambda: sum(b"\\Seen" in f for f in intake.mailbox().values()) == 1)
+    flags = sorted(b"\\Seen" in f for f in intake.mailbox().values())
+    assert flags == [False, True]
+
+
+async def test_move_without_the_move_extension(intake: Intake,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    original = IMAPClient.has_capability
+    monkeypatch.setattr(IMAPClient, "has_capability",
+                        lambda self, name: name != "MOVE" and original(self, name))
+    intake.server.deliver(alert(1))
+    intake.start(intake.account(idle=False, processed_folder="Done"))
+    await wait_for(lambda: len(intake.mailbox("Done")) == 1)
+    assert intake.mailbox("INBOX") == {}
 
 
 async def test_checkpoint_survives_restart_and_reads_mail_an_admin_opened(

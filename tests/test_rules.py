@@ -137,7 +137,7 @@ def test_wrong_sender_does_not_match_and_the_trace_says_why() -> None:
     assert result.decided_by is None
     alerts = result.trace["rules"][2]
     assert alerts["conditions"] == [
-        {"condition": "from equals 'rmm-alerts@example-msp.com'", "hit": False}]
+        {"condition": "from equals «rmm-alerts@example-msp.com»", "hit": False}]
 
 
 def test_templates_treat_mail_content_as_data() -> None:
@@ -245,3 +245,67 @@ def test_syntax_error_and_missing_pieces() -> None:
         in found[1] or any("needs a source" in f for f in found)
     assert any("another rule has this name" in f for f in found)
     assert any("needs at least one condition" in f for f in found)
+
+
+def test_rules_without_action_go_on_and_conditions_run_in_file_order() -> None:
+    ruleset = rules("""\
+        [[rule]]
+        name = "extract"
+        body = { regex = '(?m)^Device:\\s*(?P<device>\\S+)' }
+        subject = { regex = '(?P<device>FIRST)' }
+
+        [[rule]]
+        name = "raise"
+        source = "datto"
+        action = "raise"
+        subject = { regex = 'Alert\\{(?P<alert_uid>[0-9a-f-]{36})\\}' }
+        """)
+    parsed = parse_message(message(f"FIRST - Alert{{{UID}}}"))
+    result = evaluate(ruleset, parsed)
+    assert result.decided_by is not None and result.decided_by.name == "raise"
+    # body is written before subject in the rule, so its value wins.
+    assert result.fields["device"].value == "FS-01"
+
+
+def test_ticket_fields_on_a_rule_that_opens_no_ticket_are_an_error() -> None:
+    assert any("ticket fields are used only by raise rules" in e for e in errors("""\
+        [[rule]]
+        name = "r"
+        source = "datto"
+        action = "resolve"
+        subject = { contains = "x" }
+        [rule.ticket]
+        summary = "unused"
+        """))
+
+
+def test_a_failing_template_makes_the_delivery_unprocessable_not_a_crash() -> None:
+    from daemon.core.events import Unprocessable
+
+    ruleset = rules("""\
+        [[rule]]
+        name = "div"
+        source = "email"
+        action = "raise"
+        subject = { contains = "" }
+        [rule.ticket]
+        summary = "{{ 1 / 0 }}"
+        """)
+    with pytest.raises(Unprocessable, match="ZeroDivisionError"):
+        render_ticket(ruleset.rules[0], parse_message(message("x")), {})
+
+
+def test_long_extracted_values_are_fitted_to_their_columns() -> None:
+    ruleset = rules("""\
+        [[rule]]
+        name = "long"
+        source = "email"
+        action = "raise"
+        body = { regex = '(?s)(?P<device>.*)' }
+        subject = { regex = '(?P<alert_uid>.*)' }
+        """)
+    parsed = parse_message(message("u" * 300, body="d" * 400))
+    event = to_event(evaluate(ruleset, parsed), parsed, "fallback")
+    assert event is not None
+    assert event.device is not None and len(event.device) == 255
+    assert event.uid.startswith("sha256:") and len(event.uid) <= 200

@@ -99,6 +99,7 @@ async def test_alert_mail_is_stored_then_becomes_alert_and_ticket(smtp: Smtp) ->
     assert await smtp.count(Ticket) == 1
     delivery = await smtp.ctx.queries.delivery(1)
     assert delivery is not None and delivery["status"] == "processed"
+    assert delivery["source"] == "datto", "the rule names the source of an email delivery"
     assert delivery["trace"]["decided_by"] == "Datto RMM Alerts"
     assert delivery["meta"]["rcpt_to"] == ["alerts@example-msp.com"]
 

@@ -6,9 +6,10 @@ channel later turns it into zero or more `AlertEvent`s, or says why it is ignore
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -163,6 +164,24 @@ def interpret_api_delivery(delivery: RawDelivery) -> Interpretation:
         raise Unprocessable(f"the payload is not JSON: {err}") from err
     event = parse_api_event(body)
     return Interpretation(events=(event,), trace={"interpreter": "api"})
+
+
+# Column sizes of the alert and ticket records (daemon/store/models.py).
+_LIMITS = {"device": 255, "site": 255, "customer": 255, "priority": 64}
+_UID_LIMIT = 200
+
+
+def clamp_event(event: AlertEvent) -> AlertEvent:
+    """Fit free-form extracted values into their columns (text cut, a long uid hashed), so a
+    verbose mail cannot make its delivery fail on a database length limit."""
+    changes: dict[str, Any] = {
+        name: getattr(event, name)[:limit] for name, limit in _LIMITS.items()
+        if getattr(event, name) is not None and len(getattr(event, name)) > limit}
+    if len(event.uid) > _UID_LIMIT:
+        changes["uid"] = "sha256:" + hashlib.sha256(event.uid.encode()).hexdigest()
+    if event.ticket.type is not None and len(event.ticket.type) > 64:
+        changes["ticket"] = replace(event.ticket, type=event.ticket.type[:64])
+    return replace(event, **changes) if changes else event
 
 
 def default_summary(event: AlertEvent) -> str:

@@ -117,7 +117,8 @@ class AccountReader:
                 self._stop.wait(LOGIN_RETRY_S * random.uniform(0.9, 1.1))
                 continue
             except Exception as err:  # connection lost, server restart, protocol error
-                failures += 1
+                # A session that got as far as connecting starts the backoff afresh.
+                failures = 1 if self.connected.is_set() else failures + 1
                 delay_s = min(BACKOFF_MAX_S, 2 ** min(failures, 9)) * random.uniform(0.5, 1.0)
                 log.warning("imap %s: %s: %s; reconnecting in %.1f s", self.account.name,
                             type(err).__name__, err, delay_s)
@@ -221,16 +222,18 @@ class AccountReader:
         messages = [FetchedMessage(account, folder, uidvalidity, uid, fetched[uid][b"BODY[]"])
                     for uid in batch if b"BODY[]" in fetched.get(uid, {})]  # else expunged
         statuses = self._call(self._sink.store(messages))
-        done: dict[str, list[int]] = {}
+        processed: list[int] = []
+        failed: list[int] = []
         for message, status in zip(messages, statuses, strict=True):
-            target = self.account.failed_folder if status == "failed" else ""
-            target = target or self.account.processed_folder
-            done.setdefault(target, []).append(message.uid)
-        for target, handled in done.items():
-            if target:
-                client.move(handled, target)
-            else:
-                client.add_flags(handled, [b"\\Seen"])
+            (failed if status == "failed" else processed).append(message.uid)
+        # Failed mail goes to failed_folder, or stays as it is (unread, for a human to see);
+        # the checkpoint keeps it from being read again either way.
+        if failed and self.account.failed_folder:
+            _move(client, failed, self.account.failed_folder)
+        if processed and self.account.processed_folder:
+            _move(client, processed, self.account.processed_folder)
+        elif processed:
+            client.add_flags(processed, [b"\\Seen"])
         self._call(self._sink.save_checkpoint(account, folder, uidvalidity, batch[-1]))
         log.info("imap %s: %d message(s) stored from %r (uid %s..%s)", account, len(batch),
                  folder, batch[0], batch[-1])
@@ -239,6 +242,19 @@ class AccountReader:
     def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on the main loop and wait for it (bounded, so stop is noticed)."""
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=120)
+
+
+def _move(client: IMAPClient, uids: list[int], folder: str) -> None:
+    """MOVE (RFC 6851), or COPY + \\Deleted + expunge on servers without it."""
+    if client.has_capability("MOVE"):
+        client.move(uids, folder)
+        return
+    client.copy(uids, folder)
+    client.delete_messages(uids)
+    if client.has_capability("UIDPLUS"):
+        client.uid_expunge(uids)  # only ours, not what a human marked deleted
+    else:
+        client.expunge()
 
 
 def _close(client: IMAPClient) -> None:

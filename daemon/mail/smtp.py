@@ -131,6 +131,8 @@ async def start_smtp_server(handler: SmtpHandler, config: SmtpConfig) -> asyncio
             authenticator=_Authenticator(users) if users else None,
             auth_required=bool(users),
             auth_require_tls=tls is not None,
+            # Without users, AUTH is not offered at all (aiosmtpd would list its mechanisms).
+            auth_exclude_mechanism=None if users else ["LOGIN", "PLAIN"],
             timeout=config.timeout_s,
             ident="alertd ESMTP",
             loop=loop,

@@ -12,9 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from jinja2 import TemplateError
-
-from daemon.core.events import AlertEvent, TicketFields, Unprocessable, normalize_uid
+from daemon.core.events import (
+    AlertEvent,
+    TicketFields,
+    Unprocessable,
+    clamp_event,
+    normalize_uid,
+)
 from daemon.core.lifecycle import Action
 from daemon.mail.parse import ParsedMessage
 from daemon.rules.model import EVENT_FIELDS, Condition, Rule, RuleAction, RuleSet
@@ -143,9 +147,10 @@ def render_ticket(rule: Rule, message: ParsedMessage, fields: dict[str, FieldVal
     for key, template in rule.ticket.items():
         try:
             rendered[key] = template.render(context).strip()
-        except TemplateError as err:
-            raise Unprocessable(f"rule {rule.name!r}: ticket.{key} template failed: {err}"
-                                ) from err
+        except Exception as err:  # TemplateError, and what templates can raise besides
+            # (ZeroDivisionError, the sandbox's OverflowError for huge ranges, ...)
+            raise Unprocessable(f"rule {rule.name!r}: ticket.{key} template failed: "
+                                f"{type(err).__name__}: {err}") from err
     return rendered
 
 
@@ -163,7 +168,7 @@ def to_event(result: RuleResult, message: ParsedMessage, fallback_uid: str
     values = {name: result.fields[name].value for name in EVENT_FIELDS if name in result.fields}
     ticket = render_ticket(rule, message, result.fields)
     uid = values.get("alert_uid") or fallback_uid
-    return AlertEvent(
+    return clamp_event(AlertEvent(
         source=rule.source,
         uid=normalize_uid(rule.source, uid),
         action=Action(rule.action.value),
@@ -177,4 +182,4 @@ def to_event(result: RuleResult, message: ParsedMessage, fallback_uid: str
             summary=ticket.get("summary") or message.subject or None,
             details=ticket.get("details") or message.body or None,
         ),
-    )
+    ))

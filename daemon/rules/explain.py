@@ -41,7 +41,8 @@ def explain_message(rules: RuleSet, raw: bytes) -> dict[str, Any]:
     assert event is not None
     report["event"] = {"source": event.source, "uid": event.uid, "action": event.action.value,
                        "device": event.device, "site": event.site,
-                       "priority": event.priority, "summary": event.ticket.summary}
+                       "customer": event.customer, "priority": event.priority,
+                       "message": event.message, "summary": event.ticket.summary}
     return report
 
 

@@ -152,25 +152,27 @@ class _Compiler:
         match = raw.get("match", "all")
         if match not in ("all", "any"):
             self.issue((*path, "match"), name, "must be 'all' or 'any'")
-        stop = raw.get("stop", True)
+        # A rule that only extracts fields goes on to the next rule unless told otherwise.
+        stop = raw.get("stop", action is not None)
         if not isinstance(stop, bool):
             self.issue((*path, "stop"), name, "must be true or false")
         conditions: list[Condition] = []
-        for field in FIELDS:
-            if field in raw:
-                conditions += self.conditions((*path, field), name, field, raw[field])
-        headers = raw.get("headers", {})
-        if not isinstance(headers, dict):
-            self.issue((*path, "headers"), name, "must be a table of header = condition")
-        else:
-            for header, spec in headers.items():
-                conditions += self.conditions((*path, "headers", header), name,
-                                              f"header:{header.lower()}", spec)
+        for key, spec in raw.items():  # in the order written: the first match extracts first
+            if key in FIELDS:
+                conditions += self.conditions((*path, key), name, key, spec)
+            elif key == "headers" and not isinstance(spec, dict):
+                self.issue((*path, "headers"), name, "must be a table of header = condition")
+            elif key == "headers":
+                for header, header_spec in spec.items():
+                    conditions += self.conditions((*path, "headers", header), name,
+                                                  f"header:{header.lower()}", header_spec)
         if not conditions and len(self.issues) == before:
             self.issue(path, name, "a rule needs at least one condition "
                                    "(from, to, subject, original_subject, body or headers)")
         ticket = {}
         ticket_raw = raw.get("ticket", {})
+        if ticket_raw and action is not RuleAction.RAISE:
+            self.issue((*path, "ticket"), name, "ticket fields are used only by raise rules")
         if not isinstance(ticket_raw, dict):
             self.issue((*path, "ticket"), name, "must be a table")
             ticket_raw = {}
@@ -203,7 +205,8 @@ def compile_rules(text: str, file: str = "<rules>", path: Path | None = None) ->
                          ) from err
     compiler = _Compiler(file, text)
     for key in sorted(set(raw) - {"rule"}):
-        compiler.issue((key,), None, "unknown top-level key (rules are [[rule]] tables)")
+        compiler.issue((key,), None,
+                       f"unknown top-level key {key!r} (rules are [[rule]] tables)")
     entries = raw.get("rule", [])
     if not isinstance(entries, list):
         compiler.issue(("rule",), None, "write rules as [[rule]] tables")

@@ -37,7 +37,7 @@ class Condition:
 
     def __post_init__(self) -> None:
         if not self.label:
-            text = f"{'not ' if self.negate else ''}{self.field} {self.op} {self.value!r}"
+            text = f"{'not ' if self.negate else ''}{self.field} {self.op} «{self.value}»"
             object.__setattr__(self, "label", text)
 
 
