@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from daemon import __version__
 from daemon.config import Config, ConfigError, load_config
 from daemon.core.lifecycle import TicketAlreadyClosed
@@ -84,7 +86,9 @@ def _print_record(record: dict[str, Any], as_json: bool) -> None:
 async def _with_db(config: Config, action: Callable[[Database], Awaitable[int]]) -> int:
     db = open_database(config)
     try:
-        await db.ensure_schema(config.database.auto_migrate)
+        # Only `run` and `db upgrade` migrate: a newer CLI must not change the schema under
+        # a running older daemon.
+        await db.ensure_schema(auto_migrate=False)
         return await action(db)
     finally:
         await db.dispose()
@@ -371,4 +375,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_with_db(config, handlers[args.command]))
     except (CliError, SchemaOutOfDate, BadFilter, RulesError, ValueError) as err:
         print(f"alertd: {err}", file=sys.stderr)
+        return 1
+    except (SQLAlchemyError, OSError) as err:  # the database is down or unreachable
+        print(f"alertd: database {redact_url(config.database.url)}: "
+              f"{type(err).__name__}: {str(err).splitlines()[0]}", file=sys.stderr)
         return 1

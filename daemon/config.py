@@ -105,6 +105,13 @@ class DatabaseConfig(Section):
                 "expected 'sqlite:///PATH' or 'postgresql+asyncpg://USER@HOST/DB', got "
                 f"{url.split('://')[0]!r}://..."
             )
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(url).port  # noqa: B018 - parses the port: "54x2" fails here
+        except (ArgumentError, ValueError):
+            raise ValueError("not a valid database URL (check the host and port)") from None
         return url
 
 
@@ -328,6 +335,12 @@ def _resolve_secrets(
                     _resolve_secrets(item, (*path, key, index), environ, issues)
 
 
+def token_lines(text: str) -> list[str]:
+    """Tokens in a token file: one per line; blank lines and # comments are skipped."""
+    return [line.strip() for line in text.splitlines()
+            if line.strip() and not line.strip().startswith("#")]
+
+
 def _read_token_file(api: dict[str, Any], issues: list[tuple[Path_, str]]) -> None:
     if "token_file" not in api:
         return
@@ -336,7 +349,7 @@ def _read_token_file(api: dict[str, Any], issues: list[tuple[Path_, str]]) -> No
     except (OSError, TypeError, UnicodeDecodeError) as err:
         issues.append((("api", "token_file"), f"cannot read the token file: {type(err).__name__}"))
         return
-    extra = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    extra = token_lines("\n".join(lines))
     if not extra:
         issues.append((("api", "token_file"), "the token file holds no token"))
     tokens = api.get("tokens", [])

@@ -9,6 +9,7 @@ again later) or everything committed once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Callable, Mapping
@@ -201,7 +202,9 @@ class Pipeline:
             raw = await self._db.read(lambda session: _load_received(session, delivery_id))
             if raw is None:
                 return None
-        meaning = self._interpret(raw)
+        # Parsing and rules are CPU work (a large HTML mail takes a second or more): keep it
+        # off the event loop so listeners, health checks and watchdog pings stay live.
+        meaning = await asyncio.to_thread(self._interpret, raw)
         now = self._clock()
 
         def apply(session: Session) -> ProcessResult | None:

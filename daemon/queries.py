@@ -7,6 +7,7 @@ Listings are newest first and paged by id: pass the previous page's `next_before
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,10 +34,10 @@ class Page:
 
 
 def parse_page(limit: str | None, before_id: str | None) -> Page:
-    try:
-        page = Page(int(limit) if limit else 100, int(before_id) if before_id else None)
-    except ValueError:
-        raise BadFilter("'limit' and 'before_id' must be whole numbers") from None
+    for value in (limit, before_id):
+        if value and not re.fullmatch(r"[0-9]{1,18}", value):
+            raise BadFilter("'limit' and 'before_id' must be whole numbers")
+    page = Page(int(limit) if limit else 100, int(before_id) if before_id else None)
     if not 1 <= page.limit <= MAX_PAGE:
         raise BadFilter(f"'limit' must be between 1 and {MAX_PAGE}")
     return page

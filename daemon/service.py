@@ -100,6 +100,8 @@ class DeliveryWorker:
             delivery_id = await self._queue.get()
             try:
                 await self._pipeline.process(delivery_id)
+            except Exception:  # process() records errors itself; the consumer must not die
+                log.exception("delivery %s: unexpected error in the worker", delivery_id)
             finally:
                 self._queued.discard(delivery_id)
                 self._queue.task_done()
@@ -181,7 +183,6 @@ class Service:
             await db.dispose()
             raise
         worker = DeliveryWorker(ctx.pipeline)
-        ctx.on_delivery = worker.kick
         app = create_app(ctx, [setup_api_routes])
         runner = web.AppRunner(app, access_log=None,
                                shutdown_timeout=self.config.daemon.drain_timeout_s)
@@ -245,8 +246,8 @@ class Service:
             for reader in readers:
                 reader.request_stop()
             # In a thread: a reader may be waiting for this loop to store its message.
-            await asyncio.gather(*(asyncio.to_thread(r.join, self.config.daemon.drain_timeout_s)
-                                   for r in readers))
+            remaining_s = max(0.5, drain_until - loop.time()) if drain_until else 0.5
+            await asyncio.gather(*(asyncio.to_thread(r.join, remaining_s) for r in readers))
             if smtp is not None:
                 smtp.close()
                 # Sessions in DATA finish their commit; the rest are cut when the deadline ends.

@@ -90,6 +90,8 @@ async def test_alert_and_delivery_commands(
 def test_db_commands(cli: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     before = cli("db", "current")
     assert before.returncode == 1 and "current: empty" in before.stdout
+    refused = cli("tickets", "list")  # listing commands never migrate
+    assert refused.returncode == 1 and "run 'alertd db upgrade'" in refused.stderr
     upgrade = cli("db", "upgrade")
     assert upgrade.returncode == 0 and "upgraded empty -> 0002" in upgrade.stdout
     assert "up to date" in cli("db", "upgrade").stdout

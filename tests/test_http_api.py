@@ -286,3 +286,18 @@ async def test_listing_pages_by_id(api: Api) -> None:
     status, body = await api.call("GET", "/api/alerts", params={"limit": "0"})
     assert "between 1 and 1000" in body["detail"]
     assert status == 400
+
+
+async def test_a_retried_bad_request_is_still_refused(api: Api) -> None:
+    bad = {"source": "datto", "uid": "x", "action": "explode"}
+    for _ in range(2):
+        status, body = await api.call("POST", "/api/alerts", body=bad)
+        assert status == 422 and "'action'" in body["detail"]
+
+
+async def test_ids_and_paging_take_ascii_digits_only(api: Api) -> None:
+    status, _ = await api.call("GET", "/api/tickets/%C2%B2", documented=False)
+    assert status == 404
+    status, body = await api.call("GET", "/api/alerts",
+                                  params={"before_id": "99999999999999999999"})
+    assert status == 400 and "whole numbers" in body["detail"]

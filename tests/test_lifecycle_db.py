@@ -5,6 +5,9 @@ Each row plays a sequence of steps for one alert id and checks what is stored af
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -13,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from daemon.core.events import Channel
 from daemon.core.lifecycle import TicketAlreadyClosed
-from daemon.pipeline import Pipeline
+from daemon.pipeline import InboundDelivery, Pipeline
 from daemon.store.database import Database
 from daemon.store.models import Alert, OutboxAction, Ticket, TicketNote
 from daemon.tickets import TicketService
@@ -155,3 +158,34 @@ async def test_twin_fills_fields_the_first_copy_lacked(db: Database, pipeline: P
     row = await db.read(lambda s: s.execute(
         select(Alert.device, Alert.site, Alert.priority)).one())
     assert tuple(row) == ("PC-9", "HQ", "High")
+
+
+async def test_agent_close_and_upstream_resolve_at_once_have_one_winner(
+        db: Database, pipeline: Pipeline, tickets: TicketService) -> None:
+    """On SQLite both land in one group-commit batch; on PostgreSQL they race on row locks.
+    Either way exactly one of them closes the ticket."""
+    for n in range(10):
+        uid = f"race-{n}"
+        opened = await deliver(pipeline, uid, source="veeam")
+        ticket_id = opened.events[0].ticket_id
+        assert ticket_id is not None
+        accepted = await pipeline.accept(InboundDelivery(
+            channel=Channel.API, dedupe_key=f"resolve-{n}", content_type="application/json",
+            payload=json.dumps({"source": "veeam", "uid": uid, "action": "resolve"}).encode()))
+        # A slow write first, so on SQLite the close and the resolve queue up behind it and
+        # are committed in one batch (the case where units share a transaction).
+        slow = asyncio.create_task(db.write(lambda _s: time.sleep(0.3)))
+        await asyncio.sleep(0.05)  # the writer is now busy with it
+        closed, resolved = await asyncio.gather(
+            tickets.close(ticket_id, "agent:bob"),
+            pipeline.process(accepted.delivery_id), return_exceptions=True)
+        await slow
+        assert resolved is not None and not isinstance(resolved, BaseException)
+        outcome = resolved.events[0].outcome
+        if isinstance(closed, TicketAlreadyClosed):
+            assert outcome == "resolved"
+        else:
+            assert not isinstance(closed, BaseException)
+            assert outcome == "already_resolved", (n, outcome)
+        row = await db.read(lambda s, t=ticket_id: s.get(Ticket, t))
+        assert row is not None and row.status == "closed"

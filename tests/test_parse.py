@@ -77,3 +77,12 @@ def test_mime_shaped_garbage_never_crashes_the_parser(parts: list[bytes]) -> Non
         parse_message(b"".join(parts))
     except Unprocessable:
         pass
+
+
+def test_a_huge_html_body_is_cut_not_processed_for_minutes() -> None:
+    html = "<html><body>" + "<p>filler text</p>" * 400_000 + "</body></html>"
+    raw = ("From: a@example.com\r\nSubject: big\r\nContent-Type: text/html\r\n\r\n"
+           + html).encode()
+    parsed = parse_message(raw)
+    assert len(parsed.body) <= 1_000_000
+    assert any("cut" in d for d in parsed.defects)

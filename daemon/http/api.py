@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 from aiohttp import web
@@ -25,11 +26,12 @@ from daemon.queries import BadFilter, parse_page
 from daemon.tickets import MAX_NOTE_CHARS, TicketNotFound
 
 JSON_TYPES = ("application/json",)
+_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only (str.isdigit also takes '²')
 
 
 def _id(request: web.Request) -> int:
     raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 18:
+    if not _ID.fullmatch(raw):
         raise ApiError(404, f"no such id: {raw!r}")
     return int(raw)
 
@@ -197,10 +199,13 @@ async def ingest_alert(request: web.Request) -> web.Response:
         if stored["meta"].get("body_sha256") != body_sha256:
             raise ApiError(409, f"Idempotency-Key already used for delivery "
                                 f"{accepted.delivery_id} with a different body")
+        if stored["status"] == "rejected":  # a retry of a bad request is still bad
+            raise ApiError(422, f"{stored['error']} (rejected delivery {accepted.delivery_id})")
+        applied = stored["status"] in ("processed", "ignored")
         return web.json_response({
             "delivery_id": accepted.delivery_id, "duplicate": True, "status": stored["status"],
             "error": stored["error"], "events": [],
-        })
+        }, status=200 if applied else 202)
     if rejected is not None:
         raise ApiError(422, f"{rejected} (kept as rejected delivery {accepted.delivery_id})")
     result = await ctx.pipeline.process(accepted.delivery_id, RawDelivery(

@@ -54,8 +54,6 @@ class AppContext:
     tokens: TokenStore
     rules: RulesHolder
     readiness: Readiness = field(default_factory=Readiness)
-    # Called with a delivery id after an intake stored it (the service's worker kick).
-    on_delivery: Callable[[int], None] = lambda _id: None
 
 
 CONTEXT = web.AppKey("alertd.context", AppContext)

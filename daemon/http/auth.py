@@ -9,6 +9,8 @@ import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
+from daemon.config import token_lines
+
 log = logging.getLogger(__name__)
 
 GENERATED_TOKEN_FILE = "api-token"  # noqa: S105 - a file name, not a secret
@@ -47,10 +49,16 @@ def ensure_generated_token(state_dir: Path) -> Path:
     """
     path = state_dir / GENERATED_TOKEN_FILE
     if path.exists():
+        mode = path.stat().st_mode
+        if mode & 0o077:
+            log.warning("%s is readable by other users (mode %o): chmod 600 it", path,
+                        mode & 0o777)
         return path
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     temporary = path.with_suffix(".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    temporary.unlink(missing_ok=True)  # a leftover from a crash
+    # O_EXCL and O_NOFOLLOW: never write the token through a file or link someone planted.
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(secrets.token_urlsafe(32) + "\n")
         handle.flush()
@@ -61,5 +69,4 @@ def ensure_generated_token(state_dir: Path) -> Path:
 
 
 def read_token_file(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text().splitlines()
-            if line.strip() and not line.strip().startswith("#")]
+    return token_lines(path.read_text())

@@ -185,10 +185,11 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                     "requestBody": {"required": True, "content": {"application/json": {
                         "schema": {"$ref": "#/components/schemas/AlertEvent"}}}},
                     "responses": {
-                        "200": _json(INGEST_RESULT, "Duplicate of an earlier delivery"),
+                        "200": _json(INGEST_RESULT, "Duplicate of an earlier, applied delivery"),
                         "201": _json(INGEST_RESULT, "Stored and applied"),
                         "202": _json(INGEST_RESULT, "Stored, not applied now: retried when "
-                                     "due (status received) or failed (replayable)"),
+                                     "due (status received) or failed (replayable); also a "
+                                     "duplicate of such a delivery"),
                         **_errors(400, 401, 409, 413, 415, 422, 503),
                     },
                 },

@@ -87,6 +87,7 @@ class AccountReader:
                                         name=f"imap-{account.name}")
         self.connected = threading.Event()
         self._login_failures = 0
+        self._progressed = False  # the checkpoint advanced during the current session
 
     def start(self) -> None:
         self._thread.start()
@@ -117,8 +118,10 @@ class AccountReader:
                 self._stop.wait(LOGIN_RETRY_S * random.uniform(0.9, 1.1))
                 continue
             except Exception as err:  # connection lost, server restart, protocol error
-                # A session that got as far as connecting starts the backoff afresh.
-                failures = 1 if self.connected.is_set() else failures + 1
+                # Only a session that moved the checkpoint starts the backoff afresh: one that
+                # fails on the same batch every time must slow down, not hammer the server.
+                failures = 1 if self._progressed else failures + 1
+                self._progressed = False
                 delay_s = min(BACKOFF_MAX_S, 2 ** min(failures, 9)) * random.uniform(0.5, 1.0)
                 log.warning("imap %s: %s: %s; reconnecting in %.1f s", self.account.name,
                             type(err).__name__, err, delay_s)
@@ -235,6 +238,7 @@ class AccountReader:
         elif processed:
             client.add_flags(processed, [b"\\Seen"])
         self._call(self._sink.save_checkpoint(account, folder, uidvalidity, batch[-1]))
+        self._progressed = True
         log.info("imap %s: %d message(s) stored from %r (uid %s..%s)", account, len(batch),
                  folder, batch[0], batch[-1])
         return len(uids) > len(batch)
@@ -245,7 +249,7 @@ class AccountReader:
 
 
 def _move(client: IMAPClient, uids: list[int], folder: str) -> None:
-    """MOVE (RFC 6851), or COPY + \\Deleted + expunge on servers without it."""
+    """MOVE (RFC 6851), or COPY + \\Deleted (+ UID EXPUNGE) on servers without it."""
     if client.has_capability("MOVE"):
         client.move(uids, folder)
         return
@@ -253,8 +257,8 @@ def _move(client: IMAPClient, uids: list[int], folder: str) -> None:
     client.delete_messages(uids)
     if client.has_capability("UIDPLUS"):
         client.uid_expunge(uids)  # only ours, not what a human marked deleted
-    else:
-        client.expunge()
+    # Without UIDPLUS an EXPUNGE would also remove what a human marked deleted: leave ours
+    # marked \\Deleted for the next expunge (the checkpoint keeps alertd from rereading them).
 
 
 def _close(client: IMAPClient) -> None:

@@ -149,7 +149,13 @@ class _HtmlText(HTMLParser):
             self.parts.append(data)
 
 
+# Rules look at the first part of a body; converting or matching megabytes gains nothing and
+# would let one huge mail occupy the daemon for minutes.
+MAX_BODY_CHARS = 1_000_000
+
+
 def html_to_text(html: str) -> str:
+    html = html[: 4 * MAX_BODY_CHARS]  # markup is mostly tags: allow more input than output
     parser = _HtmlText()
     try:
         parser.feed(html)
@@ -196,10 +202,15 @@ def _body(message: Message, defects: list[str]) -> str:
         elif kind == "text/html" and html is None:
             html = _part_text(part, defects)
     if plain is not None and plain.strip():
-        return plain.replace("\r\n", "\n").strip()
-    if html is not None:
-        return html_to_text(html)
-    return (plain or "").strip()
+        text = plain.replace("\r\n", "\n").strip()
+    elif html is not None:
+        text = html_to_text(html)
+    else:
+        text = (plain or "").strip()
+    if len(text) > MAX_BODY_CHARS:
+        defects.append(f"body cut to its first {MAX_BODY_CHARS} characters")
+        text = text[:MAX_BODY_CHARS]
+    return text
 
 
 _ADDRESS_HEADERS = HeaderRegistry()

@@ -113,6 +113,10 @@ async def start_smtp_server(handler: SmtpHandler, config: SmtpConfig) -> asyncio
     """Listen on `[smtp] listen` in the running loop (aiosmtpd's Controller is for tests)."""
     tls = _tls_context(config)
     users = {u.username: u.password.get_secret_value() for u in config.users}
+    if not users and not config.accept_recipients and config.listen.host not in LOOPBACK_HOSTS:
+        log.warning("smtp: listening on %s for any recipient without AUTH: anyone who reaches "
+                    "the port can open tickets; set [smtp] accept_recipients or users, or "
+                    "firewall the port", config.listen)
     if users and tls is None and config.listen.host not in LOOPBACK_HOSTS:
         log.warning("smtp: AUTH without TLS on %s: passwords cross the network in clear",
                     config.listen)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
@@ -215,7 +216,7 @@ class Database:
         if not auto_migrate:
             raise SchemaOutOfDate(
                 f"database schema is at {current or 'empty'}, this alertd needs {head}: "
-                "run 'alertd db upgrade' (or set [database] auto_migrate = true)"
+                "run 'alertd db upgrade'"
             )
         await self.upgrade()
 
@@ -234,7 +235,7 @@ class _SqliteWriter:
     def submit(self, unit: Unit[T]) -> asyncio.Future[T]:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         with self._lock:
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="alertd-sqlite-writer",
                                                 daemon=True)
                 self._thread.start()
@@ -272,7 +273,11 @@ class _SqliteWriter:
                     stopping = True
                     break
                 batch.append(item)
-            self._commit(batch)
+            try:
+                self._commit(batch)
+            except Exception:  # the writer must outlive any one batch (e.g. a closed loop)
+                log.exception("sqlite writer: a batch of %d write(s) could not be answered",
+                              len(batch))
 
     def _commit(self, batch: list[tuple[Unit[Any], asyncio.Future[Any]]]) -> None:
         try:
@@ -281,8 +286,10 @@ class _SqliteWriter:
             if self._connection is not None and self._connection.invalidated:
                 self._connection.close()  # reconnect for the next batch
                 self._connection = None
-            if len(batch) == 1:
-                outcomes = [(False, err)]
+            if len(batch) == 1 or isinstance(err, OperationalError):
+                # A locked or failing database fails every unit alike: answer all at once
+                # (re-running each would wait out the busy timeout again, unit by unit).
+                outcomes = [(False, err)] * len(batch)
             else:
                 # Rare path: a unit (or the COMMIT) failed, and the whole batch was rolled
                 # back. Run each unit again in its own transaction so only the failing one
@@ -299,7 +306,15 @@ class _SqliteWriter:
 
     def _run_together(self, batch: list[tuple[Unit[Any], asyncio.Future[Any]]]) -> list[Any]:
         with self._session() as session, session.begin():
-            return [unit(session) for unit, _ in batch]
+            results = []
+            for unit, _ in batch:
+                results.append(unit(session))
+                # Units share the transaction, not ORM state: write out what this one
+                # changed (plain-SQL units do not autoflush) and forget loaded rows, so the
+                # next unit sees the database as it now is.
+                session.flush()
+                session.expunge_all()
+            return results
 
     def _run_alone(self, unit: Unit[Any]) -> tuple[bool, Any]:
         try:
