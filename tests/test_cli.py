@@ -102,3 +102,32 @@ def test_usage_errors_exit_2() -> None:
     result = subprocess.run([sys.executable, "-m", "daemon", "tickets", "frobnicate"],
                             capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_rules_check_and_test(tmp_path: Path) -> None:
+    corpus = ROOT / "tests" / "fixtures" / "mail"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "daemon", "rules", *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60,
+                              env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+
+    assert "OK, 2 rule(s)" in run("check").stdout
+    text = run("test", str(corpus / "datto-resolve-disk-plain.eml"))
+    assert text.returncode == 0
+    assert "Datto RMM Alert resolved: HIT -> resolve" in text.stdout
+    assert "lifecycle: resolve datto alert 3f0c6a51-8d47-4c2b-9d0e-2a6f5b1c7e90" in text.stdout
+    report = json.loads(run("test", str(corpus / "newsletter-no-alert.eml"), "--json").stdout)
+    assert report["event"] is None and report["ignored_reason"].startswith("no rule matched")
+
+    broken = tmp_path / "rules.toml"
+    broken.write_text('[[rule]]\nname = "x"\nsubject = { regex = "(" }\n')
+    failed = run("check", "--rules", str(broken))
+    assert failed.returncode == 2
+    assert f"{broken}:3: rule 'x': subject.regex: invalid regular expression" in failed.stderr
+    config = tmp_path / "alertd.toml"
+    config.write_text(f'[rules]\npath = "{broken}"\n')
+    refused = subprocess.run([sys.executable, "-m", "daemon", "check-config", "--config",
+                              str(config)], cwd=ROOT, capture_output=True, text=True,
+                             timeout=60)
+    assert refused.returncode == 2 and "invalid regular expression" in refused.stderr

@@ -6,7 +6,7 @@ from typing import Any
 
 from daemon.core.events import Unprocessable
 from daemon.mail.parse import dedupe_key, parse_message
-from daemon.rules.engine import evaluate, render_ticket, to_event
+from daemon.rules.engine import evaluate, to_event
 from daemon.rules.model import RuleAction, RuleSet
 
 
@@ -32,13 +32,14 @@ def explain_message(rules: RuleSet, raw: bytes) -> dict[str, Any]:
     if result.action is RuleAction.IGNORE:
         report["ignored_reason"] = f"rule {result.decided_by.name!r} ignores it"
         return report
-    try:
-        report["ticket"] = render_ticket(result.decided_by, message, result.fields)
+    try:  # the same call the email interpreter makes, so this shows exactly what it does
         event = to_event(result, message, fallback_uid=dedupe_key(raw))
     except Unprocessable as err:
         report["error"] = str(err)
         return report
     assert event is not None
+    report["ticket"] = {"type": event.ticket.type or "alert", "priority": event.priority,
+                        "summary": event.ticket.summary, "details": event.ticket.details}
     report["event"] = {"source": event.source, "uid": event.uid, "action": event.action.value,
                        "device": event.device, "site": event.site,
                        "customer": event.customer, "priority": event.priority,
@@ -79,6 +80,8 @@ def format_explanation(report: dict[str, Any]) -> str:
     if report["ticket"]:
         lines.append("ticket:")
         for key, value in report["ticket"].items():
+            if value is None:
+                continue
             first, *rest = str(value).splitlines() or [""]
             lines.append(f"  {key}: {first}" + (f" (+{len(rest)} lines)" if rest else ""))
     if report["event"]:
