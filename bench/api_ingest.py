@@ -24,14 +24,11 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from common import TOKEN, alertd_context
 
-from daemon.config import load_config
 from daemon.http.api import setup_api_routes
 from daemon.http.app import create_app
-from daemon.service import build_context
 from daemon.store.database import Database
-
-TOKEN = "bench-token-0123456789"
 
 
 async def load(url: str, requests: int, concurrency: int, headers: dict[str, str]
@@ -95,13 +92,8 @@ def bare_app(path: Path) -> web.Application:
 
 
 async def alertd_app(tmp: Path, db_url: str) -> tuple[web.Application, Database]:
-    config_path = tmp / "alertd.toml"
-    config_path.write_text(f'[daemon]\nstate_dir = "{tmp}"\n[database]\nurl = "{db_url}"\n'
-                           f'[api]\ntokens = ["{TOKEN}"]\n')
-    config = load_config(config_path, environ={})
-    db = Database(config.database.url, pool_size=20)
-    await db.upgrade()
-    return create_app(await build_context(config, db), [setup_api_routes]), db
+    ctx = await alertd_context(tmp, f'[database]\nurl = "{db_url}"\n', pool_size=20)
+    return create_app(ctx, [setup_api_routes]), ctx.db
 
 
 def report(name: str, requests: int, elapsed: float, latencies: list[float], errors: int

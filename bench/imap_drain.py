@@ -17,12 +17,11 @@ import time
 import uuid
 from pathlib import Path
 
+from common import alertd_context
 from sqlalchemy import func, select
 
-from daemon.config import ImapAccount, load_config
+from daemon.config import ImapAccount
 from daemon.mail.imap import AccountReader, make_sink
-from daemon.service import build_context
-from daemon.store.database import Database
 from daemon.store.models import Delivery
 from tests.dovecot import Dovecot, dovecot_base_dir, dovecot_unavailable_reason
 
@@ -47,13 +46,8 @@ async def main() -> None:
                                 f"Alert{{{uuid.uuid4()}}}\r\n\r\nDisk usage high.\r\n"
                                 ).encode())
             print(f"seeded {args.messages} messages in {time.perf_counter() - started:.1f} s")
-            config_path = tmp / "alertd.toml"
-            config_path.write_text(f'[daemon]\nstate_dir = "{tmp / "state"}"\n'
-                                   '[api]\ntokens = ["bench-token-0123456789"]\n')
-            config = load_config(config_path, environ={})
-            db = Database(config.database.url)
-            await db.upgrade()
-            ctx = await build_context(config, db)
+            ctx = await alertd_context(tmp / "state")
+            db = ctx.db
             account = ImapAccount(name="bench", host=server.host, port=server.port,
                                   tls="none", username=server.username,
                                   password=server.password,  # type: ignore[arg-type]

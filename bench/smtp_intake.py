@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import SMTP
+from common import alertd_context
 from sqlalchemy import text
 
-from daemon.config import load_config
 from daemon.mail.smtp import SmtpHandler, start_smtp_server
-from daemon.service import DeliveryWorker, build_context
+from daemon.service import DeliveryWorker
 from daemon.store.database import Database
 
 BODY = "x" * 900  # with the headers: ~1 KB on the wire
@@ -83,14 +83,8 @@ async def serve_bare(path: Path) -> asyncio.Server:
 
 
 async def serve_alertd(tmp: Path) -> tuple[asyncio.Server, Database, DeliveryWorker]:
-    tmp.mkdir(exist_ok=True)
-    config_path = tmp / "alertd.toml"
-    config_path.write_text(f'[daemon]\nstate_dir = "{tmp}"\n[smtp]\nlisten = "127.0.0.1:0"\n'
-                           '[api]\ntokens = ["bench-token-0123456789"]\n')
-    config = load_config(config_path, environ={})
-    db = Database(config.database.url)
-    await db.upgrade()
-    ctx = await build_context(config, db)
+    ctx = await alertd_context(tmp, '[smtp]\nlisten = "127.0.0.1:0"\n')
+    config, db = ctx.config, ctx.db
     # The worker is not started: this measures intake (250 after the commit); processing
     # follows asynchronously and is measured by bench/api_ingest.py's lifecycle path.
     worker = DeliveryWorker(ctx.pipeline)

@@ -145,7 +145,7 @@ class Queries:
     def __init__(self, db: Database):
         self._db = db
 
-    async def _listing(self, query: Select[Any], id_column: Any, page: Page,
+    async def _page_of(self, query: Select[Any], id_column: Any, page: Page,
                        view: Any) -> dict[str, Any]:
         def run(session: Session) -> list[dict[str, Any]]:
             return [view(row) for row in session.scalars(_paged(query, id_column, page))]
@@ -162,7 +162,7 @@ class Queries:
                 query = query.where(Alert.uid == alert_uid)
             if source is not None:
                 query = query.where(Alert.source == source)
-        return await self._listing(query, Ticket.id, page, ticket_view)
+        return await self._page_of(query, Ticket.id, page, ticket_view)
 
     async def ticket(self, ticket_id: int) -> dict[str, Any] | None:
         query = (select(Ticket).where(Ticket.id == ticket_id)
@@ -182,7 +182,7 @@ class Queries:
             query = query.where(Alert.uid == uid)
         if _one_of("state", state, tuple(s.value for s in AlertState)):
             query = query.where(Alert.state == state)
-        return await self._listing(query, Alert.id, page, alert_view)
+        return await self._page_of(query, Alert.id, page, alert_view)
 
     async def alert(self, alert_id: int) -> dict[str, Any] | None:
         query = select(Alert).where(Alert.id == alert_id).options(selectinload(Alert.ticket))
@@ -202,7 +202,7 @@ class Queries:
             query = query.where(Delivery.channel == channel)
         if source is not None:
             query = query.where(Delivery.source == source)
-        return await self._listing(query, Delivery.id, page, delivery_view)
+        return await self._page_of(query, Delivery.id, page, delivery_view)
 
     async def delivery(self, delivery_id: int) -> dict[str, Any] | None:
         def run(session: Session) -> dict[str, Any] | None:

@@ -37,19 +37,18 @@ from daemon.tickets import TicketService
 
 log = logging.getLogger(__name__)
 
-def api_tokens(config: Config) -> tuple[list[str], Path | None]:
+def api_tokens(config: Config) -> list[str]:
     """The configured tokens, or the generated token file's (created on first start)."""
     configured = [t.get_secret_value() for t in config.api.tokens]
     if configured:
-        return configured, None
-    path = ensure_generated_token(config.daemon.state_dir)
-    return read_token_file(path), path
+        return configured
+    return read_token_file(ensure_generated_token(config.daemon.state_dir))
 
 
 async def build_context(config: Config, db: Database) -> AppContext:
     """Every service object the adapters share, wired once. Raises `RulesError`."""
     metrics = Metrics()
-    tokens, _ = api_tokens(config)
+    tokens = api_tokens(config)
     rules = RulesHolder(load_rules(config.rules.path))
     return AppContext(
         config=config,
@@ -148,13 +147,12 @@ class Service:
             return
         try:
             fresh = load_config(self._config_path, self._environ)
-            tokens, _ = api_tokens(fresh)
+            tokens = api_tokens(fresh)
             rules = load_rules(fresh.rules.path)
-            TokenStore(tokens)  # validates; the swap below cannot fail half-way
+            self.context.tokens.replace(tokens)  # the last step that can fail: rules follow
         except (ConfigError, RulesError, ValueError, OSError) as err:
             log.error("reload refused, keeping the running configuration and rules:\n%s", err)
             return
-        self.context.tokens.replace(tokens)
         self.context.rules.rules = rules
         for key in ("database", "http", "smtp", "imap", "pipeline", "daemon", "logging"):
             if getattr(fresh, key) != getattr(self.config, key):

@@ -113,6 +113,17 @@ class Daemon:
         self.notify.close()
 
 
+async def received_left(db: Database, wait_s: float) -> int:
+    """Wait (bounded) for startup recovery to process what a crash left `received`; return
+    how many are still left."""
+    query = select(func.count()).select_from(Delivery).where(Delivery.status == "received")
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while (left := await db.read(lambda s: s.scalar(query) or 0)) and \
+            asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+    return left
+
+
 @pytest.fixture
 async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
     instance = Daemon(tmp_path, watchdog_usec=400_000)
@@ -211,12 +222,7 @@ async def test_kill_9_during_intake_loses_and_duplicates_nothing(tmp_path: Path)
     await restarted.start()  # startup recovery sweeps unfinished deliveries
     db = Database(f"sqlite:///{daemon.state_dir / 'alertd.db'}")
     try:
-        pending_query = (select(func.count()).select_from(Delivery)
-                         .where(Delivery.status == "received"))
-        for _ in range(100):
-            if not await db.read(lambda s: s.scalar(pending_query)):
-                break
-            await asyncio.sleep(0.1)
+        await received_left(db, wait_s=10)
         uids = await db.read(lambda s: list(s.scalars(select(Alert.uid))))
         tickets = await db.read(lambda s: s.scalar(select(func.count()).select_from(Ticket)))
         statuses = await db.read(lambda s: set(s.scalars(select(Delivery.status))))
@@ -272,13 +278,7 @@ async def test_kill_9_during_smtp_intake_loses_and_duplicates_nothing(tmp_path: 
     try:
         keys = await db.read(lambda s: list(s.scalars(
             select(Delivery.dedupe_key).where(Delivery.channel == "smtp"))))
-        pending_query = (select(func.count()).select_from(Delivery)
-                         .where(Delivery.status == "received"))
-        for _ in range(200):
-            if not await db.read(lambda s: s.scalar(pending_query)):
-                break
-            await asyncio.sleep(0.1)
-        pending = await db.read(lambda s: s.scalar(pending_query))
+        pending = await received_left(db, wait_s=20)
     finally:
         await db.dispose()
         assert await restarted.stop() == 0

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from daemon.core.events import Interpretation, RawDelivery
-from daemon.mail.parse import dedupe_key, parse_message
-from daemon.rules.engine import evaluate, to_event
-from daemon.rules.model import RuleAction, RuleSet
+from daemon.mail.parse import parse_message
+from daemon.rules.engine import decide_message
+from daemon.rules.model import RuleSet
 
 
 class RulesHolder:
@@ -18,20 +18,15 @@ class RulesHolder:
 def email_interpreter(holder: RulesHolder):  # type: ignore[no-untyped-def]
     def interpret(delivery: RawDelivery) -> Interpretation:
         message = parse_message(delivery.payload)  # raises Unprocessable with the reason
-        result = evaluate(holder.rules, message)
+        decision = decide_message(holder.rules, message, delivery.payload)
         trace = {
-            **result.trace,
+            **decision.result.trace,
             "message": {"message_id": message.message_id, "from": message.from_address,
                         "subject": message.original_subject, "defects": list(message.defects)},
         }
-        if result.decided_by is None:
-            return Interpretation(ignored_reason="no rule matched", trace=trace)
-        if result.action is RuleAction.IGNORE:
-            return Interpretation(
-                ignored_reason=f"rule {result.decided_by.name!r} ignores it", trace=trace)
-        # A rule without an alert_uid (a catch-all) keys its alert by the message itself.
-        event = to_event(result, message, fallback_uid=dedupe_key(delivery.payload))
-        assert event is not None
+        if decision.event is None:
+            return Interpretation(ignored_reason=decision.ignored_reason, trace=trace)
+        event = decision.event
         trace["event"] = {"source": event.source, "uid": event.uid, "action": event.action.value}
         return Interpretation(events=(event,), trace=trace)
     return interpret

@@ -20,7 +20,7 @@ from daemon.core.events import (
     normalize_uid,
 )
 from daemon.core.lifecycle import Action
-from daemon.mail.parse import ParsedMessage
+from daemon.mail.parse import ParsedMessage, dedupe_key
 from daemon.rules.model import EVENT_FIELDS, Condition, Rule, RuleAction, RuleSet
 
 
@@ -183,3 +183,26 @@ def to_event(result: RuleResult, message: ParsedMessage, fallback_uid: str
             details=ticket.get("details") or message.body or None,
         ),
     ))
+
+
+@dataclass(frozen=True)
+class MessageDecision:
+    """What the email intake does with one parsed message."""
+
+    result: RuleResult
+    event: AlertEvent | None  # None: nothing to apply (see ignored_reason)
+    ignored_reason: str | None
+
+
+def decide_message(rules: RuleSet, message: ParsedMessage, raw: bytes) -> MessageDecision:
+    """Evaluate the rules and name the lifecycle event, as the SMTP/IMAP interpreter and
+    `alertd rules test` both need it. Raises `Unprocessable` when a template fails."""
+    result = evaluate(rules, message)
+    if result.decided_by is None:
+        return MessageDecision(result, None, "no rule matched")
+    if result.action is RuleAction.IGNORE:
+        return MessageDecision(result, None, f"rule {result.decided_by.name!r} ignores it")
+    # A rule without an alert_uid (a catch-all) keys its alert by the message itself.
+    event = to_event(result, message, fallback_uid=dedupe_key(raw))
+    assert event is not None
+    return MessageDecision(result, event, None)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from daemon.core.events import Unprocessable
-from daemon.mail.parse import dedupe_key, parse_message
-from daemon.rules.engine import evaluate, to_event
-from daemon.rules.model import RuleAction, RuleSet
+from daemon.mail.parse import parse_message
+from daemon.rules.engine import decide_message, evaluate
+from daemon.rules.model import RuleSet
 
 
 def explain_message(rules: RuleSet, raw: bytes) -> dict[str, Any]:
@@ -17,27 +17,25 @@ def explain_message(rules: RuleSet, raw: bytes) -> dict[str, Any]:
     except Unprocessable as err:
         return {"error": f"unparseable: {err}", "message": None, "trace": None,
                 "ticket": None, "event": None, "ignored_reason": None}
-    result = evaluate(rules, message)
+    try:  # the same decision the email interpreter makes
+        decision = decide_message(rules, message, raw)
+        error = None
+    except Unprocessable as err:
+        decision, error = None, str(err)
     report: dict[str, Any] = {
-        "error": None,
+        "error": error,
         "message": {"message_id": message.message_id, "from": message.from_address,
                     "to": list(message.to), "subject": message.original_subject,
                     "matched_subject": message.subject, "body_chars": len(message.body),
                     "defects": list(message.defects)},
-        "trace": result.trace, "ticket": None, "event": None, "ignored_reason": None,
+        # A failing template leaves no decision: evaluate again just to show the trace.
+        "trace": (decision.result if decision else evaluate(rules, message)).trace,
+        "ticket": None, "event": None,
+        "ignored_reason": decision.ignored_reason if decision else None,
     }
-    if result.decided_by is None:
-        report["ignored_reason"] = "no rule matched: kept as an ignored delivery"
+    if decision is None or decision.event is None:
         return report
-    if result.action is RuleAction.IGNORE:
-        report["ignored_reason"] = f"rule {result.decided_by.name!r} ignores it"
-        return report
-    try:  # the same call the email interpreter makes, so this shows exactly what it does
-        event = to_event(result, message, fallback_uid=dedupe_key(raw))
-    except Unprocessable as err:
-        report["error"] = str(err)
-        return report
-    assert event is not None
+    event = decision.event
     report["ticket"] = {"type": event.ticket.type or "alert", "priority": event.priority,
                         "summary": event.ticket.summary, "details": event.ticket.details}
     report["event"] = {"source": event.source, "uid": event.uid, "action": event.action.value,
