@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from daemon.tomllines import Path_, format_path, line_of, locate_keys, syntax_error_line
+from daemon.webhooks.datto import FieldTarget
 
 SECRET_NAMES = ("api_key", "api_secret", "webhook_secret", "webhook_token", "password")
 DATTO_PLATFORMS = ("pinotage", "merlot", "concord", "vidal", "zinfandel", "syrah")
@@ -237,6 +238,8 @@ class DattoConfig(Section):
     api_key: SecretStr | None = None
     api_secret: SecretStr | None = None
     webhook_secret: SecretStr | None = None
+    # A key of the webhook body's free `fields` object -> the ticket field it fills.
+    webhook_fields: dict[str, FieldTarget] = {}
 
     @field_validator("api_url")
     @classmethod

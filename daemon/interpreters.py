@@ -9,13 +9,15 @@ from daemon.metrics import Metrics
 from daemon.pipeline import Interpreter, Pipeline
 from daemon.rules.load import load_rules
 from daemon.store.database import Database
+from daemon.webhooks.interpret import webhook_interpreter
 
 
-def build_interpreters(rules: RulesHolder) -> dict[str, Interpreter]:
-    """One interpreter per channel; the webhook issue adds its own."""
+def build_interpreters(config: Config, rules: RulesHolder) -> dict[str, Interpreter]:
+    """One interpreter per channel."""
     email = email_interpreter(rules)
     return {Channel.API.value: interpret_api_delivery, Channel.SMTP.value: email,
-            Channel.IMAP.value: email}
+            Channel.IMAP.value: email,
+            Channel.WEBHOOK.value: webhook_interpreter(config.datto.webhook_fields)}
 
 
 def build_pipeline(config: Config, db: Database, metrics: Metrics,
@@ -25,6 +27,6 @@ def build_pipeline(config: Config, db: Database, metrics: Metrics,
     Raises `RulesError` when the rules file is invalid.
     """
     holder = rules or RulesHolder(load_rules(config.rules.path))
-    return Pipeline(db, metrics, build_interpreters(holder),
+    return Pipeline(db, metrics, build_interpreters(config, holder),
                     max_attempts=config.pipeline.max_attempts,
                     retry_base_s=config.pipeline.retry_base_s)

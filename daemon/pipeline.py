@@ -321,13 +321,7 @@ class Pipeline:
             if new_id is not None:
                 ticket_id = None
                 if decision.open_ticket:
-                    ticket_id = conn.execute(_INSERT_TICKET, {
-                        "type": event.ticket.type or "alert", "status": "open",
-                        "priority": event.priority,
-                        "summary": (event.ticket.summary or default_summary(event))[:500],
-                        "details": event.ticket.details or event.message or "",
-                        "alert_id": new_id, "opened_at": now,
-                    }).scalar()
+                    ticket_id = self._insert_ticket(conn, event, new_id, now)
                 return EventResult(event.source, event.uid, new_id, decision.outcome.value,
                                    ticket_id, ticket_opened=ticket_id is not None)
             # Another process inserted it between our SELECT and INSERT; it has committed
@@ -335,9 +329,12 @@ class Pipeline:
             alert = conn.execute(_LOCK_ALERT, key).mappings().first()
             assert alert is not None
 
+        # Lock order everywhere: alert, then its ticket.
+        ticket = conn.execute(_LOCK_TICKET, {"alert_id": alert["id"]}).first()
         decision = decide_event(
             AlertSnapshot(AlertState(alert["state"]),
-                          ResolvedBy(alert["resolved_by"]) if alert["resolved_by"] else None),
+                          ResolvedBy(alert["resolved_by"]) if alert["resolved_by"] else None,
+                          has_ticket=ticket is not None),
             event.action,
         )
         update: dict[str, Any] = {
@@ -355,19 +352,39 @@ class Pipeline:
             update.update(state=decision.new_state.value,
                           resolved_by=decision.resolved_by.value, resolved_at=now)
         conn.execute(_UPDATE_ALERT, update)
-        ticket = conn.execute(_LOCK_TICKET, {"alert_id": alert["id"]}).first()
-        closing = decision.close_ticket and ticket is not None and ticket.status == "open"
+        ticket_id = ticket.id if ticket is not None else None
+        opened = False
+        if decision.open_ticket:  # a late raise: the ticket it would have had, closed below
+            ticket_id = self._insert_ticket(conn, event, alert["id"], now)
+            opened = True
+            note = (f"Alert already resolved in {event.source} when its raise arrived (by "
+                    f"{channel}); ticket recorded closed by alertd.")
+        else:
+            note = (f"Alert resolved in {event.source} (reported by {channel}); "
+                    "ticket closed by alertd.")
+        closing = decision.close_ticket and ticket_id is not None and (
+            opened or (ticket is not None and ticket.status == "open"))
         if closing:
-            assert ticket is not None
-            conn.execute(_CLOSE_TICKET, {"row_id": ticket.id, "status": "closed",
+            conn.execute(_CLOSE_TICKET, {"row_id": ticket_id, "status": "closed",
                                          "closed_at": now,
                                          "closed_by": f"upstream:{event.source}"})
             conn.execute(_INSERT_NOTE, {
-                "ticket_id": ticket.id, "created_at": now, "author": "alertd",
-                "body": f"Alert resolved in {event.source} (reported by {channel}); "
-                        "ticket closed by alertd."})
+                "ticket_id": ticket_id, "created_at": now, "author": "alertd", "body": note})
         return EventResult(event.source, event.uid, alert["id"], decision.outcome.value,
-                           ticket.id if ticket else None, ticket_closed=closing)
+                           ticket_id, ticket_opened=opened, ticket_closed=closing)
+
+    @staticmethod
+    def _insert_ticket(conn: Connection, event: AlertEvent, alert_id: int, now: datetime
+                       ) -> int:
+        ticket_id = conn.execute(_INSERT_TICKET, {
+            "type": event.ticket.type or "alert", "status": "open",
+            "priority": event.priority,
+            "summary": (event.ticket.summary or default_summary(event))[:500],
+            "details": event.ticket.details or event.message or "",
+            "alert_id": alert_id, "opened_at": now,
+        }).scalar()
+        assert ticket_id is not None
+        return int(ticket_id)
 
 
 _ALERT_FIELDS = ("device", "site", "customer", "priority", "message")

@@ -34,8 +34,13 @@ from daemon.rules.load import RulesError, load_rules
 from daemon.store.database import Database, open_database
 from daemon.systemd import Notifier
 from daemon.tickets import TicketService
+from daemon.webhooks.routes import setup_webhook_routes
 
 log = logging.getLogger(__name__)
+
+# Every HTTP feature's routes, in the order they are added to the one aiohttp app.
+ROUTES = (setup_api_routes, setup_webhook_routes)
+
 
 def api_tokens(config: Config) -> list[str]:
     """The configured tokens, or the generated token file's (created on first start)."""
@@ -181,7 +186,7 @@ class Service:
             await db.dispose()
             raise
         worker = DeliveryWorker(ctx.pipeline)
-        app = create_app(ctx, [setup_api_routes])
+        app = create_app(ctx, ROUTES)
         runner = web.AppRunner(app, access_log=None,
                                shutdown_timeout=self.config.daemon.drain_timeout_s)
         await runner.setup()

@@ -3,57 +3,23 @@ OpenAPI document the app serves, so the document and the behaviour cannot drift 
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
-from openapi_core import OpenAPI
-from openapi_core.testing import MockRequest, MockResponse
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from daemon.config import Config
-from daemon.http.api import setup_api_routes
-from daemon.http.app import AppContext, create_app
+from daemon.http.app import create_app
 from daemon.http.openapi import openapi_document
-from daemon.service import build_context
+from daemon.service import ROUTES, build_context
 from daemon.store.database import Database
 from daemon.store.models import Delivery
+from tests.api_client import AUTH, TOKEN, Api
 
-TOKEN = "test-token-0123456789"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 UID = "2b0a1e7c-5a0e-4f7e-8d2a-6d1b8f3c9e01"
-
-
-class Api:
-    """A test client that validates each /api response against the served OpenAPI document."""
-
-    def __init__(self, client: TestClient, ctx: AppContext):
-        self.client = client
-        self.ctx = ctx
-        self.openapi = OpenAPI.from_dict(openapi_document(ctx.config.public_url))
-
-    async def call(self, method: str, path: str, *, body: Any = None, auth: bool = True,
-                   params: dict[str, str] | None = None, headers: dict[str, str] | None = None,
-                   data: bytes | None = None, documented: bool = True) -> tuple[int, Any]:
-        all_headers = {**(AUTH if auth else {}), **(headers or {})}
-        if body is not None:
-            data = json.dumps(body).encode()
-            all_headers.setdefault("Content-Type", "application/json")
-        response = await self.client.request(
-            method, path, params=params, headers=all_headers,
-            data=io.BytesIO(data) if data is not None else None)
-        raw = await response.read()
-        if path.startswith("/api/") and documented:
-            request = MockRequest(self.ctx.config.public_url, method.lower(), path,
-                                  args=params, headers=all_headers, data=data)
-            self.openapi.validate_response(
-                request, MockResponse(raw, response.status, content_type=response.content_type))
-        parsed = json.loads(raw) if response.content_type == "application/json" else raw
-        return response.status, parsed
 
 
 @pytest.fixture
@@ -61,7 +27,7 @@ async def api(aiohttp_client: Callable[..., Any], make_config: Callable[..., Con
               db: Database, db_url: str) -> Api:
     config = make_config(f'[api]\ntokens = ["{TOKEN}"]\n', db_url=db_url)
     ctx = await build_context(config, db)
-    client = await aiohttp_client(create_app(ctx, [setup_api_routes]))
+    client = await aiohttp_client(create_app(ctx, ROUTES))
     return Api(client, ctx)
 
 

@@ -17,9 +17,10 @@ from daemon.core.lifecycle import (
     decide_ticket_close,
 )
 
-OPEN = AlertSnapshot(AlertState.OPEN)
-RESOLVED_UPSTREAM = AlertSnapshot(AlertState.RESOLVED, ResolvedBy.UPSTREAM)
-RESOLVED_BY_TICKET = AlertSnapshot(AlertState.RESOLVED, ResolvedBy.TICKET)
+OPEN = AlertSnapshot(AlertState.OPEN, has_ticket=True)
+TOMBSTONE = AlertSnapshot(AlertState.RESOLVED, ResolvedBy.UPSTREAM, has_ticket=False)
+RESOLVED_UPSTREAM = AlertSnapshot(AlertState.RESOLVED, ResolvedBy.UPSTREAM, has_ticket=True)
+RESOLVED_BY_TICKET = AlertSnapshot(AlertState.RESOLVED, ResolvedBy.TICKET, has_ticket=True)
 
 EVENT_TABLE = [
     # (name, stored alert, action, expected decision)
@@ -32,6 +33,11 @@ EVENT_TABLE = [
                    close_ticket=True)),
     ("resolve, no alert yet -> tombstone", None, Action.RESOLVE,
      EventDecision(Outcome.TOMBSTONE, AlertState.RESOLVED, ResolvedBy.UPSTREAM)),
+    ("raise after a tombstone -> its ticket, recorded closed", TOMBSTONE, Action.RAISE,
+     EventDecision(Outcome.LATE_RAISE, AlertState.RESOLVED, open_ticket=True,
+                   close_ticket=True)),
+    ("second resolve of a tombstone -> no-op", TOMBSTONE, Action.RESOLVE,
+     EventDecision(Outcome.ALREADY_RESOLVED, AlertState.RESOLVED)),
     ("raise after upstream resolve -> late twin", RESOLVED_UPSTREAM, Action.RAISE,
      EventDecision(Outcome.LATE_TWIN, AlertState.RESOLVED)),
     ("raise after ticket resolve -> late twin", RESOLVED_BY_TICKET, Action.RAISE,

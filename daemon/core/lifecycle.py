@@ -6,8 +6,9 @@ so the rules hold even when several processes share one database.
 
 States: an alert is `open` or `resolved`. `resolved_by` says who resolved it: `upstream` (the RMM
 said so, by any channel) or `ticket` (an agent closed its ticket and alertd resolves it upstream).
-A *tombstone* is an alert resolved before any raise was seen: it has no ticket, and a late raise
-of the same id opens nothing.
+A *tombstone* is an alert resolved before any raise was seen: it has no ticket yet. When the raise
+of the same id arrives late (email is often slower than a webhook), a ticket is recorded already
+closed, so the end state is the same in every order: one alert, one ticket, closed.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class Outcome(StrEnum):
     TWIN = "twin"  # raise while open: another channel/occurrence of the same alert
     RESOLVED = "resolved"  # resolve while open: alert resolved, ticket closed
     TOMBSTONE = "tombstone"  # resolve before any raise: resolved alert, no ticket
-    LATE_TWIN = "late_twin"  # raise after resolve: recorded only
+    LATE_RAISE = "late_raise"  # raise after a tombstone: its ticket is recorded, closed
+    LATE_TWIN = "late_twin"  # raise after resolve of an alert that has its ticket: recorded only
     ALREADY_RESOLVED = "already_resolved"  # resolve after resolve (e.g. the echo of ours)
 
 
@@ -51,6 +53,7 @@ class AlertSnapshot:
 
     state: AlertState
     resolved_by: ResolvedBy | None = None
+    has_ticket: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ class EventDecision:
     outcome: Outcome
     new_state: AlertState
     resolved_by: ResolvedBy | None = None  # set when this event resolves the alert
-    open_ticket: bool = False
+    open_ticket: bool = False  # with `close_ticket`: record the ticket already closed
     close_ticket: bool = False
 
 
@@ -79,6 +82,11 @@ def decide_event(current: AlertSnapshot | None, action: Action) -> EventDecision
             Outcome.RESOLVED, AlertState.RESOLVED, ResolvedBy.UPSTREAM, close_ticket=True
         )
     if action is Action.RAISE:
+        if not current.has_ticket:
+            # Resolve came first (channels race): the alert really was open for a while, so it
+            # gets the ticket it would have had in order, closed at once.
+            return EventDecision(Outcome.LATE_RAISE, AlertState.RESOLVED,
+                                 open_ticket=True, close_ticket=True)
         return EventDecision(Outcome.LATE_TWIN, AlertState.RESOLVED)
     # The RMM confirming a resolve we already know of (including the echo of our own
     # resolve call after an agent closed the ticket) changes nothing and sends nothing.

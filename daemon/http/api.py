@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy.exc import SQLAlchemyError
 
 from daemon.core.events import (
     Channel,
-    RawDelivery,
     Unprocessable,
     is_source_name,
     parse_api_event,
@@ -20,12 +16,12 @@ from daemon.core.events import (
 from daemon.core.lifecycle import TicketAlreadyClosed
 from daemon.http.app import CONTEXT
 from daemon.http.errors import ApiError
+from daemon.http.ingest import canonical_sha256, read_json_body, result_body, store_and_apply
 from daemon.http.openapi import openapi_document
-from daemon.pipeline import InboundDelivery, ProcessResult, ReplayRefused
+from daemon.pipeline import InboundDelivery, ReplayRefused
 from daemon.queries import BadFilter, parse_page
 from daemon.tickets import MAX_NOTE_CHARS, TicketNotFound
 
-JSON_TYPES = ("application/json",)
 _ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only (str.isdigit also takes '²')
 
 
@@ -34,20 +30,6 @@ def _id(request: web.Request) -> int:
     if not _ID.fullmatch(raw):
         raise ApiError(404, f"no such id: {raw!r}")
     return int(raw)
-
-
-async def _json_body(request: web.Request, optional: bool = False) -> tuple[bytes, Any]:
-    """(raw bytes, parsed JSON); 415 for another content type, 400 for malformed JSON."""
-    if optional and not request.can_read_body:
-        return b"", {}
-    if request.content_type not in JSON_TYPES:
-        raise ApiError(415, "expected Content-Type: application/json, "
-                            f"got {request.content_type!r}")
-    raw = await request.read()
-    try:
-        return raw, json.loads(raw)
-    except ValueError as err:
-        raise ApiError(400, f"malformed JSON: {err}") from None
 
 
 def _object(body: Any, allowed: set[str]) -> dict[str, Any]:
@@ -110,7 +92,7 @@ def _actor(body: dict[str, Any]) -> str:
 async def close_ticket(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     ticket_id = _id(request)
-    _, parsed = await _json_body(request, optional=True)
+    _, parsed = await read_json_body(request, optional=True)
     body = _object(parsed, {"note", "actor"})
     note = _text_field(body, "note", required=False)
     try:
@@ -125,7 +107,7 @@ async def close_ticket(request: web.Request) -> web.Response:
 async def add_note(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     ticket_id = _id(request)
-    _, parsed = await _json_body(request)
+    _, parsed = await read_json_body(request)
     body = _object(parsed, {"body", "actor"})
     text = _text_field(body, "body", required=True)
     assert text is not None
@@ -151,28 +133,13 @@ async def get_alert(request: web.Request) -> web.Response:
     return web.json_response(alert)
 
 
-def _result_body(delivery_id: int, duplicate: bool, result: ProcessResult | None
-                 ) -> dict[str, Any]:
-    return {
-        "delivery_id": delivery_id,
-        "duplicate": duplicate,
-        "status": result.status.value if result else None,
-        "error": result.error if result else None,
-        "events": [
-            {"alert_id": e.alert_id, "outcome": e.outcome, "ticket_id": e.ticket_id}
-            for e in (result.events if result else ())
-        ],
-    }
-
-
 async def ingest_alert(request: web.Request) -> web.Response:
     """POST /api/alerts: store the event as received, then apply it (201) or leave it to the
     retry sweep (202)."""
     ctx = request.app[CONTEXT]
-    raw, body = await _json_body(request)
+    raw, body = await read_json_body(request)
     # Identical events are one delivery however their JSON is spaced or ordered.
-    body_sha256 = hashlib.sha256(
-        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    body_sha256 = canonical_sha256(body)
     idempotency_key = request.headers.get("Idempotency-Key")
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
         raise ApiError(400, "Idempotency-Key must be 1 to 200 characters")
@@ -190,31 +157,7 @@ async def ingest_alert(request: web.Request) -> web.Response:
         meta={"remote": request.remote, "body_sha256": body_sha256},
         rejected_reason=rejected,
     )
-    try:
-        accepted = await ctx.pipeline.accept(inbound)
-        stored = await ctx.queries.delivery(accepted.delivery_id) if accepted.duplicate else None
-    except (SQLAlchemyError, OSError) as err:
-        raise ApiError(503, "the event could not be stored; retry later") from err
-    if stored is not None:
-        if stored["meta"].get("body_sha256") != body_sha256:
-            raise ApiError(409, f"Idempotency-Key already used for delivery "
-                                f"{accepted.delivery_id} with a different body")
-        if stored["status"] == "rejected":  # a retry of a bad request is still bad
-            raise ApiError(422, f"{stored['error']} (rejected delivery {accepted.delivery_id})")
-        applied = stored["status"] in ("processed", "ignored")
-        return web.json_response({
-            "delivery_id": accepted.delivery_id, "duplicate": True, "status": stored["status"],
-            "error": stored["error"], "events": [],
-        }, status=200 if applied else 202)
-    if rejected is not None:
-        raise ApiError(422, f"{rejected} (kept as rejected delivery {accepted.delivery_id})")
-    result = await ctx.pipeline.process(accepted.delivery_id, RawDelivery(
-        accepted.delivery_id, inbound.channel.value, inbound.source, inbound.content_type,
-        inbound.payload, inbound.meta))
-    applied = result is not None and result.status.value in ("processed", "ignored")
-    # 202: stored but not applied now; the sweep retries it when due (or it failed: replay).
-    return web.json_response(_result_body(accepted.delivery_id, False, result),
-                             status=201 if applied else 202)
+    return await store_and_apply(ctx, inbound)
 
 
 @_listing_call
@@ -241,7 +184,7 @@ async def replay_delivery(request: web.Request) -> web.Response:
         raise ApiError(404, "delivery not found") from None
     except ReplayRefused as err:
         raise ApiError(409, str(err)) from None
-    return web.json_response(_result_body(delivery_id, False, result))
+    return web.json_response(result_body(delivery_id, False, result))
 
 
 async def openapi_json(request: web.Request) -> web.Response:

@@ -49,7 +49,8 @@ DELIVERY_PROPS: dict[str, Any] = {
     "attempts": INT, "next_attempt_at": N_TIME, "processed_at": N_TIME, "error": N_STR,
     "outcome": N_STR, "alert_id": N_INT, "content_type": STR, "size_bytes": INT,
 }
-OUTCOMES = ["opened", "twin", "resolved", "tombstone", "late_twin", "already_resolved"]
+OUTCOMES = ["opened", "twin", "resolved", "tombstone", "late_raise", "late_twin",
+            "already_resolved"]
 INGEST_RESULT = _object({
     "delivery_id": INT, "duplicate": {"type": "boolean"}, "status": _nullable(DELIVERY_STATUS),
     "error": N_STR,
@@ -69,6 +70,52 @@ ALERT_EVENT = {
 }
 
 
+DATTO_VALUE = {"type": ["string", "number", "boolean", "null"]}
+DATTO_WEBHOOK = {
+    "type": "object", "required": ["alert_uid", "alert_resolved"],
+    "properties": {
+        "alert_uid": {"type": "string", "description": "[alert_uid]: the alert GUID"},
+        "alert_resolved": {"enum": ["true", "false", True, False]},
+        "state": {"type": "string", "description": "The shared secret"},
+        **{key: DATTO_VALUE for key in (
+            "alert_message", "alert_priority", "alert_category", "alert_type",
+            "device_hostname", "device_uid", "device_ip", "site_name", "site_uid", "platform",
+            "timestamp", "last_user")},
+        "fields": {"type": "object", "additionalProperties": DATTO_VALUE,
+                   "description": "Free values, mapped to ticket fields by "
+                                  "[datto] webhook_fields"},
+    },
+}
+SYNCRO_NOTIFICATION = {
+    "type": "object", "required": ["attributes"],
+    "properties": {
+        "text": STR, "html": STR, "link": STR,
+        "attributes": {"type": "object", "properties": {
+            "id": {"type": ["integer", "string"]},
+            "resolved": {"type": ["boolean", "string", "null"]},
+            "computer_name": N_STR, "description": N_STR, "formatted_output": N_STR,
+            "customer": {"type": ["object", "null"]}, "asset": {"type": ["object", "null"]},
+        }},
+    },
+}
+
+
+def _webhook(summary: str, description: str, body: dict[str, Any], token: str
+             ) -> dict[str, Any]:
+    return {
+        "summary": summary, "description": description, "security": [],
+        "parameters": [_query("token", token)],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+        "responses": {
+            "200": _json(INGEST_RESULT, "Identical to an earlier, applied delivery"),
+            "201": _json(INGEST_RESULT, "Stored and applied"),
+            "202": _json(INGEST_RESULT, "Stored, not applied now: retried when due (status "
+                         "received) or failed (replayable)"),
+            **_errors(400, 401, 403, 413, 415, 422, 503),
+        },
+    }
+
+
 def _listing(item_ref: str) -> dict[str, Any]:
     return _object({"items": {"type": "array", "items": {"$ref": item_ref}},
                     "next_before_id": N_INT})
@@ -83,6 +130,7 @@ ERR = {"$ref": "#/components/schemas/Error"}
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "Bad filter or malformed JSON", 401: "Missing or wrong API token",
+            403: "This webhook is off: its secret is not configured",
             404: "Not found", 409: "Conflict with the current state",
             413: "Body larger than [http] max_body_bytes",
             415: "Body is not application/json", 422: "Valid JSON, invalid content",
@@ -128,6 +176,8 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                     "payload": STR, "payload_encoding": {"enum": ["utf-8", "base64"]},
                 }),
                 "AlertEvent": ALERT_EVENT,
+                "DattoWebhook": DATTO_WEBHOOK,
+                "SyncroNotification": SYNCRO_NOTIFICATION,
                 "IngestResult": INGEST_RESULT,
             },
         },
@@ -220,6 +270,18 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                 "responses": {"200": _json(INGEST_RESULT, "Result of the new attempt"),
                               **_errors(401, 404, 409)},
             }},
+            "/api/notify/syncro": {"post": _webhook(
+                "Syncro RMM alert notification (Notification Center webhook)",
+                "Authenticated by ?token= ([syncro] webhook_token) unless webhook_auth is "
+                "\"none\". The asset's property blob is stored only in part (no remote-access "
+                "secrets).",
+                {"$ref": "#/components/schemas/SyncroNotification"}, "The [syncro] webhook_token")},
+            "/api/notify/datto": {"post": _webhook(
+                "Datto RMM webhook (the payload printed by `alertd webhook-config datto`)",
+                "Authenticated by the 'state' field or ?token= ([datto] webhook_secret); the "
+                "secret is not stored. Datto's test send (placeholders not filled in) is "
+                "answered 422 and stores no alert.",
+                {"$ref": "#/components/schemas/DattoWebhook"}, "The [datto] webhook_secret")},
             "/api/openapi.json": {"get": {
                 "summary": "This document", "security": [],
                 "responses": {"200": {"description": "OpenAPI document",

@@ -47,7 +47,7 @@ def explain_message(rules: RuleSet, raw: bytes) -> dict[str, Any]:
 
 _EFFECT = {
     "raise": "opens the alert and its ticket (or records a twin if the alert is known)",
-    "resolve": "resolves the alert and closes its ticket (or leaves a tombstone if unknown)",
+    "resolve": "resolves the alert and closes its ticket (or records a tombstone if unknown)",
 }
 
 

@@ -1,0 +1,171 @@
+"""Syncro RMM-alert notifications (Notification Center webhooks): interpretation, pure.
+
+The body is `{"text", "html", "link", "attributes"}` where `attributes` is the alert record
+enriched with the full `customer` and `asset` objects (../shared/rmm-facts.md). There is no
+event-type field: raised vs resolved is `attributes.resolved` (a boolean or the string
+"true"/"false"), or "auto resolved" in the description.
+
+`asset.properties` can hold remote-access passwords: `stored_form` keeps only the keys alertd
+needs (`ASSET_PROPERTY_KEYS`) and drops the customer's custom fields, before anything is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from daemon.core.events import (
+    AlertEvent,
+    Interpretation,
+    RawDelivery,
+    TicketFields,
+    Unprocessable,
+)
+from daemon.core.lifecycle import Action
+
+SOURCE = "syncro"
+
+# asset.properties keys kept (the rest can be secrets); nested dicts list their kept keys.
+ASSET_PROPERTY_KEYS: dict[str, Any] = {
+    "device_name": None, "manufacturer": None, "model": None, "os": None,
+    "kabuto_information": {
+        "last_user": None,
+        "general": {"name": None, "manufacturer": None, "model": None,
+                    "serial_number": None, "form_factor": None, "domain": None},
+        "os": {"name": None, "build": None},
+    },
+}
+_LINK_ID = re.compile(r"/rmm_alerts/([0-9]{1,18})/?$")
+_ID = re.compile(r"^[0-9]{1,18}$")
+
+
+def _whitelist(value: Any, keys: dict[str, Any]) -> Any:
+    if not isinstance(value, dict):
+        return None
+    kept: dict[str, Any] = {}
+    for key, nested in keys.items():
+        if key not in value:
+            continue
+        if nested is None:
+            if not isinstance(value[key], dict | list):  # a scalar where a scalar belongs
+                kept[key] = value[key]
+        else:
+            inner = _whitelist(value[key], nested)
+            if inner is not None:
+                kept[key] = inner
+    return kept
+
+
+def stored_form(body: Any) -> Any:
+    """What alertd stores of a Syncro notification: everything except the asset's property
+    blob (only `ASSET_PROPERTY_KEYS`), the customer's custom fields, and the html copy of
+    `text`."""
+    if not isinstance(body, dict):
+        return body
+    stored = {key: value for key, value in body.items() if key != "html"}
+    attributes = stored.get("attributes")
+    if isinstance(attributes, dict):
+        attributes = dict(attributes)
+        asset = attributes.get("asset")
+        if isinstance(asset, dict):
+            asset = {key: value for key, value in asset.items() if key != "rmm_store"}
+            if "properties" in asset:
+                asset["properties"] = _whitelist(asset["properties"], ASSET_PROPERTY_KEYS)
+            attributes["asset"] = asset
+        customer = attributes.get("customer")
+        if isinstance(customer, dict) and "properties" in customer:
+            attributes["customer"] = {key: value for key, value in customer.items()
+                                      if key != "properties"}
+        stored["attributes"] = attributes
+    return stored
+
+
+def _alert_id(body: dict[str, Any], attributes: dict[str, Any]) -> str:
+    raw = attributes.get("id")
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0:
+        return str(raw)
+    if isinstance(raw, str) and _ID.match(raw.strip()):
+        return raw.strip()
+    link = body.get("link")
+    if isinstance(link, str):
+        match = _LINK_ID.search(link.strip())
+        if match:
+            return match.group(1)
+    raise Unprocessable("no alert id: neither 'attributes.id' nor a 'link' ending in "
+                        "/rmm_alerts/<id>")
+
+
+def _resolved(attributes: dict[str, Any]) -> bool:
+    value = attributes.get("resolved")
+    if isinstance(value, bool):
+        if value:
+            return True
+    elif isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        if value.strip().lower() == "true":
+            return True
+    elif value is not None:
+        raise Unprocessable(f"'attributes.resolved' must be true or false, got "
+                            f"{json.dumps(value)[:40]}")
+    properties = attributes.get("properties")
+    descriptions = [attributes.get("description"),
+                    properties.get("description") if isinstance(properties, dict) else None]
+    return any(isinstance(d, str) and "auto resolved" in d.lower() for d in descriptions)
+
+
+def _str(mapping: Any, key: str) -> str | None:
+    if not isinstance(mapping, dict):
+        return None
+    value = mapping.get(key)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def parse_syncro_webhook(body: Any) -> AlertEvent:
+    """The event a Syncro RMM-alert notification carries; raises `Unprocessable`."""
+    if not isinstance(body, dict):
+        raise Unprocessable("the body must be a JSON object (a Syncro RMM alert notification)")
+    attributes = body.get("attributes")
+    if not isinstance(attributes, dict):
+        raise Unprocessable("'attributes' (the alert record) is missing: is this an RMM alert "
+                            "notification?")
+    uid = _alert_id(body, attributes)
+    action = Action.RESOLVE if _resolved(attributes) else Action.RAISE
+    properties = attributes.get("properties")
+    asset, customer = attributes.get("asset"), attributes.get("customer")
+    description = _str(attributes, "description") or _str(properties, "description")
+    output = _str(attributes, "formatted_output") or _str(properties, "formatted_output")
+    device = _str(attributes, "computer_name") or _str(asset, "name")
+    customer_name = (_str(customer, "business_then_name") or _str(customer, "business_name")
+                     or _str(customer, "fullname"))
+    summary = ": ".join(p for p in (device, description) if p) or f"Syncro RMM alert {uid}"
+    detail_lines = [line for line in (
+        description, output,
+        f"Customer: {customer_name}" if customer_name else None,
+        f"Asset: {_str(asset, 'name')} ({_str(asset, 'asset_type')})" if _str(asset, "name")
+        else None,
+        f"Syncro: {body['link']}" if isinstance(body.get("link"), str) else None,
+    ) if line]
+    return AlertEvent(
+        source=SOURCE,
+        uid=uid,
+        action=action,
+        device=device,
+        customer=customer_name,
+        message=output or description,
+        ticket=TicketFields(summary=summary.splitlines()[0][:500],
+                            details="\n".join(detail_lines)),
+    )
+
+
+def interpret_syncro_delivery(delivery: RawDelivery) -> Interpretation:
+    """Interpreter of stored Syncro webhook deliveries (channel webhook, source syncro)."""
+    try:
+        body = json.loads(delivery.payload)
+    except ValueError as err:
+        raise Unprocessable(f"the payload is not JSON: {err}") from err
+    event = parse_syncro_webhook(body)
+    return Interpretation(events=(event,), trace={"interpreter": "syncro_webhook"})
