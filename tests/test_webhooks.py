@@ -78,7 +78,7 @@ async def post_datto(hooks: Api, body: Any, **kwargs: Any) -> tuple[int, Any]:
 
 async def count(db: Database, model: type, *where: Any) -> int:
     query = select(func.count()).select_from(model).where(*where)
-    return int(await db.read(lambda s: s.scalar(query)) or 0)
+    return int(await db.read(lambda s: s.scalar(query) or 0))
 
 
 async def ticket_of(db: Database, source: str, uid: str) -> Ticket:
@@ -403,7 +403,7 @@ def test_datto_template_round_trip() -> None:
 
 
 def test_syncro_parser_refuses_a_bad_resolved_flag() -> None:
-    with pytest.raises(Unprocessable, match="'attributes.resolved' must be true or false"):
+    with pytest.raises(Unprocessable, match=r"'attributes\.resolved' must be true or false"):
         syncro.parse_syncro_webhook(syncro_body(resolved="yes"))
     with pytest.raises(Unprocessable, match="no alert id"):
         syncro.parse_syncro_webhook({"attributes": {"resolved": False}, "link": "x"})
