@@ -31,6 +31,7 @@ from daemon.rules.load import RulesError, load_rules
 from daemon.rules.model import RuleSet
 from daemon.store.database import Database, SchemaOutOfDate, open_database, redact_url
 from daemon.tickets import TicketNotFound, TicketService
+from daemon.webhooks.setup import NotConfigured, datto_setup, format_setup, syncro_setup
 
 
 class CliError(Exception):
@@ -234,6 +235,20 @@ def cmd_rules(args: argparse.Namespace, config: Config) -> int:
     return 0 if report["error"] is None else 1
 
 
+def cmd_webhook_config(args: argparse.Namespace, config: Config) -> int:
+    builders = {"datto": datto_setup, "syncro": syncro_setup}
+    try:
+        setup = builders[args.vendor](config)
+    except NotConfigured as err:
+        print(f"alertd: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(setup.as_json(), indent=2))
+    else:
+        print(format_setup(setup))
+    return 0
+
+
 # --- parser -----------------------------------------------------------------------------
 
 
@@ -319,6 +334,11 @@ def _parser() -> argparse.ArgumentParser:
     rt.add_argument("message", type=Path, metavar="MESSAGE.eml")
     rt.add_argument("--rules", type=Path, metavar="FILE", help="default: [rules] path")
     rt.add_argument("--json", action="store_true", help="print JSON")
+
+    hooks = commands.add_parser("webhook-config", parents=[common],
+                                help="print the webhook URL and payloads to paste into the RMM")
+    hooks.add_argument("vendor", choices=["datto", "syncro"])
+    hooks.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
@@ -342,6 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{config_path or '<defaults>'}: OK (database {redact_url(config.database.url)}, "
               f"http {config.http.listen}, rules {config.rules.path}: {len(rules.rules)})")
         return 0
+    if args.command == "webhook-config":
+        return cmd_webhook_config(args, config)
     if args.command == "rules":
         try:
             return cmd_rules(args, config)

@@ -407,3 +407,33 @@ def test_syncro_parser_refuses_a_bad_resolved_flag() -> None:
         syncro.parse_syncro_webhook(syncro_body(resolved="yes"))
     with pytest.raises(Unprocessable, match="no alert id"):
         syncro.parse_syncro_webhook({"attributes": {"resolved": False}, "link": "x"})
+
+
+# --- alertd webhook-config -------------------------------------------------------------------
+
+def test_webhook_config_prints_what_to_paste(write_config: Callable[..., Path],
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from daemon.cli import main
+    config = write_config(CONFIG + '[http]\npublic_url = "https://alertd.example.com/"\n')
+    assert main(["webhook-config", "datto", "--json", "--config", str(config)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["url"] == "https://alertd.example.com/api/notify/datto"
+    assert printed["content_type"] == "application/json" and printed["warnings"] == []
+    raised, resolved = printed["alert_raised_payload"], printed["alert_resolved_payload"]
+    assert raised["alert_uid"] == "[alert_uid]" and raised["state"] == DATTO_SECRET
+    assert (raised["alert_resolved"], resolved["alert_resolved"]) == ("false", "true")
+    assert main(["webhook-config", "syncro", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert f"https://alertd.example.com/api/notify/syncro?token={SYNCRO_TOKEN}" in out
+    assert "RMM Alert - was created" in out
+
+
+def test_webhook_config_without_a_secret_says_what_to_add(
+        write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
+    from daemon.cli import main
+    config = write_config("")
+    assert main(["webhook-config", "datto", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "[datto] webhook_secret is not set" in err and "webhook_secret_file" in err
+    assert main(["webhook-config", "syncro", "--config", str(config)]) == 2
+    assert "[syncro] webhook_token is not set" in capsys.readouterr().err
