@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
 from daemon.core.events import (
@@ -27,6 +28,7 @@ from daemon.core.events import (
     Interpretation,
     RawDelivery,
     Unprocessable,
+    clamp_event,
     default_summary,
 )
 from daemon.core.lifecycle import AlertSnapshot, AlertState, ResolvedBy, decide_event
@@ -117,9 +119,15 @@ class Pipeline:
 
     async def accept(self, inbound: InboundDelivery) -> Accepted:
         """Commit `inbound` as a delivery; an identical earlier one (same key) is returned."""
-        now = self._clock()
+        row = self._delivery_row(inbound, self._clock())
+        accepted = await self._db.write(lambda session: self._store(session, row))
+        self._log_accepted(inbound, accepted)
+        return accepted
+
+    @staticmethod
+    def _delivery_row(inbound: InboundDelivery, now: datetime) -> dict[str, Any]:
         rejected = inbound.rejected_reason is not None
-        row = dict(
+        return dict(
             channel=inbound.channel.value,
             source=inbound.source,
             dedupe_key=inbound.dedupe_key,
@@ -133,16 +141,18 @@ class Pipeline:
             payload=inbound.payload,
         )
 
-        def store(session: Session) -> Accepted:
-            new_id = session.execute(self._insert_delivery, row).scalar()
-            if new_id is not None:
-                return Accepted(new_id, duplicate=False)
-            existing = session.execute(_FIND_DELIVERY, {
-                "channel": row["channel"], "dedupe_key": row["dedupe_key"]}).scalar()
-            assert existing is not None  # the conflicting row is committed and never deleted
-            return Accepted(existing, duplicate=True)
+    def _store(self, session: Session, row: dict[str, Any]) -> Accepted:
+        conn = session.connection()  # Core, not the ORM's execute: cheaper per statement
+        new_id = conn.execute(self._insert_delivery, row).scalar()
+        if new_id is not None:
+            return Accepted(new_id, duplicate=False)
+        existing = conn.execute(_FIND_DELIVERY, {
+            "channel": row["channel"], "dedupe_key": row["dedupe_key"]}).scalar()
+        assert existing is not None  # the conflicting row is committed and never deleted
+        return Accepted(existing, duplicate=True)
 
-        accepted = await self._db.write(store)
+    def _log_accepted(self, inbound: InboundDelivery, accepted: Accepted,
+                      quiet: bool = False) -> None:
         channel = inbound.channel.value
         if accepted.duplicate:
             self._metrics.deliveries_duplicate.labels(channel).inc()
@@ -150,10 +160,10 @@ class Pipeline:
                      inbound.dedupe_key)
         else:
             self._metrics.deliveries_accepted.labels(channel).inc()
-            log.info("delivery %s %s channel=%s source=%s key=%s", accepted.delivery_id,
-                     "rejected" if rejected else "accepted", channel, inbound.source,
-                     inbound.dedupe_key)
-        return accepted
+            log.log(logging.DEBUG if quiet else logging.INFO,
+                    "delivery %s %s channel=%s source=%s key=%s", accepted.delivery_id,
+                    "rejected" if inbound.rejected_reason else "accepted", channel,
+                    inbound.source, inbound.dedupe_key)
 
     # --- processing -----------------------------------------------------------------------
 
@@ -179,15 +189,18 @@ class Pipeline:
         except Exception as err:  # a bug or the database: keep the delivery, retry later
             log.exception("delivery %s processing error", delivery_id)
             try:
-                return await self._record_error(delivery_id, f"{type(err).__name__}: {err}")
+                return await self._record_error(delivery_id, _describe(err))
             except Exception:
                 # The database itself is failing: the delivery stays `received` and due, so
                 # the next sweep takes it again.
                 log.exception("delivery %s: could not record the error", delivery_id)
                 return None
 
-    def _interpret(self, raw: RawDelivery) -> Interpretation | str:
-        """The delivery's meaning, or the reason it has none (pure; runs outside transactions)."""
+    def interpret(self, raw: RawDelivery) -> Interpretation | str:
+        """The delivery's meaning, or the reason it has none (pure; runs outside transactions).
+
+        Cheap for JSON channels, so HTTP routes call it inline; email parsing is not (see
+        `_process_once`)."""
         interpreter = self._interpreters.get(raw.channel)
         if interpreter is None:
             return f"no interpreter for channel {raw.channel!r}"
@@ -204,7 +217,7 @@ class Pipeline:
                 return None
         # Parsing and rules are CPU work (a large HTML mail takes a second or more): keep it
         # off the event loop so listeners, health checks and watchdog pings stay live.
-        meaning = await asyncio.to_thread(self._interpret, raw)
+        meaning = await asyncio.to_thread(self.interpret, raw)
         now = self._clock()
 
         def apply(session: Session) -> ProcessResult | None:
@@ -212,45 +225,87 @@ class Pipeline:
             claimed = conn.execute(_CLAIM_DELIVERY, {"id": delivery_id}).first()
             if claimed is None:  # done meanwhile, or claimed by another process
                 return None
-            row: dict[str, Any] = {"row_id": delivery_id, "attempts": claimed.attempts + 1,
-                                   "processed_at": now, "next_attempt_at": None,
-                                   "trace": None, "error": None, "alert_id": None,
-                                   "outcome": None}
-            if isinstance(meaning, str):
-                result = ProcessResult(delivery_id, DeliveryStatus.FAILED, error=meaning)
-            elif not meaning.events:
-                result = ProcessResult(delivery_id, DeliveryStatus.IGNORED,
-                                       error=meaning.ignored_reason)
-            else:
-                events = tuple(self._apply(conn, raw.channel, e, now) for e in meaning.events)
-                result = ProcessResult(delivery_id, DeliveryStatus.PROCESSED, events)
-                row["alert_id"] = events[0].alert_id
-                row["outcome"] = ",".join(r.outcome for r in events)
-                # Email knows its source only once the rules have named it.
-                row["source"] = claimed.source or events[0].source
-            if not isinstance(meaning, str):
-                row["trace"] = meaning.trace
-            row["status"] = result.status.value
-            row["error"] = result.error
-            conn.execute(_FINISH_DELIVERY, row)
-            return result
+            return self._finish(conn, delivery_id, raw.channel, claimed.source,
+                                claimed.attempts + 1, meaning, now)
 
         result = await self._db.write(apply)
-        if result is None:
-            return None
-        # Counted after the commit, so metrics never show what a rollback undid.
-        self._metrics.deliveries_finished.labels(raw.channel, result.status.value).inc()
+        if result is not None:
+            self._count(raw.channel, result)
+        return result
+
+    async def store_and_apply(self, inbound: InboundDelivery, meaning: Interpretation
+                              ) -> tuple[Accepted, ProcessResult | None]:
+        """`accept` and `process` in one transaction, for inputs interpreted before they are
+        stored (the HTTP routes): one commit instead of two on the intake hot path.
+
+        A duplicate is only found, not applied again (its result is None). If applying fails
+        unexpectedly, the input is stored alone as `received` and processed like any other
+        delivery (retried with backoff), so it is never lost to a bug.
+        """
+        now = self._clock()
+        row = self._delivery_row(inbound, now)
+
+        def store_and_apply(session: Session) -> tuple[Accepted, ProcessResult | None]:
+            accepted = self._store(session, row)
+            if accepted.duplicate:
+                return accepted, None
+            conn = session.connection()
+            return accepted, self._finish(conn, accepted.delivery_id, row["channel"],
+                                          inbound.source, 1, meaning, now)
+
+        try:
+            accepted, result = await self._db.write(store_and_apply)
+        except Exception:
+            log.exception("delivery could not be applied on intake; storing it for a retry")
+            accepted = await self.accept(inbound)
+            return accepted, await self.process(accepted.delivery_id)
+        # One log line per input on this hot path: the result's line names the delivery.
+        self._log_accepted(inbound, accepted, quiet=result is not None)
+        if result is not None:
+            self._count(inbound.channel.value, result)
+        return accepted, result
+
+    def _finish(self, conn: Connection, delivery_id: int, channel: str, source: str | None,
+                attempts: int, meaning: Interpretation | str, now: datetime) -> ProcessResult:
+        """Apply `meaning` to the lifecycle and mark the stored delivery done (inside the
+        write unit)."""
+        row: dict[str, Any] = {"row_id": delivery_id, "attempts": attempts,
+                               "processed_at": now, "next_attempt_at": None, "trace": None,
+                               "alert_id": None, "outcome": None}
+        if isinstance(meaning, str):
+            result = ProcessResult(delivery_id, DeliveryStatus.FAILED, error=meaning)
+        elif not meaning.events:
+            result = ProcessResult(delivery_id, DeliveryStatus.IGNORED,
+                                   error=meaning.ignored_reason)
+        else:
+            events = tuple(self._apply(conn, channel, e, now) for e in meaning.events)
+            result = ProcessResult(delivery_id, DeliveryStatus.PROCESSED, events)
+            row["alert_id"] = events[0].alert_id
+            row["outcome"] = ",".join(r.outcome for r in events)
+            # Email knows its source only once the rules have named it.
+            row["source"] = source or events[0].source
+        if not isinstance(meaning, str):
+            row["trace"] = meaning.trace
+        row["status"] = result.status.value
+        row["error"] = result.error
+        conn.execute(_FINISH_DELIVERY, row)
+        return result
+
+    def _count(self, channel: str, result: ProcessResult) -> None:
+        """Metrics and log lines of a committed result (never of what a rollback undid)."""
+        delivery_id = result.delivery_id
+        self._metrics.deliveries_finished.labels(channel, result.status.value).inc()
         for event in result.events:
             self._metrics.lifecycle.labels(event.source, event.outcome).inc()
             if event.ticket_opened:
                 self._metrics.tickets_opened.labels(event.source).inc()
             if event.ticket_closed:
                 self._metrics.tickets_closed.labels("upstream").inc()
-            log.info("delivery %s alert %s %s/%s %s ticket=%s", delivery_id, event.alert_id,
-                     event.source, event.uid, event.outcome, event.ticket_id)
+            log.info("delivery %s channel=%s alert %s %s/%s %s ticket=%s", delivery_id,
+                     channel, event.alert_id, event.source, event.uid, event.outcome,
+                     event.ticket_id)
         if result.status is not DeliveryStatus.PROCESSED:
             log.warning("delivery %s %s: %s", delivery_id, result.status, result.error)
-        return result
 
     async def _record_error(self, delivery_id: int, error: str) -> ProcessResult | None:
         now = self._clock()
@@ -306,6 +361,7 @@ class Pipeline:
 
     def _apply(self, conn: Connection, channel: str, event: AlertEvent, now: datetime
                ) -> EventResult:
+        event = clamp_event(event)  # any channel's values fit their columns on every backend
         key = {"source": event.source, "uid": event.uid}
         alert = conn.execute(_LOCK_ALERT, key).mappings().first()
         if alert is None:
@@ -412,6 +468,15 @@ _CLOSE_TICKET = update(_TICKETS).where(_TICKETS.c.id == bindparam("row_id"))
 _INSERT_NOTE = insert(_NOTES)
 _FIND_DELIVERY = select(Delivery.id).where(Delivery.channel == bindparam("channel"),
                                            Delivery.dedupe_key == bindparam("dedupe_key"))
+
+
+def _describe(err: Exception) -> str:
+    """An error as stored on the delivery and shown to admins: for a database error, the
+    driver's first line, not SQLAlchemy's text with the whole statement and its values."""
+    if isinstance(err, StatementError) and err.orig is not None:
+        first_line = (str(err.orig).splitlines() or [""])[0]
+        return f"{type(err.orig).__name__}: {first_line}"[:500]
+    return f"{type(err).__name__}: {err}"[:500]
 
 
 def _load_received(session: Session, delivery_id: int) -> RawDelivery | None:

@@ -70,9 +70,9 @@ async def build_context(config: Config, db: Database) -> AppContext:
 class DeliveryWorker:
     """Processes stored deliveries: kicked by intake, swept periodically for due retries.
 
-    One consumer by default, so deliveries are applied in the order they were stored: a raise
-    mail followed by its resolve mail must not be applied the other way round (that would
-    leave a tombstone and no ticket for an alert that really was open for a while).
+    One consumer by default, so deliveries are applied in the order they were stored. The end
+    state does not depend on it (a raise after its resolve records the ticket closed), but the
+    ticket history reads as it happened.
     """
 
     def __init__(self, pipeline: Pipeline, concurrency: int = 1):

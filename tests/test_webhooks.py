@@ -251,9 +251,9 @@ async def test_bad_requests_store_nothing(hooks: Api, route: str) -> None:
 @pytest.mark.parametrize("route", ["syncro", "datto"])
 async def test_storage_failure_answers_503(hooks: Api, route: str,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    async def broken(*args: Any, **kwargs: Any) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> None:  # the database refuses every write
         raise OperationalError("INSERT", {}, Exception("disk I/O error"))
-    monkeypatch.setattr(hooks.ctx.pipeline, "accept", broken)
+    monkeypatch.setattr(hooks.ctx.db, "write", broken)
     if route == "syncro":
         status, body = await post_syncro(hooks, SAMPLE)
     else:
@@ -315,6 +315,14 @@ async def test_datto_secret_in_the_url_instead_of_the_body(hooks: Api) -> None:
     assert status == 201, answer
 
 
+async def test_datto_long_values_are_cut_to_fit(hooks: Api) -> None:
+    status, body = await post_datto(hooks, datto_body(device_hostname="H" * 300,
+                                                      site_name="S" * 300))
+    assert status == 201, body
+    alert = await hooks.ctx.db.read(lambda s: s.scalars(select(Alert)).one())
+    assert (alert.device, alert.site) == ("H" * 255, "S" * 255)
+
+
 async def test_datto_fields_are_mapped_by_config(hooks: Api) -> None:
     status, _ = await post_datto(hooks, datto_body(fields={
         "Client": "Acme Dental", "Ticket type": "Server alert", "Contract": "Gold"}))
@@ -330,6 +338,7 @@ async def test_datto_fields_are_mapped_by_config(hooks: Api) -> None:
     ({"alert_resolved": "maybe"}, "'alert_resolved' must be"),
     ({"alert_uid": "12345"}, "must be a Datto alert GUID"),
     ({"alert_uid": None}, "'alert_uid' is missing"),
+    ({"alert_uid": 12345}, "'alert_uid' must be a string"),
     ({"alert_mesage": "typo"}, "unknown field(s): alert_mesage"),
     ({"fields": ["a"]}, "'fields' must be a JSON object"),
     ({"alert_message": {"nested": 1}}, "'alert_message' must be a string"),
@@ -437,3 +446,20 @@ def test_webhook_config_without_a_secret_says_what_to_add(
     assert "[datto] webhook_secret is not set" in err and "webhook_secret_file" in err
     assert main(["webhook-config", "syncro", "--config", str(config)]) == 2
     assert "[syncro] webhook_token is not set" in capsys.readouterr().err
+
+
+async def test_a_failure_while_applying_keeps_the_delivery_for_a_retry(
+        hooks: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-transaction intake falls back to storing the input alone: never lost."""
+    def bug(*args: Any) -> None:
+        raise RuntimeError("simulated bug in the lifecycle")
+    with monkeypatch.context() as patch:
+        patch.setattr(hooks.ctx.pipeline, "_apply", bug)
+        status, body = await post_datto(hooks, datto_body())
+    assert status == 202 and body["status"] == "received", body
+    assert "simulated bug" in body["error"]
+    assert await count(hooks.ctx.db, Alert) == 0
+    result = await hooks.ctx.pipeline.process(body["delivery_id"])  # the retry, bug gone
+    assert result is not None and result.events[0].outcome == "opened"
+    assert (await ticket_of(hooks.ctx.db, "datto", UID)).status == "open"
+    assert await count(hooks.ctx.db, Delivery) == 1

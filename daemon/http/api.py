@@ -9,9 +9,7 @@ from aiohttp import web
 
 from daemon.core.events import (
     Channel,
-    Unprocessable,
     is_source_name,
-    parse_api_event,
 )
 from daemon.core.lifecycle import TicketAlreadyClosed
 from daemon.http.app import CONTEXT
@@ -134,8 +132,8 @@ async def get_alert(request: web.Request) -> web.Response:
 
 
 async def ingest_alert(request: web.Request) -> web.Response:
-    """POST /api/alerts: store the event as received, then apply it (201) or leave it to the
-    retry sweep (202)."""
+    """POST /api/alerts: store the event and apply it (201), or keep it for the retry sweep
+    (202) or as rejected (422)."""
     ctx = request.app[CONTEXT]
     raw, body = await read_json_body(request)
     # Identical events are one delivery however their JSON is spaced or ordered.
@@ -144,18 +142,12 @@ async def ingest_alert(request: web.Request) -> web.Response:
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
         raise ApiError(400, "Idempotency-Key must be 1 to 200 characters")
     dedupe_key = f"key:{idempotency_key}" if idempotency_key else f"sha256:{body_sha256}"
-    try:
-        parse_api_event(body)
-        rejected = None
-    except Unprocessable as err:
-        rejected = str(err)
     source = body.get("source") if isinstance(body, dict) else None
     inbound = InboundDelivery(
         channel=Channel.API, dedupe_key=dedupe_key, payload=raw,
         content_type="application/json",
         source=source if is_source_name(source) else None,
         meta={"remote": request.remote, "body_sha256": body_sha256},
-        rejected_reason=rejected,
     )
     return await store_and_apply(ctx, inbound)
 

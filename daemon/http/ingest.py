@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
-from daemon.core.events import RawDelivery
+from daemon.core.events import Interpretation, RawDelivery
 from daemon.http.app import AppContext
 from daemon.http.errors import ApiError
 from daemon.pipeline import InboundDelivery, ProcessResult
@@ -58,10 +59,22 @@ def result_body(delivery_id: int, duplicate: bool, result: ProcessResult | None
 
 
 async def store_and_apply(ctx: AppContext, inbound: InboundDelivery) -> web.Response:
-    """Commit `inbound`, then apply it in this request. `inbound.meta["body_sha256"]` tells a
-    retry (same digest) from a different body under the same dedupe key (409)."""
+    """Interpret `inbound` (JSON: cheap, so inline), then commit it and its lifecycle changes
+    in one transaction. Input the channel's interpreter refuses is stored as rejected (422).
+    `inbound.meta["body_sha256"]` tells a retry (same digest) from a different body under the
+    same dedupe key (409)."""
+    meaning = None
+    if inbound.rejected_reason is None:
+        meaning = ctx.pipeline.interpret(RawDelivery(
+            0, inbound.channel.value, inbound.source, inbound.content_type, inbound.payload,
+            inbound.meta))
+        if isinstance(meaning, str):
+            inbound = replace(inbound, rejected_reason=meaning)
     try:
-        accepted = await ctx.pipeline.accept(inbound)
+        if isinstance(meaning, Interpretation):
+            accepted, result = await ctx.pipeline.store_and_apply(inbound, meaning)
+        else:
+            accepted, result = await ctx.pipeline.accept(inbound), None
         stored = await ctx.queries.delivery(accepted.delivery_id) if accepted.duplicate else None
     except (SQLAlchemyError, OSError) as err:
         raise ApiError(503, "the delivery could not be stored; retry later") from err
@@ -78,9 +91,6 @@ async def store_and_apply(ctx: AppContext, inbound: InboundDelivery) -> web.Resp
     if inbound.rejected_reason is not None:
         raise ApiError(422, f"{inbound.rejected_reason} "
                             f"(kept as rejected delivery {accepted.delivery_id})")
-    result = await ctx.pipeline.process(accepted.delivery_id, RawDelivery(
-        accepted.delivery_id, inbound.channel.value, inbound.source, inbound.content_type,
-        inbound.payload, inbound.meta))
     applied = result is not None and result.status.value in APPLIED
     return web.json_response(result_body(accepted.delivery_id, False, result),
                              status=201 if applied else 202)

@@ -295,8 +295,13 @@ class _SqliteWriter:
                 # back. Run each unit again in its own transaction so only the failing one
                 # fails. Units are functions of the database state, so re-running is safe.
                 outcomes = [self._run_alone(unit) for unit, _ in batch]
+        # One wake-up per event loop for the whole batch, not one per unit: each
+        # call_soon_threadsafe writes to the loop's self-pipe.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
         for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
-            future.get_loop().call_soon_threadsafe(_settle, future, ok, value)
+            by_loop.setdefault(future.get_loop(), []).append((future, ok, value))
+        for loop, settled in by_loop.items():
+            loop.call_soon_threadsafe(_settle_all, settled)
 
     def _session(self) -> Session:
         # One connection for the thread's life: no pool checkout and reset per batch.
@@ -322,6 +327,13 @@ class _SqliteWriter:
                 return True, unit(session)
         except Exception as err:
             return False, err
+
+
+
+
+def _settle_all(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in settled:
+        _settle(future, ok, value)
 
 
 def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:

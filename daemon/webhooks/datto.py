@@ -145,8 +145,11 @@ def parse_datto_webhook(body: Any, field_map: Mapping[str, FieldTarget]) -> Aler
                        f"(alert_uid is literally {raw_uid.strip()!r}); the webhook reached "
                        "alertd and authenticated, and no alert was stored. Real alerts "
                        "carry the alert's GUID.")
-    if not isinstance(raw_uid, str) or not raw_uid.strip():
+    if raw_uid is None or (isinstance(raw_uid, str) and not raw_uid.strip()):
         raise Unprocessable("'alert_uid' is missing: set it to [alert_uid]")
+    if not isinstance(raw_uid, str):
+        raise Unprocessable(f"'alert_uid' must be a string (the alert GUID), got a JSON "
+                            f"{type(raw_uid).__name__}")
     if not _GUID.match(raw_uid.strip()):
         raise Unprocessable(f"'alert_uid' must be a Datto alert GUID, got "
                             f"{json.dumps(raw_uid[:60])}")

@@ -1,22 +1,24 @@
 """The webhook routes: `POST /api/notify/syncro` and `POST /api/notify/datto` (thin adapters).
 
-Each route authenticates with its vendor's shared secret (constant-time comparison), stores the
-body without its secrets, and applies it like every other delivery (`store_and_apply`).
+Each route authenticates with its vendor's shared secret (constant-time comparison), and hands
+the body without its secrets to `store_and_apply`: the webhook channel's interpreter reads it
+(the same one that replays it later), then it is stored and applied in one transaction.
 Unauthenticated requests store nothing and are counted in `alertd_auth_failures_total`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
 
 from aiohttp import web
 
-from daemon.core.events import Channel, Unprocessable
+from daemon.core.events import Channel
 from daemon.http.app import CONTEXT, AppContext
 from daemon.http.errors import ApiError
-from daemon.http.ingest import canonical_sha256, read_json_body, store_and_apply
+from daemon.http.ingest import read_json_body, store_and_apply
 from daemon.pipeline import InboundDelivery
 from daemon.webhooks import datto, syncro
 
@@ -36,17 +38,18 @@ def _refuse(ctx: AppContext, route: str, status: int, detail: str) -> ApiError:
     return ApiError(status, detail)
 
 
-def _inbound(source: str, stored: object, rejected: str | None, request: web.Request
-             ) -> InboundDelivery:
+def _inbound(source: str, stored: object, request: web.Request) -> InboundDelivery:
     """The delivery of a webhook: the stored form (no secrets) is also what dedupes retries."""
-    body_sha256 = canonical_sha256(stored)
+    # Serialised once, canonically: the same bytes are stored and hashed, so a retry with
+    # other spacing or key order is the same delivery.
+    payload = json.dumps(stored, sort_keys=True, separators=(",", ":"),
+                         ensure_ascii=False).encode()
+    body_sha256 = hashlib.sha256(payload).hexdigest()
     return InboundDelivery(
-        channel=Channel.WEBHOOK, dedupe_key=f"{source}:sha256:{body_sha256}",
-        payload=json.dumps(stored, ensure_ascii=False).encode(),
+        channel=Channel.WEBHOOK, dedupe_key=f"{source}:sha256:{body_sha256}", payload=payload,
         content_type="application/json", source=source,
         # The query string is never stored: it can carry the token.
         meta={"remote": request.remote, "body_sha256": body_sha256},
-        rejected_reason=rejected,
     )
 
 
@@ -64,13 +67,7 @@ async def syncro_webhook(request: web.Request) -> web.Response:
                           "missing or wrong token: the URL must end in ?token=<token> "
                           "(see `alertd webhook-config syncro`)")
     _, body = await read_json_body(request)
-    stored = syncro.stored_form(body)
-    try:
-        syncro.parse_syncro_webhook(stored)
-        rejected = None
-    except Unprocessable as err:
-        rejected = str(err)
-    return await store_and_apply(ctx, _inbound(syncro.SOURCE, stored, rejected, request))
+    return await store_and_apply(ctx, _inbound(syncro.SOURCE, syncro.stored_form(body), request))
 
 
 async def datto_webhook(request: web.Request) -> web.Response:
@@ -91,13 +88,7 @@ async def datto_webhook(request: web.Request) -> web.Response:
         raise _refuse(ctx, "datto_webhook", 401,
                       "missing secret: send it as the 'state' field (or ?token=); see "
                       "`alertd webhook-config datto`")
-    stored = datto.without_secret(body)
-    try:
-        datto.parse_datto_webhook(stored, config.webhook_fields)
-        rejected = None
-    except Unprocessable as err:
-        rejected = str(err)
-    return await store_and_apply(ctx, _inbound(datto.SOURCE, stored, rejected, request))
+    return await store_and_apply(ctx, _inbound(datto.SOURCE, datto.without_secret(body), request))
 
 
 def setup_webhook_routes(app: web.Application) -> None:

@@ -112,7 +112,9 @@ def format_setup(setup: WebhookSetup) -> str:
             f"URL:    {setup.url}",
             "Events: " + ", ".join(setup.settings["events"]),
             "",
-            "The URL carries the token from [syncro] webhook_token: keep it private.",
         ]
+        if "?token=" in setup.url:
+            lines.append("The URL carries the token from [syncro] webhook_token: keep it "
+                         "private.")
     lines += [f"\nWARNING: {w}" for w in setup.warnings]
     return "\n".join(lines)

@@ -124,6 +124,13 @@ def _str(mapping: Any, key: str) -> str | None:
     return None
 
 
+def _asset_line(asset: Any) -> str | None:
+    name, kind = _str(asset, "name"), _str(asset, "asset_type")
+    if name is None:
+        return None
+    return f"Asset: {name} ({kind})" if kind else f"Asset: {name}"
+
+
 def parse_syncro_webhook(body: Any) -> AlertEvent:
     """The event a Syncro RMM-alert notification carries; raises `Unprocessable`."""
     if not isinstance(body, dict):
@@ -145,8 +152,7 @@ def parse_syncro_webhook(body: Any) -> AlertEvent:
     detail_lines = [line for line in (
         description, output,
         f"Customer: {customer_name}" if customer_name else None,
-        f"Asset: {_str(asset, 'name')} ({_str(asset, 'asset_type')})" if _str(asset, "name")
-        else None,
+        _asset_line(asset),
         f"Syncro: {body['link']}" if isinstance(body.get("link"), str) else None,
     ) if line]
     return AlertEvent(
