@@ -24,8 +24,11 @@ from daemon.core.lifecycle import TicketAlreadyClosed
 from daemon.interpreters import build_pipeline
 from daemon.logs import setup_logging
 from daemon.metrics import Metrics
-from daemon.pipeline import ReplayRefused
+from daemon.outbox import DEAD, DROPPED, PENDING, OutboxRefused, change_outbox_row
+from daemon.pipeline import ReplayRefused, utcnow
 from daemon.queries import BadFilter, Page, Queries
+from daemon.rmm.check import check_datto, check_syncro
+from daemon.rmm.clients import build_clients
 from daemon.rules.explain import explain_message, format_explanation
 from daemon.rules.load import RulesError, load_rules
 from daemon.rules.model import RuleSet
@@ -235,6 +238,47 @@ def cmd_rules(args: argparse.Namespace, config: Config) -> int:
     return 0 if report["error"] is None else 1
 
 
+async def cmd_outbox(args: argparse.Namespace, db: Database) -> int:
+    queries = Queries(db)
+    if args.action == "list":
+        listing = await queries.outbox(Page(args.limit, args.before_id), status=args.status,
+                                       source=args.source)
+        _print_listing(listing, args.json,
+                       ["ID", "STATUS", "SOURCE", "TARGET", "ATTEMPTS", "NEXT", "LAST ERROR"],
+                       lambda r: [r["id"], r["status"], r["source"], r["target"],
+                                  r["attempts"], _short_time(r["next_attempt_at"]),
+                                  r["last_error"]])
+        return 0
+    allowed, status = ((DEAD, PENDING), PENDING) if args.action == "retry" else \
+        ((DEAD, PENDING), DROPPED)
+    try:
+        await change_outbox_row(db, args.id, allowed, status, utcnow())
+    except (LookupError, OutboxRefused) as err:
+        raise CliError(str(err).strip("'")) from None
+    print(f"outbox {args.id}: {status}"
+          + (" (a running alertd sends it at its next outbox run)" if status == PENDING else ""))
+    return 0
+
+
+async def cmd_rmm(args: argparse.Namespace, config: Config) -> int:
+    clients = build_clients(config)
+    try:
+        if args.name == "datto":
+            result = await check_datto(clients.datto)
+        else:
+            result = await check_syncro(clients.syncro)
+    finally:
+        await clients.close()
+    if args.json:
+        print(json.dumps(result.as_json(), indent=2))
+    else:
+        print(f"{result.source}: {result.status}: {result.message}")
+        for probe in result.probes:
+            print(f"  {'ok     ' if probe.ok else 'MISSING'} {probe.what}"
+                  + (f": {probe.detail}" if probe.detail else ""))
+    return 0 if result.ok else 1
+
+
 def cmd_webhook_config(args: argparse.Namespace, config: Config) -> int:
     builders = {"datto": datto_setup, "syncro": syncro_setup}
     try:
@@ -339,6 +383,24 @@ def _parser() -> argparse.ArgumentParser:
                                 help="print the webhook URL and payloads to paste into the RMM")
     hooks.add_argument("vendor", choices=["datto", "syncro"])
     hooks.add_argument("--json", action="store_true", help="print JSON")
+
+    outbox = commands.add_parser("outbox", parents=[common],
+                                 help="resolve calls owed to the RMMs")
+    o = outbox.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ol = listing(o, "list", "outbox rows")
+    ol.add_argument("--status", choices=["pending", "done", "dead", "dropped"])
+    ol.add_argument("--source")
+    for name, text in (("retry", "send a dead or pending row again, attempts reset"),
+                       ("drop", "give up on a dead or pending row (never sent)")):
+        p = o.add_parser(name, parents=[common], help=text)
+        p.add_argument("id", type=int)
+
+    rmm = commands.add_parser("rmm", parents=[common], help="RMM API connections")
+    r_actions = rmm.add_subparsers(dest="action", required=True, metavar="ACTION")
+    rt_ = r_actions.add_parser("test", parents=[common],
+                               help="test the API: host, platform, credentials, permissions")
+    rt_.add_argument("name", choices=["datto", "syncro"])
+    rt_.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
@@ -364,6 +426,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "webhook-config":
         return cmd_webhook_config(args, config)
+    if args.command == "rmm":
+        setup_logging("text", "WARNING")
+        return asyncio.run(cmd_rmm(args, config))
     if args.command == "rules":
         try:
             return cmd_rules(args, config)
@@ -393,6 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "tickets": lambda db: cmd_tickets(args, db),
             "alerts": lambda db: cmd_alerts(args, db),
             "deliveries": lambda db: cmd_deliveries(args, db, config),
+            "outbox": lambda db: cmd_outbox(args, db),
         }
         return asyncio.run(_with_db(config, handlers[args.command]))
     except (CliError, SchemaOutOfDate, BadFilter, RulesError, ValueError) as err:

@@ -16,7 +16,7 @@ def build_interpreters(config: Config, rules: RulesHolder) -> dict[str, Interpre
     """One interpreter per channel."""
     email = email_interpreter(rules)
     return {Channel.API.value: interpret_api_delivery, Channel.SMTP.value: email,
-            Channel.IMAP.value: email,
+            Channel.IMAP.value: email, Channel.POLL.value: interpret_api_delivery,
             Channel.WEBHOOK.value: webhook_interpreter(config.datto.webhook_fields)}
 
 

@@ -50,6 +50,9 @@ class Metrics:
         self.imap_fetched = Counter(
             "alertd_imap_fetched_total", "Messages fetched from IMAP and stored",
             ["account"], registry=self.registry)
+        self.outbox_sent = Counter(
+            "alertd_outbox_sent_total", "Outbox sends by outcome (done, retry, dead)",
+            ["source", "outcome"], registry=self.registry)
         self.auth_failures = Counter(
             "alertd_auth_failures_total", "Requests refused for missing or wrong credentials",
             ["realm"], registry=self.registry)

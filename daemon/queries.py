@@ -17,10 +17,11 @@ from sqlalchemy.orm import Session, selectinload
 from daemon.core.events import Channel, DeliveryStatus, utc_iso
 from daemon.core.lifecycle import AlertState
 from daemon.store.database import Database
-from daemon.store.models import Alert, Delivery, Ticket
+from daemon.store.models import Alert, Delivery, OutboxAction, Ticket
 
 MAX_PAGE = 1000
 TICKET_STATUSES = ("open", "closed")
+OUTBOX_STATUSES = ("pending", "done", "dead", "dropped")
 
 
 class BadFilter(ValueError):
@@ -141,6 +142,16 @@ def delivery_view(delivery: Delivery, with_payload: bool = False) -> dict[str, A
     return view
 
 
+def outbox_view(row: OutboxAction) -> dict[str, Any]:
+    return {
+        "id": row.id, "action": row.action, "source": row.source, "target": row.target,
+        "alert_id": row.alert_id, "status": row.status, "attempts": row.attempts,
+        "next_attempt_at": utc_iso(row.next_attempt_at) if row.status == "pending" else None,
+        "last_error": row.last_error, "created_at": utc_iso(row.created_at),
+        "done_at": utc_iso(row.done_at),
+    }
+
+
 class Queries:
     def __init__(self, db: Database):
         self._db = db
@@ -208,4 +219,19 @@ class Queries:
         def run(session: Session) -> dict[str, Any] | None:
             delivery = session.get(Delivery, delivery_id)
             return delivery_view(delivery, with_payload=True) if delivery else None
+        return await self._db.read(run)
+
+    async def outbox(self, page: Page, status: str | None = None, source: str | None = None
+                     ) -> dict[str, Any]:
+        query = select(OutboxAction)
+        if _one_of("status", status, OUTBOX_STATUSES):
+            query = query.where(OutboxAction.status == status)
+        if source is not None:
+            query = query.where(OutboxAction.source == source)
+        return await self._page_of(query, OutboxAction.id, page, outbox_view)
+
+    async def outbox_row(self, row_id: int) -> dict[str, Any] | None:
+        def run(session: Session) -> dict[str, Any] | None:
+            row = session.get(OutboxAction, row_id)
+            return outbox_view(row) if row else None
         return await self._db.read(run)

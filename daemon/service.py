@@ -14,6 +14,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -28,8 +29,11 @@ from daemon.mail.imap import AccountReader, make_sink
 from daemon.mail.interpret import RulesHolder
 from daemon.mail.smtp import SmtpHandler, start_smtp_server
 from daemon.metrics import Metrics
+from daemon.outbox import OutboxPolicy, OutboxWorker
 from daemon.pipeline import Pipeline
 from daemon.queries import Queries
+from daemon.rmm.clients import build_clients
+from daemon.rmm.poll import Poller, datto_poller, syncro_poller
 from daemon.rules.load import RulesError, load_rules
 from daemon.store.database import Database, open_database
 from daemon.systemd import Notifier
@@ -55,16 +59,39 @@ async def build_context(config: Config, db: Database) -> AppContext:
     metrics = Metrics()
     tokens = api_tokens(config)
     rules = RulesHolder(load_rules(config.rules.path))
+    rmm = build_clients(config)
+    outbox = OutboxWorker(db, rmm.resolvers, metrics, outbox_policy(config))
     return AppContext(
         config=config,
         db=db,
         metrics=metrics,
         pipeline=build_pipeline(config, db, metrics, rules),
-        tickets=TicketService(db, metrics),
+        tickets=TicketService(db, metrics, on_enqueued=outbox.kick),
         queries=Queries(db),
         tokens=TokenStore(tokens),
         rules=rules,
+        outbox=outbox,
+        rmm=rmm,
     )
+
+
+def outbox_policy(config: Config) -> OutboxPolicy:
+    section = config.outbox
+    return OutboxPolicy(max_attempts=section.max_attempts, retry_base_s=section.retry_base_s,
+                        retry_max_s=section.retry_max_s, lease_s=section.lease_s,
+                        concurrency=section.concurrency)
+
+
+def pollers(ctx: AppContext) -> list[tuple[Poller, float]]:
+    """(poller, interval) for each source with polling on and API credentials set."""
+    found: list[tuple[Poller, float]] = []
+    if ctx.rmm.datto is not None and ctx.config.datto.poll_interval_s > 0:
+        found.append((datto_poller(ctx.rmm.datto, ctx.pipeline, ctx.db),
+                      ctx.config.datto.poll_interval_s))
+    if ctx.rmm.syncro is not None and ctx.config.syncro.poll_interval_s > 0:
+        found.append((syncro_poller(ctx.rmm.syncro, ctx.pipeline, ctx.db),
+                      ctx.config.syncro.poll_interval_s))
+    return found
 
 
 class DeliveryWorker:
@@ -220,6 +247,14 @@ class Service:
             scheduler.add_job(worker.sweep, "interval",
                               seconds=self.config.pipeline.sweep_interval_s,
                               id="delivery-sweep", max_instances=1, coalesce=True)
+            ctx.outbox.start()  # also sends what a previous run left pending
+            scheduler.add_job(ctx.outbox.kick, "interval",
+                              seconds=self.config.outbox.interval_s, id="outbox",
+                              max_instances=1, coalesce=True)
+            for poller, interval_s in pollers(ctx):
+                scheduler.add_job(poller.poll, "interval", seconds=interval_s,
+                                  id=f"poll-{poller.source}", max_instances=1, coalesce=True,
+                                  next_run_time=datetime.now(UTC))
             scheduler.start()
             if self._notifier.watchdog_interval_s and self.config.daemon.watchdog:
                 watchdog = asyncio.create_task(self._watchdog(self._notifier.watchdog_interval_s))
@@ -264,6 +299,9 @@ class Service:
             await runner.cleanup()
             # One deadline for the whole drain: what the HTTP shutdown used is not given again.
             await worker.drain(max(0.0, drain_until - loop.time()) if drain_until else 0.0)
+            # An interrupted send keeps its row pending; its lease expires and it is sent again.
+            await ctx.outbox.stop()
+            await ctx.rmm.close()
             await db.dispose()
         log.info("alertd stopped")
         return 0

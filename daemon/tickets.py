@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -38,10 +39,12 @@ class CloseResult:
 
 
 class TicketService:
-    def __init__(self, db: Database, metrics: Metrics, clock: Clock = utcnow):
+    def __init__(self, db: Database, metrics: Metrics, clock: Clock = utcnow,
+                 on_enqueued: Callable[[], None] | None = None):
         self._db = db
         self._metrics = metrics
         self._clock = clock
+        self._on_enqueued = on_enqueued  # wakes the outbox worker: send the resolve now
 
     async def close(self, ticket_id: int, actor: str, note: str | None = None) -> CloseResult:
         """Close a ticket as an agent; resolve its open alert and queue the upstream resolve.
@@ -91,6 +94,8 @@ class TicketService:
         self._metrics.tickets_closed.labels("agent").inc()
         if result.outbox_id is not None:
             self._metrics.outbox_enqueued.labels(source or "", "resolve_alert").inc()
+            if self._on_enqueued is not None:
+                self._on_enqueued()
         log.info("ticket %s closed by %s alert=%s resolved=%s outbox=%s", ticket_id, actor,
                  result.alert_id, result.alert_resolved, result.outbox_id)
         return result

@@ -16,8 +16,10 @@ from daemon.http.app import CONTEXT
 from daemon.http.errors import ApiError
 from daemon.http.ingest import canonical_sha256, read_json_body, result_body, store_and_apply
 from daemon.http.openapi import openapi_document
+from daemon.outbox import OutboxRefused
 from daemon.pipeline import InboundDelivery, ReplayRefused
 from daemon.queries import BadFilter, parse_page
+from daemon.rmm.check import check_datto, check_syncro
 from daemon.tickets import MAX_NOTE_CHARS, TicketNotFound
 
 _ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only (str.isdigit also takes '²')
@@ -179,6 +181,46 @@ async def replay_delivery(request: web.Request) -> web.Response:
     return web.json_response(result_body(delivery_id, False, result))
 
 
+@_listing_call
+async def list_outbox(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    page = parse_page(request.query.get("limit"), request.query.get("before_id"))
+    return web.json_response(await ctx.queries.outbox(page, **_filters(request, "status",
+                                                                       "source")))
+
+
+async def change_outbox(request: web.Request, change: str) -> web.Response:
+    ctx = request.app[CONTEXT]
+    row_id = _id(request)
+    try:
+        await (ctx.outbox.retry(row_id) if change == "retry" else ctx.outbox.drop(row_id))
+    except LookupError:
+        raise ApiError(404, "outbox row not found") from None
+    except OutboxRefused as err:
+        raise ApiError(409, str(err)) from None
+    return web.json_response(await ctx.queries.outbox_row(row_id))
+
+
+async def retry_outbox(request: web.Request) -> web.Response:
+    return await change_outbox(request, "retry")
+
+
+async def drop_outbox(request: web.Request) -> web.Response:
+    return await change_outbox(request, "drop")
+
+
+async def test_rmm(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    name = request.match_info["name"]
+    if name == "datto":
+        result = await check_datto(ctx.rmm.datto)
+    elif name == "syncro":
+        result = await check_syncro(ctx.rmm.syncro)
+    else:
+        raise ApiError(404, f"no RMM named {name!r}: datto or syncro")
+    return web.json_response(result.as_json())
+
+
 async def openapi_json(request: web.Request) -> web.Response:
     return web.json_response(openapi_document(request.app[CONTEXT].config.public_url))
 
@@ -196,3 +238,7 @@ def setup_api_routes(app: web.Application) -> None:
     router.add_get("/api/deliveries", list_deliveries)
     router.add_get("/api/deliveries/{id}", get_delivery)
     router.add_post("/api/deliveries/{id}/replay", replay_delivery)
+    router.add_get("/api/outbox", list_outbox)
+    router.add_post("/api/outbox/{id}/retry", retry_outbox)
+    router.add_post("/api/outbox/{id}/drop", drop_outbox)
+    router.add_post("/api/rmm/{name}/test", test_rmm)

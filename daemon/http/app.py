@@ -19,8 +19,10 @@ from daemon.http.auth import TokenStore
 from daemon.http.errors import Handler, error_middleware, error_response
 from daemon.mail.interpret import RulesHolder
 from daemon.metrics import Metrics
+from daemon.outbox import OutboxWorker
 from daemon.pipeline import Pipeline
 from daemon.queries import Queries
+from daemon.rmm.clients import RmmClients
 from daemon.store.database import Database
 from daemon.tickets import TicketService
 
@@ -53,6 +55,8 @@ class AppContext:
     queries: Queries
     tokens: TokenStore
     rules: RulesHolder
+    outbox: OutboxWorker
+    rmm: RmmClients
     readiness: Readiness = field(default_factory=Readiness)
 
 

@@ -116,6 +116,22 @@ def _webhook(summary: str, description: str, body: dict[str, Any], token: str
     }
 
 
+OUTBOX_STATUS = {"enum": ["pending", "done", "dead", "dropped"]}
+OUTBOX_PROPS: dict[str, Any] = {
+    "id": INT, "action": STR, "source": STR, "target": STR, "alert_id": N_INT,
+    "status": OUTBOX_STATUS, "attempts": INT, "next_attempt_at": N_TIME, "last_error": N_STR,
+    "created_at": TIME, "done_at": N_TIME,
+}
+RMM_CHECK = _object({
+    "source": STR,
+    "status": {"enum": ["ok", "unreachable", "wrong_endpoint", "bad_credentials",
+                        "missing_permission", "not_configured", "error"]},
+    "message": STR,
+    "probes": {"type": "array", "items": _object({"what": STR, "ok": {"type": "boolean"},
+                                                  "detail": STR})},
+})
+
+
 def _listing(item_ref: str) -> dict[str, Any]:
     return _object({"items": {"type": "array", "items": {"$ref": item_ref}},
                     "next_before_id": N_INT})
@@ -176,6 +192,8 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                     "payload": STR, "payload_encoding": {"enum": ["utf-8", "base64"]},
                 }),
                 "AlertEvent": ALERT_EVENT,
+                "OutboxRow": _object(OUTBOX_PROPS),
+                "RmmCheck": RMM_CHECK,
                 "DattoWebhook": DATTO_WEBHOOK,
                 "SyncroNotification": SYNCRO_NOTIFICATION,
                 "IngestResult": INGEST_RESULT,
@@ -282,6 +300,35 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                 "secret is not stored. Datto's test send (placeholders not filled in) is "
                 "answered 422 and stores no alert.",
                 {"$ref": "#/components/schemas/DattoWebhook"}, "The [datto] webhook_secret")},
+            "/api/outbox": {"get": {
+                "summary": "List outbox rows (resolve calls owed to the RMMs), newest first",
+                "parameters": [_query("status", "pending, done, dead or dropped",
+                                      OUTBOX_STATUS),
+                               _query("source", "datto or syncro"), *PAGING],
+                "responses": {"200": _json(_listing("#/components/schemas/OutboxRow"),
+                                           "Outbox rows"), **_errors(400, 401)},
+            }},
+            "/api/outbox/{id}/retry": {"post": {
+                "summary": "Send a dead or pending row again now, attempts reset",
+                "parameters": [ID_PARAM],
+                "responses": {"200": _json({"$ref": "#/components/schemas/OutboxRow"},
+                                           "The row, pending"), **_errors(401, 404, 409)},
+            }},
+            "/api/outbox/{id}/drop": {"post": {
+                "summary": "Give up on a dead or pending row (kept as dropped, never sent)",
+                "parameters": [ID_PARAM],
+                "responses": {"200": _json({"$ref": "#/components/schemas/OutboxRow"},
+                                           "The row, dropped"), **_errors(401, 404, 409)},
+            }},
+            "/api/rmm/{name}/test": {"post": {
+                "summary": "Test the RMM API connection: reachability, platform/URL, "
+                           "credentials, permissions",
+                "parameters": [{"name": "name", "in": "path", "required": True,
+                                "schema": {"enum": ["datto", "syncro"]}}],
+                "responses": {"200": _json({"$ref": "#/components/schemas/RmmCheck"},
+                                           "The diagnosis (status ok or why not)"),
+                              **_errors(401, 404)},
+            }},
             "/api/openapi.json": {"get": {
                 "summary": "This document", "security": [],
                 "responses": {"200": {"description": "OpenAPI document",

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import logging
+from typing import Any
 
 from aiohttp import web
 
@@ -20,6 +21,8 @@ from daemon.http.app import CONTEXT, AppContext
 from daemon.http.errors import ApiError
 from daemon.http.ingest import read_json_body, store_and_apply
 from daemon.pipeline import InboundDelivery
+from daemon.rmm.errors import RmmError
+from daemon.rmm.syncro import SyncroClient
 from daemon.webhooks import datto, syncro
 
 log = logging.getLogger(__name__)
@@ -67,7 +70,29 @@ async def syncro_webhook(request: web.Request) -> web.Response:
                           "missing or wrong token: the URL must end in ?token=<token> "
                           "(see `alertd webhook-config syncro`)")
     _, body = await read_json_body(request)
-    return await store_and_apply(ctx, _inbound(syncro.SOURCE, syncro.stored_form(body), request))
+    stored = syncro.stored_form(body)
+    if config.verify_webhooks and ctx.rmm.syncro is not None:
+        stored = await _verified(ctx.rmm.syncro, stored)
+    return await store_and_apply(ctx, _inbound(syncro.SOURCE, stored, request))
+
+
+async def _verified(client: SyncroClient, stored: Any) -> Any:
+    """The stored form with the API's own `resolved` flag added (`[syncro] verify_webhooks`):
+    webhook bodies have been seen to disagree with the alert record. If the API cannot be
+    asked, the body's flag stands (the alert must not wait for the API)."""
+    alert_id = syncro.alert_id_of(stored)
+    if alert_id is None:
+        return stored
+    try:
+        alert = await client.alert(alert_id)
+    except RmmError as err:
+        log.warning("syncro webhook: could not verify alert %s by the API, using the body: "
+                    "%s", alert_id, err)
+        return stored
+    if alert is None:
+        log.warning("syncro webhook: alert %s is unknown to the API; using the body", alert_id)
+        return stored
+    return {**stored, syncro.VERIFIED_KEY: {"resolved": alert.resolved}}
 
 
 async def datto_webhook(request: web.Request) -> web.Response:

@@ -36,6 +36,9 @@ ASSET_PROPERTY_KEYS: dict[str, Any] = {
         "os": {"name": None, "build": None},
     },
 }
+# Added by the route when `[syncro] verify_webhooks` is on: {"resolved": bool} as
+# `GET /rmm_alerts/{id}` reported it; it decides over the body's own flag.
+VERIFIED_KEY = "alertd_verified"
 _LINK_ID = re.compile(r"/rmm_alerts/([0-9]{1,18})/?$")
 _ID = re.compile(r"^[0-9]{1,18}$")
 
@@ -63,7 +66,8 @@ def stored_form(body: Any) -> Any:
     `text`."""
     if not isinstance(body, dict):
         return body
-    stored = {key: value for key, value in body.items() if key != "html"}
+    # `html` duplicates `text`; the verification key is alertd's own, never the sender's.
+    stored = {key: value for key, value in body.items() if key not in ("html", VERIFIED_KEY)}
     attributes = stored.get("attributes")
     if isinstance(attributes, dict):
         attributes = dict(attributes)
@@ -131,6 +135,16 @@ def _asset_line(asset: Any) -> str | None:
     return f"Asset: {name} ({kind})" if kind else f"Asset: {name}"
 
 
+def alert_id_of(body: Any) -> str | None:
+    """The alert id a notification names, if any."""
+    if not isinstance(body, dict) or not isinstance(body.get("attributes"), dict):
+        return None
+    try:
+        return _alert_id(body, body["attributes"])
+    except Unprocessable:
+        return None
+
+
 def parse_syncro_webhook(body: Any) -> AlertEvent:
     """The event a Syncro RMM-alert notification carries; raises `Unprocessable`."""
     if not isinstance(body, dict):
@@ -140,7 +154,12 @@ def parse_syncro_webhook(body: Any) -> AlertEvent:
         raise Unprocessable("'attributes' (the alert record) is missing: is this an RMM alert "
                             "notification?")
     uid = _alert_id(body, attributes)
-    action = Action.RESOLVE if _resolved(attributes) else Action.RAISE
+    verified = body.get(VERIFIED_KEY)
+    if isinstance(verified, dict) and isinstance(verified.get("resolved"), bool):
+        resolved = verified["resolved"]  # the API's own record, read on arrival
+    else:
+        resolved = _resolved(attributes)
+    action = Action.RESOLVE if resolved else Action.RAISE
     properties = attributes.get("properties")
     asset, customer = attributes.get("asset"), attributes.get("customer")
     description = _str(attributes, "description") or _str(properties, "description")

@@ -1,0 +1,223 @@
+"""The outbox worker: sends what alertd owes the RMMs (today: resolve an alert after an agent
+closed its ticket), reliably and without duplicates.
+
+A row is queued in the transaction that closes the ticket (daemon.tickets). The worker claims
+due rows with a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so several instances never take
+the same row; the lease is how long the claim holds if this process dies mid-call), counts the
+attempt before calling, calls the source's client, and records the outcome:
+
+- success, or "already gone" upstream (404) -> `done`; a done row is never sent again;
+- a retryable failure (network, 5xx, 409, throttling) -> `pending` again after exponential
+  backoff with jitter (Datto's block: after the block), until `max_attempts` -> `dead`;
+- a failure retrying cannot fix (credentials refused, permission missing) -> `dead` at once,
+  with the reason; `alertd outbox retry` puts it back once the cause is fixed.
+
+Rows of a source without configured API credentials wait, untouched, as `pending`.
+The only window for a second send is a crash after the RMM answered and before `done` was
+committed; both RMMs treat a repeated resolve as done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy.orm import Session
+
+from daemon.metrics import Metrics
+from daemon.pipeline import Clock, utcnow
+from daemon.rmm.errors import Blocked, RmmError
+from daemon.store.database import Database
+from daemon.store.models import OutboxAction
+
+log = logging.getLogger(__name__)
+
+PENDING, DONE, DEAD, DROPPED = "pending", "done", "dead", "dropped"
+RESOLVE_ALERT = "resolve_alert"
+
+
+class Resolver(Protocol):
+    async def resolve_alert(self, uid: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class OutboxPolicy:
+    max_attempts: int = 10
+    retry_base_s: float = 30.0
+    retry_max_s: float = 3600.0
+    lease_s: float = 300.0
+    batch: int = 50
+    concurrency: int = 4
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    action: str
+    source: str
+    target: str
+    attempts: int  # including this one
+
+
+class OutboxRefused(Exception):
+    """retry/drop of a row that is not in a state for it."""
+
+
+_OUTBOX: Table = OutboxAction.__table__  # type: ignore[assignment]
+_SET_OUTCOME = (update(_OUTBOX)
+                .where(_OUTBOX.c.id == bindparam("row_id"), _OUTBOX.c.status == PENDING))
+
+
+class OutboxWorker:
+    def __init__(self, db: Database, resolvers: Mapping[str, Resolver], metrics: Metrics,
+                 policy: OutboxPolicy = OutboxPolicy(), clock: Clock = utcnow):
+        self._db = db
+        self._resolvers = dict(resolvers)
+        self._metrics = metrics
+        self._policy = policy
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # --- running -------------------------------------------------------------------------
+
+    def kick(self) -> None:
+        """Look for due rows now (a ticket was closed; the periodic job calls it too)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._resolvers:
+            self._task = asyncio.create_task(self._loop(), name="outbox-worker")
+            self.kick()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                while await self.run_due():
+                    pass  # a full batch: there may be more due right away
+            except Exception:  # the database is down: the next kick tries again
+                log.exception("outbox: could not process due rows")
+
+    async def run_due(self) -> int:
+        """Claim and send one batch of due rows; return how many were claimed."""
+        claimed = await self._db.write(self._claim)
+        if not claimed:
+            return 0
+        gate = asyncio.Semaphore(self._policy.concurrency)
+
+        async def send(row: Claimed) -> None:
+            async with gate:
+                await self._send(row)
+
+        await asyncio.gather(*(send(row) for row in claimed))
+        return len(claimed)
+
+    # --- steps ---------------------------------------------------------------------------
+
+    def _claim(self, session: Session) -> list[Claimed]:
+        now = self._clock()
+        query = (select(_OUTBOX.c.id, _OUTBOX.c.action, _OUTBOX.c.source, _OUTBOX.c.target,
+                        _OUTBOX.c.attempts)
+                 .where(_OUTBOX.c.status == PENDING, _OUTBOX.c.next_attempt_at <= now,
+                        _OUTBOX.c.source.in_(sorted(self._resolvers)))
+                 .order_by(_OUTBOX.c.next_attempt_at, _OUTBOX.c.id)
+                 .limit(self._policy.batch)
+                 .with_for_update(skip_locked=True))
+        rows = session.execute(query).all()
+        if not rows:
+            return []
+        lease_until = now + timedelta(seconds=self._policy.lease_s)
+        session.execute(update(_OUTBOX).where(_OUTBOX.c.id.in_([r.id for r in rows]))
+                        .values(attempts=_OUTBOX.c.attempts + 1, next_attempt_at=lease_until))
+        return [Claimed(r.id, r.action, r.source, r.target, r.attempts + 1) for r in rows]
+
+    async def _send(self, row: Claimed) -> None:
+        resolver = self._resolvers[row.source]
+        try:
+            if row.action != RESOLVE_ALERT:
+                raise ValueError(f"unknown outbox action {row.action!r}")
+            resolved_now = await resolver.resolve_alert(row.target)
+        except RmmError as err:
+            await self._failed(row, err, permanent=not err.retryable)
+        except Exception as err:  # a bug: keep the row, retry with backoff, say why
+            log.exception("outbox %s: unexpected error", row.id)
+            await self._failed(row, err, permanent=False)
+        else:
+            note = None if resolved_now else "already resolved or gone upstream (404)"
+            await self._db.write(lambda s: s.execute(_SET_OUTCOME, {
+                "row_id": row.id, "status": DONE, "done_at": self._clock(),
+                "last_error": note}))
+            self._metrics.outbox_sent.labels(row.source, "done").inc()
+            log.info("outbox %s: %s %s/%s done%s", row.id, row.action, row.source, row.target,
+                     f" ({note})" if note else "")
+
+    async def _failed(self, row: Claimed, err: Exception, permanent: bool) -> None:
+        now = self._clock()
+        reason = str(err)[:1000] or type(err).__name__
+        values: dict[str, Any] = {"row_id": row.id, "last_error": reason}
+        if permanent or row.attempts >= self._policy.max_attempts:
+            values["status"] = DEAD
+            outcome = "dead"
+        else:
+            values["next_attempt_at"] = self._retry_at(row.attempts, err, now)
+            outcome = "retry"
+        await self._db.write(lambda s: s.execute(_SET_OUTCOME, values))
+        self._metrics.outbox_sent.labels(row.source, outcome).inc()
+        level = logging.ERROR if outcome == "dead" else logging.WARNING
+        log.log(level, "outbox %s: %s %s/%s attempt %d failed (%s): %s", row.id, row.action,
+                row.source, row.target, row.attempts, outcome, reason)
+
+    def _retry_at(self, attempts: int, err: Exception, now: datetime) -> datetime:
+        delay_s = min(self._policy.retry_max_s, self._policy.retry_base_s * 2 ** (attempts - 1))
+        delay_s *= random.uniform(0.8, 1.2)  # instances must not retry in step
+        if isinstance(err, Blocked):
+            # The client's block deadline is on the monotonic clock.
+            delay_s = max(delay_s, err.until_s - time.monotonic())
+        return now + timedelta(seconds=delay_s)
+
+    # --- admin actions (CLI and API) -------------------------------------------------------
+
+    async def retry(self, row_id: int) -> None:
+        """Put a dead (or waiting) row back to be sent now, with a fresh attempt count."""
+        await self._change(row_id, (DEAD, PENDING), PENDING)
+
+    async def drop(self, row_id: int) -> None:
+        """Give up on a row: it is kept as `dropped` and never sent."""
+        await self._change(row_id, (DEAD, PENDING), DROPPED)
+
+    async def _change(self, row_id: int, allowed: Sequence[str], status: str) -> None:
+        await change_outbox_row(self._db, row_id, allowed, status, self._clock())
+        if status == PENDING:
+            self.kick()
+
+
+async def change_outbox_row(db: Database, row_id: int, allowed: Sequence[str], status: str,
+                            now: datetime) -> None:
+    """retry/drop without a running worker (the CLI). Raises LookupError or OutboxRefused."""
+    def change(session: Session) -> None:
+        row = session.get(OutboxAction, row_id, with_for_update=True)
+        if row is None:
+            raise LookupError(f"outbox row {row_id} not found")
+        if row.status not in allowed:
+            raise OutboxRefused(f"outbox row {row_id} is {row.status}; only "
+                                f"{' or '.join(allowed)} rows can be changed so")
+        row.status = status
+        if status == PENDING:
+            row.attempts = 0
+            row.next_attempt_at = now
+    await db.write(change)

@@ -1,0 +1,328 @@
+"""Datto RMM REST API v2 client (the calls alertd needs), on one shared aiohttp session.
+
+Facts it is built on: ../shared/rmm-facts.md. In short: a token by the password grant with the
+public client, no refresh token (ask again, early, one caller at a time; on 401 once more);
+reads 600 and alert resolves 100 per rolling 60 s per account (kept under by the limiters);
+429 -> wait (Retry-After, else at least a window); a 403 after throttling is a temporary block
+(stop every call for 5 minutes); 409, 5xx and network errors are retried with jittered
+backoff; lists are paged by `nextPageUrl`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import aiohttp
+
+from daemon.rmm.errors import (
+    AuthFailed,
+    Blocked,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    ServerError,
+    Unreachable,
+    WrongEndpoint,
+)
+from daemon.rmm.ratelimit import Clock, RollingWindowLimiter, Sleep
+
+log = logging.getLogger(__name__)
+
+SOURCE = "datto"
+PLATFORMS = ("pinotage", "merlot", "concord", "vidal", "zinfandel", "syrah")
+# Datto's fixed public OAuth client, sent as HTTP Basic on the token request.
+_PUBLIC_CLIENT = aiohttp.encode_basic_auth("public-client", "public")
+
+
+def api_base_url(api_url: str) -> str:
+    """`merlot` -> https://merlot-api.centrastage.net; a full URL is kept (without /api)."""
+    if api_url in PLATFORMS:
+        return f"https://{api_url}-api.centrastage.net"
+    return api_url.rstrip("/").removesuffix("/api")
+
+
+@dataclass(frozen=True)
+class DattoLimits:
+    """Request budgets per rolling window. The defaults keep reads under 90 % of 600 (above
+    that Datto slows every reply) and resolves under 100."""
+
+    window_s: float = 60.0
+    reads: int = 540
+    resolves: int = 95
+    block_s: float = 300.0  # Datto's IP block after persisting past a 429
+    min_429_wait_s: float = 60.0
+    retries: int = 3  # per call, for 409/5xx/network errors and 429 waits
+    backoff_base_s: float = 1.0
+    token_early_refresh_s: float = 3600.0
+
+
+@dataclass(frozen=True)
+class DattoAlert:
+    """An alert as alertd reads it; lenient: every field but the uid may be missing."""
+
+    uid: str
+    resolved: bool
+    priority: str | None
+    device_name: str | None
+    device_uid: str | None
+    site_name: str | None
+    site_uid: str | None
+    context_class: str | None
+    raised_at: datetime | None
+    diagnostics: str | None
+
+
+def parse_time(value: Any) -> datetime | None:
+    """Datto sends epoch milliseconds although the document says date-time strings."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value / 1000, UTC)
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def parse_alert(record: Mapping[str, Any]) -> DattoAlert | None:
+    """One alert record, or None when it has no usable uid."""
+    uid = _text(record.get("alertUid"))
+    if uid is None:
+        return None
+    source_info = record.get("alertSourceInfo") or {}
+    context = record.get("alertContext") or {}
+    return DattoAlert(
+        uid=uid.lower(), resolved=record.get("resolved") is True,
+        priority=_text(record.get("priority")),
+        device_name=_text(source_info.get("deviceName")),
+        device_uid=_text(source_info.get("deviceUid")),
+        site_name=_text(source_info.get("siteName")),
+        site_uid=_text(source_info.get("siteUid")),
+        context_class=_text(context.get("@class")) if isinstance(context, dict) else None,
+        raised_at=parse_time(record.get("timestamp")),
+        diagnostics=_text(record.get("diagnostics")),
+    )
+
+
+class DattoClient:
+    """One account's API. Share one instance: its limiters and token are per account."""
+
+    def __init__(self, session: aiohttp.ClientSession, api_url: str, api_key: str,
+                 api_secret: str, *, limits: DattoLimits = DattoLimits(),
+                 clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep,
+                 timeout_s: float = 30.0):
+        self._session = session
+        self.base_url = api_base_url(api_url)
+        self._host = urlsplit(self.base_url).netloc
+        self._key = api_key
+        self._secret = api_secret
+        self._limits = limits
+        self._clock = clock
+        self._sleep = sleep
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._reads = RollingWindowLimiter(limits.reads, limits.window_s, clock=clock,
+                                           sleep=sleep)
+        self._resolves = RollingWindowLimiter(limits.resolves, limits.window_s, clock=clock,
+                                              sleep=sleep)
+        self._token: str | None = None
+        self._token_expires_s = 0.0
+        self._token_lock = asyncio.Lock()
+        self._last_429_s: float | None = None
+        self._blocked_until_s = 0.0
+
+    # --- calls alertd makes ---------------------------------------------------------------
+
+    async def account(self) -> dict[str, Any]:
+        """`GET /api/v2/account`: the cheap credential and platform test."""
+        body = await self._call("GET", "/api/v2/account", self._reads)
+        return body if isinstance(body, dict) else {}
+
+    async def resolve_alert(self, uid: str) -> bool:
+        """Resolve one alert. True when this call resolved it, False when Datto no longer
+        knows it (404: treated as done)."""
+        try:
+            await self._call("POST", f"/api/v2/alert/{uid}/resolve", self._resolves)
+        except NotFound:
+            return False
+        return True
+
+    async def alert(self, uid: str) -> DattoAlert | None:
+        """One alert, or None if Datto does not know it."""
+        try:
+            body = await self._call("GET", f"/api/v2/alert/{uid}", self._reads)
+        except NotFound:
+            return None
+        return parse_alert(body) if isinstance(body, dict) else None
+
+    async def open_alerts(self) -> AsyncIterator[DattoAlert]:
+        async for record in self.paged("/api/v2/account/alerts/open", "alerts"):
+            alert = parse_alert(record)
+            if alert is not None:
+                yield alert
+
+    async def paged(self, path: str, items_key: str, params: Mapping[str, str] | None = None,
+                    page_size: int = 250) -> AsyncIterator[dict[str, Any]]:
+        """Every item of a paged list, following `nextPageUrl` (0-based pages). The filters
+        are re-added to each next URL (Datto drops them); a next URL on another host or one
+        seen before ends the walk with an error rather than a loop or a leak of the token."""
+        filters = dict(params or {})
+        query = {**filters, "page": "0", "max": str(page_size)}
+        seen: set[str] = set()
+        while True:
+            body = await self._call("GET", path, self._reads, query)
+            if not isinstance(body, dict):
+                raise ServerError(SOURCE, f"{path}: the answer is not a JSON object")
+            items = body.get(items_key) or []
+            for item in items:
+                if isinstance(item, dict):
+                    yield item
+            next_url = (body.get("pageDetails") or {}).get("nextPageUrl")
+            if not next_url or not items:
+                return
+            parts = urlsplit(next_url)
+            if parts.netloc and parts.netloc != self._host:
+                raise ServerError(SOURCE, f"{path}: nextPageUrl points to another host "
+                                          f"({parts.netloc}); not followed")
+            path = parts.path or path
+            query = {**dict(parse_qsl(parts.query)), **filters}
+            key = f"{path}?{urlencode(sorted(query.items()))}"
+            if key in seen:
+                raise ServerError(SOURCE, f"{path}: nextPageUrl repeats a page; stopped")
+            seen.add(key)
+
+    # --- transport --------------------------------------------------------------------------
+
+    async def _ensure_token(self, stale: str | None = None) -> str:
+        """A valid token; one caller fetches, the others wait for it. `stale`: the token a
+        401 was answered with (fetch a new one unless someone already did)."""
+        async with self._token_lock:
+            if self._token is not None and self._token != stale and \
+                    self._clock() < self._token_expires_s - self._limits.token_early_refresh_s:
+                return self._token
+            url = f"{self.base_url}/auth/oauth/token"
+            form = {"grant_type": "password", "username": self._key, "password": self._secret}
+            try:
+                async with self._session.post(url, data=form, timeout=self._timeout,
+                                              headers={"Authorization": _PUBLIC_CLIENT}
+                                              ) as response:
+                    text = await response.text()
+                    status = response.status
+                    body = _json_or_none(text) if status < 300 else None
+            except (aiohttp.ClientError, TimeoutError) as err:
+                raise Unreachable(SOURCE, f"{self.base_url}: {type(err).__name__}: "
+                                          f"{err}") from None
+            if status in (400, 401):
+                raise AuthFailed(SOURCE, "the API key or secret was refused (token request "
+                                         f"answered {status})")
+            if status == 404 or (status < 300 and not isinstance(body, dict)):
+                raise WrongEndpoint(SOURCE, f"{self.base_url} does not answer like a Datto "
+                                            "RMM API (wrong platform?)")
+            if status >= 300 or not isinstance(body, dict) or "access_token" not in body:
+                raise ServerError(SOURCE, f"token request answered {status}")
+            self._token = str(body["access_token"])
+            expires_in_s = body.get("expires_in")
+            lifetime_s = float(expires_in_s) if isinstance(expires_in_s, int | float) else 3600.0
+            self._token_expires_s = self._clock() + lifetime_s
+            log.info("datto: new API token, valid for %.0f s", lifetime_s)
+            return self._token
+
+    async def _call(self, method: str, path: str, limiter: RollingWindowLimiter,
+                    params: Mapping[str, str] | None = None) -> Any:
+        """One API call with the limiter, token renewal, waits and retries described above."""
+        renewed = False
+        attempt = 0
+        while True:
+            now = self._clock()
+            if now < self._blocked_until_s:
+                raise Blocked(SOURCE, f"calls stopped for {self._blocked_until_s - now:.0f} s "
+                                      "more after Datto's 403 block", self._blocked_until_s)
+            token = await self._ensure_token()
+            await limiter.acquire()
+            try:
+                async with self._session.request(
+                        method, f"{self.base_url}{path}", params=params,
+                        headers={"Authorization": f"Bearer {token}"},
+                        timeout=self._timeout) as response:
+                    status = response.status
+                    text = await response.text()
+                    retry_after = response.headers.get("Retry-After")
+            except (aiohttp.ClientError, TimeoutError) as err:
+                failure: Exception = Unreachable(
+                    SOURCE, f"{method} {path}: {type(err).__name__}: {err}")
+            else:
+                if status < 300:
+                    return _json_or_none(text)
+                if status == 401 and not renewed:
+                    renewed = True  # an expired or revoked token: fetch a new one, once
+                    await self._ensure_token(stale=token)
+                    continue
+                if status == 401:
+                    raise AuthFailed(SOURCE, f"{method} {path}: 401 with a fresh token")
+                if status == 404:
+                    raise NotFound(SOURCE, f"{method} {path}: not found")
+                if status == 429:
+                    self._last_429_s = self._clock()
+                    wait_s = max(_seconds(retry_after) or 0.0, self._limits.min_429_wait_s)
+                    limiter.pause_until(self._clock() + wait_s)
+                    log.warning("datto: 429 on %s %s; pausing %s calls for %.0f s", method,
+                                path, "resolve" if limiter is self._resolves else "read",
+                                wait_s)
+                    failure = RateLimited(SOURCE, f"{method} {path}: 429 Too Many Requests")
+                elif status == 403:
+                    raise self._forbidden(method, path)
+                elif status == 409 or status >= 500:
+                    failure = ServerError(SOURCE, f"{method} {path}: HTTP {status}")
+                else:
+                    raise ServerError(SOURCE, f"{method} {path}: HTTP {status}: "
+                                              f"{text[:200]}")
+            attempt += 1
+            if attempt > self._limits.retries:
+                raise failure
+            if not isinstance(failure, RateLimited):  # 429 waits in the limiter instead
+                backoff_s = self._limits.backoff_base_s * 2 ** (attempt - 1)
+                await self._sleep(backoff_s * random.uniform(0.5, 1.5))
+
+    def _forbidden(self, method: str, path: str) -> Exception:
+        """A 403 right after throttling is Datto's block; otherwise a missing permission."""
+        now = self._clock()
+        if self._last_429_s is not None and now - self._last_429_s < self._limits.window_s * 2:
+            self._blocked_until_s = now + self._limits.block_s
+            self._reads.pause_until(self._blocked_until_s)
+            self._resolves.pause_until(self._blocked_until_s)
+            log.error("datto: 403 after throttling: Datto blocks this address; every call "
+                      "stops for %.0f s", self._limits.block_s)
+            return Blocked(SOURCE, f"{method} {path}: 403 after 429: blocked, calls stop "
+                                   f"for {self._limits.block_s:.0f} s", self._blocked_until_s)
+        return PermissionDenied(SOURCE, f"{method} {path}: 403: the API user lacks the "
+                                        f"permission for {path}", resource=path)
+
+
+def _json_or_none(text: str) -> Any:
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _seconds(header: str | None) -> float | None:
+    if header is None:
+        return None
+    try:
+        return max(0.0, float(header))
+    except ValueError:
+        return None
