@@ -27,7 +27,7 @@ from daemon.metrics import Metrics
 from daemon.outbox import DEAD, DROPPED, PENDING, OutboxRefused, change_outbox_row
 from daemon.pipeline import ReplayRefused, utcnow
 from daemon.queries import BadFilter, Page, Queries
-from daemon.rmm.check import check_datto, check_syncro
+from daemon.rmm.check import check_source
 from daemon.rmm.clients import build_clients
 from daemon.rules.explain import explain_message, format_explanation
 from daemon.rules.load import RulesError, load_rules
@@ -263,10 +263,7 @@ async def cmd_outbox(args: argparse.Namespace, db: Database) -> int:
 async def cmd_rmm(args: argparse.Namespace, config: Config) -> int:
     clients = build_clients(config)
     try:
-        if args.name == "datto":
-            result = await check_datto(clients.datto)
-        else:
-            result = await check_syncro(clients.syncro)
+        result = await check_source(args.name, clients)
     finally:
         await clients.close()
     if args.json:

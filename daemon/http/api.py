@@ -19,7 +19,7 @@ from daemon.http.openapi import openapi_document
 from daemon.outbox import OutboxRefused
 from daemon.pipeline import InboundDelivery, ReplayRefused
 from daemon.queries import BadFilter, parse_page
-from daemon.rmm.check import check_datto, check_syncro
+from daemon.rmm.check import check_source
 from daemon.tickets import MAX_NOTE_CHARS, TicketNotFound
 
 _ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only (str.isdigit also takes '²')
@@ -211,13 +211,10 @@ async def drop_outbox(request: web.Request) -> web.Response:
 
 async def test_rmm(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
-    name = request.match_info["name"]
-    if name == "datto":
-        result = await check_datto(ctx.rmm.datto)
-    elif name == "syncro":
-        result = await check_syncro(ctx.rmm.syncro)
-    else:
-        raise ApiError(404, f"no RMM named {name!r}: datto or syncro")
+    try:
+        result = await check_source(request.match_info["name"], ctx.rmm)
+    except LookupError as err:
+        raise ApiError(404, str(err)) from None
     return web.json_response(result.as_json())
 
 

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from daemon.rmm.clients import RmmClients
 from daemon.rmm.datto import DattoClient
 from daemon.rmm.errors import (
     AuthFailed,
@@ -115,3 +116,12 @@ def _summary(source: str, who: str, probes: list[Probe]) -> CheckResult:
         return CheckResult(source, "missing_permission",
                            f"{who}: the API user lacks: {', '.join(missing)}", probes)
     return CheckResult(source, "ok", f"{who}: connected", probes)
+
+
+async def check_source(name: str, clients: RmmClients) -> CheckResult:
+    """The check of `name` (datto or syncro); raises LookupError for another name."""
+    if name == "datto":
+        return await check_datto(clients.datto)
+    if name == "syncro":
+        return await check_syncro(clients.syncro)
+    raise LookupError(f"no RMM named {name!r}: datto or syncro")

@@ -33,7 +33,7 @@ from daemon.rmm.errors import (
     Unreachable,
     WrongEndpoint,
 )
-from daemon.rmm.ratelimit import Clock, RollingWindowLimiter, Sleep
+from daemon.rmm.ratelimit import Clock, RollingWindowLimiter, Sleep, retry_after_s
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +275,7 @@ class DattoClient:
                     raise NotFound(SOURCE, f"{method} {path}: not found")
                 if status == 429:
                     self._last_429_s = self._clock()
-                    wait_s = max(_seconds(retry_after) or 0.0, self._limits.min_429_wait_s)
+                    wait_s = max(retry_after_s(retry_after) or 0.0, self._limits.min_429_wait_s)
                     limiter.pause_until(self._clock() + wait_s)
                     log.warning("datto: 429 on %s %s; pausing %s calls for %.0f s", method,
                                 path, "resolve" if limiter is self._resolves else "read",
@@ -315,14 +315,5 @@ def _json_or_none(text: str) -> Any:
         return None
     try:
         return json.loads(text)
-    except ValueError:
-        return None
-
-
-def _seconds(header: str | None) -> float | None:
-    if header is None:
-        return None
-    try:
-        return max(0.0, float(header))
     except ValueError:
         return None

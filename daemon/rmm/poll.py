@@ -17,6 +17,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -38,6 +39,8 @@ from daemon.store.database import Database
 from daemon.store.models import Alert
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -161,27 +164,27 @@ class Poller:
                       event.uid, meaning)
 
 
-def datto_poller(client: DattoClient, pipeline: Pipeline, db: Database, grace_s: float = 300.0
-                 ) -> Poller:
+def _api_poller(source: str, open_alerts: Callable[[], AsyncIterator[T]],
+                fetch: Callable[[str], Awaitable[T | None]], to_upstream: Callable[[T], Upstream],
+                pipeline: Pipeline, db: Database, grace_s: float) -> Poller:
     async def list_open() -> AsyncIterator[Upstream]:
-        async for alert in client.open_alerts():
-            yield datto_upstream(alert)
+        async for alert in open_alerts():
+            yield to_upstream(alert)
 
     async def lookup(uid: str) -> Upstream | None:
-        alert = await client.alert(uid)
-        return datto_upstream(alert) if alert else None
+        alert = await fetch(uid)
+        return to_upstream(alert) if alert is not None else None
 
-    return Poller("datto", pipeline, db, list_open, lookup, grace_s=grace_s)
+    return Poller(source, pipeline, db, list_open, lookup, grace_s=grace_s)
+
+
+def datto_poller(client: DattoClient, pipeline: Pipeline, db: Database, grace_s: float = 300.0
+                 ) -> Poller:
+    return _api_poller("datto", client.open_alerts, client.alert, datto_upstream, pipeline, db,
+                       grace_s)
 
 
 def syncro_poller(client: SyncroClient, pipeline: Pipeline, db: Database,
                   grace_s: float = 300.0) -> Poller:
-    async def list_open() -> AsyncIterator[Upstream]:
-        async for alert in client.active_alerts():
-            yield syncro_upstream(alert)
-
-    async def lookup(uid: str) -> Upstream | None:
-        alert = await client.alert(uid)
-        return syncro_upstream(alert) if alert else None
-
-    return Poller("syncro", pipeline, db, list_open, lookup, grace_s=grace_s)
+    return _api_poller("syncro", client.active_alerts, client.alert, syncro_upstream, pipeline,
+                       db, grace_s)

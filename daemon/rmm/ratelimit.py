@@ -50,3 +50,13 @@ class RollingWindowLimiter:
     @property
     def paused_until_s(self) -> float:
         return self._paused_until_s
+
+
+def retry_after_s(header: str | None) -> float | None:
+    """A `Retry-After` header in seconds (the HTTP-date form is not used by these APIs)."""
+    if header is None:
+        return None
+    try:
+        return max(0.0, float(header))
+    except ValueError:
+        return None

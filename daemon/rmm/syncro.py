@@ -30,7 +30,7 @@ from daemon.rmm.errors import (
     Unreachable,
     WrongEndpoint,
 )
-from daemon.rmm.ratelimit import Clock, RollingWindowLimiter, Sleep
+from daemon.rmm.ratelimit import Clock, RollingWindowLimiter, Sleep, retry_after_s
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ class SyncroClient:
                         raise WrongEndpoint(SOURCE, f"{method} {path}: the answer is not "
                                                     "JSON (wrong API URL?)") from None
                 if throttled:
-                    wait_s = _seconds(retry_after) or self._limits.min_backoff_s
+                    wait_s = retry_after_s(retry_after) or self._limits.min_backoff_s
                     self._limiter.pause_until(self._clock() + wait_s)
                     log.warning("syncro: throttled on %s %s; pausing calls for %.0f s",
                                 method, path, wait_s)
@@ -198,12 +198,3 @@ class SyncroClient:
             if not isinstance(failure, RateLimited):
                 backoff_s = self._limits.backoff_base_s * 2 ** (attempt - 1)
                 await self._sleep(backoff_s * random.uniform(0.5, 1.5))
-
-
-def _seconds(header: str | None) -> float | None:
-    if header is None:
-        return None
-    try:
-        return max(0.0, float(header))
-    except ValueError:
-        return None
