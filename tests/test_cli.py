@@ -12,6 +12,7 @@ import pytest
 
 from daemon.core.events import Channel
 from daemon.pipeline import InboundDelivery, Pipeline
+from daemon.tickets import TicketService
 from tests.conftest import database_toml
 from tests.helpers import deliver
 
@@ -131,3 +132,31 @@ def test_rules_check_and_test(tmp_path: Path) -> None:
                               str(config)], cwd=ROOT, capture_output=True, text=True,
                              timeout=60)
     assert refused.returncode == 2 and "invalid regular expression" in refused.stderr
+
+
+async def test_outbox_commands(pipeline: Pipeline, tickets: TicketService,
+                               cli: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    for uid in ("uid-to-drop", "uid-to-retry"):
+        raised = await deliver(pipeline, uid)
+        ticket_id = raised.events[0].ticket_id
+        assert ticket_id is not None
+        await tickets.close(ticket_id, "agent:dana")
+    listing = cli("outbox", "list")
+    assert listing.returncode == 0, listing.stderr
+    assert listing.stdout.splitlines()[0].split() == ["ID", "STATUS", "SOURCE", "TARGET",
+                                                      "ATTEMPTS", "NEXT", "LAST", "ERROR"]
+    rows = {r["target"]: r for r in json.loads(cli("outbox", "list", "--json").stdout)["items"]}
+    assert {t: r["status"] for t, r in rows.items()} == {"uid-to-drop": "pending",
+                                                        "uid-to-retry": "pending"}
+    drop_id, retry_id = str(rows["uid-to-drop"]["id"]), str(rows["uid-to-retry"]["id"])
+
+    dropped = cli("outbox", "drop", drop_id)
+    assert dropped.returncode == 0 and f"outbox {drop_id}: dropped" in dropped.stdout
+    again = cli("outbox", "retry", drop_id)
+    assert again.returncode == 1 and "is dropped" in again.stderr
+    retried = cli("outbox", "retry", retry_id)
+    assert retried.returncode == 0 and "sends it at its next outbox run" in retried.stdout
+    missing = cli("outbox", "drop", "424242")
+    assert missing.returncode == 1 and "outbox row 424242 not found" in missing.stderr
+    pending = json.loads(cli("outbox", "list", "--json", "--status", "pending").stdout)
+    assert [r["target"] for r in pending["items"]] == ["uid-to-retry"]

@@ -16,7 +16,7 @@ from daemon.http.app import create_app
 from daemon.http.openapi import openapi_document
 from daemon.service import ROUTES, build_context
 from daemon.store.database import Database
-from daemon.store.models import Delivery
+from daemon.store.models import Delivery, OutboxAction
 from tests.api_client import AUTH, TOKEN, Api
 
 UID = "2b0a1e7c-5a0e-4f7e-8d2a-6d1b8f3c9e01"
@@ -267,3 +267,36 @@ async def test_ids_and_paging_take_ascii_digits_only(api: Api) -> None:
     status, body = await api.call("GET", "/api/alerts",
                                   params={"before_id": "99999999999999999999"})
     assert status == 400 and "whole numbers" in body["detail"]
+
+
+async def test_outbox_listing_retry_and_drop(api: Api) -> None:
+    # No RMM credentials here: the rows wait as pending, so the test can act on them.
+    uids = ["0d4c9a52-1f0b-4c39-9c8e-3a1b2c3d4e01", "0d4c9a52-1f0b-4c39-9c8e-3a1b2c3d4e02"]
+    for uid in uids:
+        ticket_id = (await raise_alert(api, uid))["events"][0]["ticket_id"]
+        assert (await api.call("POST", f"/api/tickets/{ticket_id}/close"))[0] == 200
+    status, listing = await api.call("GET", "/api/outbox", params={"status": "pending"})
+    assert status == 200
+    rows = {row["target"]: row for row in listing["items"]}
+    assert sorted(rows) == uids
+    assert {(r["action"], r["source"], r["attempts"]) for r in rows.values()} == {
+        ("resolve_alert", "datto", 0)}
+    first, second = rows[uids[0]]["id"], rows[uids[1]]["id"]
+
+    status, dropped = await api.call("POST", f"/api/outbox/{first}/drop")
+    assert status == 200 and dropped["status"] == "dropped"
+    status, body = await api.call("POST", f"/api/outbox/{first}/retry")
+    assert status == 409 and "dropped" in body["detail"]
+
+    def make_dead(session: Any) -> None:
+        row = session.get(OutboxAction, second)
+        row.status, row.attempts, row.last_error = "dead", 10, "datto: 403: permission"
+    await api.ctx.db.write(make_dead)
+    status, retried = await api.call("POST", f"/api/outbox/{second}/retry")
+    assert status == 200 and (retried["status"], retried["attempts"]) == ("pending", 0)
+    assert (await api.call("GET", "/api/outbox", params={"status": "dropped"}))[1]["items"][0][
+        "id"] == first
+    status, body = await api.call("POST", "/api/outbox/999999/drop")
+    assert status == 404 and body["detail"] == "outbox row not found"
+    status, _ = await api.call("GET", "/api/outbox", params={"status": "sent"})
+    assert status == 400

@@ -4,10 +4,13 @@ real API clients, against the in-repo fakes."""
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+from sqlalchemy import select
 
 from daemon.metrics import Metrics
 from daemon.outbox import OutboxPolicy, OutboxWorker
@@ -15,7 +18,10 @@ from daemon.pipeline import Pipeline
 from daemon.rmm.datto import DattoClient, DattoLimits
 from daemon.rmm.syncro import SyncroClient
 from daemon.store.database import Database
+from daemon.store.models import OutboxAction
 from daemon.tickets import TicketService
+from tests.api_client import AUTH, TOKEN
+from tests.daemon_process import Daemon
 from tests.fakes.datto import DattoFake
 from tests.fakes.syncro import SyncroFake
 from tests.helpers import deliver
@@ -85,3 +91,123 @@ async def test_an_expired_token_is_renewed_transparently(
         fake.expire_tokens()
         assert await client.resolve_alert(uid) is True
     assert len(fake.calls_to("POST", "/auth/oauth/token")) == 2
+
+
+async def test_a_thousand_tickets_closed_at_once_resolve_under_the_limit(
+        aiohttp_server: Callable[..., Any], db: Database, pipeline: Pipeline,
+        metrics: Metrics) -> None:
+    # Datto allows 100 resolves per 60 s; both sides run on a 0.5 s window so the test is
+    # quick, with the client's default margin (95 per window) kept.
+    window_s, count = 0.5, 1000
+    fake = DattoFake(api_key="k", api_secret="s", window_s=window_s, block_s=60)
+    uids = [fake.add_alert()["alertUid"] for _ in range(count)]
+    raised = await asyncio.gather(*(deliver(pipeline, uid) for uid in uids))
+    ticket_ids = [result.events[0].ticket_id for result in raised]
+    assert None not in ticket_ids
+    server = await aiohttp_server(fake.app)
+    async with aiohttp.ClientSession() as session:
+        client = DattoClient(session, str(server.make_url("")), "k", "s",
+                             limits=DattoLimits(window_s=window_s, backoff_base_s=0.01))
+        worker = OutboxWorker(db, {"datto": client}, metrics,
+                              OutboxPolicy(retry_base_s=0.05, retry_max_s=0.2))
+        tickets = TicketService(db, metrics, on_enqueued=worker.kick)
+        worker.start()
+        try:
+            await asyncio.gather(*(tickets.close(t, "agent:tester") for t in ticket_ids))
+            async with asyncio.timeout(60):
+                while sum(a["resolved"] for a in fake.alerts.values()) < count:
+                    await asyncio.sleep(0.1)
+        finally:
+            await worker.stop()
+    statuses = [c.status for c in fake.calls if c.path.endswith("/resolve")]
+    assert statuses == [200] * count  # no 429, no 403 block, no second send
+    assert sorted(c.path for c in fake.calls if c.path.endswith("/resolve")) == sorted(
+        f"/api/v2/alert/{uid}/resolve" for uid in uids)
+    assert fake.max_rate_in_window("alert-resolve") <= 100
+    rows = await db.read(lambda s: s.execute(select(OutboxAction.status, OutboxAction.attempts)
+                                             ).all())
+    assert sorted(set(rows)) == [("done", 1)] and len(rows) == count
+
+
+async def test_a_resolve_owed_across_a_crash_arrives_once(
+        aiohttp_server: Callable[..., Any], tmp_path: Path) -> None:
+    """Real `alertd run` processes: the RMM is down when the ticket is closed, the daemon is
+    killed (-9) in the middle of an attempt, the RMM comes back and a new daemon starts on the
+    same state: the resolve arrives exactly once."""
+    fake = DattoFake(api_key="k", api_secret="s")
+    uid = fake.add_alert()["alertUid"]
+    server = await aiohttp_server(fake.app)
+    config = f"""
+        [api]
+        tokens = ["{TOKEN}"]
+        [datto]
+        api_url = "{server.make_url('')}"
+        api_key = "k"
+        api_secret = "s"
+        [outbox]
+        retry_base_s = 0.2
+        retry_max_s = 0.5
+        lease_s = 2
+        interval_s = 0.2
+        """
+    state_dir = tmp_path / "state"
+    first = Daemon(tmp_path / "first", config, state_dir=state_dir)
+    second = Daemon(tmp_path / "second", config, state_dir=state_dir)
+    try:
+        await first.start()
+        async with aiohttp.ClientSession(headers=AUTH) as http:
+            async with http.post(first.url("/api/alerts"), json={
+                    "source": "datto", "uid": uid, "action": "raise"}) as response:
+                assert response.status == 201, await response.text()
+                ticket_id = (await response.json())["events"][0]["ticket_id"]
+            fake.down = True
+            async with http.post(first.url(f"/api/tickets/{ticket_id}/close"),
+                                 json={}) as response:
+                assert response.status == 200, await response.text()
+            async with asyncio.timeout(10):  # the worker is trying, and failing
+                while not any(c.status == 503 for c in fake.calls):
+                    await asyncio.sleep(0.02)
+            assert await first.stop(signal.SIGKILL) == -signal.SIGKILL
+            assert not fake.alerts[uid]["resolved"]
+
+            fake.down = False
+            await second.start()
+            async with asyncio.timeout(15):  # after the dead claim's lease (2 s) runs out
+                while not fake.alerts[uid]["resolved"]:
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)  # several outbox runs later: still one resolve
+            async with http.get(second.url("/api/outbox")) as response:
+                rows = (await response.json())["items"]
+    finally:
+        for daemon in (first, second):
+            if daemon.process is not None:
+                await daemon.stop()
+            daemon.close()
+    resolves = fake.calls_to("POST", f"/api/v2/alert/{uid}/resolve")
+    assert [c.status for c in resolves] == [200]
+    assert [(r["target"], r["status"]) for r in rows] == [(uid, "done")]
+    assert rows[0]["attempts"] >= 2  # the killed attempt counted, then the one that worked
+
+
+async def test_a_refusal_retrying_cannot_fix_is_dead_at_once_with_its_reason(
+        aiohttp_server: Callable[..., Any], db: Database, pipeline: Pipeline,
+        metrics: Metrics) -> None:
+    fake = SyncroFake(api_key="t")
+    refused, denied = str(fake.add_alert()["id"]), str(fake.add_alert()["id"])
+    fake.fail_path("DELETE", rf"/rmm_alerts/{refused}$", 422)
+    fake.deny(f"/api/v1/rmm_alerts/{denied}")
+    server = await aiohttp_server(fake.app)
+    tickets = TicketService(db, metrics)
+    for alert_id in (refused, denied):
+        result = await deliver(pipeline, alert_id, source="syncro")
+        assert result.events[0].ticket_id is not None
+        await tickets.close(result.events[0].ticket_id, "agent:tester")
+    async with aiohttp.ClientSession() as session:
+        client = SyncroClient(session, str(server.make_url("/api/v1")), "t")
+        worker = OutboxWorker(db, {"syncro": client}, metrics, OutboxPolicy(retry_base_s=0.01))
+        assert await worker.run_due() == 2
+        assert await worker.run_due() == 0
+    rows = await db.read(lambda s: {r.target: (r.status, r.attempts, r.last_error)
+                                    for r in s.scalars(select(OutboxAction))})
+    assert rows[refused][:2] == ("dead", 1) and "HTTP 422" in rows[refused][2]
+    assert rows[denied][:2] == ("dead", 1) and "lacks the permission" in rows[denied][2]

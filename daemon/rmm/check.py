@@ -71,7 +71,13 @@ async def check_datto(client: DattoClient | None) -> CheckResult:
         return CheckResult("datto", "not_configured",
                            "set [datto] api_url, api_key and api_secret")
     try:
-        account = await client.account()
+        try:
+            account = await client.account()
+        except NotFound:
+            account = {}
+        if not account.get("uid"):  # rmm-facts: a wrong platform gives 404 or empty results
+            raise WrongEndpoint("datto", f"{client.base_url} knows no account for this API "
+                                         "key: check the platform in api_url")
         probes = [
             await _probe("alerts (read)", lambda: _first(
                 client.paged("/api/v2/account/alerts/open", "alerts", page_size=1))),
@@ -95,7 +101,6 @@ async def check_syncro(client: SyncroClient | None) -> CheckResult:
         except NotFound:
             raise WrongEndpoint("syncro", f"{client.base_url}/me not found: check the "
                                               "subdomain and /api/v1 in api_url") from None
-            raise
         probes = [
             await _probe("RMM Alerts - List/Search", lambda: _first(
                 client.paged("/rmm_alerts", "rmm_alerts", {"status": "active"}))),

@@ -29,6 +29,7 @@ from daemon.rmm.errors import (
     NotFound,
     PermissionDenied,
     RateLimited,
+    Rejected,
     ServerError,
     Unreachable,
     WrongEndpoint,
@@ -286,8 +287,7 @@ class DattoClient:
                 elif status == 409 or status >= 500:
                     failure = ServerError(SOURCE, f"{method} {path}: HTTP {status}")
                 else:
-                    raise ServerError(SOURCE, f"{method} {path}: HTTP {status}: "
-                                              f"{text[:200]}")
+                    raise Rejected(SOURCE, f"{method} {path}: HTTP {status}: {text[:200]}")
             attempt += 1
             if attempt > self._limits.retries:
                 raise failure

@@ -57,6 +57,12 @@ class NotFound(RmmError):
     retryable = False
 
 
+class Rejected(RmmError):
+    """Any other 4xx: the RMM refuses this request as it is; sending it again cannot help."""
+
+    retryable = False
+
+
 class WrongEndpoint(RmmError):
     """The host answers, but not as this RMM's API (wrong platform or subdomain)."""
 

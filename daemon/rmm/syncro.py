@@ -26,6 +26,7 @@ from daemon.rmm.errors import (
     NotFound,
     PermissionDenied,
     RateLimited,
+    Rejected,
     ServerError,
     Unreachable,
     WrongEndpoint,
@@ -191,7 +192,7 @@ class SyncroClient:
                 elif status >= 500 or status == 409:
                     failure = ServerError(SOURCE, f"{method} {path}: HTTP {status}")
                 else:
-                    raise ServerError(SOURCE, f"{method} {path}: HTTP {status}: {text[:200]}")
+                    raise Rejected(SOURCE, f"{method} {path}: HTTP {status}: {text[:200]}")
             attempt += 1
             if attempt > self._limits.retries:
                 raise failure

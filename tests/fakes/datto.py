@@ -79,6 +79,7 @@ class DattoFake(FakeServer):
         self.buckets = {READ: RollingWindow(read_limit, window_s),
                         RESOLVE: RollingWindow(resolve_limit, window_s)}
         self.blocked_until_s: float | None = None
+        self.wrong_platform = False
         self.tokens: dict[str, float] = {}
         self.denied: list[re.Pattern[str]] = []
         self.account: dict[str, Any] = {
@@ -229,6 +230,8 @@ class DattoFake(FakeServer):
         return request.path == TOKEN_PATH
 
     async def admit(self, request: web.Request) -> web.Response | None:
+        if self.wrong_platform:  # a Datto host, but the account lives on another platform
+            return self.error_response(request, 404, "Not Found")
         now_s = self.clock()
         if self.blocked_until_s is not None and now_s < self.blocked_until_s:
             return self.error_response(request, 403, BLOCKED)
