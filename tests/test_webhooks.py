@@ -23,6 +23,7 @@ from daemon.store.database import Database
 from daemon.store.models import Alert, Delivery, Ticket
 from daemon.webhooks import datto, syncro
 from tests.api_client import TOKEN, Api
+from tests.fakes.syncro import SyncroFake
 
 SAMPLE = json.loads((Path(__file__).parent / "fixtures/webhooks/syncro-rmm-alert-webhook.json")
                     .read_text())
@@ -463,3 +464,33 @@ async def test_a_failure_while_applying_keeps_the_delivery_for_a_retry(
     assert result is not None and result.events[0].outcome == "opened"
     assert (await ticket_of(hooks.ctx.db, "datto", UID)).status == "open"
     assert await count(hooks.ctx.db, Delivery) == 1
+
+
+async def test_syncro_verify_webhooks_trusts_the_api_over_the_body(
+        aiohttp_server: Callable[..., Any], aiohttp_client: Callable[..., Any],
+        make_config: Callable[..., Config], db: Database, db_url: str) -> None:
+    fake = SyncroFake(api_key="syncro-api-token")
+    upstream = fake.add_alert(id=501234567)
+    url = (await aiohttp_server(fake.app)).make_url("/api/v1")
+    config = make_config(CONFIG.replace(
+        "[syncro]\n", f'[syncro]\napi_url = "{url}"\napi_key = "syncro-api-token"\n'
+                      "verify_webhooks = true\n"), db_url=db_url)
+    ctx = await build_context(config, db)
+    try:
+        hooks = Api(await aiohttp_client(create_app(ctx, ROUTES)), ctx)
+        status, body = await post_syncro(hooks, syncro_body(resolved=False))
+        assert status == 201 and [e["outcome"] for e in body["events"]] == ["opened"], body
+        # Syncro resolved the alert; a later notification's body still says "not resolved".
+        upstream["resolved"] = True
+        status, body = await post_syncro(hooks, syncro_body(resolved=False))
+        assert status == 201 and [e["outcome"] for e in body["events"]] == ["resolved"], body
+        assert (await ticket_of(db, "syncro", "501234567")).status == "closed"
+        assert len(fake.calls_to("GET", "/api/v1/rmm_alerts/501234567")) == 2
+        # The API cannot be asked (here: the token lost its permission): the body stands.
+        second = fake.add_alert(id=501234568)
+        second["resolved"] = True
+        fake.deny("/api/v1/rmm_alerts/501234568")
+        status, body = await post_syncro(hooks, syncro_body(resolved=False, id=501234568))
+        assert status == 201 and [e["outcome"] for e in body["events"]] == ["opened"], body
+    finally:
+        await ctx.rmm.close()

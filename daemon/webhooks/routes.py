@@ -8,6 +8,7 @@ Unauthenticated requests store nothing and are counted in `alertd_auth_failures_
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 
 SYNCRO_PATH = "/api/notify/syncro"
 DATTO_PATH = "/api/notify/datto"
+# `[syncro] verify_webhooks`: how long a webhook may wait for the API's word (Syncro's sender
+# must get its answer well before it gives up; past this the body's flag stands).
+VERIFY_TIMEOUT_S = 5.0
 
 
 def _secret_matches(presented: str, expected: str) -> bool:
@@ -84,7 +88,12 @@ async def _verified(client: SyncroClient, stored: Any) -> Any:
     if alert_id is None:
         return stored
     try:
-        alert = await client.alert(alert_id)
+        async with asyncio.timeout(VERIFY_TIMEOUT_S):
+            alert = await client.alert(alert_id)
+    except TimeoutError:
+        log.warning("syncro webhook: the API did not answer for alert %s within %.0f s; "
+                    "using the body", alert_id, VERIFY_TIMEOUT_S)
+        return stored
     except RmmError as err:
         log.warning("syncro webhook: could not verify alert %s by the API, using the body: "
                     "%s", alert_id, err)
