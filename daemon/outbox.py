@@ -10,8 +10,7 @@ attempt before calling, calls the source's client, and records the outcome:
 - a retryable failure (network, 5xx, 409, throttling) -> `pending` again after exponential
   backoff with jitter (Datto's block: after the block), until `max_attempts` -> `dead`;
 - a failure retrying cannot fix (credentials refused, permission missing, another 4xx) ->
-  `dead` at once,
-  with the reason; `alertd outbox retry` puts it back once the cause is fixed.
+  `dead` at once, with the reason; `alertd outbox retry` puts it back once the cause is fixed.
 
 Rows of a source without configured API credentials wait, untouched, as `pending`.
 The only window for a second send is a crash after the RMM answered and before `done` was
