@@ -51,6 +51,14 @@ def api_base_url(api_url: str) -> str:
     return api_url.rstrip("/").removesuffix("/api")
 
 
+# Where each device class keeps its serial number (rmm-facts.md): audit path, keys.
+_AUDITS = {
+    "device": ("/api/v2/audit/device/{uid}", ("bios", "serialNumber")),
+    "esxihost": ("/api/v2/audit/esxihost/{uid}", ("systemInfo", "serviceTag")),
+    "printer": ("/api/v2/audit/printer/{uid}", ("snmpInfo", "snmpSerial")),
+}
+
+
 @dataclass(frozen=True)
 class DattoLimits:
     """Request budgets per rolling window. The defaults keep reads under 90 % of 600 (above
@@ -167,6 +175,18 @@ class DattoClient:
         except NotFound:
             return None
         return parse_alert(body) if isinstance(body, dict) else None
+
+    async def device_serial(self, uid: str, device_class: str | None) -> str | None:
+        """The serial number from the device's audit (one read per device; None when the
+        audit has none or Datto does not know the device)."""
+        path, keys = _AUDITS.get(device_class or "device", _AUDITS["device"])
+        try:
+            body = await self._call("GET", path.format(uid=uid), self._reads)
+        except NotFound:
+            return None
+        for key in keys:
+            body = body.get(key) if isinstance(body, dict) else None
+        return str(body).strip() or None if body is not None else None
 
     async def open_alerts(self) -> AsyncIterator[DattoAlert]:
         async for record in self.paged("/api/v2/account/alerts/open", "alerts"):

@@ -105,6 +105,11 @@ class SyncroClient:
         body = await self._call("GET", "/me")
         return body if isinstance(body, dict) else {}
 
+    async def settings(self) -> dict[str, Any]:
+        """`GET /settings`: asset types, custom asset fields and their dropdown options."""
+        body = await self._call("GET", "/settings")
+        return body if isinstance(body, dict) else {}
+
     async def resolve_alert(self, alert_id: str) -> bool:
         """Clear one alert. True when this call cleared it, False when Syncro no longer has
         it (404: treated as done)."""

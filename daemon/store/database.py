@@ -22,10 +22,13 @@ concurrency there is handled by row locks (`SELECT ... FOR UPDATE`) in the units
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
 import queue
 import threading
-from collections.abc import Callable
+import zlib
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -168,6 +171,40 @@ class Database:
         assert self._async_engine is not None
         async with self._async_engine.begin() as conn:
             return await conn.run_sync(fn)
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[bool]:
+        """Try to become the only holder of the lock `name` among every process using this
+        database (a session advisory lock on PostgreSQL, an flock beside the SQLite file);
+        yields whether it was obtained. Never waits."""
+        if self._async_engine is not None:
+            key = zlib.crc32(f"alertd:{name}".encode())
+            async with self._async_engine.connect() as conn:
+                got = bool(await conn.scalar(text("SELECT pg_try_advisory_lock(:k)"),
+                                             {"k": key}))
+                await conn.commit()
+                try:
+                    yield got
+                finally:
+                    if got:
+                        await conn.scalar(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                        await conn.commit()
+            return
+        path = self.url.split("///", 1)[-1]
+        lock_path = Path(f"{path}.{name}.lock") if path and path != ":memory:" else None
+        if lock_path is None:
+            yield True
+            return
+        with open(lock_path, "a") as handle:  # noqa: ASYNC230 - a local lock file
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     # --- migrations ---------------------------------------------------------------------
 

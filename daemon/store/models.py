@@ -192,6 +192,7 @@ class Customer(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(255), index=True)
+    top_level: Mapped[str | None] = mapped_column(String(255))  # Halo's grouping of customers
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -264,3 +265,20 @@ class ExternalRef(Base):
     entity_id: Mapped[int] = mapped_column(BigInteger)
     source: Mapped[str] = mapped_column(String(64))
     external_id: Mapped[str] = mapped_column(String(200))
+
+
+class SyncRun(Base):
+    """One run of `alertd sync` (scheduled or by hand, preview or apply) and what it did."""
+
+    __tablename__ = "sync_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))
+    entities: Mapped[str] = mapped_column(String(64))  # "customers,assets"
+    preview: Mapped[bool] = mapped_column(Boolean)
+    trigger: Mapped[str] = mapped_column(String(16))  # schedule | cli | api
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16))  # running | ok | failed
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    errors: Mapped[list[str]] = mapped_column(JSON, default=list)

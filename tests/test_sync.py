@@ -1,0 +1,330 @@
+"""The sync against the fake RMMs: preview then apply (equal), mapped / name-matched / new /
+excluded-match-value / deleted records, field mappings of every kind, and a second run that
+writes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from daemon.config import Config
+from daemon.rmm.clients import RmmClients
+from daemon.rmm.datto import DattoClient, DattoLimits
+from daemon.rmm.syncro import SyncroClient, SyncroLimits
+from daemon.store.database import Database
+from daemon.store.models import (
+    Asset,
+    AssetGroup,
+    AssetType,
+    Customer,
+    EndUser,
+    ExternalRef,
+    Site,
+    SyncRun,
+)
+from daemon.sync.runner import SyncReport, SyncRunner
+from tests.fakes.datto import DattoFake
+from tests.fakes.syncro import SyncroFake
+
+CUSTOMERS, ASSETS = 300, 3000
+WINDOW_S = 1.0  # the fakes' rate windows, scaled from 60 s so the test is quick
+
+
+def table_counts(session: Session) -> dict[str, int]:
+    return {model.__tablename__: session.scalar(select(func.count()).select_from(model)) or 0
+            for model in (Customer, Site, EndUser, Asset, AssetType, AssetGroup, ExternalRef,
+                          SyncRun)}
+
+
+def ref_of(session: Session, entity: str, source: str, ext_id: str) -> int | None:
+    return session.scalar(select(ExternalRef.entity_id).where(
+        ExternalRef.entity == entity, ExternalRef.source == source,
+        ExternalRef.external_id == ext_id))
+
+
+def operations(report: SyncReport) -> list[dict[str, Any]]:
+    assert report.ops is not None
+    return [op.as_json() for op in report.ops]
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def syncro_runner(aiohttp_server: Callable[..., Any], http: aiohttp.ClientSession,
+                        fake: SyncroFake, db: Database, config: Config) -> SyncRunner:
+    url = (await aiohttp_server(fake.app)).make_url("/api/v1")
+    client = SyncroClient(http, str(url), "t", limits=SyncroLimits(window_s=WINDOW_S))
+    return SyncRunner(db, RmmClients(syncro=client), config)
+
+
+async def seed(db: Database, *rows: Any) -> None:
+    def add(session: Session) -> None:
+        for row in rows:
+            session.add(row)
+            session.flush()
+    await db.write(add)
+
+
+def now() -> Any:
+    from daemon.pipeline import utcnow
+    return utcnow()
+
+
+SYNCRO_CONFIG = """
+[sync]
+site_name = "Main"
+[sync.syncro]
+top_level = "Syncro clients"
+asset_group = "Syncro"
+match_field = "serial"
+deactivate_missing = true
+customer_map = { "31999001" = { customer = "Mapped Dental", site = "Head Office" } }
+field_mappings = [
+  { field = "warranty_expires", custom = "Warranty Expires" },
+  { field = "backup_agent", custom = "Backup Agent" },
+  { field = "os", core = "os_name", only_when_empty = true },
+]
+"""
+
+
+async def test_syncro_preview_then_apply(
+        aiohttp_server: Callable[..., Any], http: aiohttp.ClientSession, db: Database,
+        db_url: str, make_config: Callable[..., Config]) -> None:
+    fake = SyncroFake(api_key="t", window_s=WINDOW_S)
+    mapped = fake.add_customer("Mapped Dental Group (Syncro name)", id=31999001)
+    named = fake.add_customer("Name Match Ltd")
+    fake.add_contact(named["id"], "Nadia Match", email=named["email"])
+    customers = [mapped, named] + [fake.add_customer(f"Customer {n:03}")
+                                   for n in range(CUSTOMERS - 2)]
+    for customer in customers[2:]:
+        fake.add_contact(customer["id"], f"Contact of {customer['business_name']}")
+    fake.asset_types.append({"id": 3, "name": "Firewall"})
+    serial_match = fake.add_asset(named["id"], name="FS-NAME-01", serial="SN-MATCH-0001")
+    excluded = fake.add_asset(named["id"], name="WS-OEM", serial="To Be Filled By O.E.M.")
+    gone = fake.add_asset(named["id"], name="WS-GONE", serial="SN-GONE")
+    for n in range(ASSETS - 3):
+        fake.add_asset(customers[n % CUSTOMERS]["id"], serial=f"SN-{n:05}",
+                       asset_type=("Syncro Device", "Managed Printer", "Firewall")[n % 3])
+    # alertd already has: the mapped customer and site, the name-matched customer, an asset
+    # with the same serial (matched), and one whose serial is an excluded value (not matched).
+    head_office_customer = Customer(name="Mapped Dental", active=True, updated_at=now())
+    await seed(db, head_office_customer)
+    await seed(db, Site(customer_id=head_office_customer.id, name="Head Office", active=True,
+                        updated_at=now()),
+               Customer(name="Name Match Ltd", active=True, updated_at=now()))
+    local_match = Asset(name="fileserver", serial="sn-match-0001", active=True, fields={},
+                        updated_at=now())
+    local_oem = Asset(name="old-oem", serial="to be filled by o.e.m.", active=True, fields={},
+                      updated_at=now())
+    await seed(db, local_match, local_oem)
+    config = make_config(SYNCRO_CONFIG, db_url=db_url)
+    runner = await syncro_runner(aiohttp_server, http, fake, db, config)
+    before = await db.read(table_counts)
+
+    preview = await runner.run("syncro", preview=True)
+    assert preview.status == "ok", preview.errors
+    assert await db.read(table_counts) == before  # a preview writes nothing
+
+    applied = await runner.run("syncro", keep_ops=True)
+    assert applied.status == "ok", applied.errors
+    assert operations(applied) == operations(preview)
+    assert applied.counts == preview.counts
+    assert applied.counts["customer.create"] == CUSTOMERS - 2
+    assert applied.counts["customer.match"] == 2
+    assert applied.counts["asset.match"] == 1
+    assert applied.counts["asset.create"] == ASSETS - 1
+    assert applied.counts["asset_type.create"] == 3 and applied.counts["asset_group.create"] == 1
+
+    def check(session: Session) -> None:
+        mapped_id = ref_of(session, "customer", "syncro", "31999001")
+        assert mapped_id == head_office_customer.id
+        site = session.get(Site, ref_of(session, "site", "syncro", "31999001"))
+        assert site is not None and site.name == "Head Office"
+        assert session.get(Customer, mapped_id).name == "Mapped Dental"  # mapped: not renamed
+        named_id = ref_of(session, "customer", "syncro", str(named["id"]))
+        assert session.get(Customer, named_id).name == "Name Match Ltd"
+        new = session.get(Customer, ref_of(session, "customer", "syncro",
+                                           str(customers[5]["id"])))
+        assert (new.name, new.top_level) == ("Customer 003", "Syncro clients")
+        assert [s.name for s in session.scalars(select(Site).where(
+            Site.customer_id == new.id))] == ["Main"]
+        assert ref_of(session, "asset", "syncro", str(serial_match["id"])) == local_match.id
+        oem_id = ref_of(session, "asset", "syncro", str(excluded["id"]))
+        assert oem_id is not None and oem_id != local_oem.id
+        asset = session.get(Asset, oem_id)
+        assert asset.customer_id == named_id and asset.fields == {
+            "warranty_expires": "2027-05-31", "backup_agent": "Veeam"}
+        default = session.scalars(select(EndUser).where(EndUser.customer_id == named_id)).one()
+        assert (default.name, default.is_default) == ("Nadia Match", True)
+        firewall = session.scalars(select(AssetType).where(AssetType.name == "Firewall")).one()
+        group = session.get(AssetGroup, firewall.asset_group_id)
+        assert group is not None and group.name == "Syncro"
+        run = session.scalars(select(SyncRun)).one()
+        assert (run.status, run.preview, run.counts["asset.create"]) == ("ok", False,
+                                                                         ASSETS - 1)
+    await db.read(check)
+
+    again = await runner.run("syncro")
+    assert again.writes == 0, again.summary()
+    assert again.counts["asset.unchanged"] == ASSETS
+
+    del fake.assets[gone["id"]]
+    after_delete = await runner.run("syncro", keep_ops=True)
+    assert [(op["entity"], op["action"], op["ext_id"]) for op in operations(after_delete)] == [
+        ("asset", "deactivate", str(gone["id"]))]
+    gone_id = await db.read(lambda s: ref_of(s, "asset", "syncro", str(gone["id"])))
+    assert await db.read(lambda s: s.get(Asset, gone_id).active) is False
+
+
+async def test_syncro_field_mappings_of_each_kind(
+        aiohttp_server: Callable[..., Any], http: aiohttp.ClientSession, db: Database,
+        db_url: str, make_config: Callable[..., Config]) -> None:
+    fake = SyncroFake(api_key="t", window_s=WINDOW_S)
+    fake.asset_type_fields = [
+        {"id": 11, "name": "Warranty Expires", "field_type": "date", "asset_type_id": 1},
+        {"id": 12, "name": "Backup Agent", "field_type": "dropdown", "asset_type_id": 1},
+        {"id": 13, "name": "Notes", "field_type": "text_area", "asset_type_id": 1},
+        {"id": 14, "name": "Managed", "field_type": "check_box", "asset_type_id": 1},
+        {"id": 15, "name": "Room", "field_type": "text_field", "asset_type_id": 1}]
+    fake.asset_type_field_answers = [{"id": 101, "asset_type_field_id": 12, "value": "Veeam"},
+                                     {"id": 102, "asset_type_field_id": 12, "value": "Datto"}]
+    customer = fake.add_customer("Field Kinds Inc")
+    asset = fake.add_asset(customer["id"], name="WS-KINDS", serial="SN-KINDS", properties={
+        "Warranty Expires": "05/31/2027", "Backup Agent": "102", "Notes": "line 1\nline 2",
+        "Managed": "1", "Room": " 2.14 ", "syncro_splashtop_password": "never-stored"})
+    config = make_config("""
+        [sync.syncro]
+        field_mappings = [
+          { field = "warranty", custom = "Warranty Expires" },
+          { field = "backup", custom = "Backup Agent" },
+          { field = "notes", custom = "Notes" },
+          { field = "managed", custom = "Managed" },
+          { field = "room", custom = "Room", only_when_empty = true },
+          { field = "serial", core = "asset_serial", only_when_empty = true },
+        ]
+        """, db_url=db_url)
+    runner = await syncro_runner(aiohttp_server, http, fake, db, config)
+    assert (await runner.run("syncro")).status == "ok"
+
+    async def stored() -> Asset:
+        found = await db.read(lambda s: s.get(Asset, ref_of(s, "asset", "syncro",
+                                                            str(asset["id"]))))
+        assert found is not None
+        return found
+
+    first = await stored()
+    assert first.fields == {"warranty": "2027-05-31", "backup": "Datto",
+                            "notes": "line 1\nline 2", "managed": True, "room": "2.14"}
+    assert first.serial == "SN-KINDS"
+    assert "never-stored" not in repr(first.fields)
+
+    # Upstream changes: the plain mappings follow, the "only when empty" ones keep alertd's.
+    asset["properties"].update({"Managed": "0", "Room": "3.01", "Backup Agent": "101"})
+    asset["asset_serial"] = "SN-CHANGED"
+    changed = await runner.run("syncro", keep_ops=True)
+    assert changed.counts["asset.update"] == 1
+    second = await stored()
+    assert second.fields == {"warranty": "2027-05-31", "backup": "Veeam",
+                             "notes": "line 1\nline 2", "managed": False, "room": "2.14"}
+    assert second.serial == "SN-KINDS"
+
+    # An emptied field is filled again by the "only when empty" mapping.
+    def clear_room(session: Session) -> None:
+        row = session.get(Asset, second.id)
+        assert row is not None
+        row.fields = {k: v for k, v in row.fields.items() if k != "room"}
+    await db.write(clear_room)
+    await runner.run("syncro")
+    assert (await stored()).fields["room"] == "3.01"
+
+
+DATTO_CONFIG = """
+[sync.datto]
+match_field = "serial"
+fetch_serials = true
+deactivate_deleted = true
+last_user_as_end_user = true
+site_map = {{ "{mapped_uid}" = {{ customer = "Existing Clinic" }} }}
+field_mappings = [
+  {{ field = "owner", udf = 3 }},
+  {{ field = "installed", udf = 4, kind = "date" }},
+  {{ field = "description", core = "description", only_when_empty = true }},
+]
+"""
+
+
+async def test_datto_preview_then_apply(
+        aiohttp_server: Callable[..., Any], http: aiohttp.ClientSession, db: Database,
+        db_url: str, make_config: Callable[..., Config]) -> None:
+    fake = DattoFake(api_key="k", api_secret="s", window_s=WINDOW_S, page_max=50)
+    mapped = fake.add_site("Clinic (Datto name)")
+    named = fake.add_site("Acme Dental")
+    sites = [mapped, named] + [fake.add_site(f"Site {n:03}") for n in range(48)]
+    matched = fake.add_device(named["uid"], hostname="FS-ACME", serial_number="SN-DATTO-1",
+                              udf={"udf3": "Dana", "udf4": "1700000000000"})
+    oem = fake.add_device(named["uid"], hostname="WS-OEM", serial_number="Default string")
+    deleted = fake.add_device(named["uid"], hostname="WS-DELETED", deleted=True)
+    for n in range(400):
+        fake.add_device(sites[n % len(sites)]["uid"], serial_number=f"DS-{n:04}",
+                        category=("Desktop", "Laptop", "Server")[n % 3])
+    clinic = Customer(name="Existing Clinic", active=True, updated_at=now())
+    acme = Customer(name="Acme Dental", active=True, updated_at=now())
+    await seed(db, clinic, acme)
+    await seed(db, Site(customer_id=acme.id, name="Acme HQ", active=True, updated_at=now()))
+    local = Asset(name="acme-fs", serial="sn-datto-1", active=True, fields={},
+                  updated_at=now())
+    local_oem = Asset(name="oem", serial="default string", active=True, fields={},
+                      updated_at=now())
+    await seed(db, local, local_oem)
+    url = (await aiohttp_server(fake.app)).make_url("")
+    client = DattoClient(http, str(url), "k", "s", limits=DattoLimits(window_s=WINDOW_S))
+    config = make_config(DATTO_CONFIG.format(mapped_uid=mapped["uid"]), db_url=db_url)
+    runner = SyncRunner(db, RmmClients(datto=client), config)
+
+    preview = await runner.run("datto", preview=True)
+    assert preview.status == "ok", preview.errors
+    audits_in_preview = len(fake.calls_to("GET", "/api/v2/audit/device/"))
+    applied = await runner.run("datto", keep_ops=True)
+    assert operations(applied) == operations(preview)
+    assert applied.counts["customer.create"] == 48  # "Deleted Devices" is never imported
+    assert applied.counts["customer.match"] == 2
+    assert applied.counts["asset.match"] == 1
+    assert applied.counts["asset.create"] == 401  # the deleted device is not created
+    assert audits_in_preview == 402  # one audit per live device without a serial in alertd
+
+    def check(session: Session) -> None:
+        assert ref_of(session, "customer", "datto", mapped["uid"]) == clinic.id
+        assert session.get(Site, ref_of(session, "site", "datto", mapped["uid"])).name == "Main"
+        assert ref_of(session, "customer", "datto", named["uid"]) == acme.id
+        assert session.get(Site, ref_of(session, "site", "datto", named["uid"])).name == \
+            "Acme HQ"
+        asset = session.get(Asset, ref_of(session, "asset", "datto", matched["uid"]))
+        assert asset.id == local.id and asset.customer_id == acme.id
+        assert asset.fields == {"owner": "Dana", "installed": "2023-11-14"}
+        user = session.get(EndUser, asset.end_user_id)
+        assert (user.name, user.customer_id) == ("dana", acme.id)
+        assert ref_of(session, "asset", "datto", oem["uid"]) != local_oem.id
+        assert ref_of(session, "asset", "datto", deleted["uid"]) is None
+        laptop = session.scalars(select(AssetType).where(AssetType.name == "Laptop")).one()
+        assert session.get(AssetGroup, laptop.asset_group_id).name == "Datto RMM"
+    await db.read(check)
+
+    audits_before = len(fake.calls_to("GET", "/api/v2/audit/device/"))
+    again = await runner.run("datto")
+    assert again.writes == 0, again.summary()
+    # Serials are known now: only the device whose audit has none is asked again.
+    assert len(fake.calls_to("GET", "/api/v2/audit/device/")) - audits_before <= 1
+
+    matched["deleted"] = True
+    gone = await runner.run("datto", keep_ops=True)
+    assert [(o["entity"], o["action"], o["ext_id"]) for o in operations(gone)] == [
+        ("asset", "deactivate", matched["uid"])]
+    assert await db.read(lambda s: s.get(Asset, local.id).active) is False
