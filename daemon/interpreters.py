@@ -9,6 +9,7 @@ from daemon.metrics import Metrics
 from daemon.pipeline import Interpreter, Pipeline
 from daemon.rules.load import load_rules
 from daemon.store.database import Database
+from daemon.sync.placement import TicketPlacer
 from daemon.webhooks.interpret import webhook_interpreter
 
 
@@ -29,4 +30,5 @@ def build_pipeline(config: Config, db: Database, metrics: Metrics,
     holder = rules or RulesHolder(load_rules(config.rules.path))
     return Pipeline(db, metrics, build_interpreters(config, holder),
                     max_attempts=config.pipeline.max_attempts,
-                    retry_base_s=config.pipeline.retry_base_s)
+                    retry_base_s=config.pipeline.retry_base_s,
+                    placer=TicketPlacer(config.sync.fallback_end_user))

@@ -35,6 +35,7 @@ from daemon.core.lifecycle import AlertSnapshot, AlertState, ResolvedBy, decide_
 from daemon.metrics import Metrics
 from daemon.store.database import Database
 from daemon.store.models import Alert, Delivery, Ticket, TicketNote
+from daemon.sync.placement import Placement, TicketPlacer
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +102,10 @@ class Pipeline:
         max_attempts: int = 5,
         retry_base_s: float = 30.0,
         clock: Clock = utcnow,
+        placer: TicketPlacer | None = None,
     ):
         self._db = db
+        self._placer = placer  # a new ticket's customer, site, asset and end user
         self._metrics = metrics
         self._interpreters = dict(interpreters)
         self._max_attempts = max_attempts
@@ -429,10 +432,13 @@ class Pipeline:
         return EventResult(event.source, event.uid, alert["id"], decision.outcome.value,
                            ticket_id, ticket_opened=opened, ticket_closed=closing)
 
-    @staticmethod
-    def _insert_ticket(conn: Connection, event: AlertEvent, alert_id: int, now: datetime
-                       ) -> int:
+    def _insert_ticket(self, conn: Connection, event: AlertEvent, alert_id: int,
+                       now: datetime) -> int:
+        placement = (self._placer.place(conn, event, now) if self._placer is not None
+                     else Placement())
         ticket_id = conn.execute(_INSERT_TICKET, {
+            "customer_id": placement.customer_id, "site_id": placement.site_id,
+            "asset_id": placement.asset_id, "end_user_id": placement.end_user_id,
             "type": event.ticket.type or "alert", "status": "open",
             "priority": event.priority,
             "summary": (event.ticket.summary or default_summary(event))[:500],

@@ -4,7 +4,9 @@ writes nothing."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -13,11 +15,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from daemon.config import Config
+from daemon.http.app import create_app
+from daemon.pipeline import utcnow
 from daemon.rmm.clients import RmmClients
 from daemon.rmm.datto import DattoClient, DattoLimits
 from daemon.rmm.syncro import SyncroClient, SyncroLimits
+from daemon.service import ROUTES, build_context
 from daemon.store.database import Database
 from daemon.store.models import (
+    Alert,
     Asset,
     AssetGroup,
     AssetType,
@@ -26,13 +32,16 @@ from daemon.store.models import (
     ExternalRef,
     Site,
     SyncRun,
+    Ticket,
 )
 from daemon.sync.runner import SyncReport, SyncRunner
+from tests.api_client import TOKEN, Api
 from tests.fakes.datto import DattoFake
 from tests.fakes.syncro import SyncroFake
 
 CUSTOMERS, ASSETS = 300, 3000
 WINDOW_S = 1.0  # the fakes' rate windows, scaled from 60 s so the test is quick
+SYNCRO_SAMPLE = Path(__file__).parent / "fixtures/webhooks/syncro-rmm-alert-webhook.json"
 
 
 def table_counts(session: Session) -> dict[str, int]:
@@ -74,7 +83,6 @@ async def seed(db: Database, *rows: Any) -> None:
 
 
 def now() -> Any:
-    from daemon.pipeline import utcnow
     return utcnow()
 
 
@@ -328,3 +336,56 @@ async def test_datto_preview_then_apply(
     assert [(o["entity"], o["action"], o["ext_id"]) for o in operations(gone)] == [
         ("asset", "deactivate", matched["uid"])]
     assert await db.read(lambda s: s.get(Asset, local.id).active) is False
+
+
+async def test_an_alert_ticket_lands_on_the_imported_asset_and_its_user(
+        aiohttp_server: Callable[..., Any], aiohttp_client: Callable[..., Any],
+        http: aiohttp.ClientSession, db: Database, db_url: str,
+        make_config: Callable[..., Config]) -> None:
+    fake = SyncroFake(api_key="t", window_s=WINDOW_S)
+    acme = fake.add_customer("Acme Dental", email="office@acme.test")
+    dana = fake.add_contact(acme["id"], "Dana Whitfield", email="office@acme.test")
+    eve = fake.add_contact(acme["id"], "Eve Porter")
+    with_user = fake.add_asset(acme["id"], name="WS-EVE", contact_id=eve["id"])
+    without_user = fake.add_asset(acme["id"], name="WS-FRONTDESK")
+    config = make_config(f"""
+        [api]
+        tokens = ["{TOKEN}"]
+        [syncro]
+        webhook_token = "hook-token-0123456789"
+        [sync]
+        fallback_end_user = "New Alert User"
+        """, db_url=db_url)
+    runner = await syncro_runner(aiohttp_server, http, fake, db, config)
+    assert (await runner.run("syncro")).status == "ok"
+    ctx = await build_context(config, db)
+    api = Api(await aiohttp_client(create_app(ctx, ROUTES)), ctx)
+
+    # The Syncro webhook names the asset by its id.
+    hook = json.loads(SYNCRO_SAMPLE.read_text())
+    hook["attributes"].update(id=601, computer_name="WS-EVE", customer_id=acme["id"])
+    hook["attributes"]["asset"].update(id=with_user["id"], name="WS-EVE")
+    status, body = await api.call("POST", "/api/notify/syncro", body=hook, auth=False,
+                                  params={"token": "hook-token-0123456789"})
+    assert status == 201, body
+    # An email or API alert knows only the device name; another knows nothing we have.
+    for uid, device in (("602", "WS-FRONTDESK"), ("603", "UNKNOWN-PC")):
+        status, body = await api.call("POST", "/api/alerts", body={
+            "source": "syncro", "uid": uid, "action": "raise", "device": device})
+        assert status == 201, body
+
+    def placements(session: Session) -> dict[str, tuple[Any, ...]]:
+        rows = session.execute(
+            select(Alert.uid, Customer.name, Site.name, Asset.name, EndUser.name)
+            .join(Ticket, Ticket.alert_id == Alert.id)
+            .outerjoin(Customer, Customer.id == Ticket.customer_id)
+            .outerjoin(Site, Site.id == Ticket.site_id)
+            .outerjoin(Asset, Asset.id == Ticket.asset_id)
+            .outerjoin(EndUser, EndUser.id == Ticket.end_user_id)).all()
+        return {row[0]: tuple(row[1:]) for row in rows}
+    assert await db.read(placements) == {
+        "601": ("Acme Dental", "Main", "WS-EVE", "Eve Porter"),  # the asset's user
+        "602": ("Acme Dental", "Main", "WS-FRONTDESK", "Dana Whitfield"),  # default contact
+        "603": (None, None, None, "New Alert User"),  # the fallback user
+    }
+    assert without_user["contact_id"] is None and dana["email"] == acme["email"]

@@ -55,6 +55,9 @@ class AlertEvent:
     priority: str | None = None
     message: str | None = None
     ticket: TicketFields = field(default_factory=TicketFields)
+    # The RMM's own id of the device (Datto device uid, Syncro asset id): how a new ticket
+    # finds the imported asset (daemon.sync.placement); the name `device` is the fallback.
+    device_ref: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,8 @@ class Unprocessable(Exception):
 
 
 _SOURCE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-_EVENT_KEYS = {"source", "uid", "action", "device", "site", "customer", "priority", "message",
+_EVENT_KEYS = {"source", "uid", "action", "device", "device_id", "site", "customer", "priority",
+               "message",
                "ticket"}
 _TICKET_KEYS = {"type", "summary", "details"}
 
@@ -148,6 +152,7 @@ def parse_api_event(body: Any) -> AlertEvent:
         customer=_optional_str(body, "customer", 255),
         priority=_optional_str(body, "priority", 64),
         message=_optional_str(body, "message", 10_000),
+        device_ref=_optional_str(body, "device_id", 200),
         ticket=TicketFields(
             type=_optional_str(ticket_body, "type", 64),
             summary=_optional_str(ticket_body, "summary", 500),
@@ -167,7 +172,7 @@ def interpret_api_delivery(delivery: RawDelivery) -> Interpretation:
 
 
 # Column sizes of the alert and ticket records (daemon/store/models.py).
-_LIMITS = {"device": 255, "site": 255, "customer": 255, "priority": 64}
+_LIMITS = {"device": 255, "site": 255, "customer": 255, "priority": 64, "device_ref": 200}
 _UID_LIMIT = 200
 
 

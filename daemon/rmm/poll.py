@@ -66,14 +66,15 @@ def datto_upstream(alert: DattoAlert) -> Upstream:
     message = alert.diagnostics or alert.context_class
     return Upstream(alert.uid, alert.resolved, AlertEvent(
         source="datto", uid=alert.uid, action=Action.RAISE, device=alert.device_name,
-        site=alert.site_name, priority=alert.priority, message=message))
+        site=alert.site_name, priority=alert.priority, message=message,
+        device_ref=alert.device_uid))
 
 
 def syncro_upstream(alert: SyncroAlert) -> Upstream:
     summary = ": ".join(p for p in (alert.computer_name, alert.description) if p)
     return Upstream(alert.id, alert.resolved, AlertEvent(
         source="syncro", uid=alert.id, action=Action.RAISE, device=alert.computer_name,
-        message=alert.formatted_output or alert.description,
+        message=alert.formatted_output or alert.description, device_ref=alert.asset_id,
         ticket=TicketFields(summary=summary or None)))
 
 
@@ -150,6 +151,8 @@ class Poller:
                    if (value := getattr(event, name)) is not None}}
         if event.ticket.summary:
             body["ticket"] = {"summary": event.ticket.summary}
+        if event.device_ref:
+            body["device_id"] = event.device_ref
         inbound = InboundDelivery(
             channel=Channel.POLL, dedupe_key=f"{event.source}:{event.uid}:{event.action.value}",
             payload=json.dumps(body).encode(), content_type="application/json",

@@ -186,6 +186,7 @@ def parse_datto_webhook(body: Any, field_map: Mapping[str, FieldTarget]) -> Aler
         customer=mapped.get("customer"),
         priority=mapped.get("priority") or values["alert_priority"],
         message=values["alert_message"],
+        device_ref=values["device_uid"],
         ticket=TicketFields(type=mapped.get("type"), summary=mapped.get("summary"),
                             details=mapped.get("details") or details),
     )

@@ -85,6 +85,13 @@ def stored_form(body: Any) -> Any:
     return stored
 
 
+def _id_text(value: Any) -> str | None:
+    """A record id as text (Syncro ids are integers, sometimes sent as strings)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value.strip() or None if isinstance(value, str) else None
+
+
 def _alert_id(body: dict[str, Any], attributes: dict[str, Any]) -> str:
     raw = attributes.get("id")
     if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0:
@@ -181,6 +188,8 @@ def parse_syncro_webhook(body: Any) -> AlertEvent:
         device=device,
         customer=customer_name,
         message=output or description,
+        device_ref=_id_text(attributes.get("asset_id")) or _id_text(
+            asset.get("id") if isinstance(asset, dict) else None),
         ticket=TicketFields(summary=summary.splitlines()[0][:500],
                             details="\n".join(detail_lines)),
     )

@@ -1,0 +1,122 @@
+"""Where a new alert ticket belongs: its customer, site, asset and end user, from what the
+sync imported.
+
+- Asset: by the RMM's device id the alert carries (Datto device uid, Syncro asset id) through
+  the stored ids; else by the device name, when exactly one active asset of that source has
+  it (exact spelling: the name column's index serves the lookup).
+- Customer and site: the asset's; else the customer whose exact name the alert gives (its
+  customer, else its site: a Datto site imported as a customer keeps its name), with that
+  customer's first site.
+- End user (`choose_end_user`): the asset's user, else the customer's default contact, else
+  the configured fallback user (Halo's "New Alert User"), created on first use.
+
+Runs inside the pipeline's transaction, on its Connection, with prebuilt statements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, Table, bindparam, func, insert, select
+
+from daemon.core.events import AlertEvent
+from daemon.store.models import Asset, Customer, EndUser, ExternalRef, Site
+
+
+@dataclass(frozen=True)
+class Placement:
+    customer_id: int | None = None
+    site_id: int | None = None
+    asset_id: int | None = None
+    end_user_id: int | None = None
+
+
+def choose_end_user(asset_user_id: int | None, default_contact_id: int | None,
+                    fallback_user_id: int | None) -> int | None:
+    """The ticket's end user: the asset's user, else the customer's default contact, else
+    the fallback user."""
+    for candidate in (asset_user_id, default_contact_id, fallback_user_id):
+        if candidate is not None:
+            return candidate
+    return None
+
+
+_ASSETS: Table = Asset.__table__  # type: ignore[assignment]
+_REFS: Table = ExternalRef.__table__  # type: ignore[assignment]
+_CUSTOMERS: Table = Customer.__table__  # type: ignore[assignment]
+_SITES: Table = Site.__table__  # type: ignore[assignment]
+_USERS: Table = EndUser.__table__  # type: ignore[assignment]
+_ASSET_COLUMNS = (_ASSETS.c.id, _ASSETS.c.customer_id, _ASSETS.c.site_id,
+                  _ASSETS.c.end_user_id)
+_HAS_SOURCE_REF = (select(_REFS.c.id).where(
+    _REFS.c.entity == "asset", _REFS.c.source == bindparam("source"),
+    _REFS.c.entity_id == _ASSETS.c.id).exists())
+
+_ASSET_BY_REF = (select(*_ASSET_COLUMNS)
+                 .join(_REFS, _REFS.c.entity_id == _ASSETS.c.id)
+                 .where(_REFS.c.entity == "asset", _REFS.c.source == bindparam("source"),
+                        _REFS.c.external_id == bindparam("ref"), _ASSETS.c.active))
+_ASSETS_BY_NAME = (select(*_ASSET_COLUMNS)
+                   .where(_ASSETS.c.name == bindparam("name"), _ASSETS.c.active,
+                          _HAS_SOURCE_REF).limit(2))
+_CUSTOMERS_BY_NAME = (select(_CUSTOMERS.c.id)
+                      .where(_CUSTOMERS.c.name == bindparam("name"), _CUSTOMERS.c.active)
+                      .order_by(_CUSTOMERS.c.id).limit(2))
+_FIRST_SITE = (select(_SITES.c.id)
+               .where(_SITES.c.customer_id == bindparam("customer_id"), _SITES.c.active)
+               .order_by(_SITES.c.id).limit(1))
+_DEFAULT_CONTACT = (select(_USERS.c.id)
+                    .where(_USERS.c.customer_id == bindparam("customer_id"),
+                           _USERS.c.is_default, _USERS.c.active)
+                    .order_by(_USERS.c.id).limit(1))
+_FALLBACK_USER = (select(func.min(_USERS.c.id))
+                  .where(_USERS.c.customer_id.is_(None), _USERS.c.name == bindparam("name"),
+                         _USERS.c.active))
+_INSERT_USER = insert(_USERS).returning(_USERS.c.id)
+
+
+class TicketPlacer:
+    """Finds a new ticket's customer, site, asset and end user (see the module docstring)."""
+
+    def __init__(self, fallback_end_user: str = ""):
+        self._fallback = fallback_end_user
+
+    def place(self, conn: Connection, event: AlertEvent, now: datetime) -> Placement:
+        asset = None
+        if event.device_ref:
+            asset = conn.execute(_ASSET_BY_REF, {"source": event.source,
+                                                 "ref": event.device_ref}).first()
+        if asset is None and event.device:
+            found = conn.execute(_ASSETS_BY_NAME, {"source": event.source,
+                                                   "name": event.device}).all()
+            asset = found[0] if len(found) == 1 else None  # ambiguous: never guess
+        customer_id: int | None = asset.customer_id if asset is not None else None
+        site_id: int | None = asset.site_id if asset is not None else None
+        if customer_id is None:
+            for name in (event.customer, event.site):
+                if name:
+                    ids = conn.execute(_CUSTOMERS_BY_NAME, {"name": name}).scalars().all()
+                    if len(ids) == 1:
+                        customer_id = int(ids[0])
+                        break
+        if customer_id is not None and site_id is None:
+            site_id = conn.execute(_FIRST_SITE, {"customer_id": customer_id}).scalar()
+        end_user_id = choose_end_user(
+            asset.end_user_id if asset is not None else None,
+            conn.execute(_DEFAULT_CONTACT, {"customer_id": customer_id}).scalar()
+            if customer_id is not None else None,
+            None)
+        if end_user_id is None and self._fallback:
+            end_user_id = self._fallback_user(conn, now)
+        return Placement(customer_id, site_id, asset.id if asset is not None else None,
+                         end_user_id)
+
+    def _fallback_user(self, conn: Connection, now: datetime) -> int:
+        found = conn.execute(_FALLBACK_USER, {"name": self._fallback}).scalar()
+        if found is not None:
+            return int(found)
+        # Two instances may both create it at once; the lowest id is used from then on.
+        return int(conn.execute(_INSERT_USER, {
+            "customer_id": None, "name": self._fallback, "email": None, "phone": None,
+            "is_default": False, "active": True, "updated_at": now}).scalar_one())
