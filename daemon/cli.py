@@ -33,6 +33,7 @@ from daemon.rules.explain import explain_message, format_explanation
 from daemon.rules.load import RulesError, load_rules
 from daemon.rules.model import RuleSet
 from daemon.store.database import Database, SchemaOutOfDate, open_database, redact_url
+from daemon.sync.runner import SyncRefused, SyncRunner
 from daemon.tickets import TicketNotFound, TicketService
 from daemon.webhooks.setup import NotConfigured, datto_setup, format_setup, syncro_setup
 
@@ -276,6 +277,70 @@ async def cmd_rmm(args: argparse.Namespace, config: Config) -> int:
     return 0 if result.ok else 1
 
 
+class _ProgressLine:
+    """A one-line progress display on a terminal's stderr ("syncro assets: 1,250")."""
+
+    def __init__(self, source: str):
+        self._source = source
+        self._shown = False
+
+    def __call__(self, what: str, done: int) -> None:
+        sys.stderr.write(f"\r{self._source} {what}: {done:,} records")
+        sys.stderr.flush()
+        self._shown = True
+
+    def close(self) -> None:
+        if self._shown:
+            sys.stderr.write("\n")
+
+
+async def cmd_sync(args: argparse.Namespace, config: Config, db: Database) -> int:
+    if args.target == "history":
+        listing = await Queries(db).sync_runs(Page(args.limit, args.before_id),
+                                              source=args.source)
+        _print_listing(listing, args.json,
+                       ["ID", "SOURCE", "ENTITIES", "TRIGGER", "STATUS", "STARTED", "CHANGES"],
+                       lambda r: [r["id"], r["source"], ",".join(r["entities"]), r["trigger"],
+                                  r["status"], _short_time(r["started_at"]),
+                                  sum(n for k, n in r["counts"].items()
+                                      if "." in k and not k.endswith(".unchanged"))])
+        return 0
+    clients = build_clients(config)
+    try:
+        runner = SyncRunner(db, clients, config)
+        sources = [args.target] if args.target else runner.enabled_sources()
+        if not sources:
+            raise CliError("nothing to sync: no RMM has API credentials and an enabled "
+                           "entity ([datto]/[syncro] api keys, [sync.<source>])")
+        chosen = args.customers or args.assets  # neither flag: what the config enables
+        reports = []
+        for source in sources:
+            progress = _ProgressLine(source) if sys.stderr.isatty() and not args.json \
+                else None
+            try:
+                reports.append(await runner.run(
+                    source, customers=args.customers if chosen else None,
+                    assets=args.assets if chosen else None, preview=args.preview,
+                    keep_ops=args.json or args.preview, trigger="cli", progress=progress))
+            except SyncRefused as err:
+                raise CliError(str(err)) from None
+            finally:
+                if progress is not None:
+                    progress.close()
+    finally:
+        await clients.close()
+    if args.json:
+        print(json.dumps([report.as_json() for report in reports], indent=2))
+    else:
+        for report in reports:
+            for op in report.ops or ():
+                print(op.describe())
+            for reason in report.skipped:
+                print(f"skip {reason}")
+            print(report.summary())
+    return 0 if all(report.status == "ok" for report in reports) else 1
+
+
 def cmd_webhook_config(args: argparse.Namespace, config: Config) -> int:
     builders = {"datto": datto_setup, "syncro": syncro_setup}
     try:
@@ -392,6 +457,25 @@ def _parser() -> argparse.ArgumentParser:
         p = o.add_parser(name, parents=[common], help=text)
         p.add_argument("id", type=int)
 
+    sync = commands.add_parser(
+        "sync", parents=[common],
+        help="import customers, sites, end users and assets from the RMMs (or: sync history)",
+        description="alertd sync [datto|syncro] [--customers] [--assets] [--preview] [--json]"
+                    "; alertd sync history [--source S] [--json]")
+    sync.add_argument("target", nargs="?", choices=["datto", "syncro", "history"],
+                      help="one RMM (default: every one with API keys), or history")
+    sync.add_argument("--customers", action="store_true",
+                      help="Syncro customers and contacts / Datto sites (default: as configured)")
+    sync.add_argument("--assets", action="store_true",
+                      help="Syncro assets / Datto devices (default: as configured)")
+    sync.add_argument("--preview", action="store_true",
+                      help="print what would be created, updated, matched and deactivated; "
+                           "write nothing")
+    sync.add_argument("--json", action="store_true", help="print JSON")
+    sync.add_argument("--source", choices=["datto", "syncro"], help="history: one RMM only")
+    sync.add_argument("--limit", type=int, default=50, help="history: how many runs")
+    sync.add_argument("--before-id", type=int, help="history: runs older than this id")
+
     rmm = commands.add_parser("rmm", parents=[common], help="RMM API connections")
     r_actions = rmm.add_subparsers(dest="action", required=True, metavar="ACTION")
     rt_ = r_actions.add_parser("test", parents=[common],
@@ -456,6 +540,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "alerts": lambda db: cmd_alerts(args, db),
             "deliveries": lambda db: cmd_deliveries(args, db, config),
             "outbox": lambda db: cmd_outbox(args, db),
+            "sync": lambda db: cmd_sync(args, config, db),
         }
         return asyncio.run(_with_db(config, handlers[args.command]))
     except (CliError, SchemaOutOfDate, BadFilter, RulesError, ValueError) as err:

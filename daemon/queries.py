@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 from daemon.core.events import Channel, DeliveryStatus, utc_iso
 from daemon.core.lifecycle import AlertState
 from daemon.store.database import Database
-from daemon.store.models import Alert, Delivery, OutboxAction, Ticket
+from daemon.store.models import Alert, Delivery, OutboxAction, SyncRun, Ticket
 
 MAX_PAGE = 1000
 TICKET_STATUSES = ("open", "closed")
@@ -152,6 +152,14 @@ def outbox_view(row: OutboxAction) -> dict[str, Any]:
     }
 
 
+def sync_run_view(run: SyncRun) -> dict[str, Any]:
+    return {
+        "id": run.id, "source": run.source, "entities": run.entities.split(","),
+        "trigger": run.trigger, "status": run.status, "started_at": utc_iso(run.started_at),
+        "finished_at": utc_iso(run.finished_at), "counts": run.counts, "errors": run.errors,
+    }
+
+
 class Queries:
     def __init__(self, db: Database):
         self._db = db
@@ -229,6 +237,12 @@ class Queries:
         if source is not None:
             query = query.where(OutboxAction.source == source)
         return await self._page_of(query, OutboxAction.id, page, outbox_view)
+
+    async def sync_runs(self, page: Page, source: str | None = None) -> dict[str, Any]:
+        query = select(SyncRun)
+        if source is not None:
+            query = query.where(SyncRun.source == source)
+        return await self._page_of(query, SyncRun.id, page, sync_run_view)
 
     async def outbox_row(self, row_id: int) -> dict[str, Any] | None:
         def run(session: Session) -> dict[str, Any] | None:

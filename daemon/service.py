@@ -19,6 +19,7 @@ from pathlib import Path
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 
 from daemon.config import Config, ConfigError, load_config
 from daemon.http.api import setup_api_routes
@@ -36,6 +37,7 @@ from daemon.rmm.clients import build_clients
 from daemon.rmm.poll import Poller, datto_poller, syncro_poller
 from daemon.rules.load import RulesError, load_rules
 from daemon.store.database import Database, open_database
+from daemon.sync.runner import SyncRunner
 from daemon.systemd import Notifier
 from daemon.tickets import TicketService
 from daemon.webhooks.routes import setup_webhook_routes
@@ -72,6 +74,7 @@ async def build_context(config: Config, db: Database) -> AppContext:
         rules=rules,
         outbox=outbox,
         rmm=rmm,
+        sync=SyncRunner(db, rmm, config),
     )
 
 
@@ -251,6 +254,11 @@ class Service:
             scheduler.add_job(ctx.outbox.kick, "interval",
                               seconds=self.config.outbox.interval_s, id="outbox",
                               max_instances=1, coalesce=True)
+            if self.config.sync.schedule != "off" and ctx.sync.enabled_sources():
+                scheduler.add_job(ctx.sync.run_scheduled,
+                                  CronTrigger.from_crontab(self.config.sync.schedule),
+                                  id="sync", max_instances=1, coalesce=True,
+                                  misfire_grace_time=3600)
             for poller, interval_s in pollers(ctx):
                 scheduler.add_job(poller.poll, "interval", seconds=interval_s,
                                   id=f"poll-{poller.source}", max_instances=1, coalesce=True,

@@ -209,6 +209,13 @@ async def drop_outbox(request: web.Request) -> web.Response:
     return await change_outbox(request, "drop")
 
 
+@_listing_call
+async def list_sync_runs(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    page = parse_page(request.query.get("limit"), request.query.get("before_id"))
+    return web.json_response(await ctx.queries.sync_runs(page, **_filters(request, "source")))
+
+
 async def test_rmm(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     try:
@@ -239,3 +246,4 @@ def setup_api_routes(app: web.Application) -> None:
     router.add_post("/api/outbox/{id}/retry", retry_outbox)
     router.add_post("/api/outbox/{id}/drop", drop_outbox)
     router.add_post("/api/rmm/{name}/test", test_rmm)
+    router.add_get("/api/sync/runs", list_sync_runs)

@@ -24,6 +24,7 @@ from daemon.pipeline import Pipeline
 from daemon.queries import Queries
 from daemon.rmm.clients import RmmClients
 from daemon.store.database import Database
+from daemon.sync.runner import SyncRunner
 from daemon.tickets import TicketService
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class AppContext:
     rules: RulesHolder
     outbox: OutboxWorker
     rmm: RmmClients
+    sync: SyncRunner
     readiness: Readiness = field(default_factory=Readiness)
 
 

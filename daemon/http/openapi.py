@@ -133,6 +133,19 @@ RMM_CHECK = _object({
 })
 
 
+SYNC_RUN = _object({
+    "id": INT, "source": {"enum": ["datto", "syncro"]},
+    "entities": {"type": "array", "items": {"enum": ["customers", "assets"]}},
+    "trigger": {"enum": ["schedule", "cli", "api"]},
+    "status": {"enum": ["running", "ok", "failed"]}, "started_at": TIME,
+    "finished_at": N_TIME,
+    "counts": {"type": "object", "additionalProperties": INT,
+               "description": "'<entity>.<create|update|match|deactivate|unchanged>' and "
+                              "'skipped' -> how many"},
+    "errors": {"type": "array", "items": STR},
+})
+
+
 def _listing(item_ref: str) -> dict[str, Any]:
     return _object({"items": {"type": "array", "items": {"$ref": item_ref}},
                     "next_before_id": N_INT})
@@ -195,6 +208,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                 "AlertEvent": ALERT_EVENT,
                 "OutboxRow": _object(OUTBOX_PROPS),
                 "RmmCheck": RMM_CHECK,
+                "SyncRun": SYNC_RUN,
                 "DattoWebhook": DATTO_WEBHOOK,
                 "SyncroNotification": SYNCRO_NOTIFICATION,
                 "IngestResult": INGEST_RESULT,
@@ -329,6 +343,12 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                 "responses": {"200": _json({"$ref": "#/components/schemas/RmmCheck"},
                                            "The diagnosis (status ok or why not)"),
                               **_errors(401, 404)},
+            }},
+            "/api/sync/runs": {"get": {
+                "summary": "The applied sync runs (alertd sync history), newest first",
+                "parameters": [_query("source", "datto or syncro"), *PAGING],
+                "responses": {"200": _json(_listing("#/components/schemas/SyncRun"),
+                                           "Sync runs"), **_errors(400, 401)},
             }},
             "/api/openapi.json": {"get": {
                 "summary": "This document", "security": [],
