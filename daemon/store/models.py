@@ -22,6 +22,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -238,6 +240,11 @@ class EndUser(Base):
 
 class Asset(Base):
     __tablename__ = "assets"
+    # The sync matches assets by serial or name without case (daemon.sync.store).
+    __table_args__ = (
+        Index("ix_assets_serial_lower", func.lower(text("serial"))),
+        Index("ix_assets_name_lower", func.lower(text("name"))),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)

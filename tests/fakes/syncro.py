@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import secrets
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
@@ -230,9 +231,8 @@ class SyncroFake(FakeServer):
 
     async def _customers(self, request: web.Request) -> web.Response:
         include_disabled = request.query.get("include_disabled") == "true"
-        customers = [self._customer_view(c) for c in self.customers.values()
-                     if include_disabled or not c["disabled"]]
-        return self._page(request, "customers", customers)
+        customers = [c for c in self.customers.values() if include_disabled or not c["disabled"]]
+        return self._page(request, "customers", customers, view=self._customer_view)
 
     async def _contacts(self, request: web.Request) -> web.Response:
         customer_id = int_query(request, "customer_id", 0)
@@ -244,10 +244,10 @@ class SyncroFake(FakeServer):
         customer_id = int_query(request, "customer_id", 0)
         type_id = int_query(request, "asset_type_id", 0)
         type_name = next((t["name"] for t in self.asset_types if t["id"] == type_id), None)
-        assets = [self._asset_view(a) for a in self.assets.values()
+        assets = [a for a in self.assets.values()
                   if (not customer_id or a["customer_id"] == customer_id)
                   and (not type_id or a["asset_type"] == type_name)]
-        return self._page(request, "assets", assets)
+        return self._page(request, "assets", assets, view=self._asset_view)
 
     async def _asset(self, request: web.Request) -> web.Response:
         asset = self.assets.get(_path_id(request))
@@ -293,10 +293,13 @@ class SyncroFake(FakeServer):
         alert.update(resolved=True, updated_at=iso_now())
         return web.json_response({"success": "true"})  # a string, as Syncro sends it
 
-    def _page(self, request: web.Request, key: str, items: list[dict[str, Any]]) -> web.Response:
+    def _page(self, request: web.Request, key: str, items: list[dict[str, Any]],
+              view: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> web.Response:
+        """One page of `items`; `view` (applied to that page's items only) shapes a record."""
         per_page = self.per_page[key]
         page = max(1, int_query(request, "page", 1))
-        body: dict[str, Any] = {key: items[(page - 1) * per_page:page * per_page]}
+        chosen = items[(page - 1) * per_page:page * per_page]
+        body: dict[str, Any] = {key: [view(i) for i in chosen] if view else chosen}
         meta = {"total_pages": math.ceil(len(items) / per_page), "total_entries": len(items),
                 "per_page": per_page, "page": page}
         if self.meta_mode == "full":

@@ -34,9 +34,14 @@ def upgrade() -> None:
     with op.batch_alter_table("sync_runs") as batch_op:
         batch_op.create_index(batch_op.f("ix_sync_runs_started_at"), ["started_at"],
                               unique=False)
+    # The sync matches assets by serial or name without case.
+    op.create_index("ix_assets_serial_lower", "assets", [sa.text("lower(serial)")])
+    op.create_index("ix_assets_name_lower", "assets", [sa.text("lower(name)")])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_assets_name_lower", table_name="assets")
+    op.drop_index("ix_assets_serial_lower", table_name="assets")
     with op.batch_alter_table("sync_runs") as batch_op:
         batch_op.drop_index(batch_op.f("ix_sync_runs_started_at"))
     op.drop_table("sync_runs")
