@@ -36,7 +36,7 @@ from daemon.store.models import (
     SyncRun,
     Ticket,
 )
-from daemon.sync.runner import SyncReport, SyncRunner
+from daemon.sync.runner import SyncRefused, SyncReport, SyncRunner
 from tests.api_client import TOKEN, Api
 from tests.conftest import database_toml
 from tests.fakes.datto import DattoFake
@@ -430,7 +430,7 @@ async def test_sync_command_preview_apply_history_and_api(
     [report] = json.loads(out)
     assert report["counts"]["asset.create"] == 1 and report["counts"]["customer.unchanged"] == 1
 
-    fake.down = True
+    fake.deny("/api/v1/customers")  # the token lost a permission: the run fails at once
     code, out, err = await alertd("sync", "syncro")
     assert code == 1 and "failed" in out.splitlines()[-1]
     code, out, err = await alertd("sync", "history")
@@ -445,4 +445,59 @@ async def test_sync_command_preview_apply_history_and_api(
     assert [(r["status"], r["entities"], r["trigger"]) for r in runs["items"]] == [
         ("failed", ["customers", "assets"], "cli"), ("ok", ["customers", "assets"], "cli"),
         ("ok", ["customers"], "cli")]
-    assert runs["items"][0]["errors"] and "503" in runs["items"][0]["errors"][0]
+    assert "lacks the permission for /customers" in runs["items"][0]["errors"][0]
+
+
+async def test_datto_sites_under_one_customer(
+        aiohttp_server: Callable[..., Any], http: aiohttp.ClientSession, db: Database,
+        db_url: str, make_config: Callable[..., Config]) -> None:
+    fake = DattoFake(api_key="k", api_secret="s", window_s=WINDOW_S)
+    north, south = fake.add_site("North Clinic"), fake.add_site("South Clinic")
+    device = fake.add_device(south["uid"], hostname="SOUTH-PC")
+    url = (await aiohttp_server(fake.app)).make_url("")
+    client = DattoClient(http, str(url), "k", "s", limits=DattoLimits(window_s=WINDOW_S))
+    config = make_config("""
+        [sync.datto]
+        site_mode = "sites_under_customer"
+        customer = "Harbor Health"
+        """, db_url=db_url)
+    runner = SyncRunner(db, RmmClients(datto=client), config)
+    report = await runner.run("datto", keep_ops=True)
+    assert report.status == "ok", report.errors
+    assert report.counts["customer.create"] == 1 and report.counts["site.create"] == 2
+
+    def check(session: Session) -> None:
+        [customer] = session.scalars(select(Customer)).all()
+        assert customer.name == "Harbor Health"
+        sites = {s.name: s.id for s in session.scalars(select(Site))}
+        assert sorted(sites) == ["North Clinic", "South Clinic"]
+        assert ref_of(session, "site", "datto", north["uid"]) == sites["North Clinic"]
+        assert ref_of(session, "customer", "datto", north["uid"]) is None
+        asset = session.get(Asset, ref_of(session, "asset", "datto", device["uid"]))
+        assert (asset.customer_id, asset.site_id) == (customer.id, sites["South Clinic"])
+    await db.read(check)
+    north["name"] = "North Clinic (new building)"  # a rename in Datto follows
+    renamed = await runner.run("datto", keep_ops=True)
+    assert [(o["entity"], o["action"], o["name"]) for o in operations(renamed)] == [
+        ("site", "update", "North Clinic (new building)")]
+
+
+async def test_one_sync_at_a_time(
+        aiohttp_server: Callable[..., Any], http: aiohttp.ClientSession, db: Database,
+        db_url: str, make_config: Callable[..., Config]) -> None:
+    fake = SyncroFake(api_key="t", window_s=WINDOW_S)
+    fake.add_customer("Slow Listing Co")
+    fake.delay_s = 0.5  # keeps the first run busy while the second one starts
+    config = make_config("", db_url=db_url)
+    url = (await aiohttp_server(fake.app)).make_url("/api/v1")
+    clients = RmmClients(syncro=SyncroClient(http, str(url), "t",
+                                             limits=SyncroLimits(window_s=WINDOW_S)))
+    # The lock is taken on its own connection (PostgreSQL) or file handle (SQLite), so a
+    # second runner meets it as another alertd instance would.
+    first, second = SyncRunner(db, clients, config), SyncRunner(db, clients, config)
+    running = asyncio.create_task(first.run("syncro", assets=False))
+    await asyncio.sleep(0.2)
+    with pytest.raises(SyncRefused, match="another sync is running"):
+        await second.run("syncro", assets=False)
+    assert (await running).status == "ok"
+    assert (await second.run("syncro", assets=False)).status == "ok"  # free again

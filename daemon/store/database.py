@@ -75,6 +75,13 @@ def redact_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def head_revision() -> str:
+    """The newest schema revision this alertd knows."""
+    from alembic.script import ScriptDirectory  # only migrations need alembic
+
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head() or ""
+
+
 class Database:
     """Owns the engines. `write(unit)` / `read(unit)` run a unit in one transaction."""
 
@@ -212,12 +219,11 @@ class Database:
         """(the database's current revision or None, the newest revision alertd knows)."""
         # Alembic is imported only for migrations: most CLI commands never need more.
         from alembic.runtime.migration import MigrationContext
-        from alembic.script import ScriptDirectory
 
-        head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+        head = head_revision()
         current = await self.run_on_connection(
             lambda conn: MigrationContext.configure(conn).get_current_revision())
-        return current, head or ""
+        return current, head
 
     async def upgrade(self) -> tuple[str | None, str]:
         """Apply pending migrations (one process at a time on PostgreSQL); returns (from, to)."""
