@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -384,7 +385,6 @@ class SyncConfig(Section):
     @classmethod
     def _crontab(cls, value: str) -> str:
         if value != "off":
-            from apscheduler.triggers.cron import CronTrigger
             try:
                 CronTrigger.from_crontab(value)
             except ValueError as err:

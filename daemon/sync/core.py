@@ -76,6 +76,7 @@ class LocalCustomer:
     id: int
     name: str
     top_level: str | None = None
+    active: bool = True  # an inactive one keeps its stored id, but is never matched
 
 
 @dataclass
@@ -83,6 +84,7 @@ class LocalSite:
     id: int
     customer_id: int
     name: str
+    active: bool = True
 
 
 @dataclass
@@ -128,12 +130,12 @@ class Index:
         return self.last_provisional_id
 
     def customers_named(self, name: str) -> list[LocalCustomer]:
-        return sorted((c for c in self.customers.values() if c.name == name),
-                      key=lambda c: c.id)
+        return sorted((c for c in self.customers.values() if c.name == name and c.active),
+                      key=lambda c: abs(c.id))
 
     def sites_of(self, customer_id: int) -> list[LocalSite]:
-        return sorted((s for s in self.sites.values() if s.customer_id == customer_id),
-                      key=lambda s: abs(s.id))
+        return sorted((s for s in self.sites.values()
+                       if s.customer_id == customer_id and s.active), key=lambda s: abs(s.id))
 
 
 @dataclass

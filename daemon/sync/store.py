@@ -48,11 +48,11 @@ _CHUNK = 500  # bounded IN lists
 
 def load_index(session: Session, source: str) -> Index:
     index = Index()
-    for c in session.execute(select(Customer.id, Customer.name, Customer.top_level)
-                             .where(Customer.active)):
-        index.customers[c.id] = LocalCustomer(c.id, c.name, c.top_level)
-    for s in session.execute(select(Site.id, Site.customer_id, Site.name).where(Site.active)):
-        index.sites[s.id] = LocalSite(s.id, s.customer_id, s.name)
+    for c in session.execute(select(Customer.id, Customer.name, Customer.top_level,
+                                    Customer.active)):
+        index.customers[c.id] = LocalCustomer(c.id, c.name, c.top_level, c.active)
+    for s in session.execute(select(Site.id, Site.customer_id, Site.name, Site.active)):
+        index.sites[s.id] = LocalSite(s.id, s.customer_id, s.name, s.active)
     for u in session.execute(select(EndUser.id, EndUser.customer_id, EndUser.name,
                                     EndUser.email, EndUser.phone, EndUser.is_default)
                              .where(EndUser.active)):
