@@ -306,39 +306,45 @@ async def cmd_sync(args: argparse.Namespace, config: Config, db: Database) -> in
                                       if "." in k and not k.endswith(".unchanged"))])
         return 0
     clients = build_clients(config)
+    results: list[dict[str, Any]] = []
+    ok = True
     try:
         runner = SyncRunner(db, clients, config)
         sources = [args.target] if args.target else runner.enabled_sources()
         if not sources:
-            raise CliError("nothing to sync: no RMM has API credentials and an enabled "
-                           "entity ([datto]/[syncro] api keys, [sync.<source>])")
+            raise CliError("nothing to sync: no RMM has API keys and an entity switched on "
+                           "([sync.datto] / [sync.syncro] customers, assets); or name the RMM "
+                           "and add --customers and/or --assets")
         chosen = args.customers or args.assets  # neither flag: what the config enables
-        reports = []
         for source in sources:
             progress = _ProgressLine(source) if sys.stderr.isatty() and not args.json \
                 else None
             try:
-                reports.append(await runner.run(
+                report = await runner.run(
                     source, customers=args.customers if chosen else None,
                     assets=args.assets if chosen else None, preview=args.preview,
-                    keep_ops=args.json or args.preview, trigger="cli", progress=progress))
-            except SyncRefused as err:
-                raise CliError(str(err)) from None
+                    keep_ops=args.json or args.preview, trigger="cli", progress=progress)
+            except SyncRefused as err:  # say so, and go on with the next RMM
+                print(f"alertd: sync {source}: {err}", file=sys.stderr)
+                ok = False
+                continue
             finally:
                 if progress is not None:
                     progress.close()
+            ok = ok and report.status == "ok"
+            if args.json:
+                results.append(report.as_json())
+            else:  # printed as each RMM finishes, so nothing done goes unreported
+                for op in report.ops or ():
+                    print(op.describe())
+                for reason in report.skipped:
+                    print(f"skip {reason}")
+                print(report.summary(), flush=True)
     finally:
         await clients.close()
     if args.json:
-        print(json.dumps([report.as_json() for report in reports], indent=2))
-    else:
-        for report in reports:
-            for op in report.ops or ():
-                print(op.describe())
-            for reason in report.skipped:
-                print(f"skip {reason}")
-            print(report.summary())
-    return 0 if all(report.status == "ok" for report in reports) else 1
+        print(json.dumps(results, indent=2))
+    return 0 if ok else 1
 
 
 def cmd_webhook_config(args: argparse.Namespace, config: Config) -> int:

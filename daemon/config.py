@@ -326,17 +326,31 @@ class FieldMapping(Section):
         given = [name for name in ("core", "custom", "udf") if getattr(self, name) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of core, custom or udf")
+        if self.field.endswith("_id") or self.field in ("id", "fields", "active"):
+            raise ValueError(f"field {self.field!r} is set by the sync itself; map into "
+                             "serial, name or a field name of your own")
         return self
 
 
 class SyncSourceCommon(Section):
-    customers: bool = True  # Syncro customers and contacts; Datto sites
-    assets: bool = True  # Syncro assets; Datto devices
+    # What the scheduled sync imports (off until switched on; `alertd sync --customers
+    # --assets` can import either by hand).
+    customers: bool = False  # Syncro customers and contacts; Datto sites
+    assets: bool = False  # Syncro assets; Datto devices
     asset_group: str = Field(default="", max_length=255)  # new asset types are created here
     # How an asset without a stored RMM id finds an existing alertd asset: "serial", "name"
     # or "" (never: always create).
     match_field: Literal["serial", "name", ""] = "serial"
     field_mappings: list[FieldMapping] = []
+
+
+def _mappings_of(source: str, mappings: list[FieldMapping], refused: str) -> None:
+    """Refuse a mapping kind the source does not have (Syncro: no UDFs; Datto: no custom
+    fields by name)."""
+    for mapping in mappings:
+        if getattr(mapping, refused) is not None:
+            raise ValueError(f"field {mapping.field!r}: {source} has no {refused} fields; use "
+                             + ("custom or core" if refused == "udf" else "udf or core"))
 
 
 class SyncSyncroConfig(SyncSourceCommon):
@@ -347,6 +361,11 @@ class SyncSyncroConfig(SyncSourceCommon):
     # Where assets go whose Syncro customer is neither mapped, matched nor imported.
     default_site: LocalSiteRef | None = None
     deactivate_missing: bool = False  # deactivate assets that disappear from Syncro
+
+    @model_validator(mode="after")
+    def _syncro_mappings(self) -> SyncSyncroConfig:
+        _mappings_of("Syncro", self.field_mappings, "udf")
+        return self
 
 
 class SyncDattoConfig(SyncSourceCommon):
@@ -364,6 +383,11 @@ class SyncDattoConfig(SyncSourceCommon):
     last_user_as_end_user: bool = False
 
     @model_validator(mode="after")
+    def _datto_mappings(self) -> SyncDattoConfig:
+        _mappings_of("Datto", self.field_mappings, "custom")
+        return self
+
+    @model_validator(mode="after")
     def _customer_for_mode(self) -> SyncDattoConfig:
         if self.site_mode == "sites_under_customer" and not self.customer:
             raise ValueError("site_mode = \"sites_under_customer\" needs customer = \"<name>\"")
@@ -375,8 +399,8 @@ class SyncConfig(Section):
     schedule: str = "30 2 * * *"
     site_name: str = Field(default="Main", min_length=1, max_length=255)
     # The end user of alert tickets with neither an asset user nor a customer default contact
-    # (Halo's "New Alert User"); "" leaves them without one.
-    fallback_end_user: str = Field(default="New Alert User", max_length=255)
+    # (Halo's "New Alert User", created on first use); "" (the default) leaves them without.
+    fallback_end_user: str = Field(default="", max_length=255)
     match_exclusions: list[str] = list(DEFAULT_MATCH_EXCLUSIONS)
     syncro: SyncSyncroConfig = SyncSyncroConfig()
     datto: SyncDattoConfig = SyncDattoConfig()

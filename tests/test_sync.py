@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from daemon.config import Config
+from daemon.config import Config, ConfigError
 from daemon.http.app import create_app
 from daemon.pipeline import utcnow
 from daemon.rmm.clients import RmmClients
@@ -35,6 +35,17 @@ from daemon.store.models import (
     Site,
     SyncRun,
     Ticket,
+)
+from daemon.sync.core import (
+    Index,
+    LocalAsset,
+    LocalCustomer,
+    LocalSite,
+    PageState,
+    Planner,
+    Policy,
+    UpAsset,
+    UpCustomer,
 )
 from daemon.sync.runner import SyncRefused, SyncReport, SyncRunner
 from tests.api_client import TOKEN, Api
@@ -94,6 +105,8 @@ SYNCRO_CONFIG = """
 [sync]
 site_name = "Main"
 [sync.syncro]
+customers = true
+assets = true
 top_level = "Syncro clients"
 asset_group = "Syncro"
 match_field = "serial"
@@ -180,8 +193,7 @@ async def test_syncro_preview_then_apply(
         group = session.get(AssetGroup, firewall.asset_group_id)
         assert group is not None and group.name == "Syncro"
         run = session.scalars(select(SyncRun)).one()
-        assert (run.status, run.preview, run.counts["asset.create"]) == ("ok", False,
-                                                                         ASSETS - 1)
+        assert (run.status, run.counts["asset.create"]) == ("ok", ASSETS - 1)
     await db.read(check)
 
     again = await runner.run("syncro")
@@ -214,6 +226,8 @@ async def test_syncro_field_mappings_of_each_kind(
         "Managed": "1", "Room": " 2.14 ", "syncro_splashtop_password": "never-stored"})
     config = make_config("""
         [sync.syncro]
+        customers = true
+        assets = true
         field_mappings = [
           { field = "warranty", custom = "Warranty Expires" },
           { field = "backup", custom = "Backup Agent" },
@@ -260,6 +274,8 @@ async def test_syncro_field_mappings_of_each_kind(
 
 DATTO_CONFIG = """
 [sync.datto]
+customers = true
+assets = true
 match_field = "serial"
 fetch_serials = true
 deactivate_deleted = true
@@ -359,6 +375,9 @@ async def test_an_alert_ticket_lands_on_the_imported_asset_and_its_user(
         webhook_token = "hook-token-0123456789"
         [sync]
         fallback_end_user = "New Alert User"
+        [sync.syncro]
+        customers = true
+        assets = true
         """, db_url=db_url)
     runner = await syncro_runner(aiohttp_server, http, fake, db, config)
     assert (await runner.run("syncro")).status == "ok"
@@ -403,7 +422,8 @@ async def test_sync_command_preview_apply_history_and_api(
     customer = fake.add_customer("Harbor Vets")
     fake.add_asset(customer["id"], name="HV-RECEPTION", serial="HV-001")
     url = (await aiohttp_server(fake.app)).make_url("/api/v1")
-    extra = f'[syncro]\napi_url = "{url}"\napi_key = "t"\n'
+    extra = (f'[syncro]\napi_url = "{url}"\napi_key = "t"\n'
+             "[sync.syncro]\ncustomers = true\nassets = true\n")
     config_path = write_config(f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n'
                                + database_toml(db_url) + extra, name="cli.toml")
 
@@ -458,6 +478,8 @@ async def test_datto_sites_under_one_customer(
     client = DattoClient(http, str(url), "k", "s", limits=DattoLimits(window_s=WINDOW_S))
     config = make_config("""
         [sync.datto]
+        customers = true
+        assets = true
         site_mode = "sites_under_customer"
         customer = "Harbor Health"
         """, db_url=db_url)
@@ -495,9 +517,67 @@ async def test_one_sync_at_a_time(
     # The lock is taken on its own connection (PostgreSQL) or file handle (SQLite), so a
     # second runner meets it as another alertd instance would.
     first, second = SyncRunner(db, clients, config), SyncRunner(db, clients, config)
-    running = asyncio.create_task(first.run("syncro", assets=False))
+    running = asyncio.create_task(first.run("syncro", customers=True))
     await asyncio.sleep(0.2)
     with pytest.raises(SyncRefused, match="another sync is running"):
-        await second.run("syncro", assets=False)
+        await second.run("syncro", customers=True)
     assert (await running).status == "ok"
-    assert (await second.run("syncro", assets=False)).status == "ok"  # free again
+    assert (await second.run("syncro", customers=True)).status == "ok"  # free again
+
+
+def test_planner_never_guesses_and_relinks_a_deactivated_site() -> None:
+    index = Index()
+    index.customers = {1: LocalCustomer(1, "Acme"), 2: LocalCustomer(2, "Acme"),
+                       3: LocalCustomer(3, "Beta")}
+    index.sites = {10: LocalSite(10, 3, "Old", active=False), 11: LocalSite(11, 3, "New")}
+    index.refs = {("customer", "b"): 3, ("site", "b"): 10}
+    planner = Planner(Policy(source="syncro"), index)
+
+    ops, skipped = planner.customer(UpCustomer("a", "Acme"))
+    assert ops == [] and skipped is not None and "2 alertd customers have this name" in skipped
+    ops, skipped = planner.customer(UpCustomer("b", "Beta"))
+    assert skipped is None
+    assert [(o.entity, o.action, o.local_id) for o in ops] == [("site", "match", 11)]
+    # Two new RMM customers with one name are two alertd customers, not one matched to the
+    # other: only customers alertd had before the run are matched by name.
+    first, _ = planner.customer(UpCustomer("c1", "Gamma"))
+    second, _ = planner.customer(UpCustomer("c2", "Gamma"))
+    assert [o.action for o in first if o.entity == "customer"] == ["create"]
+    assert [o.action for o in second if o.entity == "customer"] == ["create"]
+
+
+def test_what_the_rmm_does_not_say_is_left_alone() -> None:
+    index = Index(sites={5: LocalSite(5, 1, "Main")}, refs={("site", "s"): 5})
+    local = LocalAsset(7, "PC-1", "SN1", 1, 5, asset_type_id=3, end_user_id=4, active=True,
+                       fields={})
+    planner = Planner(Policy(source="datto"), index)
+    ops, skipped = planner.asset(UpAsset("d1", "PC-1", "s", type_name=None),
+                                 PageState(by_ref={"d1": local}, by_match={}))
+    assert (ops, skipped) == ([], None)  # no type, no user, no serial upstream: no change
+
+
+@pytest.mark.parametrize(("section", "mapping", "message"), [
+    ("syncro", '{ field = "customer_id", core = "customer_id" }', "set by the sync itself"),
+    ("syncro", '{ field = "owner", udf = 3 }', "Syncro has no udf fields"),
+    ("datto", '{ field = "owner", custom = "Owner" }', "Datto has no custom fields"),
+    ("datto", '{ field = "owner", udf = 3, core = "x" }', "exactly one of core, custom or udf"),
+])
+def test_field_mappings_are_checked(make_config: Callable[..., Config], section: str,
+                                    mapping: str, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        make_config(f"[sync.{section}]\nfield_mappings = [{mapping}]\n")
+    assert message in str(raised.value.issues[0])
+
+
+async def test_a_run_left_running_is_marked_failed_by_the_next(
+        aiohttp_server: Callable[..., Any], http: aiohttp.ClientSession, db: Database,
+        db_url: str, make_config: Callable[..., Config]) -> None:
+    fake = SyncroFake(api_key="t", window_s=WINDOW_S)
+    await seed(db, SyncRun(source="syncro", entities="customers", trigger="schedule",
+                           started_at=now(), status="running", counts={}, errors=[]))
+    runner = await syncro_runner(aiohttp_server, http, fake, db, make_config("", db_url=db_url))
+    assert (await runner.run("syncro", customers=True)).status == "ok"
+    runs = await db.read(lambda s: [(r.status, r.errors) for r in
+                                    s.scalars(select(SyncRun).order_by(SyncRun.id))])
+    assert runs[0][0] == "failed" and "interrupted" in runs[0][1][0]
+    assert runs[1] == ("ok", [])

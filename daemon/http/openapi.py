@@ -136,7 +136,7 @@ RMM_CHECK = _object({
 SYNC_RUN = _object({
     "id": INT, "source": {"enum": ["datto", "syncro"]},
     "entities": {"type": "array", "items": {"enum": ["customers", "assets"]}},
-    "trigger": {"enum": ["schedule", "cli", "api"]},
+    "trigger": {"enum": ["schedule", "cli"]},
     "status": {"enum": ["running", "ok", "failed"]}, "started_at": TIME,
     "finished_at": N_TIME,
     "counts": {"type": "object", "additionalProperties": INT,

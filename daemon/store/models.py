@@ -275,15 +275,15 @@ class ExternalRef(Base):
 
 
 class SyncRun(Base):
-    """One run of `alertd sync` (scheduled or by hand, preview or apply) and what it did."""
+    """One applied run of the sync (scheduled or `alertd sync`) and what it did; previews
+    are not recorded."""
 
     __tablename__ = "sync_runs"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     source: Mapped[str] = mapped_column(String(16))
     entities: Mapped[str] = mapped_column(String(64))  # "customers,assets"
-    preview: Mapped[bool] = mapped_column(Boolean)
-    trigger: Mapped[str] = mapped_column(String(16))  # schedule | cli | api
+    trigger: Mapped[str] = mapped_column(String(16))  # schedule | cli
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(16))  # running | ok | failed

@@ -23,6 +23,8 @@ Entity = Literal["customer", "site", "end_user", "asset_group", "asset_type", "a
 Action = Literal["create", "update", "match", "deactivate"]
 
 ASSET_COLUMNS = ("name", "serial", "customer_id", "site_id", "asset_type_id", "end_user_id")
+# The asset columns a field mapping may fill (the others are links the sync sets itself).
+MAPPABLE_COLUMNS = ("name", "serial")
 MAX_NAME = 255
 
 
@@ -129,13 +131,18 @@ class Index:
         self.last_provisional_id -= 1
         return self.last_provisional_id
 
-    def customers_named(self, name: str) -> list[LocalCustomer]:
-        return sorted((c for c in self.customers.values() if c.name == name and c.active),
-                      key=lambda c: abs(c.id))
+    def customers_named(self, name: str, *, existing_only: bool = False
+                        ) -> list[LocalCustomer]:
+        """Active customers with exactly this name, oldest first; `existing_only`: only those
+        alertd had before this run (not created by it)."""
+        return sorted((c for c in self.customers.values()
+                       if c.name == name and c.active and (c.id > 0 or not existing_only)),
+                      key=_oldest_first)
 
     def sites_of(self, customer_id: int) -> list[LocalSite]:
+        """The customer's active sites, oldest first (those this run creates last)."""
         return sorted((s for s in self.sites.values()
-                       if s.customer_id == customer_id and s.active), key=lambda s: abs(s.id))
+                       if s.customer_id == customer_id and s.active), key=_oldest_first)
 
 
 @dataclass
@@ -247,27 +254,34 @@ class Planner:
         return customer.id, self._create_site(customer.id, ref.site or self.policy.site_name,
                                               None, ops)
 
-    def customer(self, up: UpCustomer) -> list[Op]:
-        """A Syncro customer or (customer_per_site) a Datto site: a customer and its site."""
+    def customer(self, up: UpCustomer) -> tuple[list[Op], str | None]:
+        """A Syncro customer or (customer_per_site) a Datto site: a customer and its site.
+        Returns the operations, or the reason the record is skipped."""
         ops: list[Op] = []
         index, key = self.index, up.ext_id
         customer_id = index.refs.get(("customer", key))
         mapped = self.policy.customer_map.get(key)
+        name = _cut(up.name)
+        named = index.customers_named(name, existing_only=True)
         if customer_id is not None and customer_id in index.customers:
             local = index.customers[customer_id]
-            name = _cut(up.name)
             if mapped is None and local.name != name:
                 ops.append(Op("customer", "update", local.id, name, key, {"name": name},
                               {"name": local.name}))
                 local.name = name
             site_id = index.refs.get(("site", key))
-            if site_id is None or site_id not in index.sites:
+            if site_id is None or site_id not in index.sites or \
+                    not index.sites[site_id].active:  # re-link a deactivated site
+                index.refs.pop(("site", key), None)
                 site_id = self._first_or_new_site(customer_id, key, ops)
         elif mapped is not None:
             customer_id, site_id = self.resolve_ref(mapped, ops)
             ops.append(self._match("customer", customer_id, key, "map"))
             ops.append(self._match("site", site_id, key, "map"))
-        elif named := index.customers_named(_cut(up.name)):
+        elif len(named) > 1:  # never guess between namesakes
+            return [], (f"customer {name!r} ({key}): {len(named)} alertd customers have this "
+                        "name; map it in the configuration")
+        elif named:
             customer_id = named[0].id
             ops.append(self._match("customer", customer_id, key, "name"))
             site_id = self._first_or_new_site(customer_id, key, ops)
@@ -277,9 +291,9 @@ class Planner:
         if ("site", key) not in index.refs:
             ops.append(self._match("site", site_id, key, "customer"))
         ops.extend(self._contacts(up, customer_id))
-        return ops
+        return ops, None
 
-    def site_under_parent(self, up: UpCustomer) -> list[Op]:
+    def site_under_parent(self, up: UpCustomer) -> tuple[list[Op], str | None]:
         """Datto `sites_under_customer`: the Datto site is a site of the configured customer
         (created if missing), or of the customer its mapping names."""
         ops: list[Op] = []
@@ -293,11 +307,11 @@ class Planner:
                 ops.append(Op("site", "update", site.id, name, key, {"name": name},
                               {"name": site.name}))
                 site.name = name
-            return ops
+            return ops, None
         if mapped is not None:
             _, site_id = self.resolve_ref(mapped, ops)
             ops.append(self._match("site", site_id, key, "map"))
-            return ops
+            return ops, None
         parents = index.customers_named(self.policy.parent_customer)
         parent_id = parents[0].id if parents else self._create_customer(
             self.policy.parent_customer, None, ops)
@@ -306,7 +320,7 @@ class Planner:
             ops.append(self._match("site", same_name[0].id, key, "name"))
         else:
             self._create_site(parent_id, name, key, ops)
-        return ops
+        return ops, None
 
     def _first_or_new_site(self, customer_id: int, key: str, ops: list[Op]) -> int:
         sites = self.index.sites_of(customer_id)
@@ -378,25 +392,34 @@ class Planner:
             return ops, None
         placement = self._placement(up, ops)
         if placement is None:
-            return ops, (f"asset {up.name!r} ({up.ext_id}): its owner {up.owner_ext_id} is "
-                         "neither imported nor mapped, and no default_site is set")
+            owner = "Syncro customer" if self.policy.source == "syncro" else "Datto site"
+            hint = ("import customers first, map it, or set default_site"
+                    if self.policy.source == "syncro" else "import the sites first, or map it")
+            return ops, (f"asset {up.name!r} ({up.ext_id}): its {owner} {up.owner_ext_id} "
+                         f"is not in alertd: {hint}")
         customer_id, site_id = placement
         wanted: dict[str, Any] = {
             "name": _cut(up.name) or up.ext_id, "serial": _cut_or_none(up.serial),
-            "customer_id": customer_id, "site_id": site_id,
-            "asset_type_id": self._asset_type(up.type_name, ops),
-            "end_user_id": self._end_user(up, customer_id, ops)}
+            "customer_id": customer_id, "site_id": site_id}
+        # What the RMM does not say (no type, no user) leaves alertd's value alone.
+        type_id = self._asset_type(up.type_name, ops)
+        if type_id is not None:
+            wanted["asset_type_id"] = type_id
+        end_user_id = self._end_user(up, customer_id, ops)
+        if end_user_id is not None:
+            wanted["end_user_id"] = end_user_id
         if local is None:
             local = self._match_asset(up, state)
             if local is not None:
                 ops.append(Op("asset", "match", local.id, local.name, up.ext_id,
                               via=self.policy.match_field))
         if local is None:
-            values = dict(wanted)
+            values = {"asset_type_id": None, "end_user_id": None, **wanted}
             fields = {}
             for mapped in up.mapped:
                 if mapped.field in ASSET_COLUMNS:
-                    values[mapped.field] = mapped.value
+                    if mapped.value is not None or mapped.field != "name":
+                        values[mapped.field] = mapped.value
                 elif mapped.value is not None:
                     fields[mapped.field] = mapped.value
             values["fields"] = fields
@@ -494,7 +517,8 @@ class Planner:
                     target[value.field] = current  # keep what alertd has
                 continue
             if in_column:
-                target[value.field] = value.value
+                if value.value is not None or value.field != "name":  # a name stays a name
+                    target[value.field] = value.value
             elif value.value is None:
                 fields.pop(value.field, None)
             else:
@@ -586,6 +610,11 @@ def map_fields(mappings: Iterable[FieldMapping], core: Mapping[str, Any],
             value = value[:MAX_NAME] if mapping.field in ASSET_COLUMNS else value[:4000]
         values.append(MappedValue(mapping.field, value, mapping.only_when_empty))
     return tuple(values)
+
+
+def _oldest_first(record: LocalCustomer | LocalSite) -> tuple[bool, int]:
+    """Existing records by id, then those this run creates, in creation order."""
+    return record.id < 0, abs(record.id)
 
 
 def _cut(text: str) -> str:

@@ -1,15 +1,16 @@
 """Running a sync: read the RMM's listings page by page, plan each batch (daemon.sync.core),
 and apply it (daemon.sync.store) or only report it (preview).
 
-- Streaming: listings are read as they are consumed (one page fetched ahead, so the rate
-  limiter, not our processing, sets the pace) and planned in batches; only small reference
-  data and the set of seen asset ids stay in memory.
+- Streaming: listings are read by a task that stays up to two batches (500 records) ahead
+  of the planning, so the rate limiter, not our processing, sets the pace; only small
+  reference data and the set of seen asset ids stay in memory.
 - One run at a time per database: `Database.exclusive("sync")` (a PostgreSQL advisory lock
   or an flock); a run that finds it taken is refused, not queued.
 - An apply commits each batch on its own: a run that fails part-way keeps what it applied
   and says where it stopped; the next run continues from the stored ids. Deactivation of
   assets missing upstream happens only after a complete listing.
-- Applied runs are recorded in `sync_runs`; a preview writes nothing at all.
+- Applied runs are recorded in `sync_runs` (a run interrupted by a stop or crash is marked
+  failed by the next run); a preview writes nothing at all.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class SyncReport:
     skipped: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     run_id: int | None = None
-    trigger: str = "cli"  # schedule | cli | api
+    trigger: str = "cli"  # schedule | cli
 
     def add(self, ops: Iterable[Op]) -> None:
         for op in ops:
@@ -178,6 +179,10 @@ class SyncRunner:
             except (RmmError, ConfigProblem) as err:
                 report.errors.append(str(err))
                 report.status = "failed"
+            except asyncio.CancelledError:  # alertd is stopping
+                report.errors.append("interrupted: alertd stopped during the run")
+                report.status = "failed"
+                raise
             except Exception as err:
                 report.errors.append(f"{type(err).__name__}: {err}")
                 report.status = "failed"
@@ -221,11 +226,11 @@ class SyncRunner:
 
     async def _commit(self, planner: Planner, report: SyncReport, ops: list[Op],
                       id_map: dict[int, int]) -> None:
-        report.add(ops)
         if not report.preview and ops:
             now = self._clock()
             await self._db.write(lambda s: store.apply_ops(s, planner.policy.source, ops,
                                                            id_map, now))
+        report.add(ops)  # counted once written: a failed batch is not in the counts
 
     async def _customers(self, records: AsyncIterator[UpCustomer], planner: Planner,
                          report: SyncReport, id_map: dict[int, int], plan: Any,
@@ -234,8 +239,10 @@ class SyncRunner:
         async for batch in _batches(_prefetched(records), BATCH):
             ops: list[Op] = []
             for record in batch:
-                planned = plan(record)
-                if not planned:
+                planned, skipped = plan(record)
+                if skipped:
+                    report.skip(skipped)
+                elif not planned:
                     report.counts["customer.unchanged"] += 1
                 ops.extend(planned)
             await self._commit(planner, report, ops, id_map)
@@ -319,10 +326,12 @@ class SyncRunner:
 
     @staticmethod
     def _record_start(session: Session, report: SyncReport) -> int:
+        # This run holds the sync lock: a row still "running" is from a process that died.
+        session.execute(update(SyncRun).where(SyncRun.status == "running").values(
+            status="failed", errors=["interrupted: alertd stopped or died during the run"]))
         return int(session.execute(insert(SyncRun).returning(SyncRun.id), {
             "source": report.source, "entities": ",".join(report.entities),
-            "preview": report.preview, "trigger": report.trigger,
-            "started_at": report.started_at,
+            "trigger": report.trigger, "started_at": report.started_at,
             "status": "running", "counts": {}, "errors": []}).scalar_one())
 
     @staticmethod

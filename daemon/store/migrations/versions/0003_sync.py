@@ -22,7 +22,6 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("source", sa.String(length=16), nullable=False),
         sa.Column("entities", sa.String(length=64), nullable=False),
-        sa.Column("preview", sa.Boolean(), nullable=False),
         sa.Column("trigger", sa.String(length=16), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
