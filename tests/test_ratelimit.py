@@ -38,8 +38,8 @@ async def test_never_more_than_the_budget_in_any_window() -> None:
 
     async def caller() -> None:
         for _ in range(100):
-            await limiter.acquire()
-            sent.append(clock())
+            async with limiter.slot():
+                sent.append(clock())
 
     await asyncio.gather(*(caller() for _ in range(10)))  # 1,000 requests from 10 callers
     assert len(sent) == 1000
@@ -51,8 +51,10 @@ async def test_never_more_than_the_budget_in_any_window() -> None:
 async def test_pause_stops_every_caller_until_its_end() -> None:
     clock = SimClock()
     limiter = RollingWindowLimiter(10, 1.0, clock=clock, sleep=clock.sleep)
-    await limiter.acquire()
+    async with limiter.slot():
+        pass
     limiter.pause_until(clock() + 60.0)
     limiter.pause_until(clock() + 5.0)  # a shorter pause does not cut the longer one
-    await limiter.acquire()
+    async with limiter.slot():
+        pass
     assert clock() >= 1000.0 + 60.0

@@ -71,7 +71,7 @@ class DattoLimits:
     min_429_wait_s: float = 60.0
     retries: int = 3  # per call, for 409/5xx/network errors and 429 waits
     backoff_base_s: float = 1.0
-    token_early_refresh_s: float = 3600.0
+    token_early_refresh_s: float = 3600.0  # at most half the token's lifetime
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ class DattoClient:
         self._resolves = RollingWindowLimiter(limits.resolves, limits.window_s, clock=clock,
                                               sleep=sleep)
         self._token: str | None = None
-        self._token_expires_s = 0.0
+        self._token_refresh_at_s = 0.0  # when the cached token is renewed
         self._token_lock = asyncio.Lock()
         self._last_429_s: float | None = None
         self._blocked_until_s = 0.0
@@ -201,7 +201,7 @@ class DattoClient:
         seen before ends the walk with an error rather than a loop or a leak of the token."""
         filters = dict(params or {})
         query = {**filters, "page": "0", "max": str(page_size)}
-        seen: set[str] = set()
+        seen = {f"{path}?{urlencode(sorted(query.items()))}"}
         while True:
             body = await self._call("GET", path, self._reads, query)
             if not isinstance(body, dict):
@@ -231,7 +231,7 @@ class DattoClient:
         401 was answered with (fetch a new one unless someone already did)."""
         async with self._token_lock:
             if self._token is not None and self._token != stale and \
-                    self._clock() < self._token_expires_s - self._limits.token_early_refresh_s:
+                    self._clock() < self._token_refresh_at_s:
                 return self._token
             url = f"{self.base_url}/auth/oauth/token"
             form = {"grant_type": "password", "username": self._key, "password": self._secret}
@@ -248,6 +248,8 @@ class DattoClient:
             if status in (400, 401):
                 raise AuthFailed(SOURCE, "the API key or secret was refused (token request "
                                          f"answered {status})")
+            if status == 403:  # the token endpoint has no permissions: this is the block
+                raise self._start_block("POST", "/auth/oauth/token")
             if status == 404 or (status < 300 and not isinstance(body, dict)):
                 raise WrongEndpoint(SOURCE, f"{self.base_url} does not answer like a Datto "
                                             "RMM API (wrong platform?)")
@@ -256,7 +258,9 @@ class DattoClient:
             self._token = str(body["access_token"])
             expires_in_s = body.get("expires_in")
             lifetime_s = float(expires_in_s) if isinstance(expires_in_s, int | float) else 3600.0
-            self._token_expires_s = self._clock() + lifetime_s
+            # Renewed early, but never so early that a short-lived token is not reused.
+            early_s = min(self._limits.token_early_refresh_s, lifetime_s / 2)
+            self._token_refresh_at_s = self._clock() + lifetime_s - early_s
             log.info("datto: new API token, valid for %.0f s", lifetime_s)
             return self._token
 
@@ -271,9 +275,8 @@ class DattoClient:
                 raise Blocked(SOURCE, f"calls stopped for {self._blocked_until_s - now:.0f} s "
                                       "more after Datto's 403 block", self._blocked_until_s)
             token = await self._ensure_token()
-            await limiter.acquire()
             try:
-                async with self._session.request(
+                async with limiter.slot(), self._session.request(
                         method, f"{self.base_url}{path}", params=params,
                         headers={"Authorization": f"Bearer {token}"},
                         timeout=self._timeout) as response:
@@ -315,17 +318,21 @@ class DattoClient:
                 backoff_s = self._limits.backoff_base_s * 2 ** (attempt - 1)
                 await self._sleep(backoff_s * random.uniform(0.5, 1.5))
 
+    def _start_block(self, method: str, path: str) -> Blocked:
+        """Datto blocks this address: every call stops for `block_s`."""
+        self._blocked_until_s = self._clock() + self._limits.block_s
+        self._reads.pause_until(self._blocked_until_s)
+        self._resolves.pause_until(self._blocked_until_s)
+        log.error("datto: 403 on %s %s: Datto blocks this address after throttling; every "
+                  "call stops for %.0f s", method, path, self._limits.block_s)
+        return Blocked(SOURCE, f"{method} {path}: 403: blocked after throttling, calls stop "
+                               f"for {self._limits.block_s:.0f} s", self._blocked_until_s)
+
     def _forbidden(self, method: str, path: str) -> Exception:
         """A 403 right after throttling is Datto's block; otherwise a missing permission."""
         now = self._clock()
         if self._last_429_s is not None and now - self._last_429_s < self._limits.window_s * 2:
-            self._blocked_until_s = now + self._limits.block_s
-            self._reads.pause_until(self._blocked_until_s)
-            self._resolves.pause_until(self._blocked_until_s)
-            log.error("datto: 403 after throttling: Datto blocks this address; every call "
-                      "stops for %.0f s", self._limits.block_s)
-            return Blocked(SOURCE, f"{method} {path}: 403 after 429: blocked, calls stop "
-                                   f"for {self._limits.block_s:.0f} s", self._blocked_until_s)
+            return self._start_block(method, path)
         return PermissionDenied(SOURCE, f"{method} {path}: 403: the API user lacks the "
                                         f"permission for {path}", resource=path)
 

@@ -1,16 +1,21 @@
 """A rolling-window request budget shared by every caller of one API client.
 
-`acquire()` returns when one more request fits in the window: the client never sends more than
-`max_requests` in any `window_s`, so it stays under the vendor's limit instead of discovering
-it by 429. `pause_until()` stops every caller (after a 429, a Retry-After or Datto's block).
+`slot()` holds one request's place while it is sent: the client never has more than
+`max_requests` requests in flight or answered within any `window_s`, so it stays under the
+vendor's limit instead of discovering it by 429. A request counts in the window from when its
+answer came back (or it failed), never from before it was sent: the vendor saw it at some
+moment in between, so however long a request waited for a connection or an answer, the
+vendor's count in any window is at most ours. `pause_until()` stops every caller (after a
+429, a Retry-After or Datto's block).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -25,23 +30,40 @@ class RollingWindowLimiter:
         self.window_s = window_s
         self._clock = clock
         self._sleep = sleep
-        self._sent_at_s: deque[float] = deque()
+        self._done_at_s: deque[float] = deque()  # when each answered request finished
+        self._in_flight = 0
+        self._finished = asyncio.Event()  # set when an in-flight request finishes
         self._paused_until_s = 0.0
         self._lock = asyncio.Lock()  # first come, first served: no caller starves
 
-    async def acquire(self) -> None:
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Wait for room in the budget, then hold it while the request is made."""
+        await self._reserve()
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+            self._done_at_s.append(self._clock())
+            self._finished.set()
+
+    async def _reserve(self) -> None:
         async with self._lock:
             while True:
                 now = self._clock()
                 if now < self._paused_until_s:
                     await self._sleep(self._paused_until_s - now)
                     continue
-                while self._sent_at_s and self._sent_at_s[0] <= now - self.window_s:
-                    self._sent_at_s.popleft()
-                if len(self._sent_at_s) < self.max_requests:
-                    self._sent_at_s.append(now)
+                while self._done_at_s and self._done_at_s[0] <= now - self.window_s:
+                    self._done_at_s.popleft()
+                if self._in_flight + len(self._done_at_s) < self.max_requests:
+                    self._in_flight += 1
                     return
-                await self._sleep(self._sent_at_s[0] + self.window_s - now)
+                if self._done_at_s:  # room comes when the oldest answer leaves the window
+                    await self._sleep(self._done_at_s[0] + self.window_s - now)
+                else:  # the whole budget is in flight: its first answer starts the clock
+                    self._finished.clear()
+                    await self._finished.wait()
 
     def pause_until(self, until_s: float) -> None:
         """No request leaves before `until_s` (clock time); an earlier pause is kept longer."""

@@ -157,9 +157,8 @@ class SyncroClient:
                     ) -> Any:
         attempt = 0
         while True:
-            await self._limiter.acquire()
             try:
-                async with self._session.request(
+                async with self._limiter.slot(), self._session.request(
                         method, f"{self.base_url}{path}", params=params,
                         headers={"Authorization": f"Bearer {self._key}",
                                  "Accept": "application/json"},
