@@ -440,8 +440,7 @@ def _serial_fetcher(client: DattoClient) -> Callable[[list[UpAsset], PageState],
     async def fetch(batch: list[UpAsset], state: PageState) -> list[UpAsset]:
         """Serials for the batch's devices alertd has no serial for (one audit read each,
         under the client's read limiter); the others keep the one alertd has."""
-        # Few in flight: a limiter slot taken long before its request is sent would let
-        # the requests bunch up at Datto's end of the window.
+        # Few in flight: more would only hold limiter slots while they wait for a connection.
         gate = asyncio.Semaphore(AUDIT_CONCURRENCY)
 
         async def one(asset: UpAsset) -> UpAsset:
