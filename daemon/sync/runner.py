@@ -237,14 +237,7 @@ class SyncRunner:
                          progress: Progress | None) -> None:
         done = 0
         async for batch in _batches(_prefetched(records), BATCH):
-            ops: list[Op] = []
-            for record in batch:
-                planned, skipped = plan(record)
-                if skipped:
-                    report.skip(skipped)
-                elif not planned:
-                    report.counts["customer.unchanged"] += 1
-                ops.extend(planned)
+            ops = _plan_batch(batch, plan, "customer", report)
             await self._commit(planner, report, ops, id_map)
             done += len(batch)
             if progress:
@@ -271,14 +264,7 @@ class SyncRunner:
                 state.by_match = await self._db.read(partial(
                     store.assets_by_match, source=source, match_field=match_field,
                     values=values))
-            ops: list[Op] = []
-            for record in batch:
-                planned, skipped = planner.asset(record, state)
-                if skipped:
-                    report.skip(skipped)
-                elif not any(op.entity == "asset" for op in planned):
-                    report.counts["asset.unchanged"] += 1
-                ops.extend(planned)
+            ops = _plan_batch(batch, partial(planner.asset, state=state), "asset", report)
             await self._commit(planner, report, ops, id_map)
             done += len(batch)
             if progress:
@@ -455,6 +441,20 @@ def _serial_fetcher(client: DattoClient) -> Callable[[list[UpAsset], PageState],
 
 
 # --- plumbing --------------------------------------------------------------------------------
+
+def _plan_batch(records: Iterable[T], plan: Callable[[T], tuple[list[Op], str | None]],
+                entity: str, report: SyncReport) -> list[Op]:
+    """Plan each record; count the skipped ones and those of `entity` already in step."""
+    ops: list[Op] = []
+    for record in records:
+        planned, skipped = plan(record)
+        if skipped:
+            report.skip(skipped)
+        elif not any(op.entity == entity for op in planned):
+            report.counts[f"{entity}.unchanged"] += 1
+        ops.extend(planned)
+    return ops
+
 
 async def _prefetched(source: AsyncIterator[T], ahead: int = 2 * BATCH) -> AsyncIterator[T]:
     """`source`, read by a task that stays up to `ahead` items in front of the consumer, so
