@@ -23,8 +23,6 @@ Entity = Literal["customer", "site", "end_user", "asset_group", "asset_type", "a
 Action = Literal["create", "update", "match", "deactivate"]
 
 ASSET_COLUMNS = ("name", "serial", "customer_id", "site_id", "asset_type_id", "end_user_id")
-# The asset columns a field mapping may fill (the others are links the sync sets itself).
-MAPPABLE_COLUMNS = ("name", "serial")
 MAX_NAME = 255
 
 
@@ -264,11 +262,8 @@ class Planner:
         name = _cut(up.name)
         named = index.customers_named(name, existing_only=True)
         if customer_id is not None and customer_id in index.customers:
-            local = index.customers[customer_id]
-            if mapped is None and local.name != name:
-                ops.append(Op("customer", "update", local.id, name, key, {"name": name},
-                              {"name": local.name}))
-                local.name = name
+            if mapped is None:
+                _follow_name("customer", index.customers[customer_id], name, key, ops)
             site_id = index.refs.get(("site", key))
             if site_id is None or site_id not in index.sites or \
                     not index.sites[site_id].active:  # re-link a deactivated site
@@ -302,11 +297,8 @@ class Planner:
         mapped = self.policy.customer_map.get(key)
         name = _cut(up.name)
         if site_id is not None and site_id in index.sites:
-            site = index.sites[site_id]
-            if mapped is None and site.name != name:
-                ops.append(Op("site", "update", site.id, name, key, {"name": name},
-                              {"name": site.name}))
-                site.name = name
+            if mapped is None:
+                _follow_name("site", index.sites[site_id], name, key, ops)
             return ops, None
         if mapped is not None:
             _, site_id = self.resolve_ref(mapped, ops)
@@ -610,6 +602,15 @@ def map_fields(mappings: Iterable[FieldMapping], core: Mapping[str, Any],
             value = value[:MAX_NAME] if mapping.field in ASSET_COLUMNS else value[:4000]
         values.append(MappedValue(mapping.field, value, mapping.only_when_empty))
     return tuple(values)
+
+
+def _follow_name(entity: Entity, record: LocalCustomer | LocalSite, name: str, key: str,
+                 ops: list[Op]) -> None:
+    """Rename `record` to the RMM's `name` if it differs."""
+    if record.name != name:
+        ops.append(Op(entity, "update", record.id, name, key, {"name": name},
+                      {"name": record.name}))
+        record.name = name
 
 
 def _oldest_first(record: LocalCustomer | LocalSite) -> tuple[bool, int]:
