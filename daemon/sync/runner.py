@@ -121,7 +121,7 @@ class SyncReport:
 
 
 class SyncRunner:
-    """Runs syncs for the composition root (scheduler, API) and the CLI."""
+    """Runs syncs for the scheduled job of `alertd run` and for `alertd sync`."""
 
     def __init__(self, db: Database, clients: RmmClients, config: Config,
                  clock: Clock = utcnow):
