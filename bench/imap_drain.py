@@ -20,7 +20,7 @@ from pathlib import Path
 from common import alertd_context
 from sqlalchemy import func, select
 
-from daemon.config import ImapAccount
+from daemon.config.mail_sections import ImapAccount
 from daemon.mail.imap import AccountReader, make_sink
 from daemon.store.models import Delivery
 from tests.dovecot import Dovecot, dovecot_base_dir, dovecot_unavailable_reason

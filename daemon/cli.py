@@ -26,13 +26,13 @@ from daemon.logs import setup_logging
 from daemon.metrics import Metrics
 from daemon.outbox import DEAD, DROPPED, PENDING, OutboxRefused, change_outbox_row
 from daemon.pipeline import ReplayRefused, utcnow
-from daemon.queries import BadFilter, Page, Queries
 from daemon.rmm.check import check_source
 from daemon.rmm.clients import build_clients
 from daemon.rules.explain import explain_message, format_explanation
 from daemon.rules.load import RulesError, load_rules
 from daemon.rules.model import RuleSet
 from daemon.store.database import Database, SchemaOutOfDate, open_database, redact_url
+from daemon.store.queries import BadFilter, Page, Queries
 from daemon.sync.runner import SyncRefused, SyncRunner
 from daemon.tickets import TicketNotFound, TicketService
 from daemon.webhooks.setup import NotConfigured, datto_setup, format_setup, syncro_setup

@@ -31,8 +31,8 @@ from typing import Any, Protocol
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from daemon.core.clock import Clock, utcnow
 from daemon.metrics import Metrics
-from daemon.pipeline import Clock, utcnow
 from daemon.rmm.errors import Blocked, RmmError
 from daemon.store.database import Database
 from daemon.store.models import OutboxAction

@@ -32,11 +32,11 @@ from daemon.mail.smtp import SmtpHandler, start_smtp_server
 from daemon.metrics import Metrics
 from daemon.outbox import OutboxPolicy, OutboxWorker
 from daemon.pipeline import Pipeline
-from daemon.queries import Queries
 from daemon.rmm.clients import build_clients
 from daemon.rmm.poll import Poller, datto_poller, syncro_poller
 from daemon.rules.load import RulesError, load_rules
 from daemon.store.database import Database, open_database
+from daemon.store.queries import Queries
 from daemon.sync.runner import SyncRunner
 from daemon.systemd import Notifier
 from daemon.tickets import TicketService

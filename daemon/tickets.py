@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from daemon.core.clock import Clock, utcnow
 from daemon.core.lifecycle import (
     UPSTREAM_RESOLVABLE_SOURCES,
     AlertSnapshot,
@@ -17,7 +18,6 @@ from daemon.core.lifecycle import (
     decide_ticket_close,
 )
 from daemon.metrics import Metrics
-from daemon.pipeline import Clock, utcnow
 from daemon.store.database import Database
 from daemon.store.models import Alert, OutboxAction, Ticket, TicketNote
 

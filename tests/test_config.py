@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import ConfigError, ListenAddress, load_config, packaged_rules_path
+from daemon.config import ConfigError, load_config
+from daemon.config.base import ListenAddress
+from daemon.config.load import packaged_rules_path
 
 
 def test_no_file_gives_runnable_defaults(tmp_path: Path) -> None:

@@ -15,7 +15,8 @@ import pytest
 from imapclient import IMAPClient
 from sqlalchemy import func, select
 
-from daemon.config import Config, ImapAccount
+from daemon.config import Config
+from daemon.config.mail_sections import ImapAccount
 from daemon.http.app import AppContext
 from daemon.mail.imap import AccountReader, make_sink
 from daemon.service import build_context

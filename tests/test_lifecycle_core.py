@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from daemon.core.lifecycle import (
-    Action,
+    AlertAction,
     AlertSnapshot,
     AlertState,
     EventDecision,
@@ -24,34 +24,34 @@ RESOLVED_BY_TICKET = AlertSnapshot(AlertState.RESOLVED, ResolvedBy.TICKET, has_t
 
 EVENT_TABLE = [
     # (name, stored alert, action, expected decision)
-    ("raise, no alert yet -> open + ticket", None, Action.RAISE,
+    ("raise, no alert yet -> open + ticket", None, AlertAction.RAISE,
      EventDecision(Outcome.OPENED, AlertState.OPEN, open_ticket=True)),
-    ("raise while open -> twin, no ticket", OPEN, Action.RAISE,
+    ("raise while open -> twin, no ticket", OPEN, AlertAction.RAISE,
      EventDecision(Outcome.TWIN, AlertState.OPEN)),
-    ("resolve while open -> resolved upstream, ticket closed", OPEN, Action.RESOLVE,
+    ("resolve while open -> resolved upstream, ticket closed", OPEN, AlertAction.RESOLVE,
      EventDecision(Outcome.RESOLVED, AlertState.RESOLVED, ResolvedBy.UPSTREAM,
                    close_ticket=True)),
-    ("resolve, no alert yet -> tombstone", None, Action.RESOLVE,
+    ("resolve, no alert yet -> tombstone", None, AlertAction.RESOLVE,
      EventDecision(Outcome.TOMBSTONE, AlertState.RESOLVED, ResolvedBy.UPSTREAM)),
-    ("raise after a tombstone -> its ticket, recorded closed", TOMBSTONE, Action.RAISE,
+    ("raise after a tombstone -> its ticket, recorded closed", TOMBSTONE, AlertAction.RAISE,
      EventDecision(Outcome.LATE_RAISE, AlertState.RESOLVED, open_ticket=True,
                    close_ticket=True)),
-    ("second resolve of a tombstone -> no-op", TOMBSTONE, Action.RESOLVE,
+    ("second resolve of a tombstone -> no-op", TOMBSTONE, AlertAction.RESOLVE,
      EventDecision(Outcome.ALREADY_RESOLVED, AlertState.RESOLVED)),
-    ("raise after upstream resolve -> late twin", RESOLVED_UPSTREAM, Action.RAISE,
+    ("raise after upstream resolve -> late twin", RESOLVED_UPSTREAM, AlertAction.RAISE,
      EventDecision(Outcome.LATE_TWIN, AlertState.RESOLVED)),
-    ("raise after ticket resolve -> late twin", RESOLVED_BY_TICKET, Action.RAISE,
+    ("raise after ticket resolve -> late twin", RESOLVED_BY_TICKET, AlertAction.RAISE,
      EventDecision(Outcome.LATE_TWIN, AlertState.RESOLVED)),
-    ("upstream echo after ticket close -> no-op", RESOLVED_BY_TICKET, Action.RESOLVE,
+    ("upstream echo after ticket close -> no-op", RESOLVED_BY_TICKET, AlertAction.RESOLVE,
      EventDecision(Outcome.ALREADY_RESOLVED, AlertState.RESOLVED)),
-    ("second upstream resolve -> no-op", RESOLVED_UPSTREAM, Action.RESOLVE,
+    ("second upstream resolve -> no-op", RESOLVED_UPSTREAM, AlertAction.RESOLVE,
      EventDecision(Outcome.ALREADY_RESOLVED, AlertState.RESOLVED)),
 ]
 
 
 @pytest.mark.parametrize(("current", "action", "expected"),
                          [row[1:] for row in EVENT_TABLE], ids=[row[0] for row in EVENT_TABLE])
-def test_decide_event(current: AlertSnapshot | None, action: Action,
+def test_decide_event(current: AlertSnapshot | None, action: AlertAction,
                       expected: EventDecision) -> None:
     assert decide_event(current, action) == expected
 

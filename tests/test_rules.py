@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import packaged_rules_path
-from daemon.core.lifecycle import Action
+from daemon.config.load import packaged_rules_path
+from daemon.core.lifecycle import AlertAction
 from daemon.mail.parse import parse_message
 from daemon.rules.engine import evaluate, render_ticket, to_event
 from daemon.rules.load import RulesError, compile_rules, load_rules
@@ -38,13 +38,13 @@ def errors(text: str) -> list[str]:
 # --- the shipped example ---------------------------------------------------------------
 
 @pytest.mark.parametrize(("subject", "action"), [
-    (f"Alert on device: 192.0.2.10, reason Disk C: 97% - Alert{{{UID}}}", Action.RAISE),
-    (f"Alert on device: 192.0.2.10 - Alert{{{UID.upper()}}}", Action.RAISE),
-    (f"Resolved: Alert on device: 192.0.2.10 - Alert{{{UID}}}", Action.RESOLVE),
-    (f"FW: RESOLVED: Alert on device: 192.0.2.10 - Alert{{{UID}}}", Action.RESOLVE),
-    (f"RE: Alert on device: 192.0.2.10 - Alert{{{UID}}}", Action.RAISE),
+    (f"Alert on device: 192.0.2.10, reason Disk C: 97% - Alert{{{UID}}}", AlertAction.RAISE),
+    (f"Alert on device: 192.0.2.10 - Alert{{{UID.upper()}}}", AlertAction.RAISE),
+    (f"Resolved: Alert on device: 192.0.2.10 - Alert{{{UID}}}", AlertAction.RESOLVE),
+    (f"FW: RESOLVED: Alert on device: 192.0.2.10 - Alert{{{UID}}}", AlertAction.RESOLVE),
+    (f"RE: Alert on device: 192.0.2.10 - Alert{{{UID}}}", AlertAction.RAISE),
 ])
-def test_example_rules_raise_and_resolve_datto_mail(subject: str, action: Action) -> None:
+def test_example_rules_raise_and_resolve_datto_mail(subject: str, action: AlertAction) -> None:
     parsed = parse_message(message(subject))
     result = evaluate(load_rules(packaged_rules_path()), parsed)
     event = to_event(result, parsed, "fallback")

@@ -20,10 +20,10 @@ from daemon.core.events import Channel
 from daemon.http.app import AppContext
 from daemon.mail.smtp import SmtpHandler, start_smtp_server
 from daemon.pipeline import InboundDelivery
-from daemon.queries import Page
 from daemon.service import DeliveryWorker, build_context
 from daemon.store.database import Database
 from daemon.store.models import Alert, Delivery, Ticket
+from daemon.store.queries import Page
 
 UID = "7a1d2c3b-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 

@@ -17,8 +17,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from daemon.config import Config, ConfigError
+from daemon.core.clock import utcnow
 from daemon.http.app import create_app
-from daemon.pipeline import utcnow
 from daemon.rmm.clients import RmmClients
 from daemon.rmm.datto import DattoClient, DattoLimits
 from daemon.rmm.syncro import SyncroClient, SyncroLimits

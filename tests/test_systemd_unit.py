@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import DaemonConfig
+from daemon.config.runtime_sections import DaemonConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd/alertd.service"

@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from daemon.config import Config
 from daemon.core.events import Unprocessable
-from daemon.core.lifecycle import Action
+from daemon.core.lifecycle import AlertAction
 from daemon.http.app import create_app
 from daemon.service import ROUTES, build_context
 from daemon.store.database import Database
@@ -405,7 +405,7 @@ def test_datto_template_round_trip() -> None:
     raised = datto.payload_template(resolved=False, secret="s")
     filled = {k: (UID if k == "alert_uid" else v) for k, v in raised.items()}
     event = datto.parse_datto_webhook(datto.without_secret(filled), {})
-    assert (event.uid, event.action) == (UID, Action.RAISE)
+    assert (event.uid, event.action) == (UID, AlertAction.RAISE)
     # Placeholders Datto left unfilled are treated as absent.
     assert event.device is None and event.message is None
     resolved = datto.payload_template(resolved=True, secret="s")

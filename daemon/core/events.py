@@ -10,11 +10,10 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from daemon.core.lifecycle import Action
+from daemon.core.lifecycle import AlertAction
 
 
 class Channel(StrEnum):
@@ -48,7 +47,7 @@ class AlertEvent:
 
     source: str
     uid: str
-    action: Action
+    action: AlertAction
     device: str | None = None
     site: str | None = None
     customer: str | None = None
@@ -92,7 +91,8 @@ _EVENT_KEYS = {"source", "uid", "action", "device", "device_id", "site", "custom
 _TICKET_KEYS = {"type", "summary", "details"}
 
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+# Datto RMM ids (alerts, devices, sites) are GUIDs; the one pattern every parser uses.
+GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
 def normalize_uid(source: str, uid: str) -> str:
@@ -102,7 +102,7 @@ def normalize_uid(source: str, uid: str) -> str:
     spell them differently).
     """
     uid = uid.strip()
-    return uid.lower() if _GUID.match(uid) else uid
+    return uid.lower() if GUID.match(uid) else uid
 
 
 def is_source_name(value: object) -> bool:
@@ -137,7 +137,7 @@ def parse_api_event(body: Any) -> AlertEvent:
     if not isinstance(uid, str) or not uid.strip() or len(uid) > 200:
         raise Unprocessable("'uid' must be the upstream alert id (a non-empty string)")
     try:
-        action = Action(str(body.get("action")))
+        action = AlertAction(str(body.get("action")))
     except ValueError:
         raise Unprocessable("'action' must be 'raise' or 'resolve'") from None
     ticket_body = body.get("ticket") or {}
@@ -194,7 +194,3 @@ def default_summary(event: AlertEvent) -> str:
     parts = [p for p in (event.device, event.message) if p]
     text = " - ".join(parts) if parts else f"{event.source} alert {event.uid}"
     return text.splitlines()[0][:250]
-
-
-def utc_iso(moment: datetime | None) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment else None

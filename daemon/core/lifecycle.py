@@ -20,7 +20,7 @@ from enum import StrEnum
 UPSTREAM_RESOLVABLE_SOURCES = frozenset({"datto", "syncro"})
 
 
-class Action(StrEnum):
+class AlertAction(StrEnum):
     RAISE = "raise"
     RESOLVE = "resolve"
 
@@ -65,23 +65,23 @@ class EventDecision:
     close_ticket: bool = False
 
 
-def decide_event(current: AlertSnapshot | None, action: Action) -> EventDecision:
+def decide_event(current: AlertSnapshot | None, action: AlertAction) -> EventDecision:
     """Decide what a raise or resolve from the RMM does to the alert it names.
 
     Every event is also recorded as an occurrence (channel, count, last seen) by the caller;
     this function decides only the state changes.
     """
     if current is None:
-        if action is Action.RAISE:
+        if action is AlertAction.RAISE:
             return EventDecision(Outcome.OPENED, AlertState.OPEN, open_ticket=True)
         return EventDecision(Outcome.TOMBSTONE, AlertState.RESOLVED, ResolvedBy.UPSTREAM)
     if current.state is AlertState.OPEN:
-        if action is Action.RAISE:
+        if action is AlertAction.RAISE:
             return EventDecision(Outcome.TWIN, AlertState.OPEN)
         return EventDecision(
             Outcome.RESOLVED, AlertState.RESOLVED, ResolvedBy.UPSTREAM, close_ticket=True
         )
-    if action is Action.RAISE:
+    if action is AlertAction.RAISE:
         if not current.has_ticket:
             # Resolve came first (channels race): the alert really was open for a while, so it
             # gets the ticket it would have had in order, closed at once.

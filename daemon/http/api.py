@@ -18,8 +18,8 @@ from daemon.http.ingest import canonical_sha256, read_json_body, result_body, st
 from daemon.http.openapi import openapi_document
 from daemon.outbox import OutboxRefused
 from daemon.pipeline import InboundDelivery, ReplayRefused
-from daemon.queries import BadFilter, parse_page
 from daemon.rmm.check import check_source
+from daemon.store.queries import BadFilter, parse_page
 from daemon.tickets import MAX_NOTE_CHARS, TicketNotFound
 
 _ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only (str.isdigit also takes '²')

@@ -21,9 +21,9 @@ from daemon.mail.interpret import RulesHolder
 from daemon.metrics import Metrics
 from daemon.outbox import OutboxWorker
 from daemon.pipeline import Pipeline
-from daemon.queries import Queries
 from daemon.rmm.clients import RmmClients
 from daemon.store.database import Database
+from daemon.store.queries import Queries
 from daemon.sync.runner import SyncRunner
 from daemon.tickets import TicketService
 

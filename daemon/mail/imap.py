@@ -34,7 +34,7 @@ from imapclient.exceptions import LoginError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from daemon.config import ImapAccount
+from daemon.config.mail_sections import ImapAccount
 from daemon.core.events import Channel, RawDelivery
 from daemon.mail.parse import dedupe_key
 from daemon.metrics import Metrics

@@ -17,7 +17,8 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from daemon.config import LOOPBACK_HOSTS, SmtpConfig
+from daemon.config.base import LOOPBACK_HOSTS
+from daemon.config.mail_sections import SmtpConfig
 from daemon.core.events import Channel
 from daemon.mail.parse import dedupe_key
 from daemon.metrics import Metrics

@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import aiohttp
 
+from daemon.config.rmm_sections import DATTO_PLATFORMS
 from daemon.rmm.errors import (
     AuthFailed,
     Blocked,
@@ -34,19 +35,18 @@ from daemon.rmm.errors import (
     Unreachable,
     WrongEndpoint,
 )
-from daemon.rmm.ratelimit import Clock, RollingWindowLimiter, Sleep, retry_after_s
+from daemon.rmm.ratelimit import MonotonicClock, RollingWindowLimiter, Sleep, retry_after_s
 
 log = logging.getLogger(__name__)
 
 SOURCE = "datto"
-PLATFORMS = ("pinotage", "merlot", "concord", "vidal", "zinfandel", "syrah")
 # Datto's fixed public OAuth client, sent as HTTP Basic on the token request.
 _PUBLIC_CLIENT = aiohttp.encode_basic_auth("public-client", "public")
 
 
 def api_base_url(api_url: str) -> str:
     """`merlot` -> https://merlot-api.centrastage.net; a full URL is kept (without /api)."""
-    if api_url in PLATFORMS:
+    if api_url in DATTO_PLATFORMS:
         return f"https://{api_url}-api.centrastage.net"
     return api_url.rstrip("/").removesuffix("/api")
 
@@ -131,7 +131,7 @@ class DattoClient:
 
     def __init__(self, session: aiohttp.ClientSession, api_url: str, api_key: str,
                  api_secret: str, *, limits: DattoLimits = DattoLimits(),
-                 clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep,
+                 clock: MonotonicClock = time.monotonic, sleep: Sleep = asyncio.sleep,
                  timeout_s: float = 30.0):
         self._session = session
         self.base_url = api_base_url(api_url)

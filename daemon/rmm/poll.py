@@ -30,7 +30,7 @@ from daemon.core.events import (
     TicketFields,
     clamp_event,
 )
-from daemon.core.lifecycle import Action, AlertState
+from daemon.core.lifecycle import AlertAction, AlertState
 from daemon.pipeline import Clock, InboundDelivery, Pipeline, utcnow
 from daemon.rmm.datto import DattoAlert, DattoClient
 from daemon.rmm.errors import RmmError
@@ -65,7 +65,7 @@ class PollResult:
 def datto_upstream(alert: DattoAlert) -> Upstream:
     message = alert.diagnostics or alert.context_class
     return Upstream(alert.uid, alert.resolved, AlertEvent(
-        source="datto", uid=alert.uid, action=Action.RAISE, device=alert.device_name,
+        source="datto", uid=alert.uid, action=AlertAction.RAISE, device=alert.device_name,
         site=alert.site_name, priority=alert.priority, message=message,
         device_ref=alert.device_uid))
 
@@ -73,7 +73,7 @@ def datto_upstream(alert: DattoAlert) -> Upstream:
 def syncro_upstream(alert: SyncroAlert) -> Upstream:
     summary = ": ".join(p for p in (alert.computer_name, alert.description) if p)
     return Upstream(alert.id, alert.resolved, AlertEvent(
-        source="syncro", uid=alert.id, action=Action.RAISE, device=alert.computer_name,
+        source="syncro", uid=alert.id, action=AlertAction.RAISE, device=alert.computer_name,
         message=alert.formatted_output or alert.description, device_ref=alert.asset_id,
         ticket=TicketFields(summary=summary or None)))
 
@@ -122,7 +122,7 @@ class Poller:
             if current is None:
                 result.unknown_upstream.append(uid)
             elif current.resolved:
-                resolve = AlertEvent(source=self.source, uid=uid, action=Action.RESOLVE)
+                resolve = AlertEvent(source=self.source, uid=uid, action=AlertAction.RESOLVE)
                 await self._deliver(resolve, started)
                 result.resolved.append(uid)
         log.info("poll %s: %d open upstream, raised %d, resolved %d, unknown upstream %d",

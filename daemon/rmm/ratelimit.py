@@ -17,13 +17,13 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-Clock = Callable[[], float]
+MonotonicClock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 
 class RollingWindowLimiter:
-    def __init__(self, max_requests: int, window_s: float, *, clock: Clock = time.monotonic,
-                 sleep: Sleep = asyncio.sleep):
+    def __init__(self, max_requests: int, window_s: float, *,
+                 clock: MonotonicClock = time.monotonic, sleep: Sleep = asyncio.sleep):
         if max_requests < 1 or window_s <= 0:
             raise ValueError("a limiter needs at least one request per positive window")
         self.max_requests = max_requests

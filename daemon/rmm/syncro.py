@@ -31,7 +31,7 @@ from daemon.rmm.errors import (
     Unreachable,
     WrongEndpoint,
 )
-from daemon.rmm.ratelimit import Clock, RollingWindowLimiter, Sleep, retry_after_s
+from daemon.rmm.ratelimit import MonotonicClock, RollingWindowLimiter, Sleep, retry_after_s
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class SyncroClient:
     """One account's API. Share one instance: its limiter is per source address."""
 
     def __init__(self, session: aiohttp.ClientSession, api_url: str, api_key: str, *,
-                 limits: SyncroLimits = SyncroLimits(), clock: Clock = time.monotonic,
+                 limits: SyncroLimits = SyncroLimits(), clock: MonotonicClock = time.monotonic,
                  sleep: Sleep = asyncio.sleep, timeout_s: float = 30.0):
         self._session = session
         self.base_url = api_url.rstrip("/")

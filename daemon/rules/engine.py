@@ -19,7 +19,7 @@ from daemon.core.events import (
     clamp_event,
     normalize_uid,
 )
-from daemon.core.lifecycle import Action
+from daemon.core.lifecycle import AlertAction
 from daemon.mail.parse import ParsedMessage, dedupe_key
 from daemon.rules.model import EVENT_FIELDS, Condition, Rule, RuleAction, RuleSet
 
@@ -171,7 +171,7 @@ def to_event(result: RuleResult, message: ParsedMessage, fallback_uid: str
     return clamp_event(AlertEvent(
         source=rule.source,
         uid=normalize_uid(rule.source, uid),
-        action=Action(rule.action.value),
+        action=AlertAction(rule.action.value),
         device=values.get("device"),
         site=values.get("site"),
         customer=values.get("customer"),

@@ -27,16 +27,16 @@ from jinja2 import TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
 from daemon.core.events import is_source_name
+from daemon.core.tomllines import Path_, line_of, locate_keys, syntax_error_line
 from daemon.rules.model import (
     FIELDS,
     TICKET_KEYS,
     Condition,
-    Op,
+    MatchOp,
     Rule,
     RuleAction,
     RuleSet,
 )
-from daemon.tomllines import Path_, line_of, locate_keys, syntax_error_line
 
 RULE_KEYS = {"name", "source", "action", "match", "stop", "headers", "ticket", *FIELDS}
 CONDITION_KEYS = {"equals", "contains", "regex", "ignore_case", "negate"}
@@ -92,7 +92,7 @@ class _Compiler:
         if len(ops) != 1:
             self.issue(path, rule, "give exactly one of equals, contains, regex")
             return None
-        op: Op = ops[0]  # type: ignore[assignment]
+        op: MatchOp = ops[0]  # type: ignore[assignment]
         value = spec[op]
         if not isinstance(value, str):
             self.issue((*path, op), rule, "must be a string")

@@ -10,7 +10,7 @@ from typing import Literal
 
 from jinja2 import Template
 
-Op = Literal["equals", "contains", "regex"]
+MatchOp = Literal["equals", "contains", "regex"]
 
 
 class RuleAction(StrEnum):
@@ -28,7 +28,7 @@ TICKET_KEYS = ("type", "priority", "summary", "details")
 @dataclass(frozen=True)
 class Condition:
     field: str  # one of FIELDS, or "header:<lower-case name>"
-    op: Op
+    op: MatchOp
     value: str
     ignore_case: bool
     negate: bool

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from daemon.config import FieldMapping, LocalSiteRef
+from daemon.config.sync_sections import FieldMapping, LocalSiteRef
 
 Entity = Literal["customer", "site", "end_user", "asset_group", "asset_type", "asset"]
-Action = Literal["create", "update", "match", "deactivate"]
+SyncVerb = Literal["create", "update", "match", "deactivate"]
 
 ASSET_COLUMNS = ("name", "serial", "customer_id", "site_id", "asset_type_id", "end_user_id")
 MAX_NAME = 255
@@ -155,13 +155,13 @@ class PageState:
 # --- what to do ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Op:
+class SyncOp:
     """One write. `local_id` is provisional (negative) for a create. `values`: the columns of
     a create, the new values of an update (with `before` the old ones). `via`: how a match was
     made (map, name, serial)."""
 
     entity: Entity
-    action: Action
+    action: SyncVerb
     local_id: int
     name: str
     ext_id: str | None = None
@@ -237,7 +237,7 @@ class Planner:
 
     # -- customers and sites --
 
-    def resolve_ref(self, ref: LocalSiteRef, ops: list[Op]) -> tuple[int, int]:
+    def resolve_ref(self, ref: LocalSiteRef, ops: list[SyncOp]) -> tuple[int, int]:
         """The (customer id, site id) a configured reference names; a missing site of an
         existing customer is created (`site_name` when the reference names none)."""
         customers = self.index.customers_named(ref.customer)
@@ -252,10 +252,10 @@ class Planner:
         return customer.id, self._create_site(customer.id, ref.site or self.policy.site_name,
                                               None, ops)
 
-    def customer(self, up: UpCustomer) -> tuple[list[Op], str | None]:
+    def customer(self, up: UpCustomer) -> tuple[list[SyncOp], str | None]:
         """A Syncro customer or (customer_per_site) a Datto site: a customer and its site.
         Returns the operations, or the reason the record is skipped."""
-        ops: list[Op] = []
+        ops: list[SyncOp] = []
         index, key = self.index, up.ext_id
         customer_id = index.refs.get(("customer", key))
         mapped = self.policy.customer_map.get(key)
@@ -288,10 +288,10 @@ class Planner:
         ops.extend(self._contacts(up, customer_id))
         return ops, None
 
-    def site_under_parent(self, up: UpCustomer) -> tuple[list[Op], str | None]:
+    def site_under_parent(self, up: UpCustomer) -> tuple[list[SyncOp], str | None]:
         """Datto `sites_under_customer`: the Datto site is a site of the configured customer
         (created if missing), or of the customer its mapping names."""
-        ops: list[Op] = []
+        ops: list[SyncOp] = []
         index, key = self.index, up.ext_id
         site_id = index.refs.get(("site", key))
         mapped = self.policy.customer_map.get(key)
@@ -314,39 +314,39 @@ class Planner:
             self._create_site(parent_id, name, key, ops)
         return ops, None
 
-    def _first_or_new_site(self, customer_id: int, key: str, ops: list[Op]) -> int:
+    def _first_or_new_site(self, customer_id: int, key: str, ops: list[SyncOp]) -> int:
         sites = self.index.sites_of(customer_id)
         if sites:
             return sites[0].id
         return self._create_site(customer_id, self.policy.site_name, key, ops)
 
-    def _create_customer(self, name: str, key: str | None, ops: list[Op]) -> int:
+    def _create_customer(self, name: str, key: str | None, ops: list[SyncOp]) -> int:
         new_id = self.index.new_id()
         top_level = self.policy.top_level or None
         self.index.customers[new_id] = LocalCustomer(new_id, name, top_level)
-        ops.append(Op("customer", "create", new_id, name, key,
+        ops.append(SyncOp("customer", "create", new_id, name, key,
                       {"name": name, "top_level": top_level}))
         if key is not None:
             self.index.refs[("customer", key)] = new_id
         return new_id
 
-    def _create_site(self, customer_id: int, name: str, key: str | None, ops: list[Op]) -> int:
+    def _create_site(self, customer_id: int, name: str, key: str | None, ops: list[SyncOp]) -> int:
         new_id = self.index.new_id()
         self.index.sites[new_id] = LocalSite(new_id, customer_id, name)
-        ops.append(Op("site", "create", new_id, name, key,
+        ops.append(SyncOp("site", "create", new_id, name, key,
                       {"name": name, "customer_id": customer_id}))
         if key is not None:
             self.index.refs[("site", key)] = new_id
         return new_id
 
-    def _match(self, entity: Entity, local_id: int, key: str, via: str) -> Op:
+    def _match(self, entity: Entity, local_id: int, key: str, via: str) -> SyncOp:
         self.index.refs[(entity, key)] = local_id
         name = (self.index.customers[local_id].name if entity == "customer"
                 else self.index.sites[local_id].name if entity == "site" else "")
-        return Op(entity, "match", local_id, name, key, via=via)
+        return SyncOp(entity, "match", local_id, name, key, via=via)
 
-    def _contacts(self, up: UpCustomer, customer_id: int) -> list[Op]:
-        ops: list[Op] = []
+    def _contacts(self, up: UpCustomer, customer_id: int) -> list[SyncOp]:
+        ops: list[SyncOp] = []
         for contact in up.contacts:
             name = _cut(contact.name) or "(no name)"
             is_default = contact.ext_id == up.default_contact_ext_id
@@ -360,11 +360,11 @@ class Planner:
                 self.index.end_users[new_id] = LocalEndUser(
                     new_id, customer_id, name, contact.email, contact.phone, is_default)
                 self.index.refs[("end_user", contact.ext_id)] = new_id
-                ops.append(Op("end_user", "create", new_id, name, contact.ext_id, wanted))
+                ops.append(SyncOp("end_user", "create", new_id, name, contact.ext_id, wanted))
                 continue
             changes = {k: v for k, v in wanted.items() if getattr(user, k) != v}
             if changes:
-                ops.append(Op("end_user", "update", user.id, name, contact.ext_id,
+                ops.append(SyncOp("end_user", "update", user.id, name, contact.ext_id,
                               changes, {k: getattr(user, k) for k in changes}))
                 for k, v in changes.items():
                     setattr(user, k, v)
@@ -372,14 +372,14 @@ class Planner:
 
     # -- assets --
 
-    def asset(self, up: UpAsset, state: PageState) -> tuple[list[Op], str | None]:
+    def asset(self, up: UpAsset, state: PageState) -> tuple[list[SyncOp], str | None]:
         """The operations for one asset, or the reason it is skipped."""
         self.seen_assets.add(up.ext_id)
         local = state.by_ref.get(up.ext_id)
-        ops: list[Op] = []
+        ops: list[SyncOp] = []
         if up.deleted:
             if local is not None and local.active and self.policy.deactivate:
-                ops.append(Op("asset", "deactivate", local.id, local.name, up.ext_id))
+                ops.append(SyncOp("asset", "deactivate", local.id, local.name, up.ext_id))
                 local.active = False
             return ops, None
         placement = self._placement(up, ops)
@@ -403,7 +403,7 @@ class Planner:
         if local is None:
             local = self._match_asset(up, state)
             if local is not None:
-                ops.append(Op("asset", "match", local.id, local.name, up.ext_id,
+                ops.append(SyncOp("asset", "match", local.id, local.name, up.ext_id,
                               via=self.policy.match_field))
         if local is None:
             values = {"asset_type_id": None, "end_user_id": None, **wanted}
@@ -415,24 +415,24 @@ class Planner:
                 elif mapped.value is not None:
                     fields[mapped.field] = mapped.value
             values["fields"] = fields
-            ops.append(Op("asset", "create", self.index.new_id(), values["name"], up.ext_id,
+            ops.append(SyncOp("asset", "create", self.index.new_id(), values["name"], up.ext_id,
                           values))
             return ops, None
         changes = self._asset_changes(local, wanted, up.mapped)
         if changes:
-            ops.append(Op("asset", "update", local.id, wanted["name"], up.ext_id, changes,
+            ops.append(SyncOp("asset", "update", local.id, wanted["name"], up.ext_id, changes,
                           {k: getattr(local, k) for k in changes}))
         return ops, None
 
-    def missing_assets(self, stored: Iterable[tuple[str, int, str]]) -> list[Op]:
+    def missing_assets(self, stored: Iterable[tuple[str, int, str]]) -> list[SyncOp]:
         """Deactivations for active assets whose stored id the full listing did not contain
         (`stored`: ext id, local id, name)."""
         if not self.policy.deactivate:
             return []
-        return [Op("asset", "deactivate", local_id, name, ext_id)
+        return [SyncOp("asset", "deactivate", local_id, name, ext_id)
                 for ext_id, local_id, name in stored if ext_id not in self.seen_assets]
 
-    def _placement(self, up: UpAsset, ops: list[Op]) -> tuple[int, int] | None:
+    def _placement(self, up: UpAsset, ops: list[SyncOp]) -> tuple[int, int] | None:
         owner = up.owner_ext_id
         site_id = self.index.refs.get(("site", owner)) if owner else None
         if site_id is not None and site_id in self.index.sites:
@@ -441,7 +441,7 @@ class Planner:
             return self.resolve_ref(self.policy.default_site, ops)
         return None
 
-    def _asset_type(self, name: str | None, ops: list[Op]) -> int | None:
+    def _asset_type(self, name: str | None, ops: list[SyncOp]) -> int | None:
         name = _cut(name or "")
         if not name:
             return None
@@ -454,15 +454,15 @@ class Planner:
             if group_id is None:
                 group_id = self.index.new_id()
                 self.index.asset_groups[self.policy.asset_group] = group_id
-                ops.append(Op("asset_group", "create", group_id, self.policy.asset_group,
+                ops.append(SyncOp("asset_group", "create", group_id, self.policy.asset_group,
                               values={"name": self.policy.asset_group}))
         type_id = self.index.new_id()
         self.index.asset_types[name.lower()] = type_id
-        ops.append(Op("asset_type", "create", type_id, name,
+        ops.append(SyncOp("asset_type", "create", type_id, name,
                       values={"name": name, "asset_group_id": group_id}))
         return type_id
 
-    def _end_user(self, up: UpAsset, customer_id: int, ops: list[Op]) -> int | None:
+    def _end_user(self, up: UpAsset, customer_id: int, ops: list[SyncOp]) -> int | None:
         if up.contact_ext_id is not None:
             return self.index.refs.get(("end_user", up.contact_ext_id))
         if not (self.policy.last_user_as_end_user and up.last_user):
@@ -480,7 +480,7 @@ class Planner:
         new_id = self.index.new_id()
         self.index.end_users[new_id] = LocalEndUser(new_id, customer_id, name)
         self._users_by_name[(customer_id, name.lower())] = new_id
-        ops.append(Op("end_user", "create", new_id, name, None,
+        ops.append(SyncOp("end_user", "create", new_id, name, None,
                       {"name": name, "customer_id": customer_id, "email": None,
                        "phone": None, "is_default": False}))
         return new_id
@@ -605,10 +605,10 @@ def map_fields(mappings: Iterable[FieldMapping], core: Mapping[str, Any],
 
 
 def _follow_name(entity: Entity, record: LocalCustomer | LocalSite, name: str, key: str,
-                 ops: list[Op]) -> None:
+                 ops: list[SyncOp]) -> None:
     """Rename `record` to the RMM's `name` if it differs."""
     if record.name != name:
-        ops.append(Op(entity, "update", record.id, name, key, {"name": name},
+        ops.append(SyncOp(entity, "update", record.id, name, key, {"name": name},
                       {"name": record.name}))
         record.name = name
 

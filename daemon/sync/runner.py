@@ -28,8 +28,9 @@ from typing import Any, TypeVar
 from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
-from daemon.config import Config, LocalSiteRef
-from daemon.pipeline import Clock, utcnow
+from daemon.config import Config
+from daemon.config.sync_sections import LocalSiteRef
+from daemon.core.clock import Clock, utcnow
 from daemon.rmm.clients import RmmClients
 from daemon.rmm.datto import DattoClient
 from daemon.rmm.errors import RmmError
@@ -39,10 +40,10 @@ from daemon.store.models import SyncRun
 from daemon.sync import store
 from daemon.sync.core import (
     ConfigProblem,
-    Op,
     PageState,
     Planner,
     Policy,
+    SyncOp,
     UpAsset,
     UpContact,
     UpCustomer,
@@ -74,13 +75,13 @@ class SyncReport:
     finished_at: datetime | None = None
     status: str = "running"  # running | ok | failed
     counts: Counter[str] = field(default_factory=Counter)  # "asset.create" -> n
-    ops: list[Op] | None = None  # kept for previews and --json
+    ops: list[SyncOp] | None = None  # kept for previews and --json
     skipped: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     run_id: int | None = None
     trigger: str = "cli"  # schedule | cli
 
-    def add(self, ops: Iterable[Op]) -> None:
+    def add(self, ops: Iterable[SyncOp]) -> None:
         for op in ops:
             self.counts[f"{op.entity}.{op.action}"] += 1
             if self.ops is not None:
@@ -224,7 +225,7 @@ class SyncRunner:
                         else sync.datto.deactivate_deleted),
             last_user_as_end_user=source == "datto" and sync.datto.last_user_as_end_user)
 
-    async def _commit(self, planner: Planner, report: SyncReport, ops: list[Op],
+    async def _commit(self, planner: Planner, report: SyncReport, ops: list[SyncOp],
                       id_map: dict[int, int]) -> None:
         if not report.preview and ops:
             now = self._clock()
@@ -442,10 +443,10 @@ def _serial_fetcher(client: DattoClient) -> Callable[[list[UpAsset], PageState],
 
 # --- plumbing --------------------------------------------------------------------------------
 
-def _plan_batch(records: Iterable[T], plan: Callable[[T], tuple[list[Op], str | None]],
-                entity: str, report: SyncReport) -> list[Op]:
+def _plan_batch(records: Iterable[T], plan: Callable[[T], tuple[list[SyncOp], str | None]],
+                entity: str, report: SyncReport) -> list[SyncOp]:
     """Plan each record; count the skipped ones and those of `entity` already in step."""
-    ops: list[Op] = []
+    ops: list[SyncOp] = []
     for record in records:
         planned, skipped = plan(record)
         if skipped:

@@ -27,8 +27,8 @@ from daemon.sync.core import (
     LocalCustomer,
     LocalEndUser,
     LocalSite,
-    Op,
     PageState,
+    SyncOp,
 )
 
 _TABLES: dict[str, Table] = {
@@ -129,12 +129,12 @@ def stored_active_assets(session: Session, source: str) -> list[tuple[str, int, 
     return [(r.external_id, r.id, r.name) for r in rows]
 
 
-def apply_ops(session: Session, source: str, ops: Iterable[Op], id_map: dict[int, int],
+def apply_ops(session: Session, source: str, ops: Iterable[SyncOp], id_map: dict[int, int],
               now: datetime) -> None:
     """Write `ops` (from one or more plans, in plan order). `id_map` maps provisional ids to
     the real ones; it carries over between calls, since a later batch may name a record an
     earlier one created."""
-    by_entity: dict[str, list[Op]] = {}
+    by_entity: dict[str, list[SyncOp]] = {}
     for op in ops:
         by_entity.setdefault(op.entity, []).append(op)
     refs: dict[tuple[str, str], int] = {}

@@ -20,9 +20,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
+from daemon.config.rmm_sections import FieldTarget
 from daemon.core.events import (
+    GUID,
     AlertEvent,
     Interpretation,
     RawDelivery,
@@ -30,7 +32,7 @@ from daemon.core.events import (
     Unprocessable,
     normalize_uid,
 )
-from daemon.core.lifecycle import Action
+from daemon.core.lifecycle import AlertAction
 
 SOURCE = "datto"
 SECRET_FIELD = "state"  # noqa: S105 - the name of the field that carries the secret
@@ -52,11 +54,8 @@ OPTIONAL_VARIABLES = ("alert_type", "device_ip", "timestamp", "last_user")
 ACCEPTED_KEYS = frozenset({*VARIABLES, "alert_resolved", SECRET_FIELD, "fields",
                            *OPTIONAL_VARIABLES})
 
-# Where a `fields` entry can go (`[datto] webhook_fields = { "<key>" = "<target>" }`).
-FieldTarget = Literal["summary", "details", "type", "priority", "device", "site", "customer"]
 
 _PLACEHOLDER = re.compile(r"^\[[A-Za-z_]+\]$")
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _VALUE_LIMIT = 10_000
 
 
@@ -150,10 +149,10 @@ def parse_datto_webhook(body: Any, field_map: Mapping[str, FieldTarget]) -> Aler
     if not isinstance(raw_uid, str):
         raise Unprocessable(f"'alert_uid' must be a string (the alert GUID), got a JSON "
                             f"{type(raw_uid).__name__}")
-    if not _GUID.match(raw_uid.strip()):
+    if not GUID.match(raw_uid.strip()):
         raise Unprocessable(f"'alert_uid' must be a Datto alert GUID, got "
                             f"{json.dumps(raw_uid[:60])}")
-    action = Action.RESOLVE if _resolved(body) else Action.RAISE
+    action = AlertAction.RESOLVE if _resolved(body) else AlertAction.RAISE
     values = {key: _text(body, key) for key in (*VARIABLES, *OPTIONAL_VARIABLES)}
     extra = _fields(body)
 

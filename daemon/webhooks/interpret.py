@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from daemon.config.rmm_sections import FieldTarget
 from daemon.core.events import Interpretation, RawDelivery, Unprocessable
 from daemon.webhooks import datto, syncro
 
 
-def webhook_interpreter(datto_fields: Mapping[str, datto.FieldTarget]
+def webhook_interpreter(datto_fields: Mapping[str, FieldTarget]
                         ) -> Callable[[RawDelivery], Interpretation]:
     by_source = {datto.SOURCE: datto.datto_interpreter(datto_fields),
                  syncro.SOURCE: syncro.interpret_syncro_delivery}

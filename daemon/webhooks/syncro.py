@@ -22,7 +22,7 @@ from daemon.core.events import (
     TicketFields,
     Unprocessable,
 )
-from daemon.core.lifecycle import Action
+from daemon.core.lifecycle import AlertAction
 
 SOURCE = "syncro"
 
@@ -166,7 +166,7 @@ def parse_syncro_webhook(body: Any) -> AlertEvent:
         resolved = verified["resolved"]  # the API's own record, read on arrival
     else:
         resolved = _resolved(attributes)
-    action = Action.RESOLVE if resolved else Action.RAISE
+    action = AlertAction.RESOLVE if resolved else AlertAction.RAISE
     properties = attributes.get("properties")
     asset, customer = attributes.get("asset"), attributes.get("customer")
     description = _str(attributes, "description") or _str(properties, "description")

@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, selectinload
 
-from daemon.core.events import Channel, DeliveryStatus, utc_iso
+from daemon.core.clock import utc_iso
+from daemon.core.events import Channel, DeliveryStatus
 from daemon.core.lifecycle import AlertState
 from daemon.store.database import Database
 from daemon.store.models import Alert, Delivery, OutboxAction, SyncRun, Ticket

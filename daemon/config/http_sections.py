@@ -1,0 +1,35 @@
+"""Sections of the HTTP listener and its API: `[http]`, `[api]`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+
+from daemon.config.base import Listen, ListenAddress, Section
+
+
+class HttpConfig(Section):
+    listen: Listen = ListenAddress("127.0.0.1", 8080)
+    public_url: str = ""
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if url and not url.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return url.rstrip("/")
+
+
+class ApiConfig(Section):
+    tokens: tuple[SecretStr, ...] = ()
+    token_file: Path | None = None
+
+    @field_validator("tokens")
+    @classmethod
+    def _long_enough(cls, tokens: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        if any(len(t.get_secret_value()) < 16 for t in tokens):
+            raise ValueError("API tokens must be at least 16 characters long")
+        return tokens
+

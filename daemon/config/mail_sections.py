@@ -1,0 +1,82 @@
+"""Sections of the email intake: `[smtp]` and `[[imap.accounts]]`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from daemon.config.base import LOOPBACK_HOSTS, Listen, ListenAddress, Section
+
+
+class SmtpUser(Section):
+    username: str = Field(min_length=1)
+    password: SecretStr
+
+
+class SmtpConfig(Section):
+    enabled: bool = True
+    listen: Listen = ListenAddress("127.0.0.1", 2525)
+    hostname: str = ""  # "" = this host's FQDN
+    max_message_bytes: int = Field(default=26_214_400, ge=1024)
+    # Addresses (alerts@example.com) or domains (example.com); empty: any recipient.
+    accept_recipients: tuple[str, ...] = ()
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    require_tls: bool = False
+    users: tuple[SmtpUser, ...] = ()
+    timeout_s: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> SmtpConfig:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("give both tls_cert_file and tls_key_file, or neither")
+        for path in (self.tls_cert_file, self.tls_key_file):
+            if path is not None and not path.is_file():
+                raise ValueError(f"TLS file not found: {path}")
+        if self.require_tls and self.tls_cert_file is None:
+            raise ValueError("require_tls needs tls_cert_file and tls_key_file")
+        return self
+
+
+class ImapAccount(Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)  # default by tls: 993 / 143
+    tls: Literal["implicit", "starttls", "none"] = "implicit"
+    ca_file: str | None = None  # CA bundle for a private CA; default: the system's
+    verify_tls: bool = True  # false only for a self-signed test server
+    username: str = Field(min_length=1)
+    password: SecretStr
+    folder: str = "INBOX"
+    processed_folder: str = ""  # move processed mail here; "" = flag it as seen
+    failed_folder: str = ""  # move mail that cannot be processed here; "" = leave it unread
+    idle: bool = True
+    poll_interval_s: float = Field(default=60.0, gt=0)
+    timeout_s: float = Field(default=30.0, gt=0)
+    batch_size: int = Field(default=200, ge=1, le=5000)
+
+    @model_validator(mode="after")
+    def _plain_only_on_loopback(self) -> ImapAccount:
+        if self.tls == "none" and self.host not in LOOPBACK_HOSTS:
+            raise ValueError("tls = \"none\" is allowed only for a loopback host "
+                             "(the password would cross the network in clear)")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (993 if self.tls == "implicit" else 143)
+
+
+class ImapConfig(Section):
+    accounts: tuple[ImapAccount, ...] = ()
+
+    @field_validator("accounts")
+    @classmethod
+    def _unique_names(cls, accounts: tuple[ImapAccount, ...]) -> tuple[ImapAccount, ...]:
+        names = [a.name for a in accounts]
+        if len(names) != len(set(names)):
+            raise ValueError("account names must be unique")
+        return accounts
+

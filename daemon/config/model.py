@@ -1,0 +1,39 @@
+"""The whole configuration: one frozen object of typed sections (see `daemon.config.load`)."""
+
+from __future__ import annotations
+
+from daemon.config.base import Section
+from daemon.config.http_sections import ApiConfig, HttpConfig
+from daemon.config.mail_sections import ImapConfig, SmtpConfig
+from daemon.config.rmm_sections import DattoConfig, OutboxConfig, SyncroConfig
+from daemon.config.runtime_sections import (
+    DaemonConfig,
+    DatabaseConfig,
+    LoggingConfig,
+    PipelineConfig,
+    RulesConfig,
+)
+from daemon.config.sync_sections import SyncConfig
+
+
+class Config(Section):
+    """The whole configuration. Build it with `load_config`, never from the environment."""
+
+    daemon: DaemonConfig
+    logging: LoggingConfig = LoggingConfig()
+    database: DatabaseConfig
+    http: HttpConfig = HttpConfig()
+    api: ApiConfig = ApiConfig()
+    smtp: SmtpConfig = SmtpConfig()
+    imap: ImapConfig = ImapConfig()
+    rules: RulesConfig
+    pipeline: PipelineConfig = PipelineConfig()
+    datto: DattoConfig = DattoConfig()
+    syncro: SyncroConfig = SyncroConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    sync: SyncConfig = SyncConfig()
+
+    @property
+    def public_url(self) -> str:
+        return self.http.public_url or f"http://{self.http.listen}"
+

@@ -1,0 +1,73 @@
+"""Sections of the RMMs: `[datto]`, `[syncro]` (API, webhooks, polling) and `[outbox]`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+
+from daemon.config.base import Section
+
+# Datto RMM's platforms: `[datto] api_url = "merlot"` means https://merlot-api.centrastage.net.
+DATTO_PLATFORMS = ("pinotage", "merlot", "concord", "vidal", "zinfandel", "syrah")
+
+# Where a Datto webhook `fields` entry can go (`[datto] webhook_fields = { "<key>" = "<target>" }`).
+FieldTarget = Literal["summary", "details", "type", "priority", "device", "site", "customer"]
+
+
+class DattoConfig(Section):
+    api_url: str = ""
+    api_key: SecretStr | None = None
+    api_secret: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
+    # A key of the webhook body's free `fields` object -> the ticket field it fills.
+    webhook_fields: dict[str, FieldTarget] = {}
+    # Seconds between polls of the open alerts (0: off). Halo's integration polls about every
+    # 15 minutes; the reads cost one request per 250 alerts.
+    poll_interval_s: float = Field(default=0.0, ge=0)
+
+    @property
+    def api_configured(self) -> bool:
+        return bool(self.api_url and self.api_key and self.api_secret)
+
+    @field_validator("api_url")
+    @classmethod
+    def _platform_or_url(cls, value: str) -> str:
+        if value and value not in DATTO_PLATFORMS and not value.startswith(("https://", "http://")):
+            raise ValueError(
+                f"expected a platform name ({', '.join(DATTO_PLATFORMS)}) or a full API URL"
+            )
+        return value
+
+
+class SyncroConfig(Section):
+    api_url: str = ""
+    api_key: SecretStr | None = None
+    webhook_auth: Literal["none", "token"] = "token"
+    webhook_token: SecretStr | None = None
+    poll_interval_s: float = Field(default=0.0, ge=0)
+    # Re-read each webhook's alert by the API and trust its `resolved` flag over the body's.
+    verify_webhooks: bool = False
+
+    @field_validator("api_url")
+    @classmethod
+    def _https_url(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("expected the API URL, e.g. https://example.syncromsp.com/api/v1")
+        return value
+
+    @property
+    def api_configured(self) -> bool:
+        return bool(self.api_url and self.api_key)
+
+
+class OutboxConfig(Section):
+    """How alertd sends what it owes the RMMs (resolve calls after an agent closes a ticket)."""
+
+    max_attempts: int = Field(default=10, ge=1, le=1000)
+    retry_base_s: float = Field(default=30.0, gt=0)
+    retry_max_s: float = Field(default=3600.0, gt=0)
+    lease_s: float = Field(default=300.0, gt=0)
+    interval_s: float = Field(default=30.0, gt=0)
+    concurrency: int = Field(default=4, ge=1, le=64)
+
