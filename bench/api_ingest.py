@@ -93,7 +93,7 @@ def bare_app(path: Path) -> web.Application:
 
 async def alertd_app(tmp: Path, db_url: str) -> tuple[web.Application, Database]:
     ctx = await alertd_context(tmp, f'[database]\nurl = "{db_url}"\n', pool_size=20)
-    return create_app(ctx, [setup_api_routes]), ctx.db
+    return create_app(ctx.http, [setup_api_routes]), ctx.db
 
 
 def report(name: str, requests: int, elapsed: float, latencies: list[float], errors: int

@@ -5,15 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from daemon.config import load_config
-from daemon.http.app import AppContext
-from daemon.service import build_context
+from daemon.service.wiring import Services, build_services
 from daemon.store.database import Database
 
 TOKEN = "bench-token-0123456789"
 
 
 async def alertd_context(state_dir: Path, extra_toml: str = "", pool_size: int = 5
-                         ) -> AppContext:
+                         ) -> Services:
     """Config (defaults + `extra_toml`), migrated database and the wired services."""
     state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / "alertd.toml"
@@ -22,4 +21,4 @@ async def alertd_context(state_dir: Path, extra_toml: str = "", pool_size: int =
     config = load_config(path, environ={})
     db = Database(config.database.url, pool_size=pool_size)
     await db.upgrade()
-    return await build_context(config, db)
+    return build_services(config, db)

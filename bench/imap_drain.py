@@ -52,7 +52,7 @@ async def main() -> None:
                                   tls="none", username=server.username,
                                   password=server.password,  # type: ignore[arg-type]
                                   batch_size=args.batch, idle=False, poll_interval_s=0.2)
-            reader = AccountReader(account, make_sink(ctx.pipeline, db, ctx.metrics),
+            reader = AccountReader(account, make_sink(ctx.pipeline, ctx.checkpoints, ctx.metrics),
                                    asyncio.get_running_loop(), lambda kind: None)
             processed = select(func.count()).select_from(Delivery).where(
                 Delivery.status == "processed")

@@ -23,8 +23,8 @@ from aiosmtpd.smtp import SMTP
 from common import alertd_context
 from sqlalchemy import text
 
+from daemon.intake.worker import DeliveryWorker
 from daemon.mail.smtp import SmtpHandler, start_smtp_server
-from daemon.service import DeliveryWorker
 from daemon.store.database import Database
 
 BODY = "x" * 900  # with the headers: ~1 KB on the wire
@@ -87,9 +87,9 @@ async def serve_alertd(tmp: Path) -> tuple[asyncio.Server, Database, DeliveryWor
     config, db = ctx.config, ctx.db
     # The worker is not started: this measures intake (250 after the commit); processing
     # follows asynchronously and is measured by bench/api_ingest.py's lifecycle path.
-    worker = DeliveryWorker(ctx.pipeline)
+    worker = ctx.worker
     server = await start_smtp_server(
-        SmtpHandler(ctx.pipeline, config.smtp, ctx.metrics, worker.kick), config.smtp)
+        SmtpHandler(ctx.pipeline, config.smtp, ctx.metrics), config.smtp)
     return server, db, worker
 
 

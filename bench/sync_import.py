@@ -107,7 +107,7 @@ async def main() -> None:
             async with aiohttp.ClientSession() as http:
                 client = SyncroClient(http, f"http://127.0.0.1:{api_port}/api/v1", "bench",
                                       limits=SyncroLimits(window_s=args.window_s))
-                runner = SyncRunner(ctx.db, RmmClients(syncro=client), ctx.config)
+                runner = SyncRunner(ctx.db, RmmClients(syncro=client), ctx.config.sync)
                 customers = await runner.run("syncro", customers=True, assets=False)
                 print(f"customers: {customers.summary()}")
                 rss_before = rss_mib()

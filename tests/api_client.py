@@ -11,8 +11,8 @@ from aiohttp.test_utils import TestClient
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
-from daemon.http.app import AppContext
 from daemon.http.openapi import openapi_document
+from daemon.service.wiring import Services
 
 TOKEN = "test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -21,7 +21,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 class Api:
     """A test client that validates each /api response against the served OpenAPI document."""
 
-    def __init__(self, client: TestClient, ctx: AppContext):
+    def __init__(self, client: TestClient, ctx: Services):
         self.client = client
         self.ctx = ctx
         self.openapi = OpenAPI.from_dict(openapi_document(ctx.config.public_url))

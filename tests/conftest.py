@@ -17,11 +17,12 @@ import pytest
 from sqlalchemy import Connection
 
 from daemon.config import Config, load_config
-from daemon.core.events import Channel, interpret_api_delivery
+from daemon.core.api_event import interpret_api_delivery
+from daemon.core.events import Channel
+from daemon.intake.pipeline import Pipeline
 from daemon.metrics import Metrics
-from daemon.pipeline import Pipeline
 from daemon.store.database import Database
-from daemon.tickets import TicketService
+from daemon.tickets.agent import AgentActions
 
 PG_URL = os.environ.get("ALERTD_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 # A schema of this test run's own, so two runs against one server never wipe each other.
@@ -120,8 +121,8 @@ def pipeline(db: Database, metrics: Metrics) -> Pipeline:
 
 
 @pytest.fixture
-def tickets(db: Database, metrics: Metrics) -> TicketService:
-    return TicketService(db, metrics)
+def tickets(db: Database, metrics: Metrics) -> AgentActions:
+    return AgentActions(db, metrics)
 
 
 @pytest.fixture

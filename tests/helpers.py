@@ -7,7 +7,8 @@ import uuid
 from typing import Any
 
 from daemon.core.events import Channel
-from daemon.pipeline import InboundDelivery, Pipeline, ProcessResult
+from daemon.intake.inbound import Inbound, ProcessResult
+from daemon.intake.pipeline import Pipeline
 
 
 def event_body(uid: str, action: str = "raise", source: str = "datto", **extra: Any
@@ -20,7 +21,7 @@ async def deliver(pipeline: Pipeline, uid: str, action: str = "raise",
                   ) -> ProcessResult:
     """Store one event as a delivery on `channel` and process it; return the result."""
     payload = json.dumps(event_body(uid, action, source, **extra)).encode()
-    accepted = await pipeline.accept(InboundDelivery(
+    accepted = await pipeline.submit(Inbound(
         channel=channel, dedupe_key=str(uuid.uuid4()), payload=payload,
         content_type="application/json", source=source))
     result = await pipeline.process(accepted.delivery_id)

@@ -12,9 +12,10 @@ import json
 import sys
 import time
 
-from daemon.core.events import Channel, interpret_api_delivery
+from daemon.core.api_event import interpret_api_delivery
+from daemon.core.events import Channel
+from daemon.intake.pipeline import Pipeline
 from daemon.metrics import Metrics
-from daemon.pipeline import Pipeline
 from daemon.store.database import Database
 from tests.helpers import deliver
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from daemon.core.events import Channel
-from daemon.pipeline import InboundDelivery, Pipeline
+from daemon.intake.inbound import Inbound
+from daemon.intake.pipeline import Pipeline
 from daemon.store.database import head_revision
-from daemon.tickets import TicketService
+from daemon.tickets.agent import AgentActions
 from tests.conftest import database_toml
 from tests.helpers import deliver
 
@@ -67,7 +68,7 @@ async def test_alert_and_delivery_commands(
         pipeline: Pipeline, cli: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     await deliver(pipeline, "a-1", channel=Channel.SMTP)
     await deliver(pipeline, "a-1", channel=Channel.WEBHOOK)
-    bad = await pipeline.accept(InboundDelivery(Channel.API, "bad", b"not json",
+    bad = await pipeline.submit(Inbound(Channel.API, "bad", b"not json",
                                                 "application/json"))
     await pipeline.process(bad.delivery_id)
 
@@ -135,7 +136,7 @@ def test_rules_check_and_test(tmp_path: Path) -> None:
     assert refused.returncode == 2 and "invalid regular expression" in refused.stderr
 
 
-async def test_outbox_commands(pipeline: Pipeline, tickets: TicketService,
+async def test_outbox_commands(pipeline: Pipeline, tickets: AgentActions,
                                cli: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     for uid in ("uid-to-drop", "uid-to-retry"):
         raised = await deliver(pipeline, uid)

@@ -193,7 +193,7 @@ async def test_database_password_stays_out_of_the_url_and_logs(
         """)
     config = load_config(path, environ={"DB_PW": "pa55-word"})
     assert "pa55" not in config.database.url
-    db = open_database(config)
+    db = open_database(config.database)
     try:
         assert make_url(db.url).password == "pa55-word"
         assert "pa55" not in redact_url(db.url) and "pa55" not in db.display_url

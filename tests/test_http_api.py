@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 from daemon.config import Config
 from daemon.http.app import create_app
 from daemon.http.openapi import openapi_document
-from daemon.service import ROUTES, build_context
+from daemon.service.wiring import ROUTES, build_services
 from daemon.store.database import Database
 from daemon.store.models import Delivery, OutboxAction
 from tests.api_client import AUTH, TOKEN, Api
@@ -26,8 +26,8 @@ UID = "2b0a1e7c-5a0e-4f7e-8d2a-6d1b8f3c9e01"
 async def api(aiohttp_client: Callable[..., Any], make_config: Callable[..., Config],
               db: Database, db_url: str) -> Api:
     config = make_config(f'[api]\ntokens = ["{TOKEN}"]\n', db_url=db_url)
-    ctx = await build_context(config, db)
-    client = await aiohttp_client(create_app(ctx, ROUTES))
+    ctx = build_services(config, db)
+    client = await aiohttp_client(create_app(ctx.http, ROUTES))
     return Api(client, ctx)
 
 

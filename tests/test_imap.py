@@ -17,9 +17,8 @@ from sqlalchemy import func, select
 
 from daemon.config import Config
 from daemon.config.mail_sections import ImapAccount
-from daemon.http.app import AppContext
 from daemon.mail.imap import AccountReader, make_sink
-from daemon.service import build_context
+from daemon.service.wiring import Services, build_services
 from daemon.store.database import Database
 from daemon.store.models import Alert, Delivery, ImapCheckpoint
 from tests.dovecot import Dovecot, dovecot  # noqa: F401 - the fixture
@@ -50,7 +49,7 @@ async def wait_for(check: Callable[[], Any], timeout_s: float = 20.0) -> None:
 
 @dataclass
 class Intake:
-    ctx: AppContext
+    ctx: Services
     server: Dovecot
     readers: list[AccountReader]
     errors: list[str]
@@ -64,7 +63,7 @@ class Intake:
         return ImapAccount.model_validate(values)
 
     def start(self, account: ImapAccount) -> AccountReader:
-        reader = AccountReader(account, make_sink(self.ctx.pipeline, self.ctx.db,
+        reader = AccountReader(account, make_sink(self.ctx.pipeline, self.ctx.checkpoints,
                                                   self.ctx.metrics),
                                asyncio.get_running_loop(), self.errors.append)
         reader.start()
@@ -97,7 +96,7 @@ class Intake:
 async def intake(dovecot: Dovecot, make_config: Callable[..., Config],  # noqa: F811
                  db: Database, db_url: str) -> AsyncIterator[Intake]:
     config = make_config('[api]\ntokens = ["test-token-0123456789"]\n', db_url=db_url)
-    state = Intake(await build_context(config, db), dovecot, [], [])
+    state = Intake(build_services(config, db), dovecot, [], [])
     yield state
     for reader in list(state.readers):
         await state.stop(reader)

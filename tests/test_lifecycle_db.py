@@ -16,10 +16,11 @@ from sqlalchemy.orm import Session
 
 from daemon.core.events import Channel
 from daemon.core.lifecycle import TicketAlreadyClosed
-from daemon.pipeline import InboundDelivery, Pipeline
+from daemon.intake.inbound import Inbound
+from daemon.intake.pipeline import Pipeline
 from daemon.store.database import Database
 from daemon.store.models import Alert, OutboxAction, Ticket, TicketNote
-from daemon.tickets import TicketService
+from daemon.tickets.agent import AgentActions
 from tests.helpers import deliver
 
 E, W, P = Channel.SMTP, Channel.WEBHOOK, Channel.POLL
@@ -77,7 +78,7 @@ STEPS = [
 
 @pytest.mark.parametrize(("steps", "expect"), [row[1:] for row in STEPS],
                          ids=[row[0] for row in STEPS])
-async def test_transition(db: Database, pipeline: Pipeline, tickets: TicketService,
+async def test_transition(db: Database, pipeline: Pipeline, tickets: AgentActions,
                           steps: list[tuple[str, Channel | None]], expect: Expect) -> None:
     uid = "7d3c3b0e-1111-4c8e-9a55-0123456789ab"
     outcomes = []
@@ -126,7 +127,7 @@ async def test_transition(db: Database, pipeline: Pipeline, tickets: TicketServi
 
 
 async def test_closing_twice_is_refused_and_queues_nothing(
-        db: Database, pipeline: Pipeline, tickets: TicketService) -> None:
+        db: Database, pipeline: Pipeline, tickets: AgentActions) -> None:
     result = await deliver(pipeline, "u-1")
     ticket_id = result.events[0].ticket_id
     assert ticket_id is not None
@@ -139,7 +140,7 @@ async def test_closing_twice_is_refused_and_queues_nothing(
 
 
 async def test_custom_source_closes_without_upstream_action(
-        db: Database, pipeline: Pipeline, tickets: TicketService) -> None:
+        db: Database, pipeline: Pipeline, tickets: AgentActions) -> None:
     result = await deliver(pipeline, "backup-42", source="veeam")
     ticket_id = result.events[0].ticket_id
     assert ticket_id is not None
@@ -165,7 +166,7 @@ async def test_twin_fills_fields_the_first_copy_lacked(db: Database, pipeline: P
 
 
 async def test_agent_close_and_upstream_resolve_at_once_have_one_winner(
-        db: Database, pipeline: Pipeline, tickets: TicketService) -> None:
+        db: Database, pipeline: Pipeline, tickets: AgentActions) -> None:
     """On SQLite both land in one group-commit batch; on PostgreSQL they race on row locks.
     Either way exactly one of them closes the ticket."""
     for n in range(10):
@@ -173,7 +174,7 @@ async def test_agent_close_and_upstream_resolve_at_once_have_one_winner(
         opened = await deliver(pipeline, uid, source="veeam")
         ticket_id = opened.events[0].ticket_id
         assert ticket_id is not None
-        accepted = await pipeline.accept(InboundDelivery(
+        accepted = await pipeline.submit(Inbound(
             channel=Channel.API, dedupe_key=f"resolve-{n}", content_type="application/json",
             payload=json.dumps({"source": "veeam", "uid": uid, "action": "resolve"}).encode()))
         # A slow write first, so on SQLite the close and the resolve queue up behind it and

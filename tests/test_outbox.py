@@ -12,14 +12,14 @@ from typing import Any
 import aiohttp
 from sqlalchemy import select
 
+from daemon.intake.pipeline import Pipeline
 from daemon.metrics import Metrics
-from daemon.outbox import OutboxPolicy, OutboxWorker
-from daemon.pipeline import Pipeline
 from daemon.rmm.datto import DattoClient, DattoLimits
+from daemon.rmm.outbox import OutboxPolicy, OutboxWorker
 from daemon.rmm.syncro import SyncroClient
 from daemon.store.database import Database
 from daemon.store.models import OutboxAction
-from daemon.tickets import TicketService
+from daemon.tickets.agent import AgentActions
 from tests.api_client import AUTH, TOKEN
 from tests.daemon_process import Daemon
 from tests.fakes.datto import DattoFake
@@ -42,7 +42,7 @@ async def test_closing_tickets_sends_one_resolve_each(
             "syncro": SyncroClient(session, str(syncro_server.make_url("/api/v1")), "t"),
         }
         worker = OutboxWorker(db, resolvers, metrics, OutboxPolicy(retry_base_s=0.01))
-        tickets = TicketService(db, metrics)
+        tickets = AgentActions(db, metrics)
         for source, alert_uid in (("datto", uid), ("syncro", syncro_id)):
             result = await deliver(pipeline, alert_uid, source=source)
             ticket_id = result.events[0].ticket_id
@@ -69,7 +69,7 @@ async def test_a_server_error_is_retried_and_the_resolve_arrives_once(
                               OutboxPolicy(retry_base_s=0.0001, retry_max_s=0.0001))
         result = await deliver(pipeline, uid)
         assert result.events[0].ticket_id is not None
-        await TicketService(db, metrics).close(result.events[0].ticket_id, "agent:tester")
+        await AgentActions(db, metrics).close(result.events[0].ticket_id, "agent:tester")
         fake.down = True
         assert await worker.run_due() == 1  # failed: back to pending with backoff
         fake.down = False
@@ -110,7 +110,7 @@ async def test_a_thousand_tickets_closed_at_once_resolve_under_the_limit(
                              limits=DattoLimits(window_s=window_s, backoff_base_s=0.01))
         worker = OutboxWorker(db, {"datto": client}, metrics,
                               OutboxPolicy(retry_base_s=0.05, retry_max_s=0.2))
-        tickets = TicketService(db, metrics, on_enqueued=worker.kick)
+        tickets = AgentActions(db, metrics, on_enqueued=worker.kick)
         worker.start()
         try:
             await asyncio.gather(*(tickets.close(t, "agent:tester") for t in ticket_ids))
@@ -197,7 +197,7 @@ async def test_a_refusal_retrying_cannot_fix_is_dead_at_once_with_its_reason(
     fake.fail_path("DELETE", rf"/rmm_alerts/{refused}$", 422)
     fake.deny(f"/api/v1/rmm_alerts/{denied}")
     server = await aiohttp_server(fake.app)
-    tickets = TicketService(db, metrics)
+    tickets = AgentActions(db, metrics)
     for alert_id in (refused, denied):
         result = await deliver(pipeline, alert_id, source="syncro")
         assert result.events[0].ticket_id is not None

@@ -12,12 +12,13 @@ import aiohttp
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from daemon.pipeline import Pipeline
+from daemon.intake.pipeline import Pipeline
 from daemon.rmm.datto import DattoClient, DattoLimits
 from daemon.rmm.poll import datto_poller, syncro_poller
 from daemon.rmm.syncro import SyncroClient
 from daemon.store.database import Database
 from daemon.store.models import Alert, Delivery, OutboxAction, Ticket
+from daemon.store.queries import Queries
 from tests.api_client import AUTH, TOKEN
 from tests.daemon_process import Daemon
 from tests.fakes.datto import DattoFake
@@ -51,9 +52,9 @@ async def test_datto_poll_raises_unseen_alerts_and_closes_those_resolved_upstrea
     async with aiohttp.ClientSession() as session:
         client = DattoClient(session, str(server.make_url("")), "k", "s")
         # Within the grace period, alertd's open alerts are not judged by the listing.
-        fresh = await datto_poller(client, pipeline, db, grace_s=300).poll()
+        fresh = await datto_poller(client, pipeline, Queries(db), grace_s=300).poll()
         assert sorted(fresh.raised) == sorted(missed) and fresh.resolved == []
-        poller = datto_poller(client, pipeline, db, grace_s=0)
+        poller = datto_poller(client, pipeline, Queries(db), grace_s=0)
         first = await poller.poll()
         second = await poller.poll()
 
@@ -84,7 +85,7 @@ async def test_syncro_poll_raises_and_reconciles(
     server = await aiohttp_server(fake.app)
     async with aiohttp.ClientSession() as session:
         client = SyncroClient(session, str(server.make_url("/api/v1")), "t")
-        result = await syncro_poller(client, pipeline, db, grace_s=0).poll()
+        result = await syncro_poller(client, pipeline, Queries(db), grace_s=0).poll()
     assert sorted(result.raised) == sorted(missed)
     assert result.resolved == [str(cleared["id"])]
     rows = await db.read(lambda s: alert_rows(s, "syncro"))
@@ -106,7 +107,7 @@ async def test_a_failed_listing_raises_and_resolves_nothing(
     async with aiohttp.ClientSession() as session:
         client = DattoClient(session, str(server.make_url("")), "k", "s",
                              limits=DattoLimits(backoff_base_s=0.01, retries=1))
-        result = await datto_poller(client, pipeline, db, grace_s=0).poll()
+        result = await datto_poller(client, pipeline, Queries(db), grace_s=0).poll()
     assert result.error is not None and "nothing reconciled" in result.error
     assert (result.raised, result.resolved) == ([], [])
     rows = await db.read(lambda s: alert_rows(s, "datto"))

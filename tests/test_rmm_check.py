@@ -20,7 +20,7 @@ from daemon.http.app import create_app
 from daemon.rmm.check import CheckResult, check_datto, check_syncro
 from daemon.rmm.datto import DattoClient, DattoLimits
 from daemon.rmm.syncro import SyncroClient, SyncroLimits
-from daemon.service import ROUTES, build_context
+from daemon.service.wiring import ROUTES, build_services
 from daemon.store.database import Database
 from tests.api_client import TOKEN, Api
 from tests.fakes.datto import DattoFake
@@ -124,9 +124,9 @@ async def test_the_check_over_the_api(
     config = make_config(f'[api]\ntokens = ["{TOKEN}"]\n'
                          f'[datto]\napi_url = "{url}"\napi_key = "k"\napi_secret = "s"\n',
                          db_url=db_url)
-    ctx = await build_context(config, db)
+    ctx = build_services(config, db)
     try:
-        api = Api(await aiohttp_client(create_app(ctx, ROUTES)), ctx)
+        api = Api(await aiohttp_client(create_app(ctx.http, ROUTES)), ctx)
         status, body = await api.call("POST", "/api/rmm/datto/test")
         assert status == 200 and body["status"] == "ok", body
         status, body = await api.call("POST", "/api/rmm/syncro/test")

@@ -17,10 +17,10 @@ from sqlalchemy import func, select
 
 from daemon.config import Config
 from daemon.core.events import Channel
-from daemon.http.app import AppContext
+from daemon.intake.inbound import Inbound
+from daemon.intake.worker import DeliveryWorker
 from daemon.mail.smtp import SmtpHandler, start_smtp_server
-from daemon.pipeline import InboundDelivery
-from daemon.service import DeliveryWorker, build_context
+from daemon.service.wiring import Services, build_services
 from daemon.store.database import Database
 from daemon.store.models import Alert, Delivery, Ticket
 from daemon.store.queries import Page
@@ -30,7 +30,7 @@ UID = "7a1d2c3b-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 
 @dataclass
 class Smtp:
-    ctx: AppContext
+    ctx: Services
     worker: DeliveryWorker
     port: int
 
@@ -53,11 +53,11 @@ class Smtp:
 
 
 async def start(config: Config, db: Database) -> tuple[Smtp, asyncio.Server]:
-    ctx = await build_context(config, db)
-    worker = DeliveryWorker(ctx.pipeline)
+    ctx = build_services(config, db)
+    worker = ctx.worker
     worker.start()
     server = await start_smtp_server(
-        SmtpHandler(ctx.pipeline, config.smtp, ctx.metrics, worker.kick), config.smtp)
+        SmtpHandler(ctx.pipeline, config.smtp, ctx.metrics), config.smtp)
     return Smtp(ctx, worker, server.sockets[0].getsockname()[1]), server
 
 
@@ -162,7 +162,7 @@ async def test_oversized_message_gets_552_and_is_not_stored(smtp: Smtp,
 async def test_storage_failure_gets_451(smtp: Smtp, monkeypatch: pytest.MonkeyPatch) -> None:
     async def broken(_inbound: Any) -> Any:
         raise OSError("disk full")
-    monkeypatch.setattr(smtp.ctx.pipeline, "accept", broken)
+    monkeypatch.setattr(smtp.ctx.pipeline, "submit", broken)
     with pytest.raises(smtplib.SMTPDataError) as refused:
         await smtp.asend(alert_mail("x"))
     assert refused.value.smtp_code == 451
@@ -219,11 +219,11 @@ async def test_starttls_and_auth(tmp_path: Path, make_config: Callable[..., Conf
 async def test_email_and_api_copies_of_one_alert_make_one_ticket(smtp: Smtp) -> None:
     """The Datto uid from a subject and from another channel is one key, in any order."""
     upper = UID.upper()  # the subject spells the GUID in capitals; the other copy does not
-    api_copy = InboundDelivery(channel=Channel.API, dedupe_key="api-copy",
+    api_copy = Inbound(channel=Channel.API, dedupe_key="api-copy",
                                payload=json.dumps({"source": "datto", "uid": UID,
                                                    "action": "raise"}).encode(),
                                content_type="application/json")
-    accepted = await smtp.ctx.pipeline.accept(api_copy)
+    accepted = await smtp.ctx.pipeline.submit(api_copy)
     await smtp.ctx.pipeline.process(accepted.delivery_id)
     await smtp.asend(alert_mail(f"Alert on device: 192.0.2.7 - Alert{{{upper}}}", "<twin@x>"))
     await smtp.worker.run_until_idle()

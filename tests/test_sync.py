@@ -22,7 +22,7 @@ from daemon.http.app import create_app
 from daemon.rmm.clients import RmmClients
 from daemon.rmm.datto import DattoClient, DattoLimits
 from daemon.rmm.syncro import SyncroClient, SyncroLimits
-from daemon.service import ROUTES, build_context
+from daemon.service.wiring import ROUTES, build_services
 from daemon.store.database import Database
 from daemon.store.models import (
     Alert,
@@ -36,18 +36,19 @@ from daemon.store.models import (
     SyncRun,
     Ticket,
 )
-from daemon.sync.core import (
+from daemon.sync.planner import Planner
+from daemon.sync.records import (
     Index,
     LocalAsset,
     LocalCustomer,
     LocalSite,
     PageState,
-    Planner,
     Policy,
     UpAsset,
     UpCustomer,
 )
-from daemon.sync.runner import SyncRefused, SyncReport, SyncRunner
+from daemon.sync.report import SyncReport
+from daemon.sync.runner import SyncRefused, SyncRunner
 from tests.api_client import TOKEN, Api
 from tests.conftest import database_toml
 from tests.fakes.datto import DattoFake
@@ -86,7 +87,7 @@ async def syncro_runner(aiohttp_server: Callable[..., Any], http: aiohttp.Client
                         fake: SyncroFake, db: Database, config: Config) -> SyncRunner:
     url = (await aiohttp_server(fake.app)).make_url("/api/v1")
     client = SyncroClient(http, str(url), "t", limits=SyncroLimits(window_s=WINDOW_S))
-    return SyncRunner(db, RmmClients(syncro=client), config)
+    return SyncRunner(db, RmmClients(syncro=client), config.sync)
 
 
 async def seed(db: Database, *rows: Any) -> None:
@@ -315,7 +316,7 @@ async def test_datto_preview_then_apply(
     url = (await aiohttp_server(fake.app)).make_url("")
     client = DattoClient(http, str(url), "k", "s", limits=DattoLimits(window_s=WINDOW_S))
     config = make_config(DATTO_CONFIG.format(mapped_uid=mapped["uid"]), db_url=db_url)
-    runner = SyncRunner(db, RmmClients(datto=client), config)
+    runner = SyncRunner(db, RmmClients(datto=client), config.sync)
 
     preview = await runner.run("datto", preview=True)
     assert preview.status == "ok", preview.errors
@@ -381,8 +382,8 @@ async def test_an_alert_ticket_lands_on_the_imported_asset_and_its_user(
         """, db_url=db_url)
     runner = await syncro_runner(aiohttp_server, http, fake, db, config)
     assert (await runner.run("syncro")).status == "ok"
-    ctx = await build_context(config, db)
-    api = Api(await aiohttp_client(create_app(ctx, ROUTES)), ctx)
+    ctx = build_services(config, db)
+    api = Api(await aiohttp_client(create_app(ctx.http, ROUTES)), ctx)
 
     # The Syncro webhook names the asset by its id.
     hook = json.loads(SYNCRO_SAMPLE.read_text())
@@ -458,8 +459,8 @@ async def test_sync_command_preview_apply_history_and_api(
     assert [line.split()[4] for line in out.splitlines()[1:]] == ["failed", "ok", "ok"]
 
     config = make_config(f'[api]\ntokens = ["{TOKEN}"]\n', db_url=db_url)
-    ctx = await build_context(config, db)
-    api = Api(await aiohttp_client(create_app(ctx, ROUTES)), ctx)
+    ctx = build_services(config, db)
+    api = Api(await aiohttp_client(create_app(ctx.http, ROUTES)), ctx)
     status, runs = await api.call("GET", "/api/sync/runs", params={"source": "syncro"})
     assert status == 200
     assert [(r["status"], r["entities"], r["trigger"]) for r in runs["items"]] == [
@@ -483,7 +484,7 @@ async def test_datto_sites_under_one_customer(
         site_mode = "sites_under_customer"
         customer = "Harbor Health"
         """, db_url=db_url)
-    runner = SyncRunner(db, RmmClients(datto=client), config)
+    runner = SyncRunner(db, RmmClients(datto=client), config.sync)
     report = await runner.run("datto", keep_ops=True)
     assert report.status == "ok", report.errors
     assert report.counts["customer.create"] == 1 and report.counts["site.create"] == 2
@@ -516,7 +517,7 @@ async def test_one_sync_at_a_time(
                                              limits=SyncroLimits(window_s=WINDOW_S)))
     # The lock is taken on its own connection (PostgreSQL) or file handle (SQLite), so a
     # second runner meets it as another alertd instance would.
-    first, second = SyncRunner(db, clients, config), SyncRunner(db, clients, config)
+    first, second = SyncRunner(db, clients, config.sync), SyncRunner(db, clients, config.sync)
     running = asyncio.create_task(first.run("syncro", customers=True))
     await asyncio.sleep(0.2)
     with pytest.raises(SyncRefused, match="another sync is running"):

@@ -18,7 +18,7 @@ from daemon.config import Config
 from daemon.core.events import Unprocessable
 from daemon.core.lifecycle import AlertAction
 from daemon.http.app import create_app
-from daemon.service import ROUTES, build_context
+from daemon.service.wiring import ROUTES, build_services
 from daemon.store.database import Database
 from daemon.store.models import Alert, Delivery, Ticket
 from daemon.webhooks import datto, syncro
@@ -46,8 +46,8 @@ webhook_fields = {{ "Client" = "customer", "Ticket type" = "type" }}
 async def hooks(aiohttp_client: Callable[..., Any], make_config: Callable[..., Config],
                 db: Database, db_url: str) -> Api:
     config = make_config(CONFIG, db_url=db_url)
-    ctx = await build_context(config, db)
-    return Api(await aiohttp_client(create_app(ctx, ROUTES)), ctx)
+    ctx = build_services(config, db)
+    return Api(await aiohttp_client(create_app(ctx.http, ROUTES)), ctx)
 
 
 def syncro_body(resolved: Any = False, **attributes: Any) -> dict[str, Any]:
@@ -209,8 +209,8 @@ async def test_syncro_auth_none_accepts_without_token(
         aiohttp_client: Callable[..., Any], make_config: Callable[..., Config], db: Database,
         db_url: str) -> None:
     config = make_config('[syncro]\nwebhook_auth = "none"\n', db_url=db_url)
-    hooks = Api(await aiohttp_client(create_app(await build_context(config, db), ROUTES)),
-                await build_context(config, db))
+    hooks = Api(await aiohttp_client(create_app(build_services(config, db).http, ROUTES)),
+                build_services(config, db))
     status, body = await post_syncro(hooks, SAMPLE, token=None)
     assert status == 201, body
 
@@ -218,8 +218,8 @@ async def test_syncro_auth_none_accepts_without_token(
 async def test_webhooks_without_a_configured_secret_are_403(
         aiohttp_client: Callable[..., Any], make_config: Callable[..., Config], db: Database,
         db_url: str) -> None:
-    ctx = await build_context(make_config("", db_url=db_url), db)
-    hooks = Api(await aiohttp_client(create_app(ctx, ROUTES)), ctx)
+    ctx = build_services(make_config("", db_url=db_url), db)
+    hooks = Api(await aiohttp_client(create_app(ctx.http, ROUTES)), ctx)
     status, body = await post_syncro(hooks, SAMPLE, token="anything")
     assert status == 403 and "webhook_token is not set" in body["detail"]
     status, body = await post_datto(hooks, datto_body())
@@ -365,9 +365,9 @@ def datto_mail(uid: str, resolved: bool = False) -> bytes:
 
 async def mail(hooks: Api, uid: str, resolved: bool = False) -> str:
     from daemon.core.events import Channel
-    from daemon.pipeline import InboundDelivery
+    from daemon.intake.inbound import Inbound
     pipeline = hooks.ctx.pipeline
-    accepted = await pipeline.accept(InboundDelivery(
+    accepted = await pipeline.submit(Inbound(
         channel=Channel.SMTP, dedupe_key=f"{uid}-{resolved}", payload=datto_mail(uid, resolved),
         content_type="message/rfc822"))
     result = await pipeline.process(accepted.delivery_id)
@@ -423,7 +423,7 @@ def test_syncro_parser_refuses_a_bad_resolved_flag() -> None:
 
 def test_webhook_config_prints_what_to_paste(write_config: Callable[..., Path],
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    from daemon.cli import main
+    from daemon.cli.main import main
     config = write_config(CONFIG + '[http]\npublic_url = "https://alertd.example.com/"\n')
     assert main(["webhook-config", "datto", "--json", "--config", str(config)]) == 0
     printed = json.loads(capsys.readouterr().out)
@@ -440,7 +440,7 @@ def test_webhook_config_prints_what_to_paste(write_config: Callable[..., Path],
 
 def test_webhook_config_without_a_secret_says_what_to_add(
         write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
-    from daemon.cli import main
+    from daemon.cli.main import main
     config = write_config("")
     assert main(["webhook-config", "datto", "--config", str(config)]) == 2
     err = capsys.readouterr().err
@@ -455,7 +455,7 @@ async def test_a_failure_while_applying_keeps_the_delivery_for_a_retry(
     def bug(*args: Any) -> None:
         raise RuntimeError("simulated bug in the lifecycle")
     with monkeypatch.context() as patch:
-        patch.setattr(hooks.ctx.pipeline, "_apply", bug)
+        patch.setattr(hooks.ctx.pipeline._transitions, "apply_event", bug)
         status, body = await post_datto(hooks, datto_body())
     assert status == 202 and body["status"] == "received", body
     assert "simulated bug" in body["error"]
@@ -475,9 +475,9 @@ async def test_syncro_verify_webhooks_trusts_the_api_over_the_body(
     config = make_config(CONFIG.replace(
         "[syncro]\n", f'[syncro]\napi_url = "{url}"\napi_key = "syncro-api-token"\n'
                       "verify_webhooks = true\n"), db_url=db_url)
-    ctx = await build_context(config, db)
+    ctx = build_services(config, db)
     try:
-        hooks = Api(await aiohttp_client(create_app(ctx, ROUTES)), ctx)
+        hooks = Api(await aiohttp_client(create_app(ctx.http, ROUTES)), ctx)
         status, body = await post_syncro(hooks, syncro_body(resolved=False))
         assert status == 201 and [e["outcome"] for e in body["events"]] == ["opened"], body
         # Syncro resolved the alert; a later notification's body still says "not resolved".

@@ -15,4 +15,8 @@ def canonical_json(value: Any) -> bytes:
 
 def canonical_sha256(value: Any) -> str:
     """The hex SHA-256 of `canonical_json(value)`."""
-    return hashlib.sha256(canonical_json(value)).hexdigest()
+    return sha256_hex(canonical_json(value))
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

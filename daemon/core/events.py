@@ -6,13 +6,12 @@ channel later turns it into zero or more `AlertEvent`s, or says why it is ignore
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from daemon.core.canonical import sha256_hex
 from daemon.core.lifecycle import AlertAction
 
 
@@ -55,7 +54,7 @@ class AlertEvent:
     message: str | None = None
     ticket: TicketFields = field(default_factory=TicketFields)
     # The RMM's own id of the device (Datto device uid, Syncro asset id): how a new ticket
-    # finds the imported asset (daemon.sync.placement); the name `device` is the fallback.
+    # finds the imported asset (daemon.tickets.placement); the name `device` is the fallback.
     device_ref: str | None = None
 
 
@@ -85,12 +84,6 @@ class Unprocessable(Exception):
 
 
 _SOURCE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-_EVENT_KEYS = {"source", "uid", "action", "device", "device_id", "site", "customer", "priority",
-               "message",
-               "ticket"}
-_TICKET_KEYS = {"type", "summary", "details"}
-
-
 # Datto RMM ids (alerts, devices, sites) are GUIDs; the one pattern every parser uses.
 GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
@@ -110,67 +103,6 @@ def is_source_name(value: object) -> bool:
     return isinstance(value, str) and _SOURCE.match(value) is not None
 
 
-def _optional_str(body: dict[str, Any], key: str, limit: int) -> str | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise Unprocessable(f"'{key}' must be a string")
-    if len(value) > limit:
-        raise Unprocessable(f"'{key}' is longer than {limit} characters")
-    return value
-
-
-def parse_api_event(body: Any) -> AlertEvent:
-    """Validate the JSON body of `POST /api/alerts` into an event (raises `Unprocessable`)."""
-    if not isinstance(body, dict):
-        raise Unprocessable("the body must be a JSON object")
-    unknown = sorted(set(body) - _EVENT_KEYS)
-    if unknown:
-        raise Unprocessable(f"unknown field(s): {', '.join(unknown)}")
-    source = body.get("source")
-    if not isinstance(source, str) or not is_source_name(source):
-        raise Unprocessable("'source' must be a lower-case name like 'datto' or 'syncro'")
-    uid = body.get("uid")
-    if isinstance(uid, int) and not isinstance(uid, bool):
-        uid = str(uid)
-    if not isinstance(uid, str) or not uid.strip() or len(uid) > 200:
-        raise Unprocessable("'uid' must be the upstream alert id (a non-empty string)")
-    try:
-        action = AlertAction(str(body.get("action")))
-    except ValueError:
-        raise Unprocessable("'action' must be 'raise' or 'resolve'") from None
-    ticket_body = body.get("ticket") or {}
-    if not isinstance(ticket_body, dict) or set(ticket_body) - _TICKET_KEYS:
-        raise Unprocessable("'ticket' must be an object with 'type', 'summary', 'details'")
-    return AlertEvent(
-        source=source,
-        uid=normalize_uid(source, uid),
-        action=action,
-        device=_optional_str(body, "device", 255),
-        site=_optional_str(body, "site", 255),
-        customer=_optional_str(body, "customer", 255),
-        priority=_optional_str(body, "priority", 64),
-        message=_optional_str(body, "message", 10_000),
-        device_ref=_optional_str(body, "device_id", 200),
-        ticket=TicketFields(
-            type=_optional_str(ticket_body, "type", 64),
-            summary=_optional_str(ticket_body, "summary", 500),
-            details=_optional_str(ticket_body, "details", 100_000),
-        ),
-    )
-
-
-def interpret_api_delivery(delivery: RawDelivery) -> Interpretation:
-    """Interpreter of the `api` channel: the payload is the JSON of `POST /api/alerts`."""
-    try:
-        body = json.loads(delivery.payload)
-    except ValueError as err:
-        raise Unprocessable(f"the payload is not JSON: {err}") from err
-    event = parse_api_event(body)
-    return Interpretation(events=(event,), trace={"interpreter": "api"})
-
-
 # Column sizes of the alert and ticket records (daemon/store/models.py).
 _LIMITS = {"device": 255, "site": 255, "customer": 255, "priority": 64, "device_ref": 200}
 _UID_LIMIT = 200
@@ -183,7 +115,7 @@ def clamp_event(event: AlertEvent) -> AlertEvent:
         name: getattr(event, name)[:limit] for name, limit in _LIMITS.items()
         if getattr(event, name) is not None and len(getattr(event, name)) > limit}
     if len(event.uid) > _UID_LIMIT:
-        changes["uid"] = "sha256:" + hashlib.sha256(event.uid.encode()).hexdigest()
+        changes["uid"] = "sha256:" + sha256_hex(event.uid.encode())
     if event.ticket.type is not None and len(event.ticket.type) > 64:
         changes["ticket"] = replace(event.ticket, type=event.ticket.type[:64])
     return replace(event, **changes) if changes else event

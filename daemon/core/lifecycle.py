@@ -1,7 +1,7 @@
 """The alert lifecycle as pure decisions: given what is stored and what arrived, what changes.
 
-No I/O here. `daemon.pipeline` and `daemon.tickets` load the current state inside a transaction
-(with the alert row locked), ask these functions, and apply the answer in that same transaction,
+No I/O here. `daemon.tickets.transitions` loads the current state inside a transaction (with
+the alert row locked), asks these functions, and applies the answer in that same transaction,
 so the rules hold even when several processes share one database.
 
 States: an alert is `open` or `resolved`. `resolved_by` says who resolved it: `upstream` (the RMM

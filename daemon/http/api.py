@@ -7,20 +7,19 @@ from typing import Any
 
 from aiohttp import web
 
-from daemon.core.events import (
-    Channel,
-    is_source_name,
-)
+from daemon.core.canonical import canonical_sha256
+from daemon.core.events import Channel, DeliveryStatus, is_source_name
 from daemon.core.lifecycle import TicketAlreadyClosed
 from daemon.http.app import CONTEXT
 from daemon.http.errors import ApiError
-from daemon.http.ingest import canonical_sha256, read_json_body, result_body, store_and_apply
 from daemon.http.openapi import openapi_document
-from daemon.outbox import OutboxRefused
-from daemon.pipeline import InboundDelivery, ReplayRefused
+from daemon.http.submissions import ingest_and_answer, read_json_body, result_body
+from daemon.intake.deliveries import ReplayRefused
+from daemon.intake.inbound import Inbound
 from daemon.rmm.check import check_source
+from daemon.rmm.outbox import OutboxRefused
 from daemon.store.queries import BadFilter, parse_page
-from daemon.tickets import MAX_NOTE_CHARS, TicketNotFound
+from daemon.tickets.transitions import MAX_NOTE_CHARS, TicketNotFound
 
 _ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only (str.isdigit also takes '²')
 
@@ -96,7 +95,7 @@ async def close_ticket(request: web.Request) -> web.Response:
     body = _object(parsed, {"note", "actor"})
     note = _text_field(body, "note", required=False)
     try:
-        await ctx.tickets.close(ticket_id, _actor(body), note)
+        await ctx.agent.close(ticket_id, _actor(body), note)
     except TicketNotFound:
         raise ApiError(404, "ticket not found") from None
     except TicketAlreadyClosed:
@@ -112,7 +111,7 @@ async def add_note(request: web.Request) -> web.Response:
     text = _text_field(body, "body", required=True)
     assert text is not None
     try:
-        await ctx.tickets.add_note(ticket_id, _actor(body), text)
+        await ctx.agent.add_note(ticket_id, _actor(body), text)
     except TicketNotFound:
         raise ApiError(404, "ticket not found") from None
     return web.json_response(await ctx.queries.ticket(ticket_id), status=201)
@@ -145,13 +144,13 @@ async def ingest_alert(request: web.Request) -> web.Response:
         raise ApiError(400, "Idempotency-Key must be 1 to 200 characters")
     dedupe_key = f"key:{idempotency_key}" if idempotency_key else f"sha256:{body_sha256}"
     source = body.get("source") if isinstance(body, dict) else None
-    inbound = InboundDelivery(
+    inbound = Inbound(
         channel=Channel.API, dedupe_key=dedupe_key, payload=raw,
         content_type="application/json",
         source=source if is_source_name(source) else None,
         meta={"remote": request.remote, "body_sha256": body_sha256},
     )
-    return await store_and_apply(ctx, inbound)
+    return await ingest_and_answer(ctx, inbound)
 
 
 @_listing_call
@@ -178,7 +177,10 @@ async def replay_delivery(request: web.Request) -> web.Response:
         raise ApiError(404, "delivery not found") from None
     except ReplayRefused as err:
         raise ApiError(409, str(err)) from None
-    return web.json_response(result_body(delivery_id, False, result))
+    if result is None:  # claimed by another process meanwhile: it answers for it
+        return web.json_response(result_body(delivery_id, False, DeliveryStatus.RECEIVED, None))
+    return web.json_response(result_body(delivery_id, False, result.status, result.error,
+                                         result.events))
 
 
 @_listing_call

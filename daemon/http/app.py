@@ -17,15 +17,13 @@ from aiohttp.typedefs import Middleware
 from daemon.config import Config
 from daemon.http.auth import TokenStore
 from daemon.http.errors import Handler, error_middleware, error_response
-from daemon.mail.interpret import RulesHolder
+from daemon.intake.pipeline import Pipeline
 from daemon.metrics import Metrics
-from daemon.outbox import OutboxWorker
-from daemon.pipeline import Pipeline
 from daemon.rmm.clients import RmmClients
+from daemon.rmm.outbox import OutboxWorker
 from daemon.store.database import Database
 from daemon.store.queries import Queries
-from daemon.sync.runner import SyncRunner
-from daemon.tickets import TicketService
+from daemon.tickets.agent import AgentActions
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +46,17 @@ class Readiness:
 
 @dataclass
 class AppContext:
+    """What the HTTP handlers share (built by the composition root)."""
+
     config: Config
     db: Database
     metrics: Metrics
     pipeline: Pipeline
-    tickets: TicketService
+    agent: AgentActions
     queries: Queries
     tokens: TokenStore
-    rules: RulesHolder
     outbox: OutboxWorker
     rmm: RmmClients
-    sync: SyncRunner
     readiness: Readiness = field(default_factory=Readiness)
 
 

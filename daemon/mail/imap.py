@@ -20,27 +20,25 @@ import asyncio
 import contextlib
 import logging
 import random
-import select as io_select  # not sqlalchemy.select, imported below
+import select
 import ssl
 import threading
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, TypeVar
 
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from daemon.config.mail_sections import ImapAccount
-from daemon.core.events import Channel, RawDelivery
+from daemon.core.clock import Clock, utcnow
+from daemon.core.events import Channel
+from daemon.intake.inbound import Inbound
+from daemon.intake.pipeline import Pipeline
 from daemon.mail.parse import dedupe_key
 from daemon.metrics import Metrics
-from daemon.pipeline import InboundDelivery, Pipeline, utcnow
-from daemon.store.database import Database
-from daemon.store.models import Delivery, ImapCheckpoint
+from daemon.store.checkpoints import ImapCheckpoints
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +186,7 @@ class AccountReader:
                 # Short waits so stop requests are noticed. imapclient's idle_check() hides
                 # EOF (it returns no responses), so readiness is checked here: a socket that
                 # keeps reporting data while yielding none has been closed by the server.
-                readable, _, _ = io_select.select([client.socket()], [], [], 1.0)
+                readable, _, _ = select.select([client.socket()], [], [], 1.0)
                 if not readable:
                     continue
                 responses = client.idle_check(timeout=0)
@@ -280,53 +278,24 @@ def _server_text(err: Exception) -> str:
 _now = time.monotonic
 
 
-def make_sink(pipeline: Pipeline, db: Database, metrics: Metrics,
-              clock: Callable[[], datetime] = utcnow) -> ImapSink:
-    """The sink that stores fetched mail through the pipeline and keeps checkpoints."""
+def make_sink(pipeline: Pipeline, checkpoints: ImapCheckpoints, metrics: Metrics,
+              clock: Clock = utcnow) -> ImapSink:
+    """The sink that ingests fetched mail through the pipeline and keeps checkpoints."""
 
     async def store(messages: list[FetchedMessage]) -> list[str]:
-        """Store a batch (one group commit on SQLite), then apply it in UID order."""
-        accepted = await asyncio.gather(*(pipeline.accept(InboundDelivery(
+        """Ingest a batch, applied in UID order; each message's delivery status."""
+        ingested = await pipeline.ingest(*(Inbound(
             channel=Channel.IMAP, dedupe_key=dedupe_key(m.raw), payload=m.raw,
             content_type="message/rfc822",
             meta={"account": m.account, "folder": m.folder, "uidvalidity": m.uidvalidity,
-                  "uid": m.uid})) for m in messages))
+                  "uid": m.uid}) for m in messages))
         for message in messages:
             metrics.imap_fetched.labels(message.account).inc()
-        fresh = [(a, RawDelivery(a.delivery_id, Channel.IMAP.value, None, "message/rfc822",
-                                 m.raw, {})) for a, m in zip(accepted, messages, strict=True)
-                 if not a.duplicate]
-        if db.applies_writes_in_order:
-            # One writer, first in first out: submitted together, applied in this order.
-            results = await asyncio.gather(*(pipeline.process(a.delivery_id, raw)
-                                              for a, raw in fresh))
-        else:
-            results = [await pipeline.process(a.delivery_id, raw) for a, raw in fresh]
-        statuses = {a.delivery_id: r.status.value for (a, _), r in zip(fresh, results,
-                                                                       strict=True) if r}
-        missing = [a.delivery_id for a in accepted if a.delivery_id not in statuses]
-        if missing:  # duplicates (stored before a crash) and deliveries claimed elsewhere
-            stored = await db.read(lambda s: dict(s.execute(
-                select(Delivery.id, Delivery.status).where(Delivery.id.in_(missing))).all()))
-            statuses.update(stored)
-        return [statuses.get(a.delivery_id, "received") for a in accepted]
-
-    async def checkpoint(account: str, folder: str) -> tuple[int, int] | None:
-        row = await db.read(lambda s: s.get(ImapCheckpoint, (account, folder)))
-        return (row.uidvalidity, row.last_uid) if row else None
+        # A duplicate (stored before a crash) reports the status it has now.
+        return [result.status.value for result in ingested]
 
     async def save_checkpoint(account: str, folder: str, uidvalidity: int, last_uid: int
                               ) -> None:
-        now = clock()
+        await checkpoints.save(account, folder, uidvalidity, last_uid, clock())
 
-        def save(session: Session) -> None:
-            row = session.get(ImapCheckpoint, (account, folder), with_for_update=True)
-            if row is None:
-                session.add(ImapCheckpoint(account=account, folder=folder,
-                                           uidvalidity=uidvalidity, last_uid=last_uid,
-                                           updated_at=now))
-            else:
-                row.uidvalidity, row.last_uid, row.updated_at = uidvalidity, last_uid, now
-        await db.write(save)
-
-    return ImapSink(store, checkpoint, save_checkpoint)
+    return ImapSink(store, checkpoints.get, save_checkpoint)

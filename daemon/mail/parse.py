@@ -12,7 +12,6 @@ from __future__ import annotations
 import codecs
 import email
 import email.utils
-import hashlib
 import re
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
@@ -20,6 +19,7 @@ from email.headerregistry import HeaderRegistry
 from email.message import Message
 from html.parser import HTMLParser
 
+from daemon.core.canonical import sha256_hex
 from daemon.core.events import Unprocessable
 
 # Reply/forward prefixes in English and the common European Outlook locales.
@@ -56,7 +56,7 @@ def message_id_of(raw: bytes) -> str | None:
 def dedupe_key(raw: bytes) -> str:
     """One key per message: its Message-ID, or a hash of its bytes when it has none."""
     message_id = message_id_of(raw)
-    return f"mid:{message_id}" if message_id else f"sha256:{hashlib.sha256(raw).hexdigest()}"
+    return f"mid:{message_id}" if message_id else f"sha256:{sha256_hex(raw)}"
 
 
 def strip_reply_prefixes(subject: str) -> str:

@@ -12,7 +12,6 @@ import asyncio
 import hmac
 import logging
 import ssl
-from collections.abc import Callable
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -20,21 +19,21 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from daemon.config.base import LOOPBACK_HOSTS
 from daemon.config.mail_sections import SmtpConfig
 from daemon.core.events import Channel
+from daemon.intake.inbound import Inbound
+from daemon.intake.pipeline import Pipeline
 from daemon.mail.parse import dedupe_key
 from daemon.metrics import Metrics
-from daemon.pipeline import InboundDelivery, Pipeline
 
 log = logging.getLogger(__name__)
 
 
 class SmtpHandler:
-    """aiosmtpd handler: checks recipients, stores DATA durably, then answers."""
+    """aiosmtpd handler: checks recipients, submits DATA (committed), then answers; the
+    delivery worker processes it afterwards."""
 
-    def __init__(self, pipeline: Pipeline, config: SmtpConfig, metrics: Metrics,
-                 on_stored: Callable[[int], None]):
+    def __init__(self, pipeline: Pipeline, config: SmtpConfig, metrics: Metrics):
         self._pipeline = pipeline
         self._metrics = metrics
-        self._on_stored = on_stored
         self._addresses = {r.lower() for r in config.accept_recipients if "@" in r}
         self._domains = {r.lower().lstrip("@") for r in config.accept_recipients
                          if "@" not in r or r.startswith("@")}
@@ -57,7 +56,7 @@ class SmtpHandler:
         raw = envelope.original_content or envelope.content
         if not isinstance(raw, bytes):  # decode_data is off: aiosmtpd gives bytes
             raw = str(raw).encode("utf-8", "surrogateescape")
-        inbound = InboundDelivery(
+        inbound = Inbound(
             channel=Channel.SMTP, dedupe_key=dedupe_key(raw), payload=raw,
             content_type="message/rfc822",
             meta={"peer": str(session.peer[0]) if session.peer else None,
@@ -65,13 +64,11 @@ class SmtpHandler:
                   "rcpt_to": list(envelope.rcpt_tos)},
         )
         try:
-            accepted = await self._pipeline.accept(inbound)
+            accepted = await self._pipeline.submit(inbound)
         except Exception:  # storage failed: the sender must keep the message and retry
             log.exception("smtp: could not store a message from %s", envelope.mail_from)
             self._metrics.smtp_refused.labels("storage").inc()
             return "451 4.3.0 Temporary failure storing the message; please retry later"
-        if not accepted.duplicate:
-            self._on_stored(accepted.delivery_id)
         return f"250 2.0.0 OK: stored as delivery {accepted.delivery_id}"
 
 

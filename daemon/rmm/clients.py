@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from daemon import __version__
-from daemon.config import Config
+from daemon.config.rmm_sections import DattoConfig, SyncroConfig
 from daemon.rmm.datto import DattoClient
 from daemon.rmm.syncro import SyncroClient
 
@@ -31,19 +31,17 @@ class RmmClients:
             self.session = None
 
 
-def build_clients(config: Config) -> RmmClients:
-    """Clients for the configured sources; call from a running event loop."""
-    if not (config.datto.api_configured or config.syncro.api_configured):
+def build_clients(datto: DattoConfig, syncro: SyncroConfig) -> RmmClients:
+    """Clients for the sources with API credentials; call from a running event loop."""
+    if not (datto.api_configured or syncro.api_configured):
         return RmmClients()
     session = aiohttp.ClientSession(headers={"User-Agent": f"alertd/{__version__}"})
     clients = RmmClients(session=session)
-    if config.datto.api_configured:
-        assert config.datto.api_key and config.datto.api_secret
-        clients.datto = DattoClient(session, config.datto.api_url,
-                                    config.datto.api_key.get_secret_value(),
-                                    config.datto.api_secret.get_secret_value())
-    if config.syncro.api_configured:
-        assert config.syncro.api_key
-        clients.syncro = SyncroClient(session, config.syncro.api_url,
-                                      config.syncro.api_key.get_secret_value())
+    if datto.api_configured:
+        assert datto.api_key and datto.api_secret
+        clients.datto = DattoClient(session, datto.api_url, datto.api_key.get_secret_value(),
+                                    datto.api_secret.get_secret_value())
+    if syncro.api_configured:
+        assert syncro.api_key
+        clients.syncro = SyncroClient(session, syncro.api_url, syncro.api_key.get_secret_value())
     return clients

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from daemon.rmm.errors import (
     WrongEndpoint,
 )
 from daemon.rmm.ratelimit import MonotonicClock, RollingWindowLimiter, Sleep, retry_after_s
+from daemon.rmm.retry import Retryable, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -267,30 +267,34 @@ class DattoClient:
     async def _call(self, method: str, path: str, limiter: RollingWindowLimiter,
                     params: Mapping[str, str] | None = None) -> Any:
         """One API call with the limiter, token renewal, waits and retries described above."""
-        renewed = False
-        attempt = 0
-        while True:
-            now = self._clock()
-            if now < self._blocked_until_s:
-                raise Blocked(SOURCE, f"calls stopped for {self._blocked_until_s - now:.0f} s "
-                                      "more after Datto's 403 block", self._blocked_until_s)
-            token = await self._ensure_token()
-            try:
-                async with limiter.slot(), self._session.request(
-                        method, f"{self.base_url}{path}", params=params,
-                        headers={"Authorization": f"Bearer {token}"},
-                        timeout=self._timeout) as response:
-                    status = response.status
-                    text = await response.text()
-                    retry_after = response.headers.get("Retry-After")
-            except (aiohttp.ClientError, TimeoutError) as err:
-                failure: Exception = Unreachable(
-                    SOURCE, f"{method} {path}: {type(err).__name__}: {err}")
-            else:
+        renewed = False  # at most one token renewal per call, across its attempts
+
+        async def attempt_once() -> Any:
+            nonlocal renewed
+            while True:
+                now = self._clock()
+                if now < self._blocked_until_s:
+                    raise Blocked(SOURCE, f"calls stopped for {self._blocked_until_s - now:.0f}"
+                                          " s more after Datto's 403 block",
+                                  self._blocked_until_s)
+                token = await self._ensure_token()
+                try:
+                    async with limiter.slot(), self._session.request(
+                            method, f"{self.base_url}{path}", params=params,
+                            headers={"Authorization": f"Bearer {token}"},
+                            timeout=self._timeout) as response:
+                        status = response.status
+                        text = await response.text()
+                        retry_after = response.headers.get("Retry-After")
+                except (aiohttp.ClientError, TimeoutError) as err:
+                    raise Retryable(Unreachable(
+                        SOURCE, f"{method} {path}: {type(err).__name__}: {err}")) from None
                 if status < 300:
                     return _json_or_none(text)
                 if status == 401 and not renewed:
-                    renewed = True  # an expired or revoked token: fetch a new one, once
+                    # An expired or revoked token: fetch a new one, once. The renewal is
+                    # part of this attempt, so it neither counts as one nor backs off.
+                    renewed = True
                     await self._ensure_token(stale=token)
                     continue
                 if status == 401:
@@ -304,19 +308,17 @@ class DattoClient:
                     log.warning("datto: 429 on %s %s; pausing %s calls for %.0f s", method,
                                 path, "resolve" if limiter is self._resolves else "read",
                                 wait_s)
-                    failure = RateLimited(SOURCE, f"{method} {path}: 429 Too Many Requests")
-                elif status == 403:
+                    # The limiter's pause is the wait: no backoff on top of it.
+                    raise Retryable(RateLimited(SOURCE, f"{method} {path}: 429 Too Many "
+                                                        "Requests"), waited=True)
+                if status == 403:
                     raise self._forbidden(method, path)
-                elif status == 409 or status >= 500:
-                    failure = ServerError(SOURCE, f"{method} {path}: HTTP {status}")
-                else:
-                    raise Rejected(SOURCE, f"{method} {path}: HTTP {status}: {text[:200]}")
-            attempt += 1
-            if attempt > self._limits.retries:
-                raise failure
-            if not isinstance(failure, RateLimited):  # 429 waits in the limiter instead
-                backoff_s = self._limits.backoff_base_s * 2 ** (attempt - 1)
-                await self._sleep(backoff_s * random.uniform(0.5, 1.5))
+                if status == 409 or status >= 500:
+                    raise Retryable(ServerError(SOURCE, f"{method} {path}: HTTP {status}"))
+                raise Rejected(SOURCE, f"{method} {path}: HTTP {status}: {text[:200]}")
+
+        return await with_retries(attempt_once, retries=self._limits.retries,
+                                  backoff_base_s=self._limits.backoff_base_s, sleep=self._sleep)
 
     def _start_block(self, method: str, path: str) -> Blocked:
         """Datto blocks this address: every call stops for `block_s`."""

@@ -12,31 +12,22 @@ A listing that fails part-way reconciles nothing.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from daemon.core.events import (
-    AlertEvent,
-    Channel,
-    Interpretation,
-    RawDelivery,
-    TicketFields,
-    clamp_event,
-)
-from daemon.core.lifecycle import AlertAction, AlertState
-from daemon.pipeline import Clock, InboundDelivery, Pipeline, utcnow
+from daemon.core.api_event import fit_event
+from daemon.core.clock import Clock, utcnow
+from daemon.core.events import AlertEvent, Channel, TicketFields
+from daemon.core.lifecycle import AlertAction
+from daemon.intake.inbound import Inbound
+from daemon.intake.pipeline import Pipeline
 from daemon.rmm.datto import DattoAlert, DattoClient
 from daemon.rmm.errors import RmmError
 from daemon.rmm.syncro import SyncroAlert, SyncroClient
-from daemon.store.database import Database
-from daemon.store.models import Alert
+from daemon.store.queries import Queries
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +72,13 @@ def syncro_upstream(alert: SyncroAlert) -> Upstream:
 class Poller:
     """Polls one source. `list_open` yields its open alerts, `lookup` reads one (None: 404)."""
 
-    def __init__(self, source: str, pipeline: Pipeline, db: Database,
+    def __init__(self, source: str, pipeline: Pipeline, queries: Queries,
                  list_open: Callable[[], AsyncIterator[Upstream]],
                  lookup: Callable[[str], Awaitable[Upstream | None]], *,
                  grace_s: float = 300.0, clock: Clock = utcnow):
         self.source = source
         self._pipeline = pipeline
-        self._db = db
+        self._queries = queries
         self._list_open = list_open
         self._lookup = lookup
         self._grace_s = grace_s
@@ -103,13 +94,13 @@ class Poller:
             log.warning("poll %s: %s", self.source, result.error)
             return result
         result.open_upstream = len(upstream)
-        known = await self._db.read(lambda s: self._known(s, list(upstream)))
+        known = await self._queries.known_alert_uids(self.source, list(upstream))
         for uid, alert in upstream.items():
             if uid not in known:
                 await self._deliver(alert.event, started)
                 result.raised.append(uid)
         cutoff = started - timedelta(seconds=self._grace_s)
-        candidates = await self._db.read(lambda s: self._open_before(s, cutoff))
+        candidates = await self._queries.open_alert_uids(self.source, seen_before=cutoff)
         for uid in candidates:
             if uid in upstream:
                 continue
@@ -130,46 +121,16 @@ class Poller:
                  len(result.unknown_upstream))
         return result
 
-    def _known(self, session: Session, uids: list[str]) -> set[str]:
-        known: set[str] = set()
-        for start in range(0, len(uids), 500):  # bounded IN lists
-            chunk = uids[start:start + 500]
-            known.update(session.scalars(select(Alert.uid).where(
-                Alert.source == self.source, Alert.uid.in_(chunk))))
-        return known
-
-    def _open_before(self, session: Session, cutoff: datetime) -> list[str]:
-        return list(session.scalars(select(Alert.uid).where(
-            Alert.source == self.source, Alert.state == AlertState.OPEN.value,
-            Alert.first_seen_at <= cutoff)))
-
     async def _deliver(self, event: AlertEvent, started: datetime) -> None:
-        event = clamp_event(event)
-        body = {"source": event.source, "uid": event.uid, "action": event.action.value,
-                **{name: value for name in ("device", "site", "customer", "priority",
-                                            "message")
-                   if (value := getattr(event, name)) is not None}}
-        if event.ticket.summary:
-            body["ticket"] = {"summary": event.ticket.summary}
-        if event.device_ref:
-            body["device_id"] = event.device_ref
-        inbound = InboundDelivery(
-            channel=Channel.POLL, dedupe_key=f"{event.source}:{event.uid}:{event.action.value}",
-            payload=json.dumps(body).encode(), content_type="application/json",
-            source=event.source, meta={"polled_at": started.isoformat()})
-        meaning = self._pipeline.interpret(RawDelivery(
-            0, inbound.channel.value, inbound.source, inbound.content_type, inbound.payload,
-            inbound.meta))
-        if isinstance(meaning, Interpretation):
-            await self._pipeline.store_and_apply(inbound, meaning)
-        else:  # cannot happen for events built here; keep it visible if it does
-            log.error("poll %s: %s/%s not understood: %s", self.source, event.source,
-                      event.uid, meaning)
+        event = fit_event(event)
+        await self._pipeline.ingest(Inbound.of_event(
+            Channel.POLL, event, dedupe_key=f"{event.source}:{event.uid}:{event.action.value}",
+            meta={"polled_at": started.isoformat()}))
 
 
 def _api_poller(source: str, open_alerts: Callable[[], AsyncIterator[T]],
                 fetch: Callable[[str], Awaitable[T | None]], to_upstream: Callable[[T], Upstream],
-                pipeline: Pipeline, db: Database, grace_s: float) -> Poller:
+                pipeline: Pipeline, queries: Queries, grace_s: float) -> Poller:
     async def list_open() -> AsyncIterator[Upstream]:
         async for alert in open_alerts():
             yield to_upstream(alert)
@@ -178,16 +139,16 @@ def _api_poller(source: str, open_alerts: Callable[[], AsyncIterator[T]],
         alert = await fetch(uid)
         return to_upstream(alert) if alert is not None else None
 
-    return Poller(source, pipeline, db, list_open, lookup, grace_s=grace_s)
+    return Poller(source, pipeline, queries, list_open, lookup, grace_s=grace_s)
 
 
-def datto_poller(client: DattoClient, pipeline: Pipeline, db: Database, grace_s: float = 300.0
-                 ) -> Poller:
-    return _api_poller("datto", client.open_alerts, client.alert, datto_upstream, pipeline, db,
-                       grace_s)
+def datto_poller(client: DattoClient, pipeline: Pipeline, queries: Queries,
+                 grace_s: float = 300.0) -> Poller:
+    return _api_poller("datto", client.open_alerts, client.alert, datto_upstream, pipeline,
+                       queries, grace_s)
 
 
-def syncro_poller(client: SyncroClient, pipeline: Pipeline, db: Database,
+def syncro_poller(client: SyncroClient, pipeline: Pipeline, queries: Queries,
                   grace_s: float = 300.0) -> Poller:
     return _api_poller("syncro", client.active_alerts, client.alert, syncro_upstream, pipeline,
-                       db, grace_s)
+                       queries, grace_s)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from daemon.rmm.errors import (
     WrongEndpoint,
 )
 from daemon.rmm.ratelimit import MonotonicClock, RollingWindowLimiter, Sleep, retry_after_s
+from daemon.rmm.retry import Retryable, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +155,7 @@ class SyncroClient:
 
     async def _call(self, method: str, path: str, params: Mapping[str, str] | None = None
                     ) -> Any:
-        attempt = 0
-        while True:
+        async def attempt_once() -> Any:
             try:
                 async with self._limiter.slot(), self._session.request(
                         method, f"{self.base_url}{path}", params=params,
@@ -167,39 +166,36 @@ class SyncroClient:
                     text = await response.text()
                     retry_after = response.headers.get("Retry-After")
             except (aiohttp.ClientError, TimeoutError) as err:
-                failure: Exception = Unreachable(
-                    SOURCE, f"{method} {path}: {type(err).__name__}: {err}")
-            else:
-                throttled = status == 429 or text.strip().lower().startswith("retry later")
-                if status < 300 and not throttled:
-                    try:
-                        return json.loads(text) if text.strip() else None
-                    except ValueError:
-                        raise WrongEndpoint(SOURCE, f"{method} {path}: the answer is not "
-                                                    "JSON (wrong API URL?)") from None
-                if throttled:
-                    wait_s = retry_after_s(retry_after) or self._limits.min_backoff_s
-                    self._limiter.pause_until(self._clock() + wait_s)
-                    log.warning("syncro: throttled on %s %s; pausing calls for %.0f s",
-                                method, path, wait_s)
-                    failure = RateLimited(SOURCE, f"{method} {path}: throttled")
-                elif status == 401:
-                    raise (AuthFailed(SOURCE, f"{method} {path}: 401: the API token was "
-                                              "refused") if path == "/me" else
-                           PermissionDenied(SOURCE, f"{method} {path}: 401: the API token "
-                                                    f"lacks the permission for {path}",
-                                            resource=path))
-                elif status == 403:
-                    raise PermissionDenied(SOURCE, f"{method} {path}: 403", resource=path)
-                elif status == 404:
-                    raise NotFound(SOURCE, f"{method} {path}: not found")
-                elif status >= 500 or status == 409:
-                    failure = ServerError(SOURCE, f"{method} {path}: HTTP {status}")
-                else:
-                    raise Rejected(SOURCE, f"{method} {path}: HTTP {status}: {text[:200]}")
-            attempt += 1
-            if attempt > self._limits.retries:
-                raise failure
-            if not isinstance(failure, RateLimited):
-                backoff_s = self._limits.backoff_base_s * 2 ** (attempt - 1)
-                await self._sleep(backoff_s * random.uniform(0.5, 1.5))
+                raise Retryable(Unreachable(
+                    SOURCE, f"{method} {path}: {type(err).__name__}: {err}")) from None
+            # Syncro also throttles with a plain-text "Retry later", whatever the status.
+            throttled = status == 429 or text.strip().lower().startswith("retry later")
+            if status < 300 and not throttled:
+                try:
+                    return json.loads(text) if text.strip() else None
+                except ValueError:
+                    raise WrongEndpoint(SOURCE, f"{method} {path}: the answer is not "
+                                                "JSON (wrong API URL?)") from None
+            if throttled:
+                wait_s = retry_after_s(retry_after) or self._limits.min_backoff_s
+                self._limiter.pause_until(self._clock() + wait_s)
+                log.warning("syncro: throttled on %s %s; pausing calls for %.0f s",
+                            method, path, wait_s)
+                # The limiter's pause is the wait: no backoff on top of it.
+                raise Retryable(RateLimited(SOURCE, f"{method} {path}: throttled"), waited=True)
+            if status == 401:
+                raise (AuthFailed(SOURCE, f"{method} {path}: 401: the API token was "
+                                          "refused") if path == "/me" else
+                       PermissionDenied(SOURCE, f"{method} {path}: 401: the API token "
+                                                f"lacks the permission for {path}",
+                                        resource=path))
+            if status == 403:
+                raise PermissionDenied(SOURCE, f"{method} {path}: 403", resource=path)
+            if status == 404:
+                raise NotFound(SOURCE, f"{method} {path}: not found")
+            if status >= 500 or status == 409:
+                raise Retryable(ServerError(SOURCE, f"{method} {path}: HTTP {status}"))
+            raise Rejected(SOURCE, f"{method} {path}: HTTP {status}: {text[:200]}")
+
+        return await with_retries(attempt_once, retries=self._limits.retries,
+                                  backoff_base_s=self._limits.backoff_base_s, sleep=self._sleep)

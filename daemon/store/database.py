@@ -25,26 +25,25 @@ import asyncio
 import contextlib
 import fcntl
 import logging
-import queue
-import threading
 import zlib
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Connection, create_engine, event, text
+from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
 
+from daemon.store.sqlite_writer import SqliteWriter, configure_sqlite
+
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
 
-    from daemon.config import Config
+    from daemon.config.runtime_sections import DatabaseConfig
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +52,6 @@ Unit = Callable[[Session], T]
 
 # Any constant shared by all alertd processes: serialises concurrent `db upgrade` on PostgreSQL.
 _MIGRATION_LOCK_KEY = 0x616C65727464
-# Upper bound on units per SQLite commit: keeps one batch's latency bounded under a flood.
-_MAX_BATCH = 256
 
 
 class SchemaOutOfDate(Exception):
@@ -91,7 +88,7 @@ class Database:
         self.is_sqlite = self.url.startswith("sqlite")
         self._async_engine: AsyncEngine | None = None
         self._sync_engine: Engine | None = None
-        self._writer: _SqliteWriter | None = None
+        self._writer: SqliteWriter | None = None
         self._readers: ThreadPoolExecutor | None = None
         if self.is_sqlite:
             path = self.url.split("///", 1)[-1]
@@ -99,11 +96,11 @@ class Database:
                 Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             engine = create_engine(self.url, connect_args={"check_same_thread": False,
                                                            "timeout": 30})
-            _configure_sqlite(engine, sqlite_synchronous)
+            configure_sqlite(engine, sqlite_synchronous)
             self._sync_engine = engine
             self._read_sessions = sessionmaker(engine, expire_on_commit=False)
             self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="alertd-read")
-            self._writer = _SqliteWriter(engine.execution_options(sqlite_immediate=True))
+            self._writer = SqliteWriter(engine.execution_options(sqlite_immediate=True))
         else:
             connect_args: dict[str, Any] = {}
             if pg_schema:
@@ -145,10 +142,10 @@ class Database:
         async with self._async_sessions.begin() as session:
             return await session.run_sync(unit)
 
-    def insert_ignore(self, table: Any, *conflict_columns: str) -> Insert:
-        """INSERT ... ON CONFLICT (cols) DO NOTHING for the current backend."""
-        dialect = sqlite if self.is_sqlite else postgresql
-        return dialect.insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
+    @property
+    def dialect_name(self) -> str:
+        """`sqlite` or `postgresql`: what `insert_ignore` needs to build its statement."""
+        return "sqlite" if self.is_sqlite else "postgresql"
 
     async def ping(self) -> None:
         await self.read(lambda session: session.execute(text("SELECT 1")))
@@ -264,133 +261,14 @@ class Database:
         await self.upgrade()
 
 
-class _SqliteWriter:
-    """One thread that runs every SQLite write, committing the units queued together at once."""
-
-    def __init__(self, engine: Engine):
-        self._engine = engine
-        self._connection: Connection | None = None  # the writer thread's own, kept open
-        self._queue: queue.SimpleQueue[tuple[Unit[Any], asyncio.Future[Any]] | None] = (
-            queue.SimpleQueue())
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def submit(self, unit: Unit[T]) -> asyncio.Future[T]:
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="alertd-sqlite-writer",
-                                                daemon=True)
-                self._thread.start()
-        self._queue.put((unit, future))
-        return future
-
-    def stop(self) -> None:
-        with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is not None:
-            self._queue.put(None)
-            thread.join()
-
-    def _run(self) -> None:
-        try:
-            self._loop()
-        finally:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
-
-    def _loop(self) -> None:
-        stopping = False
-        while not stopping:
-            item = self._queue.get()
-            if item is None:
-                return
-            batch = [item]
-            while len(batch) < _MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            try:
-                self._commit(batch)
-            except Exception:  # the writer must outlive any one batch (e.g. a closed loop)
-                log.exception("sqlite writer: a batch of %d write(s) could not be answered",
-                              len(batch))
-
-    def _commit(self, batch: list[tuple[Unit[Any], asyncio.Future[Any]]]) -> None:
-        try:
-            outcomes = [(True, result) for result in self._run_together(batch)]
-        except Exception as err:
-            if self._connection is not None and self._connection.invalidated:
-                self._connection.close()  # reconnect for the next batch
-                self._connection = None
-            if len(batch) == 1 or isinstance(err, OperationalError):
-                # A locked or failing database fails every unit alike: answer all at once
-                # (re-running each would wait out the busy timeout again, unit by unit).
-                outcomes = [(False, err)] * len(batch)
-            else:
-                # Rare path: a unit (or the COMMIT) failed, and the whole batch was rolled
-                # back. Run each unit again in its own transaction so only the failing one
-                # fails. Units are functions of the database state, so re-running is safe.
-                outcomes = [self._run_alone(unit) for unit, _ in batch]
-        # One wake-up per event loop for the whole batch, not one per unit: each
-        # call_soon_threadsafe writes to the loop's self-pipe.
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
-        for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
-            by_loop.setdefault(future.get_loop(), []).append((future, ok, value))
-        for loop, settled in by_loop.items():
-            loop.call_soon_threadsafe(_settle_all, settled)
-
-    def _session(self) -> Session:
-        # One connection for the thread's life: no pool checkout and reset per batch.
-        if self._connection is None or self._connection.closed:
-            self._connection = self._engine.connect()
-        return Session(bind=self._connection, expire_on_commit=False)
-
-    def _run_together(self, batch: list[tuple[Unit[Any], asyncio.Future[Any]]]) -> list[Any]:
-        with self._session() as session, session.begin():
-            results = []
-            for unit, _ in batch:
-                results.append(unit(session))
-                # Units share the transaction, not ORM state: write out what this one
-                # changed (plain-SQL units do not autoflush) and forget loaded rows, so the
-                # next unit sees the database as it now is.
-                session.flush()
-                session.expunge_all()
-            return results
-
-    def _run_alone(self, unit: Unit[Any]) -> tuple[bool, Any]:
-        try:
-            with self._session() as session, session.begin():
-                return True, unit(session)
-        except Exception as err:
-            return False, err
+def insert_ignore(dialect_name: str, table: Any, *conflict_columns: str) -> Insert:
+    """INSERT ... ON CONFLICT (cols) DO NOTHING for the backend `dialect_name`."""
+    dialect = sqlite if dialect_name == "sqlite" else postgresql
+    return dialect.insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
 
 
-
-
-def _settle_all(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-    for future, ok, value in settled:
-        _settle(future, ok, value)
-
-
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.cancelled():
-        return  # the caller gave up waiting; the unit's outcome stands
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
-
-
-def open_database(config: Config) -> Database:
+def open_database(db: DatabaseConfig) -> Database:
     """The database described by `[database]`."""
-    db = config.database
     url = db.url
     if db.password is not None and not db.url.startswith("sqlite"):
         url = make_url(url).set(password=db.password.get_secret_value()).render_as_string(
@@ -413,24 +291,3 @@ def _run_upgrade(connection: Connection) -> None:
     from alembic import command
 
     command.upgrade(_alembic_config(connection), "head")
-
-
-def _configure_sqlite(engine: Engine, synchronous: str) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Take transaction control from the driver so we can choose BEGIN IMMEDIATE below
-        # (and so SAVEPOINTs work: pysqlite's own transaction handling breaks them).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={synchronous}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        # Writers take the write lock up front: a deferred BEGIN that later upgrades can fail
-        # at once with "database is locked" when another process writes.
-        immediate = conn.get_execution_options().get("sqlite_immediate", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

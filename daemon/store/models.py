@@ -240,7 +240,7 @@ class EndUser(Base):
 
 class Asset(Base):
     __tablename__ = "assets"
-    # The sync matches assets by serial or name without case (daemon.sync.store).
+    # The sync matches assets by serial or name without case (daemon.sync.persist).
     __table_args__ = (
         Index("ix_assets_serial_lower", func.lower(text("serial"))),
         Index("ix_assets_name_lower", func.lower(text("name"))),

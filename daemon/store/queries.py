@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -250,3 +251,22 @@ class Queries:
             row = session.get(OutboxAction, row_id)
             return outbox_view(row) if row else None
         return await self._db.read(run)
+
+    # --- polling (daemon.rmm.poll) ------------------------------------------------------
+
+    async def known_alert_uids(self, source: str, uids: list[str]) -> set[str]:
+        """Which of `uids` of `source` alertd has an alert for."""
+        def run(session: Session) -> set[str]:
+            known: set[str] = set()
+            for start in range(0, len(uids), 500):  # bounded IN lists
+                known.update(session.scalars(select(Alert.uid).where(
+                    Alert.source == source, Alert.uid.in_(uids[start:start + 500]))))
+            return known
+        return await self._db.read(run)
+
+    async def open_alert_uids(self, source: str, seen_before: datetime) -> list[str]:
+        """Uids of the open alerts of `source` first seen at or before `seen_before`."""
+        query = select(Alert.uid).where(Alert.source == source,
+                                        Alert.state == AlertState.OPEN.value,
+                                        Alert.first_seen_at <= seen_before)
+        return await self._db.read(lambda session: list(session.scalars(query)))

@@ -1,5 +1,5 @@
-"""Running a sync: read the RMM's listings page by page, plan each batch (daemon.sync.core),
-and apply it (daemon.sync.store) or only report it (preview).
+"""Running a sync: read the RMM's listings page by page (daemon.sync.listings), plan each
+batch (daemon.sync.planner), and apply it (daemon.sync.persist) or only report it (preview).
 
 - Streaming: listings are read by a task that stays up to two batches (500 records) ahead
   of the planning, so the rate limiter, not our processing, sets the pace; only small
@@ -16,20 +16,15 @@ and apply it (daemon.sync.store) or only report it (preview).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
-from daemon.config import Config
-from daemon.config.sync_sections import LocalSiteRef
+from daemon.config.sync_sections import LocalSiteRef, SyncConfig
 from daemon.core.clock import Clock, utcnow
 from daemon.rmm.clients import RmmClients
 from daemon.rmm.datto import DattoClient
@@ -37,19 +32,19 @@ from daemon.rmm.errors import RmmError
 from daemon.rmm.syncro import SyncroClient
 from daemon.store.database import Database
 from daemon.store.models import SyncRun
-from daemon.sync import store
-from daemon.sync.core import (
-    ConfigProblem,
-    PageState,
-    Planner,
-    Policy,
-    SyncOp,
-    UpAsset,
-    UpContact,
-    UpCustomer,
-    kind_of,
-    map_fields,
+from daemon.sync import persist
+from daemon.sync.listings import (
+    datto_deleted_site_uid,
+    datto_devices,
+    datto_sites,
+    serial_fetcher,
+    syncro_assets,
+    syncro_customers,
+    syncro_field_kinds,
 )
+from daemon.sync.planner import Planner
+from daemon.sync.records import ConfigProblem, PageState, Policy, SyncOp, UpAsset, UpCustomer
+from daemon.sync.report import SyncReport
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +52,6 @@ T = TypeVar("T")
 SOURCES = ("datto", "syncro")
 ENTITIES = ("customers", "assets")
 BATCH = 250  # records planned and committed together
-DELETED_DEVICES_SITE = "Deleted Devices"  # Datto's built-in site, never imported
-MAX_SKIPPED_KEPT = 200  # reasons kept in a report; the count is always complete
 Progress = Callable[[str, int], None]  # (what, records done so far)
 
 
@@ -66,76 +59,21 @@ class SyncRefused(Exception):
     """The sync cannot start: not configured, or another run holds the lock."""
 
 
-@dataclass
-class SyncReport:
-    source: str
-    entities: list[str]
-    preview: bool
-    started_at: datetime
-    finished_at: datetime | None = None
-    status: str = "running"  # running | ok | failed
-    counts: Counter[str] = field(default_factory=Counter)  # "asset.create" -> n
-    ops: list[SyncOp] | None = None  # kept for previews and --json
-    skipped: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    run_id: int | None = None
-    trigger: str = "cli"  # schedule | cli
-
-    def add(self, ops: Iterable[SyncOp]) -> None:
-        for op in ops:
-            self.counts[f"{op.entity}.{op.action}"] += 1
-            if self.ops is not None:
-                self.ops.append(op)
-
-    def skip(self, reason: str) -> None:
-        self.counts["skipped"] += 1
-        if len(self.skipped) < MAX_SKIPPED_KEPT:
-            self.skipped.append(reason)
-
-    @property
-    def writes(self) -> int:
-        return sum(n for key, n in self.counts.items() if "." in key and
-                   not key.endswith(".unchanged"))
-
-    def summary(self) -> str:
-        parts = [f"{n} {key.replace('.', ' ')}" for key, n in sorted(self.counts.items())
-                 if not key.endswith(".unchanged")]
-        what = "would write" if self.preview else "wrote"
-        head = (f"sync {self.source} ({','.join(self.entities)}): {self.status}; "
-                f"{what} {self.writes} change(s)")
-        unchanged = sum(n for k, n in self.counts.items() if k.endswith(".unchanged"))
-        return head + (f": {', '.join(parts)}" if parts else "") + \
-            f"; {unchanged} record(s) already in step" + \
-            (f"; errors: {'; '.join(self.errors)}" if self.errors else "")
-
-    def as_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "run_id": self.run_id, "source": self.source, "entities": self.entities,
-            "preview": self.preview, "status": self.status,
-            "started_at": self.started_at.isoformat(),
-            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
-            "counts": dict(sorted(self.counts.items())), "skipped": self.skipped,
-            "errors": self.errors}
-        if self.ops is not None:
-            body["operations"] = [op.as_json() for op in self.ops]
-        return body
-
-
 class SyncRunner:
     """Runs syncs for the scheduled job of `alertd run` and for `alertd sync`."""
 
-    def __init__(self, db: Database, clients: RmmClients, config: Config,
+    def __init__(self, db: Database, clients: RmmClients, settings: SyncConfig,
                  clock: Clock = utcnow):
         self._db = db
         self._clients = clients
-        self._config = config
+        self._settings = settings  # the `[sync]` section
         self._clock = clock
 
     def enabled_sources(self) -> list[str]:
         """Sources with API credentials and at least one entity switched on."""
         found = []
         for source in SOURCES:
-            settings = getattr(self._config.sync, source)
+            settings = getattr(self._settings, source)
             if getattr(self._clients, source) is not None and (settings.customers
                                                                or settings.assets):
                 found.append(source)
@@ -162,7 +100,7 @@ class SyncRunner:
         client = getattr(self._clients, source)
         if client is None:
             raise SyncRefused(f"[{source}] API credentials are not configured")
-        settings = getattr(self._config.sync, source)
+        settings = getattr(self._settings, source)
         wanted = [name for name, flag in (("customers", customers), ("assets", assets))
                   if (flag if flag is not None else getattr(settings, name))]
         if not wanted:
@@ -200,7 +138,7 @@ class SyncRunner:
 
     async def _run(self, source: str, client: Any, report: SyncReport,
                    progress: Progress | None) -> None:
-        index = await self._db.read(lambda s: store.load_index(s, source))
+        index = await self._db.read(lambda s: persist.load_index(s, source))
         planner = Planner(self._policy(source), index)
         id_map: dict[int, int] = {}
         if source == "syncro":
@@ -209,7 +147,7 @@ class SyncRunner:
             await self._datto(client, planner, report, id_map, progress)
 
     def _policy(self, source: str) -> Policy:
-        sync = self._config.sync
+        sync = self._settings
         settings = sync.syncro if source == "syncro" else sync.datto
         customer_map: dict[str, LocalSiteRef] = dict(
             sync.syncro.customer_map if source == "syncro" else sync.datto.site_map)
@@ -229,8 +167,8 @@ class SyncRunner:
                       id_map: dict[int, int]) -> None:
         if not report.preview and ops:
             now = self._clock()
-            await self._db.write(lambda s: store.apply_ops(s, planner.policy.source, ops,
-                                                           id_map, now))
+            await self._db.write(lambda s: persist.apply_ops(s, planner.policy.source, ops,
+                                                             id_map, now))
         report.add(ops)  # counted once written: a failed batch is not in the counts
 
     async def _customers(self, records: AsyncIterator[UpCustomer], planner: Planner,
@@ -254,16 +192,16 @@ class SyncRunner:
         done = 0
         async for batch in _batches(_prefetched(records), BATCH):
             ext_ids = [a.ext_id for a in batch]
-            state = await self._db.read(partial(store.page_state, source=source,
-                                                ext_ids=ext_ids, match_field="",
-                                                match_values=[]))
+            state = await self._db.read(partial(persist.page_state, source=source,
+                                                  ext_ids=ext_ids, match_field="",
+                                                  match_values=[]))
             if before_plan is not None:
                 batch = await before_plan(batch, state)
             values = sorted({v for a in batch if (v := planner.policy.match_value(a))
                              and a.ext_id not in state.by_ref})
             if values:
                 state.by_match = await self._db.read(partial(
-                    store.assets_by_match, source=source, match_field=match_field,
+                    persist.assets_by_match, source=source, match_field=match_field,
                     values=values))
             ops = _plan_batch(batch, partial(planner.asset, state=state), "asset", report)
             await self._commit(planner, report, ops, id_map)
@@ -275,13 +213,13 @@ class SyncRunner:
 
     async def _syncro(self, client: SyncroClient, planner: Planner, report: SyncReport,
                       id_map: dict[int, int], progress: Progress | None) -> None:
-        settings = self._config.sync.syncro
+        settings = self._settings.syncro
         if "customers" in report.entities:
-            await self._customers(_syncro_customers(client), planner, report, id_map,
+            await self._customers(syncro_customers(client), planner, report, id_map,
                                   planner.customer, progress)
         if "assets" in report.entities:
-            kinds, dropdowns = await _syncro_field_kinds(client)
-            records = _syncro_assets(client, settings.field_mappings, kinds, dropdowns)
+            kinds, dropdowns = await syncro_field_kinds(client)
+            records = syncro_assets(client, settings.field_mappings, kinds, dropdowns)
             await self._assets(records, planner, report, id_map, progress)
             await self._deactivate_missing(planner, report, id_map)
 
@@ -290,23 +228,23 @@ class SyncRunner:
         if not planner.policy.deactivate:
             return
         source = planner.policy.source
-        stored = await self._db.read(lambda s: store.stored_active_assets(s, source))
+        stored = await self._db.read(lambda s: persist.stored_active_assets(s, source))
         await self._commit(planner, report, planner.missing_assets(stored), id_map)
 
     # --- Datto -----------------------------------------------------------------------------
 
     async def _datto(self, client: DattoClient, planner: Planner, report: SyncReport,
                      id_map: dict[int, int], progress: Progress | None) -> None:
-        settings = self._config.sync.datto
+        settings = self._settings.datto
         if "customers" in report.entities:
             plan = (planner.customer if settings.site_mode == "customer_per_site"
                     else planner.site_under_parent)
-            await self._customers(_datto_sites(client), planner, report, id_map, plan,
+            await self._customers(datto_sites(client), planner, report, id_map, plan,
                                   progress)
         if "assets" in report.entities:
-            deleted_site = await _datto_deleted_site_uid(client)
-            records = _datto_devices(client, settings.field_mappings, deleted_site)
-            fetch = _serial_fetcher(client) if settings.fetch_serials else None
+            deleted_site = await datto_deleted_site_uid(client)
+            records = datto_devices(client, settings.field_mappings, deleted_site)
+            fetch = serial_fetcher(client) if settings.fetch_serials else None
             await self._assets(records, planner, report, id_map, progress, fetch)
 
     # --- run records -----------------------------------------------------------------------
@@ -326,119 +264,6 @@ class SyncRunner:
         session.execute(update(SyncRun).where(SyncRun.id == report.run_id).values(
             finished_at=report.finished_at, status=report.status,
             counts=dict(sorted(report.counts.items())), errors=report.errors[:50]))
-
-
-# --- reading the RMMs ------------------------------------------------------------------------
-
-async def _syncro_customers(client: SyncroClient) -> AsyncIterator[UpCustomer]:
-    async for record in client.paged("/customers", "customers"):
-        if record.get("id") is None:
-            continue
-        contacts = tuple(
-            UpContact(str(c["id"]), str(c.get("name") or "").strip(), c.get("email") or None,
-                      c.get("phone") or c.get("mobile") or None)
-            for c in sorted((c for c in record.get("contacts") or []
-                             if isinstance(c, dict) and c.get("id") is not None),
-                            key=lambda c: int(c["id"]) if str(c["id"]).isdigit() else 0))
-        name = (record.get("business_then_name") or record.get("business_name")
-                or record.get("fullname") or f"Syncro customer {record['id']}")
-        email = (record.get("email") or "").lower()
-        default = next((c.ext_id for c in contacts if email and (c.email or "").lower()
-                        == email), contacts[0].ext_id if contacts else None)
-        yield UpCustomer(str(record["id"]), str(name), contacts, default)
-
-
-async def _syncro_field_kinds(client: SyncroClient
-                              ) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
-    """Custom field kinds by name, and dropdown option labels (id -> label) by field name,
-    from `GET /settings`."""
-    body = await client.settings()
-    assets = body.get("assets") if isinstance(body, dict) else None
-    if not isinstance(assets, dict):
-        return {}, {}
-    fields = [f for f in assets.get("asset_type_fields") or [] if isinstance(f, dict)]
-    kinds = {str(f.get("name")): kind_of(f.get("field_type")) for f in fields}
-    names_by_id = {f.get("id"): str(f.get("name")) for f in fields}
-    dropdowns: dict[str, dict[str, str]] = {}
-    for answer in assets.get("asset_type_field_answers") or []:
-        if not isinstance(answer, dict):
-            continue
-        field_name = names_by_id.get(answer.get("asset_type_field_id"))
-        label = answer.get("value") or answer.get("content") or answer.get("name")
-        if field_name is not None and label is not None:
-            dropdowns.setdefault(field_name, {})[str(answer.get("id"))] = str(label)
-    return kinds, dropdowns
-
-
-async def _syncro_assets(client: SyncroClient, mappings: list[Any], kinds: dict[str, str],
-                         dropdowns: dict[str, dict[str, str]]) -> AsyncIterator[UpAsset]:
-    async for record in client.paged("/customer_assets", "assets"):
-        if record.get("id") is None:
-            continue
-        properties = record.get("properties") if isinstance(record.get("properties"),
-                                                            dict) else {}
-        customer_id = record.get("customer_id")
-        contact_id = record.get("contact_id")
-        yield UpAsset(
-            ext_id=str(record["id"]), name=str(record.get("name") or ""),
-            owner_ext_id=str(customer_id) if customer_id is not None else None,
-            type_name=record.get("asset_type"), serial=record.get("asset_serial"),
-            mapped=map_fields(mappings, record, properties or {}, {}, kinds, dropdowns),
-            contact_ext_id=str(contact_id) if contact_id is not None else None)
-
-
-async def _datto_sites(client: DattoClient) -> AsyncIterator[UpCustomer]:
-    async for record in client.paged("/api/v2/account/sites", "sites"):
-        if not record.get("uid") or record.get("name") == DELETED_DEVICES_SITE:
-            continue
-        yield UpCustomer(str(record["uid"]), str(record.get("name") or record["uid"]))
-
-
-async def _datto_deleted_site_uid(client: DattoClient) -> str | None:
-    async for record in client.paged("/api/v2/account/sites", "sites"):
-        if record.get("name") == DELETED_DEVICES_SITE:
-            return str(record.get("uid"))
-    return None
-
-
-async def _datto_devices(client: DattoClient, mappings: list[Any],
-                         deleted_site_uid: str | None) -> AsyncIterator[UpAsset]:
-    async for record in client.paged("/api/v2/account/devices", "devices"):
-        if not record.get("uid"):
-            continue
-        device_type = record.get("deviceType") if isinstance(record.get("deviceType"),
-                                                             dict) else {}
-        udf = record.get("udf") if isinstance(record.get("udf"), dict) else {}
-        yield UpAsset(
-            ext_id=str(record["uid"]), name=str(record.get("hostname") or ""),
-            owner_ext_id=record.get("siteUid"),
-            type_name=(device_type or {}).get("type") or (device_type or {}).get("category"),
-            serial=None, mapped=map_fields(mappings, record, {}, udf or {}, {}, {}),
-            last_user=record.get("lastLoggedInUser"),
-            deleted=bool(record.get("deleted"))
-            or (deleted_site_uid is not None and record.get("siteUid") == deleted_site_uid),
-            device_class=record.get("deviceClass"))
-
-
-AUDIT_CONCURRENCY = 8  # audits in flight; more would only wait in the limiter
-
-
-def _serial_fetcher(client: DattoClient) -> Callable[[list[UpAsset], PageState], Any]:
-    async def fetch(batch: list[UpAsset], state: PageState) -> list[UpAsset]:
-        """Serials for the batch's devices alertd has no serial for (one audit read each,
-        under the client's read limiter); the others keep the one alertd has."""
-        # Few in flight: more would only hold limiter slots while they wait for a connection.
-        gate = asyncio.Semaphore(AUDIT_CONCURRENCY)
-
-        async def one(asset: UpAsset) -> UpAsset:
-            local = state.by_ref.get(asset.ext_id)
-            if asset.deleted or (local is not None and local.serial):
-                return asset
-            async with gate:
-                serial = await client.device_serial(asset.ext_id, asset.device_class)
-            return dataclasses.replace(asset, serial=serial)
-        return list(await asyncio.gather(*(one(asset) for asset in batch)))
-    return fetch
 
 
 # --- plumbing --------------------------------------------------------------------------------

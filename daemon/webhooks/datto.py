@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from daemon.config.rmm_sections import FieldTarget
@@ -191,7 +191,8 @@ def parse_datto_webhook(body: Any, field_map: Mapping[str, FieldTarget]) -> Aler
     )
 
 
-def datto_interpreter(field_map: Mapping[str, FieldTarget]):  # type: ignore[no-untyped-def]
+def datto_interpreter(field_map: Mapping[str, FieldTarget]
+                      ) -> Callable[[RawDelivery], Interpretation]:
     """Interpreter of stored Datto webhook deliveries (channel webhook, source datto)."""
     def interpret(delivery: RawDelivery) -> Interpretation:
         try:

@@ -1,27 +1,27 @@
 """The webhook routes: `POST /api/notify/syncro` and `POST /api/notify/datto` (thin adapters).
 
 Each route authenticates with its vendor's shared secret (constant-time comparison), and hands
-the body without its secrets to `store_and_apply`: the webhook channel's interpreter reads it
-(the same one that replays it later), then it is stored and applied in one transaction.
+the body without its secrets to the pipeline's `ingest`: the webhook channel's interpreter
+reads it (the same one that replays it later), then it is stored and applied in one
+transaction.
 Unauthenticated requests store nothing and are counted in `alertd_auth_failures_total`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
-import json
 import logging
 from typing import Any
 
 from aiohttp import web
 
+from daemon.core.canonical import canonical_json, sha256_hex
 from daemon.core.events import Channel
 from daemon.http.app import CONTEXT, AppContext
 from daemon.http.errors import ApiError
-from daemon.http.ingest import read_json_body, store_and_apply
-from daemon.pipeline import InboundDelivery
+from daemon.http.submissions import ingest_and_answer, read_json_body
+from daemon.intake.inbound import Inbound
 from daemon.rmm.errors import RmmError
 from daemon.rmm.syncro import SyncroClient
 from daemon.webhooks import datto, syncro
@@ -45,14 +45,12 @@ def _refuse(ctx: AppContext, route: str, status: int, detail: str) -> ApiError:
     return ApiError(status, detail)
 
 
-def _inbound(source: str, stored: object, request: web.Request) -> InboundDelivery:
+def _inbound(source: str, stored: object, request: web.Request) -> Inbound:
     """The delivery of a webhook: the stored form (no secrets) is also what dedupes retries."""
-    # Serialised once, canonically: the same bytes are stored and hashed, so a retry with
-    # other spacing or key order is the same delivery.
-    payload = json.dumps(stored, sort_keys=True, separators=(",", ":"),
-                         ensure_ascii=False).encode()
-    body_sha256 = hashlib.sha256(payload).hexdigest()
-    return InboundDelivery(
+    # Canonical: a retry with other spacing or key order is the same delivery.
+    payload = canonical_json(stored)
+    body_sha256 = sha256_hex(payload)
+    return Inbound(
         channel=Channel.WEBHOOK, dedupe_key=f"{source}:sha256:{body_sha256}", payload=payload,
         content_type="application/json", source=source,
         # The query string is never stored: it can carry the token.
@@ -77,7 +75,7 @@ async def syncro_webhook(request: web.Request) -> web.Response:
     stored = syncro.stored_form(body)
     if config.verify_webhooks and ctx.rmm.syncro is not None:
         stored = await _verified(ctx.rmm.syncro, stored)
-    return await store_and_apply(ctx, _inbound(syncro.SOURCE, stored, request))
+    return await ingest_and_answer(ctx, _inbound(syncro.SOURCE, stored, request))
 
 
 async def _verified(client: SyncroClient, stored: Any) -> Any:
@@ -122,7 +120,8 @@ async def datto_webhook(request: web.Request) -> web.Response:
         raise _refuse(ctx, "datto_webhook", 401,
                       "missing secret: send it as the 'state' field (or ?token=); see "
                       "`alertd webhook-config datto`")
-    return await store_and_apply(ctx, _inbound(datto.SOURCE, datto.without_secret(body), request))
+    return await ingest_and_answer(ctx, _inbound(datto.SOURCE, datto.without_secret(body),
+                                                 request))
 
 
 def setup_webhook_routes(app: web.Application) -> None:

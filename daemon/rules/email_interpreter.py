@@ -1,6 +1,9 @@
-"""Interpreter of the email channels (smtp, imap): parse, run the rules, name the event."""
+"""Interpreter of the email channels (smtp, imap): parse the message, run the rules in force,
+name the event. `RulesHolder` holds the rules in force (SIGHUP swaps them)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from daemon.core.events import Interpretation, RawDelivery
 from daemon.mail.parse import parse_message
@@ -15,7 +18,8 @@ class RulesHolder:
         self.rules = rules
 
 
-def email_interpreter(holder: RulesHolder):  # type: ignore[no-untyped-def]
+def email_interpreter(holder: RulesHolder) -> Callable[[RawDelivery], Interpretation]:
+    """The interpreter of stored mail; reads `holder.rules` at each call."""
     def interpret(delivery: RawDelivery) -> Interpretation:
         message = parse_message(delivery.payload)  # raises Unprocessable with the reason
         decision = decide_message(holder.rules, message, delivery.payload)

@@ -1,10 +1,11 @@
 """The outbox worker: sends what alertd owes the RMMs (today: resolve an alert after an agent
 closed its ticket), reliably and without duplicates.
 
-A row is queued in the transaction that closes the ticket (daemon.tickets). The worker claims
-due rows with a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so several instances never take
-the same row; the lease is how long the claim holds if this process dies mid-call), counts the
-attempt before calling, calls the source's client, and records the outcome:
+A row is queued in the transaction that closes the ticket (daemon.tickets.transitions). The
+worker claims due rows with a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so several
+instances never take the same row; the lease is how long the claim holds if this process dies
+mid-call), counts the attempt before calling, calls the source's client, and records the
+outcome:
 
 - success, or "already gone" upstream (404) -> `done`; a done row is never sent again;
 - a retryable failure (network, 5xx, 409, throttling) -> `pending` again after exponential
@@ -31,16 +32,17 @@ from typing import Any, Protocol
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from daemon.config.rmm_sections import OutboxConfig
 from daemon.core.clock import Clock, utcnow
 from daemon.metrics import Metrics
 from daemon.rmm.errors import Blocked, RmmError
 from daemon.store.database import Database
 from daemon.store.models import OutboxAction
+from daemon.tickets.transitions import RESOLVE_ALERT
 
 log = logging.getLogger(__name__)
 
 PENDING, DONE, DEAD, DROPPED = "pending", "done", "dead", "dropped"
-RESOLVE_ALERT = "resolve_alert"
 
 
 class Resolver(Protocol):
@@ -55,6 +57,13 @@ class OutboxPolicy:
     lease_s: float = 300.0
     batch: int = 50
     concurrency: int = 4
+
+    @classmethod
+    def of(cls, section: OutboxConfig) -> OutboxPolicy:
+        """The policy `[outbox]` configures."""
+        return cls(max_attempts=section.max_attempts, retry_base_s=section.retry_base_s,
+                   retry_max_s=section.retry_max_s, lease_s=section.lease_s,
+                   concurrency=section.concurrency)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from daemon.store.models import (
     ExternalRef,
     Site,
 )
-from daemon.sync.core import (
+from daemon.sync.records import (
     Index,
     LocalAsset,
     LocalCustomer,

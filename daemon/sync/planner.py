@@ -1,229 +1,40 @@
-"""The pure core of the sync: what an RMM record means for alertd's customers, sites, end users
+"""The sync's pure planner: what an RMM record means for alertd's customers, sites, end users
 and assets, as a list of operations (create, update, match, deactivate).
 
 The planner never touches the database. It works on an `Index` of alertd's small reference
 data (customers, sites, end users, asset types, the RMM ids already stored) loaded once per run,
 and on a `PageState` of the assets one listing page concerns, looked up per page so a run over
-50,000 assets stays flat in memory. Records the plan creates get provisional (negative) ids;
-the applier (daemon.sync.store) maps them to real ones. A preview and an apply run the same
-planner over the same listing, so the applied operations are the previewed ones.
+50,000 assets stays flat in memory (types in daemon.sync.records). Records the plan creates get
+provisional (negative) ids; the applier (daemon.sync.persist) maps them to real ones. A preview
+and an apply run the same planner over the same listing, so the applied operations are the
+previewed ones.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal
+from collections.abc import Iterable
+from typing import Any
 
-from daemon.config.sync_sections import FieldMapping, LocalSiteRef
+from daemon.config.sync_sections import LocalSiteRef
+from daemon.sync.records import (
+    ASSET_COLUMNS,
+    MAX_NAME,
+    ConfigProblem,
+    Entity,
+    Index,
+    LocalAsset,
+    LocalCustomer,
+    LocalEndUser,
+    LocalSite,
+    MappedValue,
+    PageState,
+    Policy,
+    SyncOp,
+    UpAsset,
+    UpCustomer,
+)
 
-Entity = Literal["customer", "site", "end_user", "asset_group", "asset_type", "asset"]
-SyncVerb = Literal["create", "update", "match", "deactivate"]
-
-ASSET_COLUMNS = ("name", "serial", "customer_id", "site_id", "asset_type_id", "end_user_id")
-MAX_NAME = 255
-
-
-# --- what the RMM says ---------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class UpContact:
-    ext_id: str
-    name: str
-    email: str | None = None
-    phone: str | None = None
-
-
-@dataclass(frozen=True)
-class UpCustomer:
-    """A Syncro customer, or a Datto site (which alertd turns into a customer or a site)."""
-
-    ext_id: str
-    name: str
-    contacts: tuple[UpContact, ...] = ()
-    default_contact_ext_id: str | None = None
-
-
-@dataclass(frozen=True)
-class MappedValue:
-    """One configured field mapping's value for one asset (already converted to its kind)."""
-
-    field: str
-    value: Any
-    only_when_empty: bool
-
-
-@dataclass(frozen=True)
-class UpAsset:
-    ext_id: str
-    name: str
-    owner_ext_id: str | None  # Syncro customer id / Datto site uid
-    type_name: str | None
-    serial: str | None = None
-    mapped: tuple[MappedValue, ...] = ()
-    contact_ext_id: str | None = None  # Syncro: the asset's contact
-    last_user: str | None = None  # Datto: the last logged-in user
-    deleted: bool = False
-    device_class: str | None = None  # Datto: which audit holds the serial
-
-
-# --- what alertd has -----------------------------------------------------------------------
-
-@dataclass
-class LocalCustomer:
-    id: int
-    name: str
-    top_level: str | None = None
-    active: bool = True  # an inactive one keeps its stored id, but is never matched
-
-
-@dataclass
-class LocalSite:
-    id: int
-    customer_id: int
-    name: str
-    active: bool = True
-
-
-@dataclass
-class LocalEndUser:
-    id: int
-    customer_id: int | None
-    name: str
-    email: str | None = None
-    phone: str | None = None
-    is_default: bool = False
-
-
-@dataclass
-class LocalAsset:
-    id: int
-    name: str
-    serial: str | None
-    customer_id: int | None
-    site_id: int | None
-    asset_type_id: int | None
-    end_user_id: int | None
-    active: bool
-    fields: dict[str, Any]
-
-
-@dataclass
-class Index:
-    """alertd's reference data for one run, kept current as the plan creates and matches.
-
-    `refs` holds this source's stored ids: (entity, external id) -> local id."""
-
-    customers: dict[int, LocalCustomer] = field(default_factory=dict)
-    sites: dict[int, LocalSite] = field(default_factory=dict)
-    end_users: dict[int, LocalEndUser] = field(default_factory=dict)
-    asset_types: dict[str, int] = field(default_factory=dict)  # lower-cased name -> id
-    asset_groups: dict[str, int] = field(default_factory=dict)  # name -> id
-    refs: dict[tuple[str, str], int] = field(default_factory=dict)
-    last_provisional_id: int = 0
-
-    def new_id(self) -> int:
-        """A provisional id for a record the plan creates (negative: never a real id)."""
-        self.last_provisional_id -= 1
-        return self.last_provisional_id
-
-    def customers_named(self, name: str, *, existing_only: bool = False
-                        ) -> list[LocalCustomer]:
-        """Active customers with exactly this name, oldest first; `existing_only`: only those
-        alertd had before this run (not created by it)."""
-        return sorted((c for c in self.customers.values()
-                       if c.name == name and c.active and (c.id > 0 or not existing_only)),
-                      key=_oldest_first)
-
-    def sites_of(self, customer_id: int) -> list[LocalSite]:
-        """The customer's active sites, oldest first (those this run creates last)."""
-        return sorted((s for s in self.sites.values()
-                       if s.customer_id == customer_id and s.active), key=_oldest_first)
-
-
-@dataclass
-class PageState:
-    """The assets one listing page concerns: those with the page's stored ids, and the
-    candidates for the match field (only assets without an id of this source)."""
-
-    by_ref: dict[str, LocalAsset]
-    by_match: dict[str, list[LocalAsset]]
-
-
-# --- what to do ----------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class SyncOp:
-    """One write. `local_id` is provisional (negative) for a create. `values`: the columns of
-    a create, the new values of an update (with `before` the old ones). `via`: how a match was
-    made (map, name, serial)."""
-
-    entity: Entity
-    action: SyncVerb
-    local_id: int
-    name: str
-    ext_id: str | None = None
-    values: dict[str, Any] = field(default_factory=dict)
-    before: dict[str, Any] = field(default_factory=dict)
-    via: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"entity": self.entity, "action": self.action,
-                                "name": self.name, "ext_id": self.ext_id}
-        if self.local_id > 0:
-            body["id"] = self.local_id
-        if self.values:
-            body["values"] = self.values
-        if self.before:
-            body["before"] = self.before
-        if self.via:
-            body["via"] = self.via
-        return body
-
-    def describe(self) -> str:
-        ref = f" ({self.ext_id})" if self.ext_id else ""
-        text = f"{self.action} {self.entity.replace('_', ' ')} {self.name!r}{ref}"
-        if self.action == "update":
-            text += ": " + ", ".join(f"{k} {self.before.get(k)!r} -> {v!r}"
-                                     for k, v in self.values.items())
-        elif self.action == "match":
-            text += f" to #{self.local_id} by {self.via}"
-        return text
-
-
-@dataclass(frozen=True)
-class Policy:
-    """The settings the planner needs, from `[sync]` and `[sync.<source>]`."""
-
-    source: str
-    site_name: str = "Main"
-    top_level: str = ""
-    asset_group: str = ""
-    match_field: str = "serial"
-    match_exclusions: frozenset[str] = frozenset()
-    # Syncro customer id / Datto site uid -> configured local customer and site.
-    customer_map: Mapping[str, LocalSiteRef] = field(default_factory=dict)
-    default_site: LocalSiteRef | None = None
-    site_mode: str = "customer_per_site"  # Datto only
-    parent_customer: str = ""  # Datto sites_under_customer
-    deactivate: bool = False  # Syncro: missing assets; Datto: deleted devices
-    last_user_as_end_user: bool = False
-
-    def match_value(self, asset: UpAsset) -> str | None:
-        """The asset's value of the match field, lower-cased, or None when it must not be
-        matched on (empty or in the exclusion list)."""
-        raw = {"serial": asset.serial, "name": asset.name}.get(self.match_field)
-        value = (raw or "").strip().lower()
-        return None if not value or value in self.match_exclusions else value
-
-
-class ConfigProblem(Exception):
-    """The configuration names something alertd does not have (a mapped customer or site)."""
-
-
-# --- planning ------------------------------------------------------------------------------
 
 class Planner:
     """Plans one source's sync over an `Index`; see the module docstring."""
@@ -525,85 +336,6 @@ class Planner:
         return changes
 
 
-# --- field values --------------------------------------------------------------------------
-
-def convert(kind: str, raw: Any, dropdown_labels: Mapping[str, str] | None = None) -> Any:
-    """A raw RMM field value as the mapping's kind: text (stripped str), date (ISO date),
-    checkbox (bool; Syncro's "1"), dropdown (the option's label). Empty -> None."""
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return None
-    if kind == "checkbox":
-        return str(raw).strip().lower() in ("1", "true", "yes", "on", "checked")
-    if kind == "date":
-        return parse_date(raw)
-    if kind == "dropdown":
-        return (dropdown_labels or {}).get(str(raw).strip(), str(raw).strip())
-    return str(raw).strip()
-
-
-_DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%d.%m.%Y", "%Y/%m/%d")
-
-
-def parse_date(raw: Any) -> str | None:
-    """ISO date (YYYY-MM-DD) of an epoch-ms number, an ISO date-time or a common date
-    format; None when it is none of these."""
-    if isinstance(raw, int | float) and not isinstance(raw, bool):
-        return datetime.fromtimestamp(raw / 1000, UTC).date().isoformat()
-    text = str(raw).strip()
-    if text.isdigit() and len(text) >= 11:  # epoch milliseconds as a string
-        return datetime.fromtimestamp(int(text) / 1000, UTC).date().isoformat()
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).date().isoformat()
-    except ValueError:
-        pass
-    for pattern in _DATE_FORMATS:
-        try:
-            return datetime.strptime(text, pattern).date().isoformat()
-        except ValueError:
-            continue
-    return None
-
-
-def kind_of(field_type: str | None) -> str:
-    """The mapping kind of a Syncro custom field type as /settings names it (the names vary:
-    "date", "date_field", "check_box", "select_box", "dropdown", "text_area"...)."""
-    name = (field_type or "").lower()
-    if "date" in name:
-        return "date"
-    if "check" in name:
-        return "checkbox"
-    if "select" in name or "drop" in name:
-        return "dropdown"
-    if "area" in name:
-        return "textarea"
-    return "text"
-
-
-def map_fields(mappings: Iterable[FieldMapping], core: Mapping[str, Any],
-               custom: Mapping[str, Any], udf: Mapping[str, Any],
-               kinds: Mapping[str, str], dropdowns: Mapping[str, Mapping[str, str]]
-               ) -> tuple[MappedValue, ...]:
-    """The mapped values of one record: `core` its own fields, `custom` its custom fields by
-    name (Syncro), `udf` its UDFs (Datto, "udf1"...), `kinds` Syncro's field kinds by name,
-    `dropdowns` the option labels by field name."""
-    values = []
-    for mapping in mappings:
-        if mapping.custom is not None:
-            raw = custom.get(mapping.custom)
-            kind = mapping.kind or kinds.get(mapping.custom, "text")
-            labels = dropdowns.get(mapping.custom)
-        elif mapping.udf is not None:
-            raw, kind, labels = udf.get(f"udf{mapping.udf}"), mapping.kind or "text", None
-        else:
-            assert mapping.core is not None
-            raw, kind, labels = core.get(mapping.core), mapping.kind or "text", None
-        value = convert(kind, raw, labels)
-        if isinstance(value, str):
-            value = value[:MAX_NAME] if mapping.field in ASSET_COLUMNS else value[:4000]
-        values.append(MappedValue(mapping.field, value, mapping.only_when_empty))
-    return tuple(values)
-
-
 def _follow_name(entity: Entity, record: LocalCustomer | LocalSite, name: str, key: str,
                  ops: list[SyncOp]) -> None:
     """Rename `record` to the RMM's `name` if it differs."""
@@ -613,15 +345,9 @@ def _follow_name(entity: Entity, record: LocalCustomer | LocalSite, name: str, k
         record.name = name
 
 
-def _oldest_first(record: LocalCustomer | LocalSite) -> tuple[bool, int]:
-    """Existing records by id, then those this run creates, in creation order."""
-    return record.id < 0, abs(record.id)
-
-
 def _cut(text: str) -> str:
     return text.strip()[:MAX_NAME]
 
 
 def _cut_or_none(text: str | None) -> str | None:
     return _cut(text) or None if text else None
-

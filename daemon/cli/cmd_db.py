@@ -1,0 +1,37 @@
+"""`alertd db upgrade|current`: the database schema."""
+
+from __future__ import annotations
+
+import argparse
+
+from daemon.cli.common import SubParsers, run_async
+from daemon.config import Config
+from daemon.store.database import open_database, redact_url
+
+
+def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
+    db = commands.add_parser("db", parents=[common], help="database schema")
+    actions = db.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("upgrade", parents=[common], help="apply pending migrations")
+    actions.add_parser("current", parents=[common],
+                       help="show the schema revision (exit 1 if behind)")
+    db.set_defaults(handler=lambda inv: run_async(run(inv.args, inv.config)))
+
+
+async def run(args: argparse.Namespace, config: Config) -> int:
+    db = open_database(config.database)
+    shown_url = redact_url(config.database.url)
+    try:
+        if args.action == "upgrade":
+            before, head = await db.upgrade()
+            if before == head:
+                print(f"database {shown_url} is up to date ({head})")
+            else:
+                print(f"database {shown_url} upgraded {before or 'empty'} -> {head}")
+            return 0
+        current, head = await db.schema_revisions()
+        print(f"current: {current or 'empty'}\nnewest:  {head}")
+        return 0 if current == head else 1
+    finally:
+        await db.dispose()
+

@@ -1,0 +1,47 @@
+"""`alertd outbox list|retry|drop`: the resolve calls alertd owes the RMMs."""
+
+from __future__ import annotations
+
+import argparse
+
+from daemon.cli.common import CliError, SubParsers, add_listing, run_async, with_db
+from daemon.cli.output import print_listing, short_time
+from daemon.core.clock import utcnow
+from daemon.rmm.outbox import DEAD, DROPPED, PENDING, OutboxRefused, change_outbox_row
+from daemon.store.database import Database
+from daemon.store.queries import Page, Queries
+
+
+def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
+    outbox = commands.add_parser("outbox", parents=[common],
+                                 help="resolve calls owed to the RMMs")
+    actions = outbox.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = add_listing(actions, common, "list", "outbox rows")
+    listing.add_argument("--status", choices=["pending", "done", "dead", "dropped"])
+    listing.add_argument("--source")
+    for name, text in (("retry", "send a dead or pending row again, attempts reset"),
+                       ("drop", "give up on a dead or pending row (never sent)")):
+        change = actions.add_parser(name, parents=[common], help=text)
+        change.add_argument("id", type=int)
+    outbox.set_defaults(handler=lambda inv: run_async(with_db(
+        inv.config, lambda db: run(inv.args, db))))
+
+
+async def run(args: argparse.Namespace, db: Database) -> int:
+    if args.action == "list":
+        listing = await Queries(db).outbox(Page(args.limit, args.before_id),
+                                           status=args.status, source=args.source)
+        print_listing(listing, args.json,
+                      ["ID", "STATUS", "SOURCE", "TARGET", "ATTEMPTS", "NEXT", "LAST ERROR"],
+                      lambda r: [r["id"], r["status"], r["source"], r["target"],
+                                 r["attempts"], short_time(r["next_attempt_at"]),
+                                 r["last_error"]])
+        return 0
+    status = PENDING if args.action == "retry" else DROPPED
+    try:
+        await change_outbox_row(db, args.id, (DEAD, PENDING), status, utcnow())
+    except (LookupError, OutboxRefused) as err:
+        raise CliError(str(err).strip("'")) from None
+    print(f"outbox {args.id}: {status}"
+          + (" (a running alertd sends it at its next outbox run)" if status == PENDING else ""))
+    return 0

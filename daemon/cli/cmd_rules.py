@@ -1,0 +1,60 @@
+"""`alertd rules check|test`: validate a rules file; show what it makes of a message."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from daemon.cli.common import CliError, Invocation, SubParsers
+from daemon.rules.explain import explain_message, format_explanation
+from daemon.rules.load import RulesError, load_rules
+from daemon.rules.model import RuleSet
+
+
+def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
+    rules = commands.add_parser("rules", parents=[common], help="email rules")
+    actions = rules.add_subparsers(dest="action", required=True, metavar="ACTION")
+    check = actions.add_parser("check", parents=[common],
+                               help="validate a rules file; print every error with its line")
+    check.add_argument("--rules", type=Path, metavar="FILE", help="default: [rules] path")
+    test = actions.add_parser("test", parents=[common],
+                              help="show what the rules make of a message (stores nothing)")
+    test.add_argument("message", type=Path, metavar="MESSAGE.eml")
+    test.add_argument("--rules", type=Path, metavar="FILE", help="default: [rules] path")
+    test.add_argument("--json", action="store_true", help="print JSON")
+    rules.set_defaults(handler=run)
+
+
+def load_rules_or_report(path: Path) -> RuleSet | None:
+    """The rules at `path`, or None after printing every problem to stderr."""
+    try:
+        return load_rules(path)
+    except RulesError as err:
+        for issue in err.issues:
+            print(issue, file=sys.stderr)
+        print(f"{len(err.issues)} rules error(s); nothing was changed", file=sys.stderr)
+        return None
+
+
+def run(inv: Invocation) -> int:
+    args = inv.args
+    path = args.rules or inv.config.rules.path
+    rules = load_rules_or_report(path)
+    if rules is None:
+        return 2
+    if args.action == "check":
+        print(f"{path}: OK, {len(rules.rules)} rule(s): "
+              + ", ".join(repr(r.name) for r in rules.rules))
+        return 0
+    try:
+        raw = args.message.read_bytes()
+    except OSError as err:
+        raise CliError(f"cannot read {args.message}: {err.strerror}") from None
+    report = explain_message(rules, raw)
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        print(format_explanation(report))
+    return 0 if report["error"] is None else 1

@@ -1,0 +1,78 @@
+"""`alertd tickets list|show|close|note`: tickets, and agent actions on them."""
+
+from __future__ import annotations
+
+import argparse
+
+from daemon.cli.common import (
+    CliError,
+    SubParsers,
+    actor,
+    add_listing,
+    add_show,
+    run_async,
+    with_db,
+)
+from daemon.cli.output import print_listing, print_record, short_time
+from daemon.core.lifecycle import TicketAlreadyClosed
+from daemon.metrics import Metrics
+from daemon.store.database import Database
+from daemon.store.queries import Page, Queries
+from daemon.tickets.agent import AgentActions
+from daemon.tickets.transitions import TicketNotFound
+
+
+def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
+    tickets = commands.add_parser("tickets", parents=[common], help="tickets")
+    actions = tickets.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = add_listing(actions, common, "list", "tickets")
+    listing.add_argument("--status", choices=["open", "closed"])
+    listing.add_argument("--alert-uid")
+    listing.add_argument("--source")
+    add_show(actions, common, "ticket")
+    close = actions.add_parser("close", parents=[common],
+                               help="close as an agent (resolves the alert upstream)")
+    close.add_argument("id", type=int)
+    close.add_argument("--note", help="closing note")
+    close.add_argument("--actor", help="who closes it (default: your login name)")
+    note = actions.add_parser("note", parents=[common], help="add a note")
+    note.add_argument("id", type=int)
+    note.add_argument("text")
+    note.add_argument("--actor", help="author (default: your login name)")
+    tickets.set_defaults(handler=lambda inv: run_async(with_db(
+        inv.config, lambda db: run(inv.args, db))))
+
+
+async def run(args: argparse.Namespace, db: Database) -> int:
+    queries = Queries(db)
+    if args.action == "list":
+        listing = await queries.tickets(Page(args.limit, args.before_id), status=args.status,
+                                        alert_uid=args.alert_uid, source=args.source)
+        print_listing(listing, args.json, ["ID", "STATUS", "SOURCE", "ALERT", "OPENED",
+                                           "SUMMARY"],
+                      lambda t: [t["id"], t["status"], (t["alert"] or {}).get("source"),
+                                 (t["alert"] or {}).get("uid"), short_time(t["opened_at"]),
+                                 t["summary"]])
+        return 0
+    # A CLI close queues the upstream resolve; a running daemon's outbox sends it.
+    agent = AgentActions(db, Metrics())
+    try:
+        if args.action == "close":
+            result = await agent.close(args.id, actor(args), args.note)
+            print(f"ticket {args.id} closed"
+                  + (f"; alert {result.alert_id} resolved" if result.alert_resolved else "")
+                  + (f"; upstream resolve queued (outbox {result.outbox_id})"
+                     if result.outbox_id else ""))
+        elif args.action == "note":
+            note_id = await agent.add_note(args.id, actor(args), args.text)
+            print(f"note {note_id} added to ticket {args.id}")
+        else:
+            ticket = await queries.ticket(args.id)
+            if ticket is None:
+                raise TicketNotFound(f"ticket {args.id} not found")
+            print_record(ticket, args.json)
+    except TicketNotFound as err:
+        raise CliError(str(err)) from None
+    except TicketAlreadyClosed:
+        raise CliError(f"ticket {args.id} is already closed") from None
+    return 0

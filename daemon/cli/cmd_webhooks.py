@@ -1,0 +1,32 @@
+"""`alertd webhook-config datto|syncro`: the URL and payloads to paste into the RMM."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from daemon.cli.common import Invocation, SubParsers
+from daemon.webhooks.setup import NotConfigured, datto_setup, format_setup, syncro_setup
+
+
+def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
+    hooks = commands.add_parser("webhook-config", parents=[common],
+                                help="print the webhook URL and payloads to paste into the RMM")
+    hooks.add_argument("vendor", choices=["datto", "syncro"])
+    hooks.add_argument("--json", action="store_true", help="print JSON")
+    hooks.set_defaults(handler=run)
+
+
+def run(inv: Invocation) -> int:
+    builders = {"datto": datto_setup, "syncro": syncro_setup}
+    try:
+        setup = builders[inv.args.vendor](inv.config)
+    except NotConfigured as err:
+        print(f"alertd: {err}", file=sys.stderr)
+        return 2
+    if inv.args.json:
+        print(json.dumps(setup.as_json(), indent=2))
+    else:
+        print(format_setup(setup))
+    return 0

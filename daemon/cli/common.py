@@ -1,0 +1,75 @@
+"""What every command shares: the invocation, the error that prints one line, the database
+for a command, and the parser pieces used by several command groups.
+
+Exit codes: 0 success, 1 the action failed (not found, conflict, database error), 2 usage or
+configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from daemon.config import Config
+from daemon.store.database import Database, open_database
+
+T = TypeVar("T")
+SubParsers = argparse._SubParsersAction  # type: ignore[type-arg]
+
+
+class CliError(Exception):
+    """A failure to report as one line on stderr with exit code 1."""
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One run of `alertd`: the parsed arguments and the loaded configuration."""
+
+    args: argparse.Namespace
+    config: Config
+    config_path: Path | None
+    environ: Mapping[str, str]
+
+
+Handler = Callable[[Invocation], int]
+
+
+def run_async(action: Awaitable[T]) -> T:
+    return asyncio.run(action)  # type: ignore[arg-type]
+
+
+async def with_db(config: Config, action: Callable[[Database], Awaitable[int]]) -> int:
+    """Run `action` on the configured database (which must be migrated already)."""
+    db = open_database(config.database)
+    try:
+        # Only `run` and `db upgrade` migrate: a newer CLI must not change the schema under
+        # a running older daemon.
+        await db.ensure_schema(auto_migrate=False)
+        return await action(db)
+    finally:
+        await db.dispose()
+
+
+def actor(args: argparse.Namespace) -> str:
+    """Who acts: `agent:<--actor or the login name>`."""
+    return f"agent:{args.actor or getpass.getuser()}"
+
+
+def add_listing(sub: SubParsers, common: argparse.ArgumentParser, name: str, what: str
+                ) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(name, parents=[common], help=f"list {what}")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--limit", type=int, default=50)
+    parser.add_argument("--before-id", type=int, help="page: items older than this id")
+    return parser
+
+
+def add_show(sub: SubParsers, common: argparse.ArgumentParser, what: str) -> None:
+    parser = sub.add_parser("show", parents=[common], help=f"show one {what}")
+    parser.add_argument("id", type=int)
+    parser.add_argument("--json", action="store_true", help="print JSON")

@@ -1,0 +1,78 @@
+"""`alertd`: parse the arguments, load the configuration, run the command's handler."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from daemon import __version__
+from daemon.cli import (
+    cmd_alerts,
+    cmd_db,
+    cmd_deliveries,
+    cmd_outbox,
+    cmd_rmm,
+    cmd_rules,
+    cmd_run,
+    cmd_sync,
+    cmd_tickets,
+    cmd_webhooks,
+)
+from daemon.cli.common import CliError, Handler, Invocation
+from daemon.config import ConfigError, load_config
+from daemon.rules.load import RulesError
+from daemon.service.logs import setup_logging
+from daemon.store.database import SchemaOutOfDate, redact_url
+from daemon.store.queries import BadFilter
+
+# In the order `alertd --help` lists them.
+COMMAND_GROUPS = (cmd_run, cmd_db, cmd_tickets, cmd_alerts, cmd_deliveries, cmd_rules,
+                  cmd_webhooks, cmd_outbox, cmd_sync, cmd_rmm)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, default=argparse.SUPPRESS, metavar="PATH",
+                        help="configuration file (default: $ALERTD_CONFIG, else none: "
+                             "built-in defaults)")
+    parser = argparse.ArgumentParser(prog="alertd", parents=[common],
+                                     description="RMM alerts into tickets, kept in step.")
+    parser.add_argument("--version", action="version", version=f"alertd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in COMMAND_GROUPS:
+        group.register(commands, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    environ = dict(os.environ)
+    config_path: Path | None = getattr(args, "config", None)
+    if config_path is None and environ.get("ALERTD_CONFIG"):
+        config_path = Path(environ["ALERTD_CONFIG"])
+    try:
+        config = load_config(config_path, environ)
+    except ConfigError as err:
+        for issue in err.issues:
+            print(issue, file=sys.stderr)
+        print(f"{len(err.issues)} configuration error(s)", file=sys.stderr)
+        return 2
+    invocation = Invocation(args, config, config_path, environ)
+    handler: Handler = args.handler
+    if args.command == "run":  # sets up its own logging and reports its own failures
+        return handler(invocation)
+    setup_logging("text", "WARNING")
+    try:
+        return handler(invocation)
+    except (CliError, SchemaOutOfDate, BadFilter, RulesError, ValueError) as err:
+        print(f"alertd: {err}", file=sys.stderr)
+        return 1
+    except (SQLAlchemyError, OSError) as err:  # the database is down or unreachable
+        print(f"alertd: database {redact_url(config.database.url)}: "
+              f"{type(err).__name__}: {str(err).splitlines()[0]}", file=sys.stderr)
+        return 1

@@ -1,0 +1,79 @@
+"""Answers of the HTTP intake routes (`POST /api/alerts`, the webhooks): JSON in, the pipeline's
+`ingest`, an answer only after the commit.
+
+201 applied now; 202 stored but not applied now (retried when due, or failed and replayable);
+200 an identical earlier delivery; 409 the same Idempotency-Key with another body; 422
+authenticated but invalid (kept as a rejected delivery to show why); 503 storage down.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
+
+from daemon.core.events import DeliveryStatus
+from daemon.http.app import AppContext
+from daemon.http.errors import ApiError
+from daemon.intake.inbound import Inbound, Ingested
+
+JSON_TYPES = ("application/json",)
+
+
+async def read_json_body(request: web.Request, optional: bool = False) -> tuple[bytes, Any]:
+    """(raw bytes, parsed JSON); 415 for another content type, 400 for malformed JSON."""
+    if optional and not request.can_read_body:
+        return b"", {}
+    if request.content_type not in JSON_TYPES:
+        raise ApiError(415, "expected Content-Type: application/json, "
+                            f"got {request.content_type!r}")
+    raw = await request.read()
+    try:
+        return raw, json.loads(raw)
+    except ValueError as err:
+        raise ApiError(400, f"malformed JSON: {err}") from None
+
+
+def result_body(delivery_id: int, duplicate: bool, status: DeliveryStatus | None,
+                error: str | None, events: Any = ()) -> dict[str, Any]:
+    """The JSON answer about one delivery (ingest and replay)."""
+    return {
+        "delivery_id": delivery_id,
+        "duplicate": duplicate,
+        "status": status.value if status else None,
+        "error": error,
+        "events": [{"alert_id": e.alert_id, "outcome": e.outcome, "ticket_id": e.ticket_id}
+                   for e in events],
+    }
+
+
+async def ingest_and_answer(ctx: AppContext, inbound: Inbound) -> web.Response:
+    """Ingest `inbound` and answer its sender. `inbound.meta["body_sha256"]` tells a retry
+    (same digest) from a different body under the same dedupe key (409)."""
+    try:
+        [ingested] = await ctx.pipeline.ingest(inbound)
+    except (SQLAlchemyError, OSError) as err:
+        raise ApiError(503, "the delivery could not be stored; retry later") from err
+    if ingested.duplicate:
+        return _answer_duplicate(inbound, ingested)
+    if ingested.status is DeliveryStatus.REJECTED:
+        raise ApiError(422, f"{ingested.error} "
+                            f"(kept as rejected delivery {ingested.delivery_id})")
+    return web.json_response(
+        result_body(ingested.delivery_id, False, ingested.status, ingested.error,
+                    ingested.events),
+        status=201 if ingested.applied else 202)
+
+
+def _answer_duplicate(inbound: Inbound, ingested: Ingested) -> web.Response:
+    stored_meta = ingested.stored_meta or {}
+    if stored_meta.get("body_sha256") != inbound.meta.get("body_sha256"):
+        raise ApiError(409, f"Idempotency-Key already used for delivery "
+                            f"{ingested.delivery_id} with a different body")
+    if ingested.status is DeliveryStatus.REJECTED:  # a retry of a bad request is still bad
+        raise ApiError(422, f"{ingested.error} (rejected delivery {ingested.delivery_id})")
+    return web.json_response(
+        result_body(ingested.delivery_id, True, ingested.status, ingested.error),
+        status=200 if ingested.applied else 202)

@@ -1,0 +1,52 @@
+"""What the intake reports once a change is committed: its counters and one log line per step
+(never for what a rollback undid)."""
+
+from __future__ import annotations
+
+import logging
+
+from daemon.core.events import DeliveryStatus
+from daemon.intake.inbound import ProcessResult
+from daemon.metrics import Metrics
+
+log = logging.getLogger("daemon.intake.pipeline")  # the lines read as the pipeline's
+
+
+class IntakeAccounting:
+    def __init__(self, metrics: Metrics):
+        self._metrics = metrics
+
+    def stored(self, channel: str, delivery_id: int, dedupe_key: str, source: str | None,
+               duplicate: bool, rejected: bool, quiet: bool = False) -> None:
+        """An input committed as a delivery (or found stored already)."""
+        if duplicate:
+            self._metrics.deliveries_duplicate.labels(channel).inc()
+            log.info("delivery %s duplicate channel=%s key=%s", delivery_id, channel,
+                     dedupe_key)
+            return
+        self._metrics.deliveries_accepted.labels(channel).inc()
+        log.log(logging.DEBUG if quiet else logging.INFO,
+                "delivery %s %s channel=%s source=%s key=%s", delivery_id,
+                "rejected" if rejected else "accepted", channel, source, dedupe_key)
+
+    def finished(self, channel: str, result: ProcessResult) -> None:
+        """A delivery processed (its lifecycle changes committed with it)."""
+        delivery_id = result.delivery_id
+        self._metrics.deliveries_finished.labels(channel, result.status.value).inc()
+        for event in result.events:
+            self._metrics.lifecycle.labels(event.source, event.outcome).inc()
+            if event.ticket_opened:
+                self._metrics.tickets_opened.labels(event.source).inc()
+            if event.ticket_closed:
+                self._metrics.tickets_closed.labels("upstream").inc()
+            log.info("delivery %s channel=%s alert %s %s/%s %s ticket=%s", delivery_id,
+                     channel, event.alert_id, event.source, event.uid, event.outcome,
+                     event.ticket_id)
+        if result.status is not DeliveryStatus.PROCESSED:
+            log.warning("delivery %s %s: %s", delivery_id, result.status, result.error)
+
+    def errored(self, channel: str, result: ProcessResult) -> None:
+        """An attempt that raised: retried later, or `failed` after the last attempt."""
+        self._metrics.delivery_errors.labels(channel).inc()
+        if result.status is DeliveryStatus.FAILED:
+            self._metrics.deliveries_finished.labels(channel, result.status.value).inc()

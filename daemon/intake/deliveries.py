@@ -1,0 +1,156 @@
+"""The `deliveries` rows in SQL: store (or find the identical one), claim, finish, retry, replay.
+
+Every function runs inside the caller's write or read unit; the statements on the intake hot
+path are built once (Core, bound parameters: SQLAlchemy's compiled cache serves them).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Table, bindparam, select, update
+from sqlalchemy.orm import Session
+
+from daemon.core.events import DeliveryStatus, RawDelivery
+from daemon.store.database import insert_ignore
+from daemon.store.models import Delivery
+
+_DELIVERIES: Table = Delivery.__table__  # type: ignore[assignment]
+_CLAIM = (
+    select(_DELIVERIES.c.attempts, _DELIVERIES.c.source)
+    .where(_DELIVERIES.c.id == bindparam("id"),
+           _DELIVERIES.c.status == DeliveryStatus.RECEIVED.value)
+    .with_for_update(skip_locked=True))
+# UPDATEs name the row by `row_id`; the other parameters given become the SET clause.
+_FINISH = update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("row_id"))
+_FIND = select(_DELIVERIES.c.id, _DELIVERIES.c.status, _DELIVERIES.c.error,
+               _DELIVERIES.c.meta).where(_DELIVERIES.c.channel == bindparam("channel"),
+                                         _DELIVERIES.c.dedupe_key == bindparam("dedupe_key"))
+
+
+@dataclass(frozen=True)
+class StoredRow:
+    """A delivery as `store` left it: new, or the identical one stored before."""
+
+    id: int
+    duplicate: bool
+    # For a duplicate: the stored row's state, so a retry is answered as the first was.
+    status: DeliveryStatus = DeliveryStatus.RECEIVED
+    error: str | None = None
+    meta: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    attempts: int  # including this one
+    source: str | None
+
+
+class DeliveryRows:
+    """Statements on `deliveries` for one backend."""
+
+    def __init__(self, dialect_name: str):
+        self._insert = insert_ignore(dialect_name, _DELIVERIES, "channel", "dedupe_key"
+                                     ).returning(_DELIVERIES.c.id)
+
+    def store(self, conn: Connection, row: dict[str, Any]) -> StoredRow:
+        """Insert `row`; if its (channel, dedupe_key) is stored already, return that one."""
+        new_id = conn.execute(self._insert, row).scalar()
+        if new_id is not None:
+            return StoredRow(new_id, duplicate=False)
+        existing = conn.execute(_FIND, {"channel": row["channel"],
+                                        "dedupe_key": row["dedupe_key"]}).first()
+        assert existing is not None  # the conflicting row is committed and never deleted
+        return StoredRow(existing.id, True, DeliveryStatus(existing.status), existing.error,
+                         existing.meta)
+
+    @staticmethod
+    def claim(conn: Connection, delivery_id: int) -> Claimed | None:
+        """Lock a `received` delivery for processing; None when it is done meanwhile or
+        another process holds it (`SKIP LOCKED`)."""
+        row = conn.execute(_CLAIM, {"id": delivery_id}).first()
+        return Claimed(row.attempts + 1, row.source) if row is not None else None
+
+    @staticmethod
+    def finish(conn: Connection, changes: dict[str, Any]) -> None:
+        """Write a processed delivery's outcome; `changes["row_id"]` names it."""
+        conn.execute(_FINISH, changes)
+
+
+def new_row(channel: str, dedupe_key: str, payload: bytes, content_type: str,
+            source: str | None, meta: dict[str, Any], rejected_reason: str | None,
+            now: datetime) -> dict[str, Any]:
+    """The `deliveries` row of an input as it arrives: `received`, or `rejected` at the edge."""
+    rejected = rejected_reason is not None
+    return dict(
+        channel=channel, source=source, dedupe_key=dedupe_key, received_at=now,
+        status=(DeliveryStatus.REJECTED if rejected else DeliveryStatus.RECEIVED).value,
+        attempts=0, next_attempt_at=None if rejected else now, error=rejected_reason,
+        content_type=content_type, meta=meta, payload=payload,
+    )
+
+
+def load_received(session: Session, delivery_id: int) -> RawDelivery | None:
+    delivery = session.scalar(select(Delivery).where(
+        Delivery.id == delivery_id, Delivery.status == DeliveryStatus.RECEIVED.value))
+    if delivery is None:
+        return None
+    return RawDelivery(delivery.id, delivery.channel, delivery.source, delivery.content_type,
+                       delivery.payload, delivery.meta)
+
+
+def due_ids(session: Session, now: datetime, limit: int) -> list[int]:
+    """`received` deliveries whose next attempt is due, oldest first."""
+    return list(session.scalars(
+        select(Delivery.id)
+        .where(Delivery.status == DeliveryStatus.RECEIVED.value, Delivery.next_attempt_at <= now)
+        .order_by(Delivery.id).limit(limit)))
+
+
+def statuses(session: Session, ids: Sequence[int]) -> dict[int, DeliveryStatus]:
+    rows = session.execute(select(Delivery.id, Delivery.status).where(Delivery.id.in_(ids)))
+    return {row.id: DeliveryStatus(row.status) for row in rows}
+
+
+def record_error(session: Session, delivery_id: int, error: str, now: datetime,
+                 max_attempts: int, retry_base_s: float
+                 ) -> tuple[DeliveryStatus, str] | None:
+    """Count a failed attempt: retry later with backoff, or `failed` after `max_attempts`.
+    Returns (new status, channel), or None when the delivery is no longer `received`."""
+    delivery = session.get(Delivery, delivery_id, with_for_update=True)
+    if delivery is None or delivery.status != DeliveryStatus.RECEIVED.value:
+        return None
+    delivery.attempts += 1
+    delivery.error = error
+    if delivery.attempts >= max_attempts:
+        delivery.status = DeliveryStatus.FAILED.value
+        delivery.next_attempt_at = None
+    else:
+        delay_s = retry_base_s * 2 ** (delivery.attempts - 1)
+        delay_s *= random.uniform(0.8, 1.2)  # jitter: instances must not retry in step
+        delivery.next_attempt_at = now + timedelta(seconds=delay_s)
+    return DeliveryStatus(delivery.status), delivery.channel
+
+
+class ReplayRefused(Exception):
+    """Replay of a delivery that is not in a replayable state."""
+
+
+def reset_for_replay(session: Session, delivery_id: int, now: datetime) -> None:
+    """Put a failed, ignored or rejected delivery back to `received`, due now."""
+    delivery = session.get(Delivery, delivery_id, with_for_update=True)
+    if delivery is None:
+        raise LookupError(f"delivery {delivery_id} not found")
+    if delivery.status == DeliveryStatus.PROCESSED.value:
+        raise ReplayRefused(
+            f"delivery {delivery_id} was processed already; replaying it would count "
+            "its alert event twice"
+        )
+    if delivery.status == DeliveryStatus.RECEIVED.value:
+        raise ReplayRefused(f"delivery {delivery_id} is still waiting to be processed")
+    delivery.status = DeliveryStatus.RECEIVED.value
+    delivery.next_attempt_at = now

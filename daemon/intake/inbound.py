@@ -1,0 +1,79 @@
+"""What crosses the intake seam: an input as a channel hands it in, and what became of it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from daemon.core.api_event import encode_event, fit_event
+from daemon.core.events import AlertEvent, Channel, DeliveryStatus, Interpretation, RawDelivery
+from daemon.tickets.transitions import EventResult
+
+Interpreter = Callable[[RawDelivery], Interpretation]
+"""Pure: a stored delivery -> what it means. Raises `Unprocessable` with a reason."""
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """An input as a channel hands it to the pipeline, before it is stored.
+
+    `dedupe_key` makes a sender's retry the same delivery: (channel, dedupe_key) is unique.
+    `rejected_reason`: refused at the edge (authenticated but invalid), stored as `rejected`
+    with the reason and never processed. `events`: what the input means when the channel
+    already knows (polling builds the event itself): applied as they are, not interpreted
+    again; the payload is kept for a replay.
+    """
+
+    channel: Channel
+    dedupe_key: str
+    payload: bytes
+    content_type: str
+    source: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    rejected_reason: str | None = None
+    events: tuple[AlertEvent, ...] | None = None
+
+    @classmethod
+    def of_event(cls, channel: Channel, event: AlertEvent, dedupe_key: str,
+                 meta: Mapping[str, Any]) -> Inbound:
+        """An event the channel built itself, stored in the normalised form of the API
+        (`POST /api/alerts`), which is also how a replay reads it back."""
+        event = fit_event(event)
+        return cls(channel, dedupe_key, encode_event(event), "application/json", event.source,
+                   meta, events=(event,))
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A submitted input: committed (or found committed already), processed later."""
+
+    delivery_id: int
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    delivery_id: int
+    status: DeliveryStatus
+    events: tuple[EventResult, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """An ingested input after its transaction: what it did, or for a `duplicate` (a retry of
+    an input stored before) the stored one's status, error and meta; nothing is applied twice.
+    """
+
+    delivery_id: int
+    duplicate: bool
+    status: DeliveryStatus
+    events: tuple[EventResult, ...] = ()
+    error: str | None = None
+    stored_meta: Mapping[str, Any] | None = None
+
+    @property
+    def applied(self) -> bool:
+        """Processed or ignored: the input was understood and its effect is committed."""
+        return self.status in (DeliveryStatus.PROCESSED, DeliveryStatus.IGNORED)

@@ -1,0 +1,299 @@
+"""Deliveries into the alert lifecycle: the one way in for every channel, and its state machine.
+
+A channel hands its input in with one of two verbs:
+
+- `submit` (SMTP): commit the raw input as a `received` delivery and return; the caller
+  answers the sender, and the delivery worker processes it later.
+- `ingest` (HTTP routes, IMAP, polling): commit the input and apply it in one transaction; if
+  applying fails unexpectedly, the input is still committed, alone, and retried like any other.
+
+Processing a delivery is one transaction: claim it, apply what its channel's interpreter says
+it means to the lifecycle (`daemon.tickets.transitions`), mark it. A crash anywhere leaves
+either nothing changed (the delivery is processed again later) or everything committed once.
+
+Delivery states: received -> processed | ignored | failed (after `max_attempts`, or at once when
+it cannot be understood); rejected at the edge. `replay` puts failed, ignored and rejected ones
+back to received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import StatementError
+from sqlalchemy.orm import Session
+
+from daemon.core.clock import Clock, utcnow
+from daemon.core.events import (
+    Channel,
+    DeliveryStatus,
+    Interpretation,
+    RawDelivery,
+    Unprocessable,
+)
+from daemon.intake import deliveries
+from daemon.intake.accounting import IntakeAccounting
+from daemon.intake.deliveries import DeliveryRows, StoredRow
+from daemon.intake.inbound import Accepted, Inbound, Ingested, Interpreter, ProcessResult
+from daemon.metrics import Metrics
+from daemon.store.database import Database
+from daemon.tickets.placement import TicketPlacer
+from daemon.tickets.transitions import Transitions
+
+log = logging.getLogger(__name__)
+
+# Email parsing and rules are CPU work (a large HTML mail takes a second or more): interpreted
+# off the event loop, so listeners, health checks and watchdog pings stay live. JSON is cheap.
+_OFF_LOOP_CHANNELS = frozenset({Channel.SMTP.value, Channel.IMAP.value})
+# Channels whose sender waits for the answer: input their interpreter refuses is `rejected`
+# at once (the sender is told why); mail found unreadable is `failed` like any failure.
+_EDGE_CHANNELS = frozenset({Channel.API.value, Channel.WEBHOOK.value, Channel.POLL.value})
+
+
+class Pipeline:
+    def __init__(
+        self,
+        db: Database,
+        metrics: Metrics,
+        interpreters: Mapping[str, Interpreter],
+        *,
+        max_attempts: int = 5,
+        retry_base_s: float = 30.0,
+        clock: Clock = utcnow,
+        placer: TicketPlacer | None = None,
+        on_submitted: Callable[[int], None] | None = None,
+    ):
+        self._db = db
+        self._interpreters = dict(interpreters)
+        self._max_attempts = max_attempts
+        self._retry_base_s = retry_base_s
+        self._clock = clock
+        self._on_submitted = on_submitted  # queues a submitted delivery for the worker
+        self._report = IntakeAccounting(metrics)
+        self._rows = DeliveryRows(db.dialect_name)
+        self._transitions = Transitions(db.dialect_name, placer)
+
+    # --- the two ways in ------------------------------------------------------------------
+
+    async def submit(self, inbound: Inbound) -> Accepted:
+        """Commit `inbound` as a `received` delivery and queue it for the worker; an identical
+        earlier one (same channel and dedupe key) is returned instead, and not queued."""
+        accepted = await self._store_alone(inbound)
+        if not accepted.duplicate and self._on_submitted is not None:
+            self._on_submitted(accepted.delivery_id)
+        return accepted
+
+    async def ingest(self, *inbounds: Inbound) -> list[Ingested]:
+        """Store and apply each input in a transaction of its own, in the order given (an IMAP
+        batch in UID order; on SQLite the writes share one group commit).
+
+        Input the channel's interpreter refuses is `rejected` (HTTP, polling: the sender is
+        answered) or `failed` (mail); a duplicate is found, not applied again. Raises only when
+        the input could not be stored at all (the database is down): the caller answers so
+        the sender retries.
+        """
+        meanings = await self._meanings(inbounds)
+        now = self._clock()
+        calls = [self._ingest_one(inbound, meaning, now)
+                 for inbound, meaning in zip(inbounds, meanings, strict=True)]
+        if self._db.applies_writes_in_order:  # one writer, first in first out
+            return list(await asyncio.gather(*calls))
+        return [await call for call in calls]
+
+    # --- the worker's steps ---------------------------------------------------------------
+
+    async def due_ids(self, limit: int = 500) -> list[int]:
+        """Ids of `received` deliveries whose next attempt is due (startup recovery, sweeps)."""
+        now = self._clock()
+        return await self._db.read(lambda session: deliveries.due_ids(session, now, limit))
+
+    async def process(self, delivery_id: int) -> ProcessResult | None:
+        """Process one delivery if it is `received` and not claimed by another process.
+
+        Returns None when there was nothing to do. Never raises for bad input: an
+        unprocessable delivery is marked failed; an unexpected error is recorded on the
+        delivery and retried later with backoff until `max_attempts`.
+        """
+        try:
+            return await self._process_once(delivery_id)
+        except Exception as err:  # a bug or the database: keep the delivery, retry later
+            log.exception("delivery %s processing error", delivery_id)
+            try:
+                return await self._record_error(delivery_id, _describe(err))
+            except Exception:
+                # The database itself is failing: the delivery stays `received` and due, so
+                # the next sweep takes it again.
+                log.exception("delivery %s: could not record the error", delivery_id)
+                return None
+
+    async def replay(self, delivery_id: int) -> ProcessResult | None:
+        """Put a failed, ignored or rejected delivery back to `received` and process it now.
+        Raises `LookupError`, or `ReplayRefused` for a received or processed one."""
+        now = self._clock()
+        await self._db.write(lambda session: deliveries.reset_for_replay(
+            session, delivery_id, now))
+        log.info("delivery %s replay requested", delivery_id)
+        return await self.process(delivery_id)
+
+    # --- steps ------------------------------------------------------------------------------
+
+    async def _store_alone(self, inbound: Inbound) -> Accepted:
+        row = self._new_row(inbound, self._clock())
+        stored = await self._db.write(lambda session: self._rows.store(session.connection(),
+                                                                       row))
+        self._report.stored(inbound.channel.value, stored.id, inbound.dedupe_key,
+                            inbound.source, stored.duplicate, inbound.rejected_reason is not None)
+        return Accepted(stored.id, stored.duplicate)
+
+    async def _ingest_one(self, inbound: Inbound, meaning: Interpretation | str,
+                          now: datetime) -> Ingested:
+        channel = inbound.channel.value
+        rejected_reason = inbound.rejected_reason
+        if rejected_reason is None and isinstance(meaning, str) and channel in _EDGE_CHANNELS:
+            rejected_reason = meaning
+        row = self._new_row(inbound, now, rejected_reason)
+
+        def store_and_apply_unit(session: Session) -> tuple[StoredRow, ProcessResult | None]:
+            conn = session.connection()
+            stored = self._rows.store(conn, row)
+            if stored.duplicate or rejected_reason is not None:
+                return stored, None
+            return stored, self._finish(conn, stored.id, channel, inbound.source, 1, meaning,
+                                        now)
+
+        try:
+            stored, result = await self._db.write(store_and_apply_unit)
+        except Exception:
+            log.exception("delivery could not be applied on intake; storing it for a retry")
+            accepted = await self._store_alone(inbound)
+            retried = await self.process(accepted.delivery_id)
+            return Ingested(accepted.delivery_id, accepted.duplicate,
+                            retried.status if retried else DeliveryStatus.RECEIVED,
+                            retried.events if retried else (),
+                            retried.error if retried else None)
+        # One log line per input on this hot path: the result's line names the delivery.
+        self._report.stored(channel, stored.id, inbound.dedupe_key, inbound.source,
+                            stored.duplicate, rejected_reason is not None,
+                            quiet=result is not None)
+        if result is not None:
+            self._report.finished(channel, result)
+            return Ingested(stored.id, False, result.status, result.events, result.error)
+        if stored.duplicate:
+            return Ingested(stored.id, True, stored.status, error=stored.error,
+                            stored_meta=stored.meta)
+        return Ingested(stored.id, False, DeliveryStatus.REJECTED, error=rejected_reason)
+
+    async def _process_once(self, delivery_id: int) -> ProcessResult | None:
+        raw = await self._db.read(lambda session: deliveries.load_received(session,
+                                                                           delivery_id))
+        if raw is None:
+            return None
+        meaning = await self._meaning(raw)
+        now = self._clock()
+
+        def apply(session: Session) -> ProcessResult | None:
+            conn = session.connection()
+            claimed = self._rows.claim(conn, delivery_id)
+            if claimed is None:  # done meanwhile, or claimed by another process
+                return None
+            return self._finish(conn, delivery_id, raw.channel, claimed.source,
+                                claimed.attempts, meaning, now)
+
+        result = await self._db.write(apply)
+        if result is not None:
+            self._report.finished(raw.channel, result)
+        return result
+
+    def _finish(self, conn: Connection, delivery_id: int, channel: str, source: str | None,
+                attempts: int, meaning: Interpretation | str, now: datetime) -> ProcessResult:
+        """Apply `meaning` to the lifecycle and mark the stored delivery done (inside the
+        write unit)."""
+        changes: dict[str, Any] = {"row_id": delivery_id, "attempts": attempts,
+                                   "processed_at": now, "next_attempt_at": None,
+                                   "trace": None, "alert_id": None, "outcome": None}
+        if isinstance(meaning, str):
+            result = ProcessResult(delivery_id, DeliveryStatus.FAILED, error=meaning)
+        elif not meaning.events:
+            result = ProcessResult(delivery_id, DeliveryStatus.IGNORED,
+                                   error=meaning.ignored_reason)
+        else:
+            events = tuple(self._transitions.apply_event(conn, channel, event, now)
+                           for event in meaning.events)
+            result = ProcessResult(delivery_id, DeliveryStatus.PROCESSED, events)
+            changes["alert_id"] = events[0].alert_id
+            changes["outcome"] = ",".join(e.outcome for e in events)
+            # Email knows its source only once the rules have named it.
+            changes["source"] = source or events[0].source
+        if not isinstance(meaning, str):
+            changes["trace"] = meaning.trace
+        changes["status"] = result.status.value
+        changes["error"] = result.error
+        self._rows.finish(conn, changes)
+        return result
+
+    async def _record_error(self, delivery_id: int, error: str) -> ProcessResult | None:
+        now = self._clock()
+        recorded = await self._db.write(lambda session: deliveries.record_error(
+            session, delivery_id, error, now, self._max_attempts, self._retry_base_s))
+        if recorded is None:
+            return None
+        status, channel = recorded
+        result = ProcessResult(delivery_id, status, error=error)
+        self._report.errored(channel, result)
+        return result
+
+    # --- meaning --------------------------------------------------------------------------
+
+    async def _meanings(self, inbounds: Sequence[Inbound]
+                        ) -> list[Interpretation | str]:
+        def all_of() -> list[Interpretation | str]:
+            return [self._interpret_inbound(inbound) for inbound in inbounds]
+        if any(inbound.channel.value in _OFF_LOOP_CHANNELS for inbound in inbounds):
+            return await asyncio.to_thread(all_of)  # one thread hop, in order
+        return all_of()
+
+    def _interpret_inbound(self, inbound: Inbound) -> Interpretation | str:
+        if inbound.rejected_reason is not None:
+            return inbound.rejected_reason
+        if inbound.events is not None:  # the channel built them: nothing to interpret
+            return Interpretation(events=inbound.events,
+                                  trace={"interpreter": inbound.channel.value})
+        return self._interpret(RawDelivery(0, inbound.channel.value, inbound.source,
+                                           inbound.content_type, inbound.payload,
+                                           dict(inbound.meta)))
+
+    async def _meaning(self, raw: RawDelivery) -> Interpretation | str:
+        if raw.channel in _OFF_LOOP_CHANNELS:
+            return await asyncio.to_thread(self._interpret, raw)
+        return self._interpret(raw)
+
+    def _interpret(self, raw: RawDelivery) -> Interpretation | str:
+        """The delivery's meaning, or the reason it has none (pure)."""
+        interpreter = self._interpreters.get(raw.channel)
+        if interpreter is None:
+            return f"no interpreter for channel {raw.channel!r}"
+        try:
+            return interpreter(raw)
+        except Unprocessable as err:
+            return str(err)
+
+    @staticmethod
+    def _new_row(inbound: Inbound, now: datetime, rejected_reason: str | None = None
+                 ) -> dict[str, Any]:
+        return deliveries.new_row(inbound.channel.value, inbound.dedupe_key, inbound.payload,
+                                  inbound.content_type, inbound.source, dict(inbound.meta),
+                                  rejected_reason or inbound.rejected_reason, now)
+
+
+def _describe(err: Exception) -> str:
+    """An error as stored on the delivery and shown to admins: for a database error, the
+    driver's first line, not SQLAlchemy's text with the whole statement and its values."""
+    if isinstance(err, StatementError) and err.orig is not None:
+        first_line = (str(err.orig).splitlines() or [""])[0]
+        return f"{type(err.orig).__name__}: {first_line}"[:500]
+    return f"{type(err).__name__}: {err}"[:500]

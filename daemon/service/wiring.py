@@ -1,0 +1,117 @@
+"""Wiring: every long-lived object of one alertd, built once from the configuration (no I/O
+besides reading the rules and token files). Used by `alertd run` and by the CLI commands that
+need the daemon's services (replay), so both run the same code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from daemon.config import Config
+from daemon.core.api_event import interpret_api_delivery
+from daemon.core.events import Channel
+from daemon.http.api import setup_api_routes
+from daemon.http.app import AppContext, Readiness
+from daemon.http.auth import TokenStore, ensure_generated_token, read_token_file
+from daemon.intake.inbound import Interpreter
+from daemon.intake.pipeline import Pipeline
+from daemon.intake.worker import DeliveryQueue, DeliveryWorker
+from daemon.metrics import Metrics
+from daemon.rmm.clients import RmmClients, build_clients
+from daemon.rmm.outbox import OutboxPolicy, OutboxWorker
+from daemon.rmm.poll import Poller, datto_poller, syncro_poller
+from daemon.rules.email_interpreter import RulesHolder, email_interpreter
+from daemon.rules.load import load_rules
+from daemon.store.checkpoints import ImapCheckpoints
+from daemon.store.database import Database
+from daemon.store.queries import Queries
+from daemon.sync.runner import SyncRunner
+from daemon.tickets.agent import AgentActions
+from daemon.tickets.placement import TicketPlacer
+from daemon.webhooks.routes import setup_webhook_routes
+from daemon.webhooks.webhook_interpreter import webhook_interpreter
+
+# Every HTTP feature's routes, in the order they are added to the one aiohttp app.
+ROUTES = (setup_api_routes, setup_webhook_routes)
+
+
+def build_interpreters(config: Config, rules: RulesHolder) -> dict[str, Interpreter]:
+    """Which interpreter reads which channel."""
+    email = email_interpreter(rules)
+    return {Channel.API.value: interpret_api_delivery, Channel.SMTP.value: email,
+            Channel.IMAP.value: email, Channel.POLL.value: interpret_api_delivery,
+            Channel.WEBHOOK.value: webhook_interpreter(config.datto.webhook_fields)}
+
+
+def build_pipeline(config: Config, db: Database, metrics: Metrics, rules: RulesHolder,
+                   queue: DeliveryQueue | None = None) -> Pipeline:
+    """The pipeline with the configured interpreters; submitted deliveries go to `queue`."""
+    section = config.pipeline
+    return Pipeline(db, metrics, build_interpreters(config, rules),
+                    max_attempts=section.max_attempts, retry_base_s=section.retry_base_s,
+                    placer=TicketPlacer(config.sync.fallback_end_user),
+                    on_submitted=queue.put if queue is not None else None)
+
+
+def api_tokens(config: Config) -> list[str]:
+    """The configured tokens, or the generated token file's (created on first start)."""
+    configured = [t.get_secret_value() for t in config.api.tokens]
+    if configured:
+        return configured
+    return read_token_file(ensure_generated_token(config.daemon.state_dir))
+
+
+@dataclass
+class Services:
+    """Everything one alertd runs. `http` is what the HTTP handlers share."""
+
+    config: Config
+    db: Database
+    metrics: Metrics
+    rules: RulesHolder
+    pipeline: Pipeline
+    worker: DeliveryWorker
+    agent: AgentActions
+    queries: Queries
+    tokens: TokenStore
+    outbox: OutboxWorker
+    rmm: RmmClients
+    sync: SyncRunner
+    checkpoints: ImapCheckpoints
+    readiness: Readiness = field(default_factory=Readiness)
+
+    @cached_property
+    def http(self) -> AppContext:
+        return AppContext(config=self.config, db=self.db, metrics=self.metrics,
+                          pipeline=self.pipeline, agent=self.agent, queries=self.queries,
+                          tokens=self.tokens, outbox=self.outbox, rmm=self.rmm,
+                          readiness=self.readiness)
+
+    def pollers(self) -> list[tuple[Poller, float]]:
+        """(poller, interval) for each source with polling on and API credentials set."""
+        found: list[tuple[Poller, float]] = []
+        if self.rmm.datto is not None and self.config.datto.poll_interval_s > 0:
+            found.append((datto_poller(self.rmm.datto, self.pipeline, self.queries),
+                          self.config.datto.poll_interval_s))
+        if self.rmm.syncro is not None and self.config.syncro.poll_interval_s > 0:
+            found.append((syncro_poller(self.rmm.syncro, self.pipeline, self.queries),
+                          self.config.syncro.poll_interval_s))
+        return found
+
+
+def build_services(config: Config, db: Database) -> Services:
+    """Wire one alertd on `db`; call from a running event loop (the RMM clients' HTTP session).
+    Raises `RulesError` when the rules file is invalid."""
+    metrics = Metrics()
+    tokens = TokenStore(api_tokens(config))
+    rules = RulesHolder(load_rules(config.rules.path))
+    rmm = build_clients(config.datto, config.syncro)
+    outbox = OutboxWorker(db, rmm.resolvers, metrics, OutboxPolicy.of(config.outbox))
+    queue = DeliveryQueue()
+    pipeline = build_pipeline(config, db, metrics, rules, queue)
+    return Services(
+        config=config, db=db, metrics=metrics, rules=rules, pipeline=pipeline,
+        worker=DeliveryWorker(pipeline, queue),
+        agent=AgentActions(db, metrics, on_enqueued=outbox.kick),
+        queries=Queries(db), tokens=tokens, outbox=outbox, rmm=rmm,
+        sync=SyncRunner(db, rmm, config.sync), checkpoints=ImapCheckpoints(db))

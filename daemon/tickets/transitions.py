@@ -1,0 +1,243 @@
+"""The alert lifecycle applied in SQL: the one place that changes alerts, tickets and notes.
+
+`daemon.core.lifecycle` decides; this module reads the state it decides from and writes the
+answer, inside the caller's transaction, for both kinds of change:
+
+- an event from the RMM (intake): open, twin, resolve, tombstone, late raise, late twin;
+- an agent's action: close (resolving the alert and queueing the upstream resolve), note.
+
+Lock order, everywhere: the alert row, then its ticket row (`SELECT ... FOR UPDATE`; SQLite has
+one writer and needs none). Intake and agents take the same order, so they never deadlock and
+the second of two racing changes always decides on what the first committed.
+
+Units run on a SQLAlchemy Core `Connection` with statements built once (the intake hot path).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
+
+from daemon.core.events import AlertEvent, clamp_event, default_summary
+from daemon.core.lifecycle import (
+    UPSTREAM_RESOLVABLE_SOURCES,
+    AlertSnapshot,
+    AlertState,
+    ResolvedBy,
+    decide_event,
+    decide_ticket_close,
+)
+from daemon.store.database import insert_ignore
+from daemon.store.models import Alert, OutboxAction, Ticket, TicketNote
+from daemon.tickets.placement import Placement, TicketPlacer
+
+MAX_NOTE_CHARS = 100_000
+RESOLVE_ALERT = "resolve_alert"  # the outbox action an agent's close queues
+
+
+class TicketNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class EventResult:
+    """What one raise or resolve did (committed with its delivery)."""
+
+    source: str
+    uid: str
+    alert_id: int
+    outcome: str
+    ticket_id: int | None
+    ticket_opened: bool = False
+    ticket_closed: bool = False
+
+
+@dataclass(frozen=True)
+class CloseResult:
+    ticket_id: int
+    alert_id: int | None
+    alert_resolved: bool
+    outbox_id: int | None
+    source: str | None  # the alert's source (what the outbox row is for)
+
+
+_ALERT_FIELDS = ("device", "site", "customer", "priority", "message")
+_ALERTS: Table = Alert.__table__  # type: ignore[assignment]
+_TICKETS: Table = Ticket.__table__  # type: ignore[assignment]
+_NOTES: Table = TicketNote.__table__  # type: ignore[assignment]
+_OUTBOX: Table = OutboxAction.__table__  # type: ignore[assignment]
+
+# UPDATEs name the row by `row_id`; the other parameters given become the SET clause.
+_LOCK_ALERT = (
+    select(_ALERTS)
+    .where(_ALERTS.c.source == bindparam("source"), _ALERTS.c.uid == bindparam("uid"))
+    .with_for_update())
+_LOCK_ALERT_BY_ID = select(_ALERTS).where(_ALERTS.c.id == bindparam("id")).with_for_update()
+_UPDATE_ALERT = update(_ALERTS).where(_ALERTS.c.id == bindparam("row_id"))
+_TICKET_ALERT = select(_TICKETS.c.alert_id).where(_TICKETS.c.id == bindparam("id"))
+_LOCK_TICKET_OF_ALERT = (select(_TICKETS.c.id, _TICKETS.c.status)
+                         .where(_TICKETS.c.alert_id == bindparam("alert_id")).with_for_update())
+_LOCK_TICKET = (select(_TICKETS.c.id, _TICKETS.c.status)
+                .where(_TICKETS.c.id == bindparam("id")).with_for_update())
+_TICKET_EXISTS = select(_TICKETS.c.id).where(_TICKETS.c.id == bindparam("id"))
+_INSERT_TICKET = insert(_TICKETS).returning(_TICKETS.c.id)
+_UPDATE_TICKET = update(_TICKETS).where(_TICKETS.c.id == bindparam("row_id"))
+_INSERT_NOTE = insert(_NOTES).returning(_NOTES.c.id)
+
+
+class Transitions:
+    """Applies lifecycle decisions on one backend; every method runs inside a write unit."""
+
+    def __init__(self, dialect_name: str, placer: TicketPlacer | None = None):
+        self._placer = placer  # a new ticket's customer, site, asset and end user
+        self._insert_alert = insert_ignore(dialect_name, _ALERTS, "source", "uid").returning(
+            _ALERTS.c.id)
+        self._insert_outbox = insert_ignore(dialect_name, _OUTBOX, "action", "alert_id"
+                                            ).returning(_OUTBOX.c.id)
+
+    # --- events from the RMM ----------------------------------------------------------------
+
+    def apply_event(self, conn: Connection, channel: str, event: AlertEvent, now: datetime
+                    ) -> EventResult:
+        """Record one raise or resolve of `event`'s alert and make its state transition."""
+        event = clamp_event(event)  # any channel's values fit their columns on every backend
+        key = {"source": event.source, "uid": event.uid}
+        alert = conn.execute(_LOCK_ALERT, key).mappings().first()
+        if alert is None:
+            decision = decide_event(None, event.action)
+            resolved = decision.new_state is AlertState.RESOLVED
+            new_id = conn.execute(self._insert_alert, {
+                **key, "state": decision.new_state.value,
+                "resolved_by": decision.resolved_by.value if decision.resolved_by else None,
+                "resolved_at": now if resolved else None, "first_seen_at": now,
+                "last_seen_at": now, "channels": [channel], "occurrences": 1,
+                **{name: getattr(event, name) for name in _ALERT_FIELDS},
+            }).scalar()
+            if new_id is not None:
+                ticket_id = None
+                if decision.open_ticket:
+                    ticket_id = self._insert_ticket(conn, event, new_id, now)
+                return EventResult(event.source, event.uid, new_id, decision.outcome.value,
+                                   ticket_id, ticket_opened=ticket_id is not None)
+            # Another process inserted it between our SELECT and INSERT; it has committed
+            # (PostgreSQL waits for it), so lock the row it made and decide again.
+            alert = conn.execute(_LOCK_ALERT, key).mappings().first()
+            assert alert is not None
+
+        ticket = conn.execute(_LOCK_TICKET_OF_ALERT, {"alert_id": alert["id"]}).first()
+        decision = decide_event(
+            AlertSnapshot(AlertState(alert["state"]),
+                          ResolvedBy(alert["resolved_by"]) if alert["resolved_by"] else None,
+                          has_ticket=ticket is not None),
+            event.action,
+        )
+        changes: dict[str, Any] = {
+            "row_id": alert["id"], "occurrences": alert["occurrences"] + 1,
+            "last_seen_at": now,
+            "channels": alert["channels"] if channel in alert["channels"]
+            else [*alert["channels"], channel],
+            "state": alert["state"], "resolved_by": alert["resolved_by"],
+            "resolved_at": alert["resolved_at"],
+            # A twin fills in what the first copy lacked (a webhook knows more than a subject).
+            **{name: alert[name] if alert[name] is not None else getattr(event, name)
+               for name in _ALERT_FIELDS},
+        }
+        if decision.resolved_by is not None:
+            changes.update(state=decision.new_state.value,
+                           resolved_by=decision.resolved_by.value, resolved_at=now)
+        conn.execute(_UPDATE_ALERT, changes)
+        ticket_id = ticket.id if ticket is not None else None
+        opened = False
+        if decision.open_ticket:  # a late raise: the ticket it would have had, closed below
+            ticket_id = self._insert_ticket(conn, event, alert["id"], now)
+            opened = True
+            note = (f"Alert already resolved in {event.source} when its raise arrived (by "
+                    f"{channel}); ticket recorded closed by alertd.")
+        else:
+            note = (f"Alert resolved in {event.source} (reported by {channel}); "
+                    "ticket closed by alertd.")
+        closing = decision.close_ticket and ticket_id is not None and (
+            opened or (ticket is not None and ticket.status == "open"))
+        if closing:
+            assert ticket_id is not None
+            self._close_ticket(conn, ticket_id, f"upstream:{event.source}", now)
+            self._insert_note(conn, ticket_id, "alertd", note, now)
+        return EventResult(event.source, event.uid, alert["id"], decision.outcome.value,
+                           ticket_id, ticket_opened=opened, ticket_closed=closing)
+
+    def _insert_ticket(self, conn: Connection, event: AlertEvent, alert_id: int,
+                       now: datetime) -> int:
+        placement = (self._placer.place(conn, event, now) if self._placer is not None
+                     else Placement())
+        ticket_id = conn.execute(_INSERT_TICKET, {
+            "customer_id": placement.customer_id, "site_id": placement.site_id,
+            "asset_id": placement.asset_id, "end_user_id": placement.end_user_id,
+            "type": event.ticket.type or "alert", "status": "open",
+            "priority": event.priority,
+            "summary": (event.ticket.summary or default_summary(event))[:500],
+            "details": event.ticket.details or event.message or "",
+            "alert_id": alert_id, "opened_at": now,
+        }).scalar()
+        assert ticket_id is not None
+        return int(ticket_id)
+
+    # --- agents' actions ---------------------------------------------------------------------
+
+    def close_by_agent(self, conn: Connection, ticket_id: int, actor: str, note: str | None,
+                       now: datetime) -> CloseResult:
+        """Close a ticket as an agent; resolve its open alert and queue the upstream resolve.
+
+        Raises `TicketNotFound`, or `TicketAlreadyClosed` (from the core) if it is closed.
+        """
+        alert_id = conn.execute(_TICKET_ALERT, {"id": ticket_id}).scalar()
+        alert = (conn.execute(_LOCK_ALERT_BY_ID, {"id": alert_id}).mappings().first()
+                 if alert_id is not None else None)
+        ticket = conn.execute(_LOCK_TICKET, {"id": ticket_id}).first()
+        if ticket is None:
+            raise TicketNotFound(f"ticket {ticket_id} not found")
+        decision = decide_ticket_close(
+            ticket.status == "open",
+            AlertSnapshot(AlertState(alert["state"]),
+                          ResolvedBy(alert["resolved_by"]) if alert["resolved_by"] else None)
+            if alert is not None else None,
+            upstream_resolvable=alert is not None
+            and alert["source"] in UPSTREAM_RESOLVABLE_SOURCES,
+        )
+        self._close_ticket(conn, ticket_id, actor, now)
+        if note:
+            self._insert_note(conn, ticket_id, actor, note, now)
+        outbox_id = None
+        if alert is not None and decision.resolve_alert:
+            conn.execute(_UPDATE_ALERT, {"row_id": alert["id"],
+                                         "state": AlertState.RESOLVED.value,
+                                         "resolved_by": ResolvedBy.TICKET.value,
+                                         "resolved_at": now})
+        if alert is not None and decision.resolve_upstream:
+            outbox_id = conn.execute(self._insert_outbox, {
+                "action": RESOLVE_ALERT, "source": alert["source"], "target": alert["uid"],
+                "alert_id": alert["id"], "status": "pending", "attempts": 0,
+                "next_attempt_at": now, "created_at": now}).scalar()
+        return CloseResult(ticket_id, alert_id, decision.resolve_alert, outbox_id,
+                           alert["source"] if alert is not None else None)
+
+    def add_note(self, conn: Connection, ticket_id: int, author: str, body: str,
+                 now: datetime) -> int:
+        """Add a note to a ticket (open or closed); raises `TicketNotFound`."""
+        if conn.execute(_TICKET_EXISTS, {"id": ticket_id}).first() is None:
+            raise TicketNotFound(f"ticket {ticket_id} not found")
+        return self._insert_note(conn, ticket_id, author, body, now)
+
+    @staticmethod
+    def _close_ticket(conn: Connection, ticket_id: int, closed_by: str, now: datetime) -> None:
+        conn.execute(_UPDATE_TICKET, {"row_id": ticket_id, "status": "closed",
+                                      "closed_at": now, "closed_by": closed_by})
+
+    @staticmethod
+    def _insert_note(conn: Connection, ticket_id: int, author: str, body: str,
+                     now: datetime) -> int:
+        return int(conn.execute(_INSERT_NOTE, {
+            "ticket_id": ticket_id, "created_at": now, "author": author,
+            "body": body[:MAX_NOTE_CHARS]}).scalar_one())
