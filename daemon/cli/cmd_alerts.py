@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from daemon.cli.common import CliError, SubParsers, add_listing, add_show, run_async, with_db
+from daemon.cli.common import (
+    CliError,
+    Invocation,
+    SubParsers,
+    add_listing,
+    add_show,
+    database_command,
+)
 from daemon.cli.output import print_listing, print_record, short_time
 from daemon.store.database import Database
 from daemon.store.queries import Page, Queries
@@ -18,11 +25,11 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     listing.add_argument("--uid")
     listing.add_argument("--state", choices=["open", "resolved"])
     add_show(actions, common, "alert")
-    alerts.set_defaults(handler=lambda inv: run_async(with_db(
-        inv.config, lambda db: run(inv.args, db))))
+    alerts.set_defaults(handler=database_command(run))
 
 
-async def run(args: argparse.Namespace, db: Database) -> int:
+async def run(inv: Invocation, db: Database) -> int:
+    args = inv.args
     queries = Queries(db)
     if args.action == "list":
         listing = await queries.alerts(Page(args.limit, args.before_id), source=args.source,

@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import argparse
 
-from daemon.cli.common import CliError, SubParsers, add_listing, add_show, run_async, with_db
+from daemon.cli.common import (
+    CliError,
+    Invocation,
+    SubParsers,
+    add_listing,
+    add_show,
+    database_command,
+)
 from daemon.cli.output import print_listing, print_record, short_time
-from daemon.config import Config
 from daemon.intake.deliveries import ReplayRefused
 from daemon.metrics import Metrics
 from daemon.rules.email_interpreter import RulesHolder
@@ -30,11 +36,11 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     replay = actions.add_parser("replay", parents=[common],
                                 help="process a failed, ignored or rejected delivery again")
     replay.add_argument("id", type=int)
-    deliveries.set_defaults(handler=lambda inv: run_async(with_db(
-        inv.config, lambda db: run(inv.args, db, inv.config))))
+    deliveries.set_defaults(handler=database_command(run))
 
 
-async def run(args: argparse.Namespace, db: Database, config: Config) -> int:
+async def run(inv: Invocation, db: Database) -> int:
+    args, config = inv.args, inv.config
     queries = Queries(db)
     if args.action == "list":
         listing = await queries.deliveries(Page(args.limit, args.before_id), status=args.status,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from daemon.cli.common import CliError, SubParsers, add_listing, run_async, with_db
+from daemon.cli.common import CliError, Invocation, SubParsers, add_listing, database_command
 from daemon.cli.output import print_listing, short_time
 from daemon.core.clock import utcnow
 from daemon.rmm.outbox import DEAD, DROPPED, PENDING, OutboxRefused, change_outbox_row
@@ -23,11 +23,11 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
                        ("drop", "give up on a dead or pending row (never sent)")):
         change = actions.add_parser(name, parents=[common], help=text)
         change.add_argument("id", type=int)
-    outbox.set_defaults(handler=lambda inv: run_async(with_db(
-        inv.config, lambda db: run(inv.args, db))))
+    outbox.set_defaults(handler=database_command(run))
 
 
-async def run(args: argparse.Namespace, db: Database) -> int:
+async def run(inv: Invocation, db: Database) -> int:
+    args = inv.args
     if args.action == "list":
         listing = await Queries(db).outbox(Page(args.limit, args.before_id),
                                            status=args.status, source=args.source)

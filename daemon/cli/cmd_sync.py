@@ -8,9 +8,8 @@ import json
 import sys
 from typing import Any
 
-from daemon.cli.common import CliError, SubParsers, run_async, with_db
+from daemon.cli.common import CliError, Invocation, SubParsers, database_command
 from daemon.cli.output import print_listing, short_time
-from daemon.config import Config
 from daemon.rmm.clients import build_clients
 from daemon.store.database import Database
 from daemon.store.queries import Page, Queries
@@ -36,8 +35,7 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     sync.add_argument("--source", choices=["datto", "syncro"], help="history: one RMM only")
     sync.add_argument("--limit", type=int, default=50, help="history: how many runs")
     sync.add_argument("--before-id", type=int, help="history: runs older than this id")
-    sync.set_defaults(handler=lambda inv: run_async(with_db(
-        inv.config, lambda db: run(inv.args, inv.config, db))))
+    sync.set_defaults(handler=database_command(run))
 
 
 class _ProgressLine:
@@ -57,7 +55,8 @@ class _ProgressLine:
             sys.stderr.write("\n")
 
 
-async def run(args: argparse.Namespace, config: Config, db: Database) -> int:
+async def run(inv: Invocation, db: Database) -> int:
+    args, config = inv.args, inv.config
     if args.target == "history":
         listing = await Queries(db).sync_runs(Page(args.limit, args.before_id),
                                               source=args.source)

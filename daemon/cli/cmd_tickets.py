@@ -6,12 +6,12 @@ import argparse
 
 from daemon.cli.common import (
     CliError,
+    Invocation,
     SubParsers,
     actor,
     add_listing,
     add_show,
-    run_async,
-    with_db,
+    database_command,
 )
 from daemon.cli.output import print_listing, print_record, short_time
 from daemon.core.lifecycle import TicketAlreadyClosed
@@ -39,11 +39,11 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     note.add_argument("id", type=int)
     note.add_argument("text")
     note.add_argument("--actor", help="author (default: your login name)")
-    tickets.set_defaults(handler=lambda inv: run_async(with_db(
-        inv.config, lambda db: run(inv.args, db))))
+    tickets.set_defaults(handler=database_command(run))
 
 
-async def run(args: argparse.Namespace, db: Database) -> int:
+async def run(inv: Invocation, db: Database) -> int:
+    args = inv.args
     queries = Queries(db)
     if args.action == "list":
         listing = await queries.tickets(Page(args.limit, args.before_id), status=args.status,

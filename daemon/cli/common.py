@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from daemon.config import Config
 from daemon.store.database import Database, open_database
@@ -39,8 +39,8 @@ class Invocation:
 Handler = Callable[[Invocation], int]
 
 
-def run_async(action: Awaitable[T]) -> T:
-    return asyncio.run(action)  # type: ignore[arg-type]
+def run_async(action: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(action)
 
 
 async def with_db(config: Config, action: Callable[[Database], Awaitable[int]]) -> int:
@@ -53,6 +53,11 @@ async def with_db(config: Config, action: Callable[[Database], Awaitable[int]]) 
         return await action(db)
     finally:
         await db.dispose()
+
+
+def database_command(run: Callable[[Invocation, Database], Awaitable[int]]) -> Handler:
+    """The handler of a command that works on the database: `run(invocation, db)`."""
+    return lambda inv: run_async(with_db(inv.config, lambda db: run(inv, db)))
 
 
 def actor(args: argparse.Namespace) -> str:

@@ -3,7 +3,6 @@ events a channel builds itself (polling). Pure."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from typing import Any
 
@@ -16,6 +15,7 @@ from daemon.core.events import (
     Unprocessable,
     clamp_event,
     is_source_name,
+    json_payload,
     normalize_uid,
 )
 from daemon.core.lifecycle import AlertAction
@@ -82,11 +82,7 @@ def parse_api_event(body: Any) -> AlertEvent:
 
 def interpret_api_delivery(delivery: RawDelivery) -> Interpretation:
     """Interpreter of the `api` channel: the payload is the JSON of `POST /api/alerts`."""
-    try:
-        body = json.loads(delivery.payload)
-    except ValueError as err:
-        raise Unprocessable(f"the payload is not JSON: {err}") from err
-    event = parse_api_event(body)
+    event = parse_api_event(json_payload(delivery))
     return Interpretation(events=(event,), trace={"interpreter": "api"})
 
 

@@ -6,6 +6,7 @@ channel later turns it into zero or more `AlertEvent`s, or says why it is ignore
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -81,6 +82,14 @@ class RawDelivery:
 
 class Unprocessable(Exception):
     """The delivery cannot be turned into events; the message is the reason shown to admins."""
+
+
+def json_payload(delivery: RawDelivery) -> Any:
+    """The parsed JSON of a stored delivery (the JSON channels' interpreters start here)."""
+    try:
+        return json.loads(delivery.payload)
+    except ValueError as err:
+        raise Unprocessable(f"the payload is not JSON: {err}") from err
 
 
 _SOURCE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")

@@ -35,7 +35,7 @@ from daemon.rmm.errors import (
     WrongEndpoint,
 )
 from daemon.rmm.ratelimit import MonotonicClock, RollingWindowLimiter, Sleep, retry_after_s
-from daemon.rmm.retry import Retryable, with_retries
+from daemon.rmm.retry import Retryable, exchange, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -278,17 +278,10 @@ class DattoClient:
                                           " s more after Datto's 403 block",
                                   self._blocked_until_s)
                 token = await self._ensure_token()
-                try:
-                    async with limiter.slot(), self._session.request(
-                            method, f"{self.base_url}{path}", params=params,
-                            headers={"Authorization": f"Bearer {token}"},
-                            timeout=self._timeout) as response:
-                        status = response.status
-                        text = await response.text()
-                        retry_after = response.headers.get("Retry-After")
-                except (aiohttp.ClientError, TimeoutError) as err:
-                    raise Retryable(Unreachable(
-                        SOURCE, f"{method} {path}: {type(err).__name__}: {err}")) from None
+                answer = await exchange(self._session, limiter, SOURCE, method,
+                                        f"{self.base_url}{path}", path, params,
+                                        {"Authorization": f"Bearer {token}"}, self._timeout)
+                status, text = answer.status, answer.text
                 if status < 300:
                     return _json_or_none(text)
                 if status == 401 and not renewed:
@@ -303,7 +296,8 @@ class DattoClient:
                     raise NotFound(SOURCE, f"{method} {path}: not found")
                 if status == 429:
                     self._last_429_s = self._clock()
-                    wait_s = max(retry_after_s(retry_after) or 0.0, self._limits.min_429_wait_s)
+                    wait_s = max(retry_after_s(answer.retry_after) or 0.0,
+                                 self._limits.min_429_wait_s)
                     limiter.pause_until(self._clock() + wait_s)
                     log.warning("datto: 429 on %s %s; pausing %s calls for %.0f s", method,
                                 path, "resolve" if limiter is self._resolves else "read",

@@ -27,11 +27,10 @@ from daemon.rmm.errors import (
     RateLimited,
     Rejected,
     ServerError,
-    Unreachable,
     WrongEndpoint,
 )
 from daemon.rmm.ratelimit import MonotonicClock, RollingWindowLimiter, Sleep, retry_after_s
-from daemon.rmm.retry import Retryable, with_retries
+from daemon.rmm.retry import Retryable, exchange, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -156,18 +155,11 @@ class SyncroClient:
     async def _call(self, method: str, path: str, params: Mapping[str, str] | None = None
                     ) -> Any:
         async def attempt_once() -> Any:
-            try:
-                async with self._limiter.slot(), self._session.request(
-                        method, f"{self.base_url}{path}", params=params,
-                        headers={"Authorization": f"Bearer {self._key}",
-                                 "Accept": "application/json"},
-                        timeout=self._timeout) as response:
-                    status = response.status
-                    text = await response.text()
-                    retry_after = response.headers.get("Retry-After")
-            except (aiohttp.ClientError, TimeoutError) as err:
-                raise Retryable(Unreachable(
-                    SOURCE, f"{method} {path}: {type(err).__name__}: {err}")) from None
+            answer = await exchange(self._session, self._limiter, SOURCE, method,
+                                    f"{self.base_url}{path}", path, params,
+                                    {"Authorization": f"Bearer {self._key}",
+                                     "Accept": "application/json"}, self._timeout)
+            status, text = answer.status, answer.text
             # Syncro also throttles with a plain-text "Retry later", whatever the status.
             throttled = status == 429 or text.strip().lower().startswith("retry later")
             if status < 300 and not throttled:
@@ -177,7 +169,7 @@ class SyncroClient:
                     raise WrongEndpoint(SOURCE, f"{method} {path}: the answer is not "
                                                 "JSON (wrong API URL?)") from None
             if throttled:
-                wait_s = retry_after_s(retry_after) or self._limits.min_backoff_s
+                wait_s = retry_after_s(answer.retry_after) or self._limits.min_backoff_s
                 self._limiter.pause_until(self._clock() + wait_s)
                 log.warning("syncro: throttled on %s %s; pausing calls for %.0f s",
                             method, path, wait_s)

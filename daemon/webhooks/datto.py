@@ -30,6 +30,7 @@ from daemon.core.events import (
     RawDelivery,
     TicketFields,
     Unprocessable,
+    json_payload,
     normalize_uid,
 )
 from daemon.core.lifecycle import AlertAction
@@ -195,10 +196,6 @@ def datto_interpreter(field_map: Mapping[str, FieldTarget]
                       ) -> Callable[[RawDelivery], Interpretation]:
     """Interpreter of stored Datto webhook deliveries (channel webhook, source datto)."""
     def interpret(delivery: RawDelivery) -> Interpretation:
-        try:
-            body = json.loads(delivery.payload)
-        except ValueError as err:
-            raise Unprocessable(f"the payload is not JSON: {err}") from err
-        event = parse_datto_webhook(body, field_map)
+        event = parse_datto_webhook(json_payload(delivery), field_map)
         return Interpretation(events=(event,), trace={"interpreter": "datto_webhook"})
     return interpret

@@ -21,6 +21,7 @@ from daemon.core.events import (
     RawDelivery,
     TicketFields,
     Unprocessable,
+    json_payload,
 )
 from daemon.core.lifecycle import AlertAction
 
@@ -197,9 +198,5 @@ def parse_syncro_webhook(body: Any) -> AlertEvent:
 
 def interpret_syncro_delivery(delivery: RawDelivery) -> Interpretation:
     """Interpreter of stored Syncro webhook deliveries (channel webhook, source syncro)."""
-    try:
-        body = json.loads(delivery.payload)
-    except ValueError as err:
-        raise Unprocessable(f"the payload is not JSON: {err}") from err
-    event = parse_syncro_webhook(body)
+    event = parse_syncro_webhook(json_payload(delivery))
     return Interpretation(events=(event,), trace={"interpreter": "syncro_webhook"})
