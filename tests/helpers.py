@@ -6,9 +6,22 @@ import json
 import uuid
 from typing import Any
 
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
 from daemon.core.events import Channel
 from daemon.intake.inbound import Inbound, ProcessResult
 from daemon.intake.pipeline import Pipeline
+from daemon.store.models import (
+    Asset,
+    AssetGroup,
+    AssetType,
+    Customer,
+    EndUser,
+    ExternalRef,
+    Site,
+    SyncRun,
+)
 
 
 def event_body(uid: str, action: str = "raise", source: str = "datto", **extra: Any
@@ -27,3 +40,10 @@ async def deliver(pipeline: Pipeline, uid: str, action: str = "raise",
     result = await pipeline.process(accepted.delivery_id)
     assert result is not None
     return result
+
+
+def table_counts(session: Session) -> dict[str, int]:
+    """Rows in each table the sync writes."""
+    return {model.__tablename__: session.scalar(select(func.count()).select_from(model)) or 0
+            for model in (Customer, Site, EndUser, Asset, AssetType, AssetGroup, ExternalRef,
+                          SyncRun)}

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from daemon.store.models import Alert, Ticket
 from tests.conftest import PG_SCHEMA, PG_URL, pg_database, require_postgres, reset_postgres
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.postgres
 

@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from daemon.config import Config, ConfigError
+from daemon.config import Config
 from daemon.core.clock import utcnow
 from daemon.http.app import create_app
 from daemon.rmm.clients import RmmClients
@@ -36,34 +35,17 @@ from daemon.store.models import (
     SyncRun,
     Ticket,
 )
-from daemon.sync.planner import Planner
-from daemon.sync.records import (
-    Index,
-    LocalAsset,
-    LocalCustomer,
-    LocalSite,
-    PageState,
-    Policy,
-    UpAsset,
-    UpCustomer,
-)
 from daemon.sync.report import SyncReport
 from daemon.sync.runner import SyncRefused, SyncRunner
 from tests.api_client import TOKEN, Api
-from tests.conftest import database_toml
 from tests.fakes.datto import DattoFake
 from tests.fakes.syncro import SyncroFake
+from tests.helpers import table_counts
 
 CUSTOMERS, ASSETS = 300, 3000
 WINDOW_S = 1.0  # the fakes' rate windows, scaled from 60 s so the test is quick
-ROOT = Path(__file__).resolve().parent.parent
-SYNCRO_SAMPLE = Path(__file__).parent / "fixtures/webhooks/syncro-rmm-alert-webhook.json"
-
-
-def table_counts(session: Session) -> dict[str, int]:
-    return {model.__tablename__: session.scalar(select(func.count()).select_from(model)) or 0
-            for model in (Customer, Site, EndUser, Asset, AssetType, AssetGroup, ExternalRef,
-                          SyncRun)}
+SYNCRO_SAMPLE = (Path(__file__).resolve().parents[1]
+                 / "fixtures/webhooks/syncro-rmm-alert-webhook.json")
 
 
 def ref_of(session: Session, entity: str, source: str, ext_id: str) -> int | None:
@@ -415,60 +397,6 @@ async def test_an_alert_ticket_lands_on_the_imported_asset_and_its_user(
     assert without_user["contact_id"] is None and dana["email"] == acme["email"]
 
 
-async def test_sync_command_preview_apply_history_and_api(
-        aiohttp_server: Callable[..., Any], aiohttp_client: Callable[..., Any], db: Database,
-        db_url: str, write_config: Callable[..., Path], tmp_path: Path,
-        make_config: Callable[..., Config]) -> None:
-    fake = SyncroFake(api_key="t")
-    customer = fake.add_customer("Harbor Vets")
-    fake.add_asset(customer["id"], name="HV-RECEPTION", serial="HV-001")
-    url = (await aiohttp_server(fake.app)).make_url("/api/v1")
-    extra = (f'[syncro]\napi_url = "{url}"\napi_key = "t"\n'
-             "[sync.syncro]\ncustomers = true\nassets = true\n")
-    config_path = write_config(f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n'
-                               + database_toml(db_url) + extra, name="cli.toml")
-
-    async def alertd(*args: str) -> tuple[int, str, str]:
-        # Asynchronous, so the fake in this event loop can answer the command.
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "daemon", *args, "--config", str(config_path), cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(process.communicate(), 60)
-        assert process.returncode is not None
-        return process.returncode, out.decode(), err.decode()
-
-    code, out, err = await alertd("sync", "syncro", "--preview")
-    assert code == 0, err
-    assert "create customer 'Harbor Vets'" in out and "create asset 'HV-RECEPTION'" in out
-    assert "would write" in out.splitlines()[-1]
-    assert await db.read(lambda s: table_counts(s)["customers"]) == 0
-
-    code, out, err = await alertd("sync", "syncro", "--customers")
-    assert code == 0, err
-    assert out.splitlines()[-1].startswith("sync syncro (customers): ok; wrote 2 change(s)")
-    code, out, err = await alertd("sync", "--json")  # every configured source, its entities
-    assert code == 0, err
-    [report] = json.loads(out)
-    assert report["counts"]["asset.create"] == 1 and report["counts"]["customer.unchanged"] == 1
-
-    fake.deny("/api/v1/customers")  # the token lost a permission: the run fails at once
-    code, out, err = await alertd("sync", "syncro")
-    assert code == 1 and "failed" in out.splitlines()[-1]
-    code, out, err = await alertd("sync", "history")
-    assert code == 0, err
-    assert [line.split()[4] for line in out.splitlines()[1:]] == ["failed", "ok", "ok"]
-
-    config = make_config(f'[api]\ntokens = ["{TOKEN}"]\n', db_url=db_url)
-    ctx = build_services(config, db)
-    api = Api(await aiohttp_client(create_app(ctx.http, ROUTES)), ctx)
-    status, runs = await api.call("GET", "/api/sync/runs", params={"source": "syncro"})
-    assert status == 200
-    assert [(r["status"], r["entities"], r["trigger"]) for r in runs["items"]] == [
-        ("failed", ["customers", "assets"], "cli"), ("ok", ["customers", "assets"], "cli"),
-        ("ok", ["customers"], "cli")]
-    assert "lacks the permission for /customers" in runs["items"][0]["errors"][0]
-
-
 async def test_datto_sites_under_one_customer(
         aiohttp_server: Callable[..., Any], http: aiohttp.ClientSession, db: Database,
         db_url: str, make_config: Callable[..., Config]) -> None:
@@ -524,50 +452,6 @@ async def test_one_sync_at_a_time(
         await second.run("syncro", customers=True)
     assert (await running).status == "ok"
     assert (await second.run("syncro", customers=True)).status == "ok"  # free again
-
-
-def test_planner_never_guesses_and_relinks_a_deactivated_site() -> None:
-    index = Index()
-    index.customers = {1: LocalCustomer(1, "Acme"), 2: LocalCustomer(2, "Acme"),
-                       3: LocalCustomer(3, "Beta")}
-    index.sites = {10: LocalSite(10, 3, "Old", active=False), 11: LocalSite(11, 3, "New")}
-    index.refs = {("customer", "b"): 3, ("site", "b"): 10}
-    planner = Planner(Policy(source="syncro"), index)
-
-    ops, skipped = planner.customer(UpCustomer("a", "Acme"))
-    assert ops == [] and skipped is not None and "2 alertd customers have this name" in skipped
-    ops, skipped = planner.customer(UpCustomer("b", "Beta"))
-    assert skipped is None
-    assert [(o.entity, o.action, o.local_id) for o in ops] == [("site", "match", 11)]
-    # Two new RMM customers with one name are two alertd customers, not one matched to the
-    # other: only customers alertd had before the run are matched by name.
-    first, _ = planner.customer(UpCustomer("c1", "Gamma"))
-    second, _ = planner.customer(UpCustomer("c2", "Gamma"))
-    assert [o.action for o in first if o.entity == "customer"] == ["create"]
-    assert [o.action for o in second if o.entity == "customer"] == ["create"]
-
-
-def test_what_the_rmm_does_not_say_is_left_alone() -> None:
-    index = Index(sites={5: LocalSite(5, 1, "Main")}, refs={("site", "s"): 5})
-    local = LocalAsset(7, "PC-1", "SN1", 1, 5, asset_type_id=3, end_user_id=4, active=True,
-                       fields={})
-    planner = Planner(Policy(source="datto"), index)
-    ops, skipped = planner.asset(UpAsset("d1", "PC-1", "s", type_name=None),
-                                 PageState(by_ref={"d1": local}, by_match={}))
-    assert (ops, skipped) == ([], None)  # no type, no user, no serial upstream: no change
-
-
-@pytest.mark.parametrize(("section", "mapping", "message"), [
-    ("syncro", '{ field = "customer_id", core = "customer_id" }', "set by the sync itself"),
-    ("syncro", '{ field = "owner", udf = 3 }', "Syncro has no udf fields"),
-    ("datto", '{ field = "owner", custom = "Owner" }', "Datto has no custom fields"),
-    ("datto", '{ field = "owner", udf = 3, core = "x" }', "exactly one of core, custom or udf"),
-])
-def test_field_mappings_are_checked(make_config: Callable[..., Config], section: str,
-                                    mapping: str, message: str) -> None:
-    with pytest.raises(ConfigError) as raised:
-        make_config(f"[sync.{section}]\nfield_mappings = [{mapping}]\n")
-    assert message in str(raised.value.issues[0])
 
 
 async def test_a_run_left_running_is_marked_failed_by_the_next(

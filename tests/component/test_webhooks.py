@@ -1,13 +1,11 @@
 """The webhook routes through aiohttp's test client (responses validated against the OpenAPI
-document), their parsers, and the twin dedupe with the email copy of the same alert."""
+document), and the twin dedupe with the email copy of the same alert."""
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,31 +13,21 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from daemon.config import Config
-from daemon.core.events import Unprocessable
-from daemon.core.lifecycle import AlertAction
 from daemon.http.app import create_app
 from daemon.service.wiring import ROUTES, build_services
 from daemon.store.database import Database
 from daemon.store.models import Alert, Delivery, Ticket
 from daemon.webhooks import datto, syncro
-from tests.api_client import TOKEN, Api
+from tests.api_client import Api
 from tests.fakes.syncro import SyncroFake
-
-SAMPLE = json.loads((Path(__file__).parent / "fixtures/webhooks/syncro-rmm-alert-webhook.json")
-                    .read_text())
-SYNCRO_TOKEN = "syncro-url-token-4d9b2c7e1a"
-DATTO_SECRET = "datto-shared-secret-8f3e6a1b"
-UID = "5e0c8b1a-7d2f-4c3e-9a6b-1f2e3d4c5b6a"
-
-CONFIG = f"""
-[api]
-tokens = ["{TOKEN}"]
-[syncro]
-webhook_token = "{SYNCRO_TOKEN}"
-[datto]
-webhook_secret = "{DATTO_SECRET}"
-webhook_fields = {{ "Client" = "customer", "Ticket type" = "type" }}
-"""
+from tests.webhook_samples import (
+    CONFIG,
+    DATTO_SECRET,
+    SAMPLE,
+    SYNCRO_TOKEN,
+    UID,
+    syncro_body,
+)
 
 
 @pytest.fixture
@@ -48,13 +36,6 @@ async def hooks(aiohttp_client: Callable[..., Any], make_config: Callable[..., C
     config = make_config(CONFIG, db_url=db_url)
     ctx = build_services(config, db)
     return Api(await aiohttp_client(create_app(ctx.http, ROUTES)), ctx)
-
-
-def syncro_body(resolved: Any = False, **attributes: Any) -> dict[str, Any]:
-    body = copy.deepcopy(SAMPLE)
-    body["attributes"]["resolved"] = resolved
-    body["attributes"].update(attributes)
-    return body
 
 
 def datto_body(resolved: bool = False, uid: str = UID, **extra: Any) -> dict[str, Any]:
@@ -103,6 +84,7 @@ def alertd_log(caplog: pytest.LogCaptureFixture) -> str:
 
 
 # --- Syncro ----------------------------------------------------------------------------------
+
 
 async def test_syncro_sample_with_the_right_token_makes_one_ticket(hooks: Api) -> None:
     status, body = await post_syncro(hooks, SAMPLE)
@@ -230,6 +212,7 @@ async def test_webhooks_without_a_configured_secret_are_403(
 
 # --- errors common to both routes ------------------------------------------------------------
 
+
 @pytest.mark.parametrize("route", ["syncro", "datto"])
 async def test_bad_requests_store_nothing(hooks: Api, route: str) -> None:
     params = {"token": SYNCRO_TOKEN if route == "syncro" else DATTO_SECRET}
@@ -263,6 +246,7 @@ async def test_storage_failure_answers_503(hooks: Api, route: str,
 
 
 # --- Datto -----------------------------------------------------------------------------------
+
 
 async def test_datto_raise_then_resolve(hooks: Api) -> None:
     status, body = await post_datto(hooks, datto_body(uid=UID.upper()))
@@ -356,6 +340,7 @@ async def test_datto_invalid_bodies_are_422_and_kept(hooks: Api, change: dict[st
 
 # --- twins: one alert, one ticket, whatever channel and order --------------------------------
 
+
 def datto_mail(uid: str, resolved: bool = False) -> bytes:
     subject = (f"Resolved: Disk usage on FS-ACME-01 - Alert{{{uid}}}" if resolved
                else f"Alert on device: FS-ACME-01, reason Disk usage - Alert{{{uid}}}")
@@ -397,56 +382,6 @@ async def test_email_and_webhook_twins_end_the_same_in_any_order(hooks: Api,
     ticket = await ticket_of(hooks.ctx.db, "datto", UID)
     assert (ticket.status, ticket.closed_by) == ("closed", "upstream:datto")
     assert await count(hooks.ctx.db, Ticket) == 1
-
-
-# --- pure parsers ----------------------------------------------------------------------------
-
-def test_datto_template_round_trip() -> None:
-    raised = datto.payload_template(resolved=False, secret="s")
-    filled = {k: (UID if k == "alert_uid" else v) for k, v in raised.items()}
-    event = datto.parse_datto_webhook(datto.without_secret(filled), {})
-    assert (event.uid, event.action) == (UID, AlertAction.RAISE)
-    # Placeholders Datto left unfilled are treated as absent.
-    assert event.device is None and event.message is None
-    resolved = datto.payload_template(resolved=True, secret="s")
-    assert resolved["alert_resolved"] == "true" and resolved["state"] == "s"
-
-
-def test_syncro_parser_refuses_a_bad_resolved_flag() -> None:
-    with pytest.raises(Unprocessable, match=r"'attributes\.resolved' must be true or false"):
-        syncro.parse_syncro_webhook(syncro_body(resolved="yes"))
-    with pytest.raises(Unprocessable, match="no alert id"):
-        syncro.parse_syncro_webhook({"attributes": {"resolved": False}, "link": "x"})
-
-
-# --- alertd webhook-config -------------------------------------------------------------------
-
-def test_webhook_config_prints_what_to_paste(write_config: Callable[..., Path],
-                                             capsys: pytest.CaptureFixture[str]) -> None:
-    from daemon.cli.main import main
-    config = write_config(CONFIG + '[http]\npublic_url = "https://alertd.example.com/"\n')
-    assert main(["webhook-config", "datto", "--json", "--config", str(config)]) == 0
-    printed = json.loads(capsys.readouterr().out)
-    assert printed["url"] == "https://alertd.example.com/api/notify/datto"
-    assert printed["content_type"] == "application/json" and printed["warnings"] == []
-    raised, resolved = printed["alert_raised_payload"], printed["alert_resolved_payload"]
-    assert raised["alert_uid"] == "[alert_uid]" and raised["state"] == DATTO_SECRET
-    assert (raised["alert_resolved"], resolved["alert_resolved"]) == ("false", "true")
-    assert main(["webhook-config", "syncro", "--config", str(config)]) == 0
-    out = capsys.readouterr().out
-    assert f"https://alertd.example.com/api/notify/syncro?token={SYNCRO_TOKEN}" in out
-    assert "RMM Alert - was created" in out
-
-
-def test_webhook_config_without_a_secret_says_what_to_add(
-        write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
-    from daemon.cli.main import main
-    config = write_config("")
-    assert main(["webhook-config", "datto", "--config", str(config)]) == 2
-    err = capsys.readouterr().err
-    assert "[datto] webhook_secret is not set" in err and "webhook_secret_file" in err
-    assert main(["webhook-config", "syncro", "--config", str(config)]) == 2
-    assert "[syncro] webhook_token is not set" in capsys.readouterr().err
 
 
 async def test_a_failure_while_applying_keeps_the_delivery_for_a_retry(

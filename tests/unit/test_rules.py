@@ -69,7 +69,7 @@ def test_every_commented_example_in_the_shipped_file_compiles() -> None:
 
 
 def test_root_rules_example_is_the_packaged_one() -> None:
-    root = Path(__file__).resolve().parent.parent / "rules.example.toml"
+    root = Path(__file__).resolve().parents[2] / "rules.example.toml"
     assert root.read_text() == packaged_rules_path().read_text()
 
 

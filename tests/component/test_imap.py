@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -210,16 +209,3 @@ async def test_wrong_password_is_logged_once(intake: Intake,
     assert len(refused) == 1
     assert "wrong-password" not in caplog.text
     assert not reader.connected.is_set()
-
-
-def test_plain_imap_is_refused_for_a_remote_host() -> None:
-    with pytest.raises(ValueError, match="loopback"):
-        ImapAccount(name="x", host="imap.example.com", tls="none", username="u",
-                    password="p")  # type: ignore[arg-type]
-
-
-def test_tls_context_verifies_by_default() -> None:
-    account = ImapAccount(name="x", host="imap.example.com", username="u",
-                          password="p")  # type: ignore[arg-type]
-    assert account.verify_tls and account.effective_port == 993
-    assert ssl.create_default_context().verify_mode == ssl.CERT_REQUIRED

@@ -18,7 +18,7 @@ from daemon.mail.parse import dedupe_key, message_id_of, parse_message
 from daemon.rules.engine import evaluate, to_event
 from daemon.rules.load import load_rules
 
-CORPUS = Path(__file__).parent / "fixtures" / "mail"
+CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "mail"
 MANIFEST: list[dict[str, Any]] = tomllib.loads(
     (CORPUS / "manifest.toml").read_text())["message"]
 RULES = load_rules(packaged_rules_path())

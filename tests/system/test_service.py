@@ -23,7 +23,7 @@ from daemon.store.models import Alert, Delivery, Ticket
 from tests.daemon_process import Daemon, received_left
 from tests.dovecot import running_dovecot
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

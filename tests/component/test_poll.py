@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,8 +18,6 @@ from daemon.rmm.syncro import SyncroClient
 from daemon.store.database import Database
 from daemon.store.models import Alert, Delivery, OutboxAction, Ticket
 from daemon.store.queries import Queries
-from tests.api_client import AUTH, TOKEN
-from tests.daemon_process import Daemon
 from tests.fakes.datto import DattoFake
 from tests.fakes.syncro import SyncroFake
 from tests.helpers import deliver
@@ -112,32 +109,3 @@ async def test_a_failed_listing_raises_and_resolves_nothing(
     assert (result.raised, result.resolved) == ([], [])
     rows = await db.read(lambda s: alert_rows(s, "datto"))
     assert rows == {open_in_alertd: ("open", "open", "api")}
-
-
-async def test_the_daemon_polls_when_configured(
-        aiohttp_server: Callable[..., Any], tmp_path: Path) -> None:
-    """`[datto] poll_interval_s` wires the poller into `alertd run`; it polls at start."""
-    fake = DattoFake(api_key="k", api_secret="s")
-    uid = fake.add_alert(diagnostics="CPU above 95% for 15 minutes")["alertUid"]
-    server = await aiohttp_server(fake.app)
-    daemon = Daemon(tmp_path, f"""
-        [api]
-        tokens = ["{TOKEN}"]
-        [datto]
-        api_url = "{server.make_url('')}"
-        api_key = "k"
-        api_secret = "s"
-        poll_interval_s = 900
-        """)
-    try:
-        await daemon.start()
-        await daemon.wait_log(r"poll datto: 1 open upstream, raised 1", timeout=15)
-        async with aiohttp.ClientSession(headers=AUTH) as http, \
-                http.get(daemon.url("/api/tickets")) as response:
-            tickets = (await response.json())["items"]
-    finally:
-        if daemon.process is not None:
-            assert await daemon.stop() == 0, "\n".join(daemon.log[-30:])
-        daemon.close()
-    assert [(t["alert"]["uid"], t["status"]) for t in tickets] == [(uid, "open")]
-    assert "CPU above 95%" in tickets[0]["summary"]

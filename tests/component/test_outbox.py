@@ -4,9 +4,7 @@ real API clients, against the in-repo fakes."""
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,8 +18,6 @@ from daemon.rmm.syncro import SyncroClient
 from daemon.store.database import Database
 from daemon.store.models import OutboxAction
 from daemon.tickets.agent import AgentActions
-from tests.api_client import AUTH, TOKEN
-from tests.daemon_process import Daemon
 from tests.fakes.datto import DattoFake
 from tests.fakes.syncro import SyncroFake
 from tests.helpers import deliver
@@ -127,66 +123,6 @@ async def test_a_thousand_tickets_closed_at_once_resolve_under_the_limit(
     rows = await db.read(lambda s: s.execute(select(OutboxAction.status, OutboxAction.attempts)
                                              ).all())
     assert sorted(set(rows)) == [("done", 1)] and len(rows) == count
-
-
-async def test_a_resolve_owed_across_a_crash_arrives_once(
-        aiohttp_server: Callable[..., Any], tmp_path: Path) -> None:
-    """Real `alertd run` processes: the RMM is down when the ticket is closed, the daemon is
-    killed (-9) in the middle of an attempt, the RMM comes back and a new daemon starts on the
-    same state: the resolve arrives exactly once."""
-    fake = DattoFake(api_key="k", api_secret="s")
-    uid = fake.add_alert()["alertUid"]
-    server = await aiohttp_server(fake.app)
-    config = f"""
-        [api]
-        tokens = ["{TOKEN}"]
-        [datto]
-        api_url = "{server.make_url('')}"
-        api_key = "k"
-        api_secret = "s"
-        [outbox]
-        retry_base_s = 0.2
-        retry_max_s = 0.5
-        lease_s = 2
-        interval_s = 0.2
-        """
-    state_dir = tmp_path / "state"
-    first = Daemon(tmp_path / "first", config, state_dir=state_dir)
-    second = Daemon(tmp_path / "second", config, state_dir=state_dir)
-    try:
-        await first.start()
-        async with aiohttp.ClientSession(headers=AUTH) as http:
-            async with http.post(first.url("/api/alerts"), json={
-                    "source": "datto", "uid": uid, "action": "raise"}) as response:
-                assert response.status == 201, await response.text()
-                ticket_id = (await response.json())["events"][0]["ticket_id"]
-            fake.down = True
-            async with http.post(first.url(f"/api/tickets/{ticket_id}/close"),
-                                 json={}) as response:
-                assert response.status == 200, await response.text()
-            async with asyncio.timeout(10):  # the worker is trying, and failing
-                while not any(c.status == 503 for c in fake.calls):
-                    await asyncio.sleep(0.02)
-            assert await first.stop(signal.SIGKILL) == -signal.SIGKILL
-            assert not fake.alerts[uid]["resolved"]
-
-            fake.down = False
-            await second.start()
-            async with asyncio.timeout(15):  # after the dead claim's lease (2 s) runs out
-                while not fake.alerts[uid]["resolved"]:
-                    await asyncio.sleep(0.05)
-            await asyncio.sleep(1.0)  # several outbox runs later: still one resolve
-            async with http.get(second.url("/api/outbox")) as response:
-                rows = (await response.json())["items"]
-    finally:
-        for daemon in (first, second):
-            if daemon.process is not None:
-                await daemon.stop()
-            daemon.close()
-    resolves = fake.calls_to("POST", f"/api/v2/alert/{uid}/resolve")
-    assert [c.status for c in resolves] == [200]
-    assert [(r["target"], r["status"]) for r in rows] == [(uid, "done")]
-    assert rows[0]["attempts"] >= 2  # the killed attempt counted, then the one that worked
 
 
 async def test_a_refusal_retrying_cannot_fix_is_dead_at_once_with_its_reason(

@@ -1,14 +1,12 @@
-"""`alertd rmm test` and `/api/rmm/{name}/test` tell apart an unreachable host, a wrong
-platform or URL, bad credentials and a missing permission (named), against the fake RMMs."""
+"""`check_datto`/`check_syncro` and `/api/rmm/{name}/test` tell apart an unreachable host, a
+wrong platform or URL, bad credentials and a missing permission (named), against the fake
+RMMs."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
-import sys
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -25,8 +23,6 @@ from daemon.store.database import Database
 from tests.api_client import TOKEN, Api
 from tests.fakes.datto import DattoFake
 from tests.fakes.syncro import SyncroFake
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def closed_port_url() -> str:
@@ -137,33 +133,3 @@ async def test_the_check_over_the_api(
         assert status == 401
     finally:
         await ctx.rmm.close()
-
-
-async def test_the_check_from_the_command_line(
-        aiohttp_server: Callable[..., Any], write_config: Callable[..., Path],
-        tmp_path: Path) -> None:
-    fake = DattoFake(api_key="k", api_secret="s")
-    fake.deny(r"^/api/v2/account/sites")
-    url = (await aiohttp_server(fake.app)).make_url("")
-    config = write_config(f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n'
-                          f'[datto]\napi_url = "{url}"\napi_key = "k"\napi_secret = "s"\n')
-
-    async def alertd(*args: str) -> tuple[int, str]:
-        # Asynchronous, so the fake in this event loop can answer the command.
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "daemon", *args, "--config", str(config), cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        output, _ = await asyncio.wait_for(process.communicate(), 60)
-        assert process.returncode is not None
-        return process.returncode, output.decode()
-
-    code, text = await alertd("rmm", "test", "datto")
-    assert code == 1, text
-    assert "datto: missing_permission" in text and "MISSING sites (read)" in text
-    code, text = await alertd("rmm", "test", "datto", "--json")
-    assert code == 1 and json.loads(text)["status"] == "missing_permission"
-    code, text = await alertd("rmm", "test", "syncro")
-    assert code == 1 and "syncro: not_configured" in text
-    fake.denied.clear()
-    code, text = await alertd("rmm", "test", "datto")
-    assert code == 0 and "datto: ok" in text, text

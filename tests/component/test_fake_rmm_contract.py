@@ -69,7 +69,7 @@ from tests.fakes.datto import BLOCKED, PERMISSION_DENIED, PUBLIC_CLIENT, TOKEN_P
 from tests.fakes.syncro import PERMISSION_DENIED as SYNCRO_PERMISSION_DENIED
 from tests.fakes.syncro import SyncroFake
 
-SPECS = Path(__file__).resolve().parents[2] / "shared" / "specs"
+SPECS = Path(__file__).resolve().parents[3] / "shared" / "specs"
 DATTO_SPEC = SPECS / "datto-rmm" / "datto-rmm-openapi.zinfandel-build201.json"
 SYNCRO_SPEC = SPECS / "syncro" / "syncro-openapi-v1.json"
 

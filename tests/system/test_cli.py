@@ -18,7 +18,7 @@ from daemon.tickets.agent import AgentActions
 from tests.conftest import database_toml
 from tests.helpers import deliver
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

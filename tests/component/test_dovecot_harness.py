@@ -139,14 +139,3 @@ def test_wrong_password_is_a_login_error(dovecot: Dovecot) -> None:
     with IMAPClient(dovecot.host, dovecot.port, ssl=False, timeout=5) as client, \
             pytest.raises(LoginError):
         client.login(dovecot.username, "wrong-password")
-
-
-def test_unavailable_skips_locally_and_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(harness, "dovecot_unavailable_reason", lambda: "no dovecot here")
-    monkeypatch.delenv("CI", raising=False)
-    with pytest.raises(pytest.skip.Exception, match="no dovecot here"):
-        harness.require_dovecot()
-    for value in ("true", "1"):
-        monkeypatch.setenv("CI", value)
-        with pytest.raises(pytest.fail.Exception, match="no dovecot here"):
-            harness.require_dovecot()
