@@ -121,7 +121,7 @@ def pipeline(db: Database, metrics: Metrics) -> Pipeline:
 
 
 @pytest.fixture
-def tickets(db: Database, metrics: Metrics) -> AgentActions:
+def agent(db: Database, metrics: Metrics) -> AgentActions:
     return AgentActions(db, metrics)
 
 

@@ -452,6 +452,18 @@ service imap-login {{{no_chroot}
                 if time.monotonic() > deadline:
                     raise DovecotError(f"port {port} still accepts connections after stop")
                 time.sleep(0.02)
+        # Children without a TCP port (log, anvil, ...) die a moment after the SIGKILL: until
+        # they have, a new master refuses to start ("Socket already exists").
+        for path in self._unix_sockets():
+            while _accepts(path):
+                if time.monotonic() > deadline:
+                    raise DovecotError(f"{path} still accepts connections after stop")
+                time.sleep(0.02)
+
+    def _unix_sockets(self) -> list[Path]:
+        if not self.run_dir.is_dir():
+            return []
+        return [p for p in self.run_dir.rglob("*") if p.is_socket()]
 
     def _kill_group(self) -> None:
         if self._proc is None:
@@ -461,6 +473,17 @@ service imap-login {{{no_chroot}
 
     def _log_tails(self) -> str:
         return _tail(self.log_path) + "\n" + _tail(self.console_path)
+
+
+def _accepts(path: Path) -> bool:
+    """True while a process listens on the UNIX socket `path`."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+        return True
 
 
 # --- availability and fixtures --------------------------------------------------------------

@@ -99,11 +99,11 @@ class Pipeline:
         """
         meanings = await self._meanings(inbounds)
         now = self._clock()
-        calls = [self._ingest_one(inbound, meaning, now)
-                 for inbound, meaning in zip(inbounds, meanings, strict=True)]
+        pairs = list(zip(inbounds, meanings, strict=True))
         if self._db.applies_writes_in_order:  # one writer, first in first out
-            return list(await asyncio.gather(*calls))
-        return [await call for call in calls]
+            return list(await asyncio.gather(*(self._ingest_one(inbound, meaning, now)
+                                               for inbound, meaning in pairs)))
+        return [await self._ingest_one(inbound, meaning, now) for inbound, meaning in pairs]
 
     # --- the worker's steps ---------------------------------------------------------------
 

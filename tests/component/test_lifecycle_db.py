@@ -78,7 +78,7 @@ STEPS = [
 
 @pytest.mark.parametrize(("steps", "expect"), [row[1:] for row in STEPS],
                          ids=[row[0] for row in STEPS])
-async def test_transition(db: Database, pipeline: Pipeline, tickets: AgentActions,
+async def test_transition(db: Database, pipeline: Pipeline, agent: AgentActions,
                           steps: list[tuple[str, Channel | None]], expect: Expect) -> None:
     uid = "7d3c3b0e-1111-4c8e-9a55-0123456789ab"
     outcomes = []
@@ -86,7 +86,7 @@ async def test_transition(db: Database, pipeline: Pipeline, tickets: AgentAction
         if action == "close":
             ticket_id = await db.read(lambda s: s.scalar(select(Ticket.id)))
             assert ticket_id is not None
-            await tickets.close(ticket_id, "agent:tester", "fixed the disk")
+            await agent.close(ticket_id, "agent:tester", "fixed the disk")
         else:
             assert channel is not None
             result = await deliver(pipeline, uid, action, channel, device="FS-01")
@@ -127,24 +127,24 @@ async def test_transition(db: Database, pipeline: Pipeline, tickets: AgentAction
 
 
 async def test_closing_twice_is_refused_and_queues_nothing(
-        db: Database, pipeline: Pipeline, tickets: AgentActions) -> None:
+        db: Database, pipeline: Pipeline, agent: AgentActions) -> None:
     result = await deliver(pipeline, "u-1")
     ticket_id = result.events[0].ticket_id
     assert ticket_id is not None
-    await tickets.close(ticket_id, "agent:a")
+    await agent.close(ticket_id, "agent:a")
     with pytest.raises(TicketAlreadyClosed):
-        await tickets.close(ticket_id, "agent:b")
+        await agent.close(ticket_id, "agent:b")
     assert await db.read(lambda s: s.scalar(select(func.count()).select_from(OutboxAction))) == 1
     closed_by = await db.read(lambda s: s.scalar(select(Ticket.closed_by)))
     assert closed_by == "agent:a"
 
 
 async def test_custom_source_closes_without_upstream_action(
-        db: Database, pipeline: Pipeline, tickets: AgentActions) -> None:
+        db: Database, pipeline: Pipeline, agent: AgentActions) -> None:
     result = await deliver(pipeline, "backup-42", source="veeam")
     ticket_id = result.events[0].ticket_id
     assert ticket_id is not None
-    closed = await tickets.close(ticket_id, "agent:a")
+    closed = await agent.close(ticket_id, "agent:a")
     assert closed.alert_resolved and closed.outbox_id is None
     assert await db.read(lambda s: s.scalar(select(func.count()).select_from(OutboxAction))) == 0
 
@@ -166,7 +166,7 @@ async def test_twin_fills_fields_the_first_copy_lacked(db: Database, pipeline: P
 
 
 async def test_agent_close_and_upstream_resolve_at_once_have_one_winner(
-        db: Database, pipeline: Pipeline, tickets: AgentActions) -> None:
+        db: Database, pipeline: Pipeline, agent: AgentActions) -> None:
     """On SQLite both land in one group-commit batch; on PostgreSQL they race on row locks.
     Either way exactly one of them closes the ticket."""
     for n in range(10):
@@ -182,7 +182,7 @@ async def test_agent_close_and_upstream_resolve_at_once_have_one_winner(
         slow = asyncio.create_task(db.write(lambda _s: time.sleep(0.3)))
         await asyncio.sleep(0.05)  # the writer is now busy with it
         closed, resolved = await asyncio.gather(
-            tickets.close(ticket_id, "agent:bob"),
+            agent.close(ticket_id, "agent:bob"),
             pipeline.process(accepted.delivery_id), return_exceptions=True)
         await slow
         assert resolved is not None and not isinstance(resolved, BaseException)

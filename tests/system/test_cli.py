@@ -136,13 +136,13 @@ def test_rules_check_and_test(tmp_path: Path) -> None:
     assert refused.returncode == 2 and "invalid regular expression" in refused.stderr
 
 
-async def test_outbox_commands(pipeline: Pipeline, tickets: AgentActions,
+async def test_outbox_commands(pipeline: Pipeline, agent: AgentActions,
                                cli: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     for uid in ("uid-to-drop", "uid-to-retry"):
         raised = await deliver(pipeline, uid)
         ticket_id = raised.events[0].ticket_id
         assert ticket_id is not None
-        await tickets.close(ticket_id, "agent:dana")
+        await agent.close(ticket_id, "agent:dana")
     listing = cli("outbox", "list")
     assert listing.returncode == 0, listing.stderr
     assert listing.stdout.splitlines()[0].split() == ["ID", "STATUS", "SOURCE", "TARGET",
