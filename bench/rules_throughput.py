@@ -13,7 +13,7 @@ import argparse
 import time
 from pathlib import Path
 
-from daemon.config.load import packaged_rules_path
+from daemon.config.loading import packaged_rules_path
 from daemon.mail.parse import parse_message
 from daemon.rules.engine import evaluate
 from daemon.rules.load import compile_rules

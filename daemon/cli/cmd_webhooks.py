@@ -7,7 +7,7 @@ import json
 import sys
 
 from daemon.cli.common import Invocation, SubParsers
-from daemon.webhooks.setup import NotConfigured, datto_setup, format_setup, syncro_setup
+from daemon.webhooks.setup import WebhookNotConfigured, datto_setup, format_setup, syncro_setup
 
 
 def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
@@ -22,7 +22,7 @@ def run(inv: Invocation) -> int:
     builders = {"datto": datto_setup, "syncro": syncro_setup}
     try:
         setup = builders[inv.args.vendor](inv.config)
-    except NotConfigured as err:
+    except WebhookNotConfigured as err:
         print(f"alertd: {err}", file=sys.stderr)
         return 2
     if inv.args.json:

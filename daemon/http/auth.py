@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
-from daemon.config.load import token_lines
+from daemon.config.loading import token_lines
 
 log = logging.getLogger(__name__)
 

@@ -45,7 +45,7 @@ class StoredRow:
 
 
 @dataclass(frozen=True)
-class Claimed:
+class ClaimedDelivery:
     attempts: int  # including this one
     source: str | None
 
@@ -69,11 +69,11 @@ class DeliveryRows:
                          existing.meta)
 
     @staticmethod
-    def claim(conn: Connection, delivery_id: int) -> Claimed | None:
+    def claim(conn: Connection, delivery_id: int) -> ClaimedDelivery | None:
         """Lock a `received` delivery for processing; None when it is done meanwhile or
         another process holds it (`SKIP LOCKED`)."""
         row = conn.execute(_CLAIM, {"id": delivery_id}).first()
-        return Claimed(row.attempts + 1, row.source) if row is not None else None
+        return ClaimedDelivery(row.attempts + 1, row.source) if row is not None else None
 
     @staticmethod
     def finish(conn: Connection, changes: dict[str, Any]) -> None:

@@ -106,7 +106,7 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def parse_alert(record: Mapping[str, Any]) -> DattoAlert | None:
+def parse_datto_alert(record: Mapping[str, Any]) -> DattoAlert | None:
     """One alert record, or None when it has no usable uid."""
     uid = _text(record.get("alertUid"))
     if uid is None:
@@ -174,7 +174,7 @@ class DattoClient:
             body = await self._call("GET", f"/api/v2/alert/{uid}", self._reads)
         except NotFound:
             return None
-        return parse_alert(body) if isinstance(body, dict) else None
+        return parse_datto_alert(body) if isinstance(body, dict) else None
 
     async def device_serial(self, uid: str, device_class: str | None) -> str | None:
         """The serial number from the device's audit (one read per device; None when the
@@ -190,7 +190,7 @@ class DattoClient:
 
     async def open_alerts(self) -> AsyncIterator[DattoAlert]:
         async for record in self.paged("/api/v2/account/alerts/open", "alerts"):
-            alert = parse_alert(record)
+            alert = parse_datto_alert(record)
             if alert is not None:
                 yield alert
 

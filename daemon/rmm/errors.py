@@ -67,9 +67,3 @@ class WrongEndpoint(RmmError):
     """The host answers, but not as this RMM's API (wrong platform or subdomain)."""
 
     retryable = False
-
-
-class NotConfigured(RmmError):
-    """The source has no API credentials in the configuration."""
-
-    retryable = False

@@ -67,7 +67,7 @@ class OutboxPolicy:
 
 
 @dataclass(frozen=True)
-class Claimed:
+class ClaimedAction:
     id: int
     action: str
     source: str
@@ -129,7 +129,7 @@ class OutboxWorker:
             return 0
         gate = asyncio.Semaphore(self._policy.concurrency)
 
-        async def send(row: Claimed) -> None:
+        async def send(row: ClaimedAction) -> None:
             async with gate:
                 await self._send(row)
 
@@ -138,7 +138,7 @@ class OutboxWorker:
 
     # --- steps ---------------------------------------------------------------------------
 
-    def _claim(self, session: Session) -> list[Claimed]:
+    def _claim(self, session: Session) -> list[ClaimedAction]:
         now = self._clock()
         query = (select(_OUTBOX.c.id, _OUTBOX.c.action, _OUTBOX.c.source, _OUTBOX.c.target,
                         _OUTBOX.c.attempts)
@@ -153,9 +153,9 @@ class OutboxWorker:
         lease_until = now + timedelta(seconds=self._policy.lease_s)
         session.execute(update(_OUTBOX).where(_OUTBOX.c.id.in_([r.id for r in rows]))
                         .values(attempts=_OUTBOX.c.attempts + 1, next_attempt_at=lease_until))
-        return [Claimed(r.id, r.action, r.source, r.target, r.attempts + 1) for r in rows]
+        return [ClaimedAction(r.id, r.action, r.source, r.target, r.attempts + 1) for r in rows]
 
-    async def _send(self, row: Claimed) -> None:
+    async def _send(self, row: ClaimedAction) -> None:
         resolver = self._resolvers[row.source]
         try:
             if row.action != RESOLVE_ALERT:
@@ -175,7 +175,7 @@ class OutboxWorker:
             log.info("outbox %s: %s %s/%s done%s", row.id, row.action, row.source, row.target,
                      f" ({note})" if note else "")
 
-    async def _failed(self, row: Claimed, err: Exception, permanent: bool) -> None:
+    async def _failed(self, row: ClaimedAction, err: Exception, permanent: bool) -> None:
         now = self._clock()
         reason = str(err)[:1000] or type(err).__name__
         values: dict[str, Any] = {"row_id": row.id, "last_error": reason}

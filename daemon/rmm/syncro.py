@@ -67,7 +67,7 @@ def _flag(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
 
-def parse_alert(record: Mapping[str, Any]) -> SyncroAlert | None:
+def parse_syncro_alert(record: Mapping[str, Any]) -> SyncroAlert | None:
     alert_id = _text(record.get("id"))
     if alert_id is None:
         return None
@@ -124,11 +124,11 @@ class SyncroClient:
         except NotFound:
             return None
         record = body.get("rmm_alert") if isinstance(body, dict) else None
-        return parse_alert(record) if isinstance(record, dict) else None
+        return parse_syncro_alert(record) if isinstance(record, dict) else None
 
     async def active_alerts(self) -> AsyncIterator[SyncroAlert]:
         async for record in self.paged("/rmm_alerts", "rmm_alerts", {"status": "active"}):
-            alert = parse_alert(record)
+            alert = parse_syncro_alert(record)
             if alert is not None:
                 yield alert
 

@@ -17,7 +17,7 @@ from daemon.webhooks import datto
 from daemon.webhooks.routes import DATTO_PATH, SYNCRO_PATH
 
 
-class NotConfigured(Exception):
+class WebhookNotConfigured(Exception):
     """The webhook cannot be set up yet; the message says what to add to the config."""
 
 
@@ -50,7 +50,7 @@ def _suggestion(section: str, key: str) -> str:
 
 def datto_setup(config: Config) -> WebhookSetup:
     if config.datto.webhook_secret is None:
-        raise NotConfigured(_suggestion("datto", "webhook_secret"))
+        raise WebhookNotConfigured(_suggestion("datto", "webhook_secret"))
     secret = config.datto.webhook_secret.get_secret_value()
     return WebhookSetup(
         vendor="datto",
@@ -69,7 +69,7 @@ def syncro_setup(config: Config) -> WebhookSetup:
     warnings = _warnings(config)
     if config.syncro.webhook_auth == "token":
         if config.syncro.webhook_token is None:
-            raise NotConfigured(_suggestion("syncro", "webhook_token"))
+            raise WebhookNotConfigured(_suggestion("syncro", "webhook_token"))
         url += "?token=" + quote(config.syncro.webhook_token.get_secret_value(), safe="")
     else:
         warnings.append("[syncro] webhook_auth = \"none\": anyone who can reach this URL can "

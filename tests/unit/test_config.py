@@ -9,7 +9,7 @@ import pytest
 
 from daemon.config import ConfigError, load_config
 from daemon.config.base import ListenAddress
-from daemon.config.load import packaged_rules_path
+from daemon.config.loading import packaged_rules_path
 
 
 def test_no_file_gives_runnable_defaults(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.config.load import packaged_rules_path
+from daemon.config.loading import packaged_rules_path
 from daemon.core.events import Unprocessable
 from daemon.mail.parse import dedupe_key, message_id_of, parse_message
 from daemon.rules.engine import evaluate, to_event

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config.load import packaged_rules_path
+from daemon.config.loading import packaged_rules_path
 from daemon.core.lifecycle import AlertAction
 from daemon.mail.parse import parse_message
 from daemon.rules.engine import evaluate, render_ticket, to_event

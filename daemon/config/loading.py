@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from daemon.config.model import Config
+from daemon.config.root import Config
 from daemon.core.tomllines import Path_, format_path, line_of, locate_keys, syntax_error_line
 
 SECRET_NAMES = ("api_key", "api_secret", "webhook_secret", "webhook_token", "password")

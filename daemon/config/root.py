@@ -1,4 +1,4 @@
-"""The whole configuration: one frozen object of typed sections (see `daemon.config.load`)."""
+"""The whole configuration: one frozen object of typed sections (see `daemon.config.loading`)."""
 
 from __future__ import annotations
 
