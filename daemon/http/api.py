@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from daemon.core.canonical import canonical_sha256
-from daemon.core.events import Channel, DeliveryStatus, is_source_name
+from daemon.core.events import Channel, is_source_name
 from daemon.core.lifecycle import TicketAlreadyClosed
 from daemon.http.app import CONTEXT
 from daemon.http.errors import ApiError
@@ -177,8 +177,8 @@ async def replay_delivery(request: web.Request) -> web.Response:
         raise ApiError(404, "delivery not found") from None
     except ReplayRefused as err:
         raise ApiError(409, str(err)) from None
-    if result is None:  # claimed by another process meanwhile: it answers for it
-        return web.json_response(result_body(delivery_id, False, DeliveryStatus.RECEIVED, None))
+    if result is None:  # another worker or process got to it first
+        return web.json_response(result_body(delivery_id, False, None, None))
     return web.json_response(result_body(delivery_id, False, result.status, result.error,
                                          result.events))
 

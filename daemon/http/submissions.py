@@ -9,6 +9,7 @@ authenticated but invalid (kept as a rejected delivery to show why); 503 storage
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiohttp import web
@@ -20,6 +21,9 @@ from daemon.http.errors import ApiError
 from daemon.intake.inbound import Inbound, Ingested
 
 JSON_TYPES = ("application/json",)
+# A \u escape of a UTF-16 surrogate: legal JSON syntax, but alone it is no character, and no
+# text column or UTF-8 payload can hold it. Only bodies with one are checked further.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 async def read_json_body(request: web.Request, optional: bool = False) -> tuple[bytes, Any]:
@@ -31,9 +35,16 @@ async def read_json_body(request: web.Request, optional: bool = False) -> tuple[
                             f"got {request.content_type!r}")
     raw = await request.read()
     try:
-        return raw, json.loads(raw)
+        body = json.loads(raw)
     except ValueError as err:
         raise ApiError(400, f"malformed JSON: {err}") from None
+    if _SURROGATE_ESCAPE.search(raw):
+        try:  # a pair is one character and passes; half of one is refused
+            json.dumps(body, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise ApiError(400, "malformed JSON: a \\u escape is half of a surrogate pair, "
+                                "not a character") from None
+    return raw, body
 
 
 def result_body(delivery_id: int, duplicate: bool, status: DeliveryStatus | None,

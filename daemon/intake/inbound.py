@@ -68,7 +68,7 @@ class Ingested:
 
     delivery_id: int
     duplicate: bool
-    status: DeliveryStatus
+    status: DeliveryStatus | None  # None: stored, and taken by another worker or process
     events: tuple[EventResult, ...] = ()
     error: str | None = None
     stored_meta: Mapping[str, Any] | None = None

@@ -172,10 +172,10 @@ class Pipeline:
             log.exception("delivery could not be applied on intake; storing it for a retry")
             accepted = await self._store_alone(inbound)
             retried = await self.process(accepted.delivery_id)
-            return Ingested(accepted.delivery_id, accepted.duplicate,
-                            retried.status if retried else DeliveryStatus.RECEIVED,
-                            retried.events if retried else (),
-                            retried.error if retried else None)
+            if retried is None:  # another worker or process got to it first
+                return Ingested(accepted.delivery_id, accepted.duplicate, None)
+            return Ingested(accepted.delivery_id, accepted.duplicate, retried.status,
+                            retried.events, retried.error)
         # One log line per input on this hot path: the result's line names the delivery.
         self._report.stored(channel, stored.id, inbound.dedupe_key, inbound.source,
                             stored.duplicate, rejected_reason is not None,

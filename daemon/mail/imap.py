@@ -33,7 +33,7 @@ from imapclient.exceptions import LoginError
 
 from daemon.config.mail_sections import ImapAccount
 from daemon.core.clock import Clock, utcnow
-from daemon.core.events import Channel
+from daemon.core.events import Channel, DeliveryStatus
 from daemon.intake.inbound import Inbound
 from daemon.intake.pipeline import Pipeline
 from daemon.mail.parse import dedupe_key
@@ -292,7 +292,7 @@ def make_sink(pipeline: Pipeline, checkpoints: ImapCheckpoints, metrics: Metrics
         for message in messages:
             metrics.imap_fetched.labels(message.account).inc()
         # A duplicate (stored before a crash) reports the status it has now.
-        return [result.status.value for result in ingested]
+        return [(result.status or DeliveryStatus.RECEIVED).value for result in ingested]
 
     async def save_checkpoint(account: str, folder: str, uidvalidity: int, last_uid: int
                               ) -> None:

@@ -146,6 +146,9 @@ async def test_invalid_event_is_422_and_kept_as_rejected(api: Api) -> None:
 
 @pytest.mark.parametrize(("data", "content_type", "status", "error"), [
     (b"{not json", "application/json", 400, "bad_request"),
+    # Half a surrogate pair is no character: no text column or UTF-8 payload can hold it.
+    (b'{"source": "datto", "uid": "x", "action": "raise", "message": "\\ud800"}',
+     "application/json", 400, "bad_request"),
     (b"source=datto", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
     (b'{"x": "' + b"a" * 2_000_000 + b'"}', "application/json", 413, "payload_too_large"),
 ])
@@ -156,6 +159,15 @@ async def test_bad_bodies_store_nothing(api: Api, data: bytes, content_type: str
     assert (got, body["error"]) == (status, error)
     count = select(func.count()).select_from(Delivery)
     assert await api.ctx.db.read(lambda s: s.scalar(count)) == 0
+
+
+async def test_a_surrogate_pair_is_one_character(api: Api) -> None:
+    data = b'{"source": "datto", "uid": "pair", "action": "raise", "message": "\\ud83d\\ude00"}'
+    status, body = await api.call("POST", "/api/alerts", data=data,
+                                  headers={"Content-Type": "application/json"})
+    assert status == 201, body
+    status, alert = await api.call("GET", f"/api/alerts/{body['events'][0]['alert_id']}")
+    assert alert["message"] == "\U0001f600"
 
 
 async def test_storage_failure_answers_503(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:

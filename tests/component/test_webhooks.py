@@ -220,6 +220,10 @@ async def test_bad_requests_store_nothing(hooks: Api, route: str) -> None:
     status, body = await hooks.call("POST", path, auth=False, params=params, data=b"{nope",
                                     headers={"Content-Type": "application/json"})
     assert status == 400 and "malformed JSON" in body["detail"]
+    status, body = await hooks.call("POST", path, auth=False, params=params,
+                                    data=b'{"text": "\\udc00"}',
+                                    headers={"Content-Type": "application/json"})
+    assert status == 400 and "surrogate" in body["detail"]
     status, body = await hooks.call("POST", path, auth=False, params=params, data=b"a=1",
                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert status == 415 and "application/json" in body["detail"]
