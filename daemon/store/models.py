@@ -289,3 +289,17 @@ class SyncRun(Base):
     status: Mapped[str] = mapped_column(String(16))  # running | ok | failed
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     errors: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class ConsoleSession(Base):
+    """A signed-in web console session. The cookie holds a random secret; only its SHA-256 is
+    stored here, and of the API token it was opened with only the SHA-256 (a token removed
+    from the configuration ends its sessions)."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the cookie
+    token_sha256: Mapped[str] = mapped_column(String(64))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
