@@ -1,4 +1,4 @@
-"""Sections of the HTTP listener and its API: `[http]`, `[api]`."""
+"""Sections of the HTTP listener, its API and the web console: `[http]`, `[api]`, `[console]`."""
 
 from __future__ import annotations
 
@@ -33,3 +33,10 @@ class ApiConfig(Section):
             raise ValueError("API tokens must be at least 16 characters long")
         return tokens
 
+
+class ConsoleConfig(Section):
+    """The web console at /ui/ (signed in with an API token)."""
+
+    # A session ends after this long without a request (a working day by default: the
+    # console stays open on a technician's screen; sign out ends it at once).
+    session_idle_s: float = Field(default=28_800.0, ge=60, le=2_592_000)

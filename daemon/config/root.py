@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from daemon.config.base import Section
-from daemon.config.http_sections import ApiConfig, HttpConfig
+from daemon.config.http_sections import ApiConfig, ConsoleConfig, HttpConfig
 from daemon.config.mail_sections import ImapConfig, SmtpConfig
 from daemon.config.rmm_sections import DattoConfig, OutboxConfig, SyncroConfig
 from daemon.config.runtime_sections import (
@@ -24,6 +24,7 @@ class Config(Section):
     database: DatabaseConfig
     http: HttpConfig = HttpConfig()
     api: ApiConfig = ApiConfig()
+    console: ConsoleConfig = ConsoleConfig()
     smtp: SmtpConfig = SmtpConfig()
     imap: ImapConfig = ImapConfig()
     rules: RulesConfig

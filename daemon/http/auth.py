@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from daemon.config.loading import token_lines
+from daemon.core.canonical import sha256_hex
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,18 @@ class TokenStore:
         if not cleaned:
             raise ValueError("no API token: refusing to run an API that anyone could call")
         self._tokens = cleaned
+
+    def digest_of(self, presented: str) -> str | None:
+        """The SHA-256 of `presented` when it is an accepted token (the console's sign-in),
+        else None. Compared against every token, in constant time."""
+        given = presented.strip().encode()
+        matches = [hmac.compare_digest(given, token) for token in self._tokens]
+        return sha256_hex(given) if any(matches) and given else None
+
+    def accepts_digest(self, token_sha256: str) -> bool:
+        """Whether the token with this SHA-256 is still accepted (a reload may remove it)."""
+        return any(hmac.compare_digest(sha256_hex(token), token_sha256)
+                   for token in self._tokens)
 
     def check(self, authorization: str | None) -> bool:
         """True when the `Authorization: Bearer <token>` header carries an accepted token."""

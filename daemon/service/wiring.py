@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from daemon.config import Config
+from daemon.console.routes import setup_console_routes
 from daemon.core.api_event import interpret_api_delivery
 from daemon.core.events import Channel
 from daemon.http.api import setup_api_routes
@@ -32,7 +33,7 @@ from daemon.webhooks.routes import setup_webhook_routes
 from daemon.webhooks.webhook_interpreter import webhook_interpreter
 
 # Every HTTP feature's routes, in the order they are added to the one aiohttp app.
-ROUTES = (setup_api_routes, setup_webhook_routes)
+ROUTES = (setup_api_routes, setup_webhook_routes, setup_console_routes)
 
 
 def build_interpreters(config: Config, rules: RulesHolder) -> dict[str, Interpreter]:

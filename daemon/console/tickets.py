@@ -1,0 +1,87 @@
+"""The tickets pages: the list with its filters, one ticket with its timeline, and the two
+agent actions (add a note, close), through the same `AgentActions` as the API."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from daemon.console.state import redirect, render
+from daemon.core.lifecycle import TicketAlreadyClosed
+from daemon.http.app import CONTEXT
+from daemon.store.queries import BadFilter, Page
+from daemon.store.timeline import alert_timeline
+from daemon.tickets.transitions import MAX_NOTE_CHARS, TicketNotFound
+
+PAGE_SIZE = 50
+ACTOR = "agent:console"  # sessions open with a shared API token: no person's name to use
+_ID = re.compile(r"[0-9]{1,18}")
+
+
+def _ticket_id(request: web.Request) -> int | None:
+    raw = request.match_info["id"]
+    return int(raw) if _ID.fullmatch(raw) else None
+
+
+def _filters(request: web.Request) -> dict[str, str | None]:
+    return {name: request.query.get(name) or None for name in ("status", "source")}
+
+
+async def tickets_page(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    filters = _filters(request)
+    before = request.query.get("before_id")
+    error = None
+    try:
+        page = Page(PAGE_SIZE, int(before) if before and _ID.fullmatch(before) else None)
+        listing = await ctx.queries.tickets(page, **filters)
+    except BadFilter as err:
+        listing, error = {"items": [], "next_before_id": None}, str(err)
+    return render(request, "tickets.html", status=400 if error else 200, listing=listing,
+                  filters=filters, error=error)
+
+
+async def ticket_page(request: web.Request, error: str | None = None, status: int = 200
+                      ) -> web.Response:
+    ctx = request.app[CONTEXT]
+    ticket_id = _ticket_id(request)
+    ticket = await ctx.queries.ticket(ticket_id) if ticket_id is not None else None
+    if ticket is None:
+        return render(request, "error.html", status=404, title="Not found",
+                      message=f"There is no ticket {request.match_info['id']}.")
+    timeline = (await alert_timeline(ctx.db, ticket["alert"]["id"]) if ticket["alert"]
+                else {"deliveries": [], "outbox": []})
+    return render(request, "ticket.html", status=status, ticket=ticket, timeline=timeline,
+                  error=error, max_note_chars=MAX_NOTE_CHARS)
+
+
+async def add_note(request: web.Request) -> web.Response:
+    form = await request.post()
+    note = form.get("note")
+    ticket_id = _ticket_id(request)
+    if ticket_id is None:
+        return await ticket_page(request)  # its 404
+    if not isinstance(note, str) or not note.strip():
+        return await ticket_page(request, "Write a note first.", 400)
+    try:
+        await request.app[CONTEXT].agent.add_note(ticket_id, ACTOR, note)
+    except TicketNotFound:
+        return await ticket_page(request)
+    return redirect(f"/ui/tickets/{ticket_id}")
+
+
+async def close_ticket(request: web.Request) -> web.Response:
+    form = await request.post()
+    note = form.get("note")
+    ticket_id = _ticket_id(request)
+    if ticket_id is None:
+        return await ticket_page(request)
+    try:
+        await request.app[CONTEXT].agent.close(
+            ticket_id, ACTOR, note.strip() if isinstance(note, str) and note.strip() else None)
+    except TicketNotFound:
+        return await ticket_page(request)
+    except TicketAlreadyClosed:
+        return await ticket_page(request, "This ticket was closed already.", 409)
+    return redirect(f"/ui/tickets/{ticket_id}")

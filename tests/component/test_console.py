@@ -1,0 +1,275 @@
+"""The web console's safety and its ticket flows, through aiohttp's test client (the browser
+tests in tests/system/test_console_browser.py drive the same pages in Chromium)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from http.cookies import SimpleCookie
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from sqlalchemy import select
+
+from daemon.config import Config
+from daemon.console.state import CONSOLE
+from daemon.http.app import create_app
+from daemon.service.wiring import ROUTES, Services, build_services
+from daemon.store.database import Database
+from daemon.store.models import ConsoleSession, OutboxAction, Ticket
+from tests.api_client import AUTH, TOKEN
+
+UID = "7d1f3c2a-9b4e-4e1a-8c55-0a1b2c3d4e5f"
+HOSTILE = {"summary": "<b>bold</b> <img src=x onerror=alert(1)>",
+           "details": "line 1\n<script>alert('xss')</script>\nline 3"}
+
+
+class Console:
+    def __init__(self, client: TestClient, services: Services):
+        self.client = client
+        self.services = services
+
+    async def signin(self, token: str = TOKEN) -> Any:
+        page = await self.client.get("/ui/signin")
+        nonce = _hidden(await page.text(), "nonce")
+        return await self.client.post("/ui/signin", data={"token": token, "nonce": nonce},
+                                      allow_redirects=False)
+
+    async def csrf(self, path: str = "/ui/tickets") -> str:
+        return _hidden(await (await self.client.get(path)).text(), "csrf")
+
+
+def _hidden(html: str, name: str) -> str:
+    match = re.search(rf'name="{name}" value="([^"]+)"', html)
+    assert match, f"no hidden {name} field"
+    return match.group(1)
+
+
+@pytest.fixture
+async def console(aiohttp_client: Callable[..., Any], make_config: Callable[..., Config],
+                  db: Database, db_url: str) -> Console:
+    config = make_config(f'[api]\ntokens = ["{TOKEN}"]\n', db_url=db_url)
+    services = build_services(config, db)
+    return Console(await aiohttp_client(create_app(services.http, ROUTES)), services)
+
+
+async def raise_ticket(console: Console, **ticket: str) -> int:
+    response = await console.client.post("/api/alerts", headers=AUTH, json={
+        "source": "datto", "uid": UID, "action": "raise", "device": "WEB-01",
+        "message": "CPU 99%", "ticket": ticket or HOSTILE})
+    assert response.status == 201
+    return int((await response.json())["events"][0]["ticket_id"])
+
+
+async def ticket_status(console: Console, ticket_id: int) -> str:
+    return str(await console.services.db.read(
+        lambda s: s.scalar(select(Ticket.status).where(Ticket.id == ticket_id))))
+
+
+# --- sign-in -------------------------------------------------------------------------------
+
+async def test_a_visitor_is_sent_to_sign_in(console: Console) -> None:
+    home = await console.client.get("/", allow_redirects=False)
+    assert (home.status, home.headers["Location"]) == (303, "/ui/tickets")
+    page = await console.client.get("/ui/tickets?status=open", allow_redirects=False)
+    assert page.status == 303
+    assert page.headers["Location"] == "/ui/signin?next=%2Fui%2Ftickets%3Fstatus%3Dopen"
+    signin = await console.client.get(page.headers["Location"])
+    html = await signin.text()
+    assert '<label for="token">API token</label>' in html and ">Sign in</button>" in html
+
+
+async def test_a_wrong_token_stays_on_the_page_and_opens_nothing(console: Console) -> None:
+    response = await console.signin("not-the-token-at-all")
+    assert response.status == 401
+    assert "That API token is not accepted." in await response.text()
+    assert "alertd_session" not in response.cookies
+    assert await console.services.db.read(lambda s: s.scalars(select(ConsoleSession)).all()) == []
+
+
+async def test_the_session_cookie_is_strict_and_holds_no_token(console: Console) -> None:
+    response = await console.signin()
+    assert (response.status, response.headers["Location"]) == (303, "/ui/tickets")
+    header = next(v for v in response.headers.getall("Set-Cookie")
+                  if v.startswith("alertd_session="))
+    cookie = SimpleCookie(header)["alertd_session"]
+    assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/ui"
+    assert not cookie["secure"]  # public_url is http here; https is tested below
+    assert TOKEN not in header and cookie.value != TOKEN
+    [row] = await console.services.db.read(lambda s: s.scalars(select(ConsoleSession)).all())
+    assert cookie.value not in (row.id, row.token_sha256)  # only digests are stored
+    tickets = await console.client.get("/ui/tickets")
+    assert tickets.status == 200 and "<h1>Tickets</h1>" in await tickets.text()
+
+
+async def test_sign_in_needs_its_form_nonce(console: Console) -> None:
+    response = await console.client.post("/ui/signin", data={"token": TOKEN},
+                                         allow_redirects=False)
+    assert response.status == 403
+    assert "alertd_session" not in response.cookies
+
+
+async def test_https_public_url_makes_the_cookie_secure(
+        aiohttp_client: Callable[..., Any], make_config: Callable[..., Config],
+        db: Database) -> None:
+    config = make_config(f'[api]\ntokens = ["{TOKEN}"]\n'
+                         '[http]\npublic_url = "https://alertd.example.com"\n')
+    services = build_services(config, db)
+    client = await aiohttp_client(create_app(services.http, ROUTES))
+    page = await client.get("/ui/signin")
+    nonce_cookie = SimpleCookie(page.headers["Set-Cookie"])["alertd_signin"]
+    assert nonce_cookie["secure"]
+    # The test client speaks plain HTTP and keeps Secure cookies to itself: send it by hand,
+    # as a browser would over TLS.
+    response = await client.post(
+        "/ui/signin", data={"token": TOKEN, "nonce": _hidden(await page.text(), "nonce")},
+        headers={"Cookie": f"alertd_signin={nonce_cookie.value}"}, allow_redirects=False)
+    assert response.status == 303
+    header = next(v for v in response.headers.getall("Set-Cookie")
+                  if v.startswith("alertd_session="))
+    assert SimpleCookie(header)["alertd_session"]["secure"]
+
+
+async def test_sign_out_ends_the_session(console: Console) -> None:
+    await console.signin()
+    csrf = await console.csrf()
+    response = await console.client.post("/ui/signout", data={"csrf": csrf},
+                                         allow_redirects=False)
+    assert (response.status, response.headers["Location"]) == (303, "/ui/signin")
+    assert await console.services.db.read(lambda s: s.scalars(select(ConsoleSession)).all()) == []
+    again = await console.client.get("/ui/tickets", allow_redirects=False)
+    assert again.status == 303 and again.headers["Location"].startswith("/ui/signin")
+
+
+async def test_an_idle_session_expires(console: Console) -> None:
+    await console.signin()
+    state = console.client.app[CONSOLE]
+    idle_s = console.services.config.console.session_idle_s
+    real_clock = state.clock
+    state.clock = lambda: real_clock() + timedelta(seconds=idle_s + 1)
+    response = await console.client.get("/ui/tickets", allow_redirects=False)
+    assert response.status == 303 and response.headers["Location"].startswith("/ui/signin")
+
+
+async def test_a_token_removed_by_reload_ends_its_sessions(console: Console) -> None:
+    await console.signin()
+    console.services.tokens.replace(["another-token-0123456789"])
+    response = await console.client.get("/ui/tickets", allow_redirects=False)
+    assert response.status == 303
+
+
+# --- headers, escaping ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", ["/ui/signin", "/ui/tickets", "/ui/tickets/1", "/ui/nowhere"])
+async def test_every_page_carries_the_security_headers(console: Console, path: str) -> None:
+    await raise_ticket(console)
+    await console.signin()
+    response = await console.client.get(path)
+    csp = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert response.status == (404 if path == "/ui/nowhere" else 200)
+
+
+async def test_alert_text_is_shown_as_text(console: Console) -> None:
+    ticket_id = await raise_ticket(console)
+    await console.signin()
+    for path in ("/ui/tickets", f"/ui/tickets/{ticket_id}"):
+        html = await (await console.client.get(path)).text()
+        assert "<img src=x" not in html and "<b>bold</b>" not in html
+        assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    html = await (await console.client.get(f"/ui/tickets/{ticket_id}")).text()
+    assert "<script>alert" not in html and "&lt;script&gt;alert(&#39;xss&#39;)" in html
+    assert "<script" not in html.replace('<script src="/ui/static/console.js', "")
+
+
+# --- forms: CSRF and origin ----------------------------------------------------------------
+
+async def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(
+        console: Console) -> None:
+    ticket_id = await raise_ticket(console)
+    await console.signin()
+    for data in ({"note": "done"}, {"note": "done", "csrf": "forged"}):
+        response = await console.client.post(f"/ui/tickets/{ticket_id}/close", data=data,
+                                             allow_redirects=False)
+        assert response.status == 403
+    assert await ticket_status(console, ticket_id) == "open"
+
+
+@pytest.mark.parametrize("headers", [{"Sec-Fetch-Site": "cross-site"},
+                                     {"Sec-Fetch-Site": "same-site"},
+                                     {"Origin": "https://attacker.example"}])
+async def test_a_post_from_another_site_is_refused_even_with_the_token(
+        console: Console, headers: dict[str, str]) -> None:
+    ticket_id = await raise_ticket(console)
+    await console.signin()
+    csrf = await console.csrf()
+    response = await console.client.post(f"/ui/tickets/{ticket_id}/close", headers=headers,
+                                         data={"csrf": csrf, "note": "x"},
+                                         allow_redirects=False)
+    assert response.status == 403
+    assert await ticket_status(console, ticket_id) == "open"
+
+
+async def test_a_post_without_a_session_is_refused(console: Console) -> None:
+    ticket_id = await raise_ticket(console)
+    response = await console.client.post(f"/ui/tickets/{ticket_id}/close",
+                                         data={"csrf": "x"}, allow_redirects=False)
+    assert response.status == 401
+    assert await ticket_status(console, ticket_id) == "open"
+
+
+# --- ticket flows --------------------------------------------------------------------------
+
+async def test_closing_with_a_note_queues_the_upstream_resolve(console: Console) -> None:
+    ticket_id = await raise_ticket(console)
+    await console.signin()
+    csrf = await console.csrf(f"/ui/tickets/{ticket_id}")
+    note = await console.client.post(f"/ui/tickets/{ticket_id}/notes",
+                                     data={"csrf": csrf, "note": "looking <now>"},
+                                     allow_redirects=False)
+    assert (note.status, note.headers["Location"]) == (303, f"/ui/tickets/{ticket_id}")
+    close = await console.client.post(f"/ui/tickets/{ticket_id}/close",
+                                      data={"csrf": csrf, "note": "cleaned up"},
+                                      allow_redirects=False)
+    assert close.status == 303
+    assert await ticket_status(console, ticket_id) == "closed"
+    [row] = await console.services.db.read(lambda s: s.scalars(select(OutboxAction)).all())
+    assert (row.action, row.source, row.target, row.status) == (
+        "resolve_alert", "datto", UID, "pending")
+    html = await (await console.client.get(f"/ui/tickets/{ticket_id}")).text()
+    assert "looking &lt;now&gt;" in html and "cleaned up" in html
+    assert "upstream resolve pending" in html and "/close" not in html  # no second close
+    again = await console.client.post(f"/ui/tickets/{ticket_id}/close", data={"csrf": csrf})
+    assert again.status == 409 and "closed already" in await again.text()
+
+
+async def test_an_empty_note_is_refused_and_unknown_tickets_are_404(console: Console) -> None:
+    ticket_id = await raise_ticket(console)
+    await console.signin()
+    csrf = await console.csrf()
+    empty = await console.client.post(f"/ui/tickets/{ticket_id}/notes",
+                                      data={"csrf": csrf, "note": "  "})
+    assert empty.status == 400 and "Write a note first." in await empty.text()
+    for path in ("/ui/tickets/999999", "/ui/tickets/abc", "/ui/tickets/1%C2%B2"):
+        assert (await console.client.get(path)).status == 404
+    missing = await console.client.post("/ui/tickets/999999/notes",
+                                        data={"csrf": csrf, "note": "x"})
+    assert missing.status == 404
+
+
+async def test_the_tickets_list_filters_and_refuses_a_bad_filter(console: Console) -> None:
+    ticket_id = await raise_ticket(console)
+    await console.signin()
+    html = await (await console.client.get("/ui/tickets?status=open&source=datto")).text()
+    assert f'href="/ui/tickets/{ticket_id}"' in html
+    html = await (await console.client.get("/ui/tickets?status=closed")).text()
+    assert f'href="/ui/tickets/{ticket_id}"' not in html and "No tickets" in html
+    bad = await console.client.get("/ui/tickets?status=%3Cscript%3E")
+    assert bad.status == 400 and "must be one of: open, closed" in await bad.text()
+    assert "<script>" not in await bad.text()
