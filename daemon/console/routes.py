@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from daemon.console import signin, tickets
+from daemon.console import deliveries, outbox, signin, tickets
 from daemon.console.security import console_middleware
 from daemon.console.state import (
     CONSOLE,
@@ -53,4 +53,10 @@ def setup_console_routes(app: web.Application) -> None:
     router.add_get("/ui/tickets/{id}", tickets.ticket_page)
     router.add_post("/ui/tickets/{id}/notes", tickets.add_note)
     router.add_post("/ui/tickets/{id}/close", tickets.close_ticket)
+    router.add_get("/ui/deliveries", deliveries.deliveries_page)
+    router.add_get("/ui/deliveries/{id}", deliveries.delivery_page)
+    router.add_get("/ui/deliveries/{id}/raw", deliveries.delivery_raw)
+    router.add_post("/ui/deliveries/{id}/replay", deliveries.replay)
+    router.add_get("/ui/outbox", outbox.outbox_page)
+    router.add_post("/ui/outbox/{id}/{action:retry|drop}", outbox.change)
     router.add_route("*", "/ui/{tail:.*}", not_found)

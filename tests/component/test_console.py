@@ -273,3 +273,55 @@ async def test_the_tickets_list_filters_and_refuses_a_bad_filter(console: Consol
     bad = await console.client.get("/ui/tickets?status=%3Cscript%3E")
     assert bad.status == 400 and "must be one of: open, closed" in await bad.text()
     assert "<script>" not in await bad.text()
+
+
+# --- deliveries and outbox -----------------------------------------------------------------
+
+async def test_a_delivery_shows_as_text_downloads_raw_and_replays(console: Console) -> None:
+    ticket_id = await raise_ticket(console)
+    bad = await console.client.post("/api/alerts", headers=AUTH, json={
+        "source": "datto", "uid": "x", "action": "explode", "message": "<script>x</script>"})
+    assert bad.status == 422
+    bad_id = int(re.search(r"rejected delivery (\d+)", (await bad.json())["detail"]).group(1))
+    await console.signin()
+    listing = await (await console.client.get("/ui/deliveries?status=rejected")).text()
+    assert f'href="/ui/deliveries/{bad_id}"' in listing
+    page = await console.client.get(f"/ui/deliveries/{bad_id}")
+    html = await page.text()
+    assert page.status == 200 and "&lt;script&gt;x&lt;/script&gt;" in html
+    assert "<script>x" not in html and ">Replay</button>" in html
+    raw = await console.client.get(f"/ui/deliveries/{bad_id}/raw")
+    assert raw.headers["Content-Type"] == "application/octet-stream"
+    assert raw.headers["Content-Disposition"] == \
+        f'attachment; filename="delivery-{bad_id}.json"'
+    assert b'"action": "explode"' in await raw.read()
+    csrf = _hidden(html, "csrf")
+    replay = await console.client.post(f"/ui/deliveries/{bad_id}/replay", data={"csrf": csrf},
+                                       allow_redirects=False)
+    assert replay.status == 303  # replayed: still not an alert, so it is failed now
+    after = await (await console.client.get(f"/ui/deliveries/{bad_id}")).text()
+    assert "state-failed" in after
+    applied = await console.client.post("/ui/deliveries/1/replay", data={"csrf": csrf})
+    assert applied.status == 409 and "processed already" in await applied.text()
+    assert ticket_id == 1
+    for path in ("/ui/deliveries/999999", "/ui/deliveries/abc", "/ui/deliveries/999999/raw"):
+        assert (await console.client.get(path)).status == 404, path
+    assert (await console.client.get("/ui/deliveries?channel=pigeon")).status == 400
+
+
+async def test_outbox_rows_can_be_dropped_and_retried(console: Console) -> None:
+    ticket_id = await raise_ticket(console)
+    await console.signin()
+    csrf = await console.csrf()
+    await console.client.post(f"/ui/tickets/{ticket_id}/close", data={"csrf": csrf})
+    html = await (await console.client.get("/ui/outbox?status=pending")).text()
+    [row_id] = re.findall(r'action="/ui/outbox/(\d+)/drop"', html)
+    drop = await console.client.post(f"/ui/outbox/{row_id}/drop", data={"csrf": csrf},
+                                     allow_redirects=False)
+    assert drop.status == 303
+    again = await console.client.post(f"/ui/outbox/{row_id}/retry", data={"csrf": csrf})
+    assert again.status == 409 and "dropped" in await again.text()
+    [row] = await console.services.db.read(lambda s: s.scalars(select(OutboxAction)).all())
+    assert row.status == "dropped"
+    assert (await console.client.post("/ui/outbox/77/retry", data={"csrf": csrf})).status == 404
+    assert (await console.client.post("/ui/outbox/1/explode", data={"csrf": csrf})).status == 404
