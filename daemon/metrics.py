@@ -1,9 +1,15 @@
-"""Prometheus counters per stage, in a registry owned by one service instance (no globals)."""
+"""Prometheus counters per stage, in a registry owned by one service instance (no globals);
+the last error of each intake channel (`ChannelHealth`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from daemon.core.clock import Clock, utcnow
 
 
 class Metrics:
@@ -59,3 +65,34 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+@dataclass(frozen=True)
+class ChannelError:
+    at: datetime
+    message: str  # never a secret: what the adapter would also log
+
+
+class ChannelHealth:
+    """The last error of each intake channel since this process started (`started_at`), for
+    `GET /api/status`. In memory on purpose: a listener that cannot bind or an IMAP login that
+    is refused leaves no delivery row to show.
+
+    Channel names: `smtp`, `imap:<account>`, `webhook:<source>`, `poll:<source>`, `api`.
+    `record_error` may be called from any thread (IMAP readers): it replaces one dict entry,
+    which is atomic in CPython, and readers only ever see a whole `ChannelError`.
+    """
+
+    def __init__(self, clock: Clock = utcnow):
+        self._clock = clock
+        self.started_at = clock()
+        self._errors: dict[str, ChannelError] = {}
+
+    def record_error(self, channel: str, message: str) -> None:
+        self._errors[channel] = ChannelError(self._clock(), message)
+
+    def last_error(self, channel: str) -> ChannelError | None:
+        return self._errors.get(channel)
+
+    def uptime_s(self) -> float:
+        return (self._clock() - self.started_at).total_seconds()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from aiohttp import web
@@ -10,61 +9,31 @@ from aiohttp import web
 from daemon.core.canonical import canonical_sha256
 from daemon.core.events import Channel, is_source_name
 from daemon.core.lifecycle import TicketAlreadyClosed
+from daemon.http.api_admin import setup_admin_routes
+from daemon.http.api_browse import setup_browse_routes
+from daemon.http.api_status import setup_status_routes
 from daemon.http.app import CONTEXT
 from daemon.http.errors import ApiError
 from daemon.http.openapi import openapi_document
+from daemon.http.params import filters, json_object, listing_call, page, path_id
 from daemon.http.submissions import ingest_and_answer, read_json_body, result_body
 from daemon.intake.deliveries import ReplayRefused
 from daemon.intake.inbound import Inbound
 from daemon.rmm.check import check_source
 from daemon.rmm.outbox import OutboxRefused
-from daemon.store.queries import BadFilter, parse_page
 from daemon.tickets.transitions import MAX_NOTE_CHARS, TicketNotFound
 
-_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only (str.isdigit also takes '²')
 
-
-def _id(request: web.Request) -> int:
-    raw = request.match_info["id"]
-    if not _ID.fullmatch(raw):
-        raise ApiError(404, f"no such id: {raw!r}")
-    return int(raw)
-
-
-def _object(body: Any, allowed: set[str]) -> dict[str, Any]:
-    """`body` as a JSON object with only `allowed` keys (a typo must not pass silently)."""
-    if not isinstance(body, dict):
-        raise ApiError(422, "the body must be a JSON object")
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise ApiError(422, f"unknown field(s): {', '.join(unknown)}")
-    return body
-
-
-def _filters(request: web.Request, *names: str) -> dict[str, str | None]:
-    return {name: request.query.get(name) for name in names}
-
-
-def _listing_call(handler: Any) -> Any:
-    """Translate a bad filter into a 400."""
-    async def wrapped(request: web.Request) -> web.Response:
-        try:
-            return await handler(request)
-        except BadFilter as err:
-            raise ApiError(400, str(err)) from None
-    return wrapped
-
-
-@_listing_call
+@listing_call
 async def list_tickets(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
-    page = parse_page(request.query.get("limit"), request.query.get("before_id"))
-    body = await ctx.queries.tickets(page, **_filters(request, "status", "alert_uid", "source"))
+    body = await ctx.queries.tickets(page(request), **filters(
+        request, "status", "alert_uid", "source", "customer_id", "site_id", "q"))
     return web.json_response(body)
 
 
 async def get_ticket(request: web.Request) -> web.Response:
-    ticket = await request.app[CONTEXT].queries.ticket(_id(request))
+    ticket = await request.app[CONTEXT].queries.ticket(path_id(request))
     if ticket is None:
         raise ApiError(404, "ticket not found")
     return web.json_response(ticket)
@@ -90,9 +59,9 @@ def _actor(body: dict[str, Any]) -> str:
 
 async def close_ticket(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
-    ticket_id = _id(request)
+    ticket_id = path_id(request)
     _, parsed = await read_json_body(request, optional=True)
-    body = _object(parsed, {"note", "actor"})
+    body = json_object(parsed, {"note", "actor"})
     note = _text_field(body, "note", required=False)
     try:
         await ctx.agent.close(ticket_id, _actor(body), note)
@@ -105,9 +74,9 @@ async def close_ticket(request: web.Request) -> web.Response:
 
 async def add_note(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
-    ticket_id = _id(request)
+    ticket_id = path_id(request)
     _, parsed = await read_json_body(request)
-    body = _object(parsed, {"body", "actor"})
+    body = json_object(parsed, {"body", "actor"})
     text = _text_field(body, "body", required=True)
     assert text is not None
     try:
@@ -117,16 +86,15 @@ async def add_note(request: web.Request) -> web.Response:
     return web.json_response(await ctx.queries.ticket(ticket_id), status=201)
 
 
-@_listing_call
+@listing_call
 async def list_alerts(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
-    page = parse_page(request.query.get("limit"), request.query.get("before_id"))
     return web.json_response(
-        await ctx.queries.alerts(page, **_filters(request, "source", "uid", "state")))
+        await ctx.queries.alerts(page(request), **filters(request, "source", "uid", "state")))
 
 
 async def get_alert(request: web.Request) -> web.Response:
-    alert = await request.app[CONTEXT].queries.alert(_id(request))
+    alert = await request.app[CONTEXT].queries.alert(path_id(request))
     if alert is None:
         raise ApiError(404, "alert not found")
     return web.json_response(alert)
@@ -153,16 +121,16 @@ async def ingest_alert(request: web.Request) -> web.Response:
     return await ingest_and_answer(ctx, inbound)
 
 
-@_listing_call
+@listing_call
 async def list_deliveries(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
-    page = parse_page(request.query.get("limit"), request.query.get("before_id"))
     return web.json_response(
-        await ctx.queries.deliveries(page, **_filters(request, "status", "channel", "source")))
+        await ctx.queries.deliveries(page(request),
+                                     **filters(request, "status", "channel", "source")))
 
 
 async def get_delivery(request: web.Request) -> web.Response:
-    delivery = await request.app[CONTEXT].queries.delivery(_id(request))
+    delivery = await request.app[CONTEXT].queries.delivery(path_id(request))
     if delivery is None:
         raise ApiError(404, "delivery not found")
     return web.json_response(delivery)
@@ -170,7 +138,7 @@ async def get_delivery(request: web.Request) -> web.Response:
 
 async def replay_delivery(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
-    delivery_id = _id(request)
+    delivery_id = path_id(request)
     try:
         result = await ctx.pipeline.replay(delivery_id)
     except LookupError:
@@ -183,17 +151,16 @@ async def replay_delivery(request: web.Request) -> web.Response:
                                          result.events))
 
 
-@_listing_call
+@listing_call
 async def list_outbox(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
-    page = parse_page(request.query.get("limit"), request.query.get("before_id"))
-    return web.json_response(await ctx.queries.outbox(page, **_filters(request, "status",
-                                                                       "source")))
+    return web.json_response(await ctx.queries.outbox(page(request),
+                                                      **filters(request, "status", "source")))
 
 
 async def change_outbox(request: web.Request, change: str) -> web.Response:
     ctx = request.app[CONTEXT]
-    row_id = _id(request)
+    row_id = path_id(request)
     try:
         await (ctx.outbox.retry(row_id) if change == "retry" else ctx.outbox.drop(row_id))
     except LookupError:
@@ -211,11 +178,11 @@ async def drop_outbox(request: web.Request) -> web.Response:
     return await change_outbox(request, "drop")
 
 
-@_listing_call
+@listing_call
 async def list_sync_runs(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
-    page = parse_page(request.query.get("limit"), request.query.get("before_id"))
-    return web.json_response(await ctx.queries.sync_runs(page, **_filters(request, "source")))
+    return web.json_response(await ctx.queries.sync_runs(page(request),
+                                                         **filters(request, "source")))
 
 
 async def test_rmm(request: web.Request) -> web.Response:
@@ -249,3 +216,6 @@ def setup_api_routes(app: web.Application) -> None:
     router.add_post("/api/outbox/{id}/drop", drop_outbox)
     router.add_post("/api/rmm/{name}/test", test_rmm)
     router.add_get("/api/sync/runs", list_sync_runs)
+    setup_browse_routes(app)
+    setup_admin_routes(app)
+    setup_status_routes(app)

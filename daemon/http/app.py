@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -18,11 +19,15 @@ from daemon.config import Config
 from daemon.http.auth import TokenStore
 from daemon.http.errors import Handler, error_middleware, error_response
 from daemon.intake.pipeline import Pipeline
-from daemon.metrics import Metrics
+from daemon.metrics import ChannelHealth, Metrics
 from daemon.rmm.clients import RmmClients
 from daemon.rmm.outbox import OutboxWorker
+from daemon.rules.email_interpreter import RulesHolder
+from daemon.store.activity import Activity
+from daemon.store.browse import Browse
 from daemon.store.database import Database
 from daemon.store.queries import Queries
+from daemon.sync.runner import SyncRunner
 from daemon.tickets.agent import AgentActions
 
 log = logging.getLogger(__name__)
@@ -57,6 +62,14 @@ class AppContext:
     tokens: TokenStore
     outbox: OutboxWorker
     rmm: RmmClients
+    rules: RulesHolder
+    sync: SyncRunner
+    browse: Browse
+    activity: Activity
+    health: ChannelHealth
+    # vendor -> () -> what to paste into the vendor (secrets included: the route masks
+    # them); raises LookupError with what to configure when the vendor's secret is not set.
+    webhook_setups: Mapping[str, Callable[[], dict[str, Any]]]
     readiness: Readiness = field(default_factory=Readiness)
 
 

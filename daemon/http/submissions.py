@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
-from daemon.core.events import DeliveryStatus
+from daemon.core.events import Channel, DeliveryStatus
 from daemon.http.app import AppContext
 from daemon.http.errors import ApiError
 from daemon.intake.inbound import Inbound, Ingested
@@ -63,13 +63,20 @@ def result_body(delivery_id: int, duplicate: bool, status: DeliveryStatus | None
 async def ingest_and_answer(ctx: AppContext, inbound: Inbound) -> web.Response:
     """Ingest `inbound` and answer its sender. `inbound.meta["body_sha256"]` tells a retry
     (same digest) from a different body under the same dedupe key (409)."""
+    # The channel's name in ChannelHealth (GET /api/status): api, webhook:<source>.
+    channel = (f"webhook:{inbound.source}" if inbound.channel is Channel.WEBHOOK
+               else inbound.channel.value)
     try:
         [ingested] = await ctx.pipeline.ingest(inbound)
     except (SQLAlchemyError, OSError) as err:
+        ctx.health.record_error(channel, f"could not store a delivery (answered 503): "
+                                         f"{type(err).__name__}")
         raise ApiError(503, "the delivery could not be stored; retry later") from err
     if ingested.duplicate:
         return _answer_duplicate(inbound, ingested)
     if ingested.status is DeliveryStatus.REJECTED:
+        ctx.health.record_error(channel, f"rejected delivery {ingested.delivery_id}: "
+                                         f"{ingested.error}")
         raise ApiError(422, f"{ingested.error} "
                             f"(kept as rejected delivery {ingested.delivery_id})")
     return web.json_response(

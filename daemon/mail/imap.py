@@ -37,7 +37,7 @@ from daemon.core.events import Channel, DeliveryStatus
 from daemon.intake.inbound import Inbound
 from daemon.intake.pipeline import Pipeline
 from daemon.mail.parse import dedupe_key
-from daemon.metrics import Metrics
+from daemon.metrics import ChannelHealth, Metrics
 from daemon.store.checkpoints import ImapCheckpoints
 
 log = logging.getLogger(__name__)
@@ -72,14 +72,17 @@ class ImapSink:
 
 
 class AccountReader:
-    """The thread that reads one account; `stop()` ends it within about timeout_s."""
+    """The thread that reads one account; `stop()` ends it within about timeout_s. Each error
+    is reported to `on_error(kind)` and recorded in `health` (channel `imap:<account>`)."""
 
     def __init__(self, account: ImapAccount, sink: ImapSink,
-                 loop: asyncio.AbstractEventLoop, on_error: Callable[[str], None]):
+                 loop: asyncio.AbstractEventLoop, on_error: Callable[[str], None],
+                 health: ChannelHealth | None = None):
         self.account = account
         self._sink = sink
         self._loop = loop
         self._on_error = on_error
+        self._health = health
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"imap-{account.name}")
@@ -112,7 +115,8 @@ class AccountReader:
                               "every %.0f s", self.account.name, self.account.username,
                               self.account.host, self.account.effective_port,
                               _server_text(err), LOGIN_RETRY_S)
-                self._on_error("login")
+                self._report("login", f"login refused for user {self.account.username!r}: "
+                                      f"{_server_text(err)}")
                 self._stop.wait(LOGIN_RETRY_S * random.uniform(0.9, 1.1))
                 continue
             except Exception as err:  # connection lost, server restart, protocol error
@@ -123,10 +127,15 @@ class AccountReader:
                 delay_s = min(BACKOFF_MAX_S, 2 ** min(failures, 9)) * random.uniform(0.5, 1.0)
                 log.warning("imap %s: %s: %s; reconnecting in %.1f s", self.account.name,
                             type(err).__name__, err, delay_s)
-                self._on_error(type(err).__name__)
+                self._report(type(err).__name__, f"{type(err).__name__}: {err}")
                 self._stop.wait(delay_s)
             finally:
                 self.connected.clear()
+
+    def _report(self, kind: str, message: str) -> None:
+        self._on_error(kind)
+        if self._health is not None:
+            self._health.record_error(f"imap:{self.account.name}", message)
 
     def _connect(self) -> IMAPClient:
         account = self.account

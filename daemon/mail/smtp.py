@@ -22,18 +22,21 @@ from daemon.core.events import Channel
 from daemon.intake.inbound import Inbound
 from daemon.intake.pipeline import Pipeline
 from daemon.mail.parse import dedupe_key
-from daemon.metrics import Metrics
+from daemon.metrics import ChannelHealth, Metrics
 
 log = logging.getLogger(__name__)
 
 
 class SmtpHandler:
     """aiosmtpd handler: checks recipients, submits DATA (committed), then answers; the
-    delivery worker processes it afterwards."""
+    delivery worker processes it afterwards. A storage failure is recorded in `health`
+    (channel `smtp`)."""
 
-    def __init__(self, pipeline: Pipeline, config: SmtpConfig, metrics: Metrics):
+    def __init__(self, pipeline: Pipeline, config: SmtpConfig, metrics: Metrics,
+                 health: ChannelHealth | None = None):
         self._pipeline = pipeline
         self._metrics = metrics
+        self._health = health
         self._addresses = {r.lower() for r in config.accept_recipients if "@" in r}
         self._domains = {r.lower().lstrip("@") for r in config.accept_recipients
                          if "@" not in r or r.startswith("@")}
@@ -65,9 +68,12 @@ class SmtpHandler:
         )
         try:
             accepted = await self._pipeline.submit(inbound)
-        except Exception:  # storage failed: the sender must keep the message and retry
+        except Exception as err:  # storage failed: the sender must keep the message and retry
             log.exception("smtp: could not store a message from %s", envelope.mail_from)
             self._metrics.smtp_refused.labels("storage").inc()
+            if self._health is not None:
+                self._health.record_error("smtp", f"could not store a message (answered 451): "
+                                                  f"{type(err).__name__}")
             return "451 4.3.0 Temporary failure storing the message; please retry later"
         return f"250 2.0.0 OK: stored as delivery {accepted.delivery_id}"
 

@@ -24,6 +24,7 @@ from daemon.core.events import AlertEvent, Channel, TicketFields
 from daemon.core.lifecycle import AlertAction
 from daemon.intake.inbound import Inbound
 from daemon.intake.pipeline import Pipeline
+from daemon.metrics import ChannelHealth
 from daemon.rmm.datto import DattoAlert, DattoClient
 from daemon.rmm.errors import RmmError
 from daemon.rmm.syncro import SyncroAlert, SyncroClient
@@ -70,13 +71,16 @@ def syncro_upstream(alert: SyncroAlert) -> Upstream:
 
 
 class Poller:
-    """Polls one source. `list_open` yields its open alerts, `lookup` reads one (None: 404)."""
+    """Polls one source. `list_open` yields its open alerts, `lookup` reads one (None: 404);
+    failures are recorded in `health` as channel `poll:<source>`."""
 
     def __init__(self, source: str, pipeline: Pipeline, queries: Queries,
                  list_open: Callable[[], AsyncIterator[Upstream]],
                  lookup: Callable[[str], Awaitable[Upstream | None]], *,
-                 grace_s: float = 300.0, clock: Clock = utcnow):
+                 grace_s: float = 300.0, clock: Clock = utcnow,
+                 health: ChannelHealth | None = None):
         self.source = source
+        self._health = health
         self._pipeline = pipeline
         self._queries = queries
         self._list_open = list_open
@@ -91,7 +95,7 @@ class Poller:
             upstream = {alert.uid: alert async for alert in self._list_open()}
         except RmmError as err:
             result.error = f"listing open alerts failed; nothing reconciled: {err}"
-            log.warning("poll %s: %s", self.source, result.error)
+            self._failed(result.error)
             return result
         result.open_upstream = len(upstream)
         known = await self._queries.known_alert_uids(self.source, list(upstream))
@@ -108,7 +112,7 @@ class Poller:
                 current = await self._lookup(uid)
             except RmmError as err:
                 result.error = f"looking up {uid} failed: {err}"
-                log.warning("poll %s: %s", self.source, result.error)
+                self._failed(result.error)
                 continue
             if current is None:
                 result.unknown_upstream.append(uid)
@@ -121,6 +125,11 @@ class Poller:
                  len(result.unknown_upstream))
         return result
 
+    def _failed(self, error: str) -> None:
+        log.warning("poll %s: %s", self.source, error)
+        if self._health is not None:  # RmmError texts carry no credentials
+            self._health.record_error(f"poll:{self.source}", error)
+
     async def _deliver(self, event: AlertEvent, started: datetime) -> None:
         event = fit_event(event)
         await self._pipeline.ingest(Inbound.of_event(
@@ -130,7 +139,8 @@ class Poller:
 
 def _api_poller(source: str, open_alerts: Callable[[], AsyncIterator[T]],
                 fetch: Callable[[str], Awaitable[T | None]], to_upstream: Callable[[T], Upstream],
-                pipeline: Pipeline, queries: Queries, grace_s: float) -> Poller:
+                pipeline: Pipeline, queries: Queries, grace_s: float,
+                health: ChannelHealth | None) -> Poller:
     async def list_open() -> AsyncIterator[Upstream]:
         async for alert in open_alerts():
             yield to_upstream(alert)
@@ -139,16 +149,16 @@ def _api_poller(source: str, open_alerts: Callable[[], AsyncIterator[T]],
         alert = await fetch(uid)
         return to_upstream(alert) if alert is not None else None
 
-    return Poller(source, pipeline, queries, list_open, lookup, grace_s=grace_s)
+    return Poller(source, pipeline, queries, list_open, lookup, grace_s=grace_s, health=health)
 
 
 def datto_poller(client: DattoClient, pipeline: Pipeline, queries: Queries,
-                 grace_s: float = 300.0) -> Poller:
+                 grace_s: float = 300.0, health: ChannelHealth | None = None) -> Poller:
     return _api_poller("datto", client.open_alerts, client.alert, datto_upstream, pipeline,
-                       queries, grace_s)
+                       queries, grace_s, health)
 
 
 def syncro_poller(client: SyncroClient, pipeline: Pipeline, queries: Queries,
-                  grace_s: float = 300.0) -> Poller:
+                  grace_s: float = 300.0, health: ChannelHealth | None = None) -> Poller:
     return _api_poller("syncro", client.active_alerts, client.alert, syncro_upstream, pipeline,
-                       queries, grace_s)
+                       queries, grace_s, health)

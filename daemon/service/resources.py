@@ -138,7 +138,8 @@ async def imap_readers(services: Services, shutdown: Shutdown) -> AsyncIterator[
             def count_error(kind: str, name: str = account.name) -> None:
                 services.metrics.imap_errors.labels(name, kind).inc()
             reader = AccountReader(account, make_sink(services.pipeline, services.checkpoints,
-                                                      services.metrics), loop, count_error)
+                                                      services.metrics), loop, count_error,
+                                   services.health)
             reader.start()
             readers.append(reader)
         yield
@@ -156,8 +157,8 @@ async def smtp_server(services: Services, shutdown: Shutdown) -> AsyncIterator[i
     if not section.enabled:
         yield None
         return
-    server = await start_smtp_server(SmtpHandler(services.pipeline, section, services.metrics),
-                                     section)
+    server = await start_smtp_server(SmtpHandler(services.pipeline, section, services.metrics,
+                                                 services.health), section)
     services.readiness.listeners["smtp"] = True
 
     async def close() -> None:

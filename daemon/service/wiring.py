@@ -4,8 +4,10 @@ need the daemon's services (replay), so both run the same code."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from daemon.config import Config
 from daemon.console.routes import setup_console_routes
@@ -17,12 +19,14 @@ from daemon.http.auth import TokenStore, ensure_generated_token, read_token_file
 from daemon.intake.inbound import Interpreter
 from daemon.intake.pipeline import Pipeline
 from daemon.intake.worker import DeliveryQueue, DeliveryWorker
-from daemon.metrics import Metrics
+from daemon.metrics import ChannelHealth, Metrics
 from daemon.rmm.clients import RmmClients, build_clients
 from daemon.rmm.outbox import OutboxPolicy, OutboxWorker
 from daemon.rmm.poll import Poller, datto_poller, syncro_poller
 from daemon.rules.email_interpreter import RulesHolder, email_interpreter
 from daemon.rules.load import load_rules
+from daemon.store.activity import Activity
+from daemon.store.browse import Browse
 from daemon.store.checkpoints import ImapCheckpoints
 from daemon.store.database import Database
 from daemon.store.queries import Queries
@@ -30,6 +34,7 @@ from daemon.sync.runner import SyncRunner
 from daemon.tickets.agent import AgentActions
 from daemon.tickets.placement import TicketPlacer
 from daemon.webhooks.routes import setup_webhook_routes
+from daemon.webhooks.setup import WebhookNotConfigured, WebhookSetup, datto_setup, syncro_setup
 from daemon.webhooks.webhook_interpreter import webhook_interpreter
 
 # Every HTTP feature's routes, in the order they are added to the one aiohttp app.
@@ -62,6 +67,19 @@ def api_tokens(config: Config) -> list[str]:
     return read_token_file(ensure_generated_token(config.daemon.state_dir))
 
 
+def webhook_setups(config: Config) -> dict[str, Callable[[], dict[str, Any]]]:
+    """What GET /api/webhooks/config shows per vendor (`alertd webhook-config --json`); a
+    vendor whose secret is not set raises LookupError with what to configure."""
+    def of(build: Callable[[Config], WebhookSetup]) -> Callable[[], dict[str, Any]]:
+        def setup() -> dict[str, Any]:
+            try:
+                return build(config).as_json()
+            except WebhookNotConfigured as err:
+                raise LookupError(str(err)) from None
+        return setup
+    return {"datto": of(datto_setup), "syncro": of(syncro_setup)}
+
+
 @dataclass
 class Services:
     """Everything one alertd runs. `http` is what the HTTP handlers share."""
@@ -80,22 +98,28 @@ class Services:
     sync: SyncRunner
     checkpoints: ImapCheckpoints
     readiness: Readiness = field(default_factory=Readiness)
+    health: ChannelHealth = field(default_factory=ChannelHealth)
 
     @cached_property
     def http(self) -> AppContext:
         return AppContext(config=self.config, db=self.db, metrics=self.metrics,
                           pipeline=self.pipeline, agent=self.agent, queries=self.queries,
                           tokens=self.tokens, outbox=self.outbox, rmm=self.rmm,
+                          rules=self.rules, sync=self.sync, browse=Browse(self.db),
+                          activity=Activity(self.db), health=self.health,
+                          webhook_setups=webhook_setups(self.config),
                           readiness=self.readiness)
 
     def pollers(self) -> list[tuple[Poller, float]]:
         """(poller, interval) for each source with polling on and API credentials set."""
         found: list[tuple[Poller, float]] = []
         if self.rmm.datto is not None and self.config.datto.poll_interval_s > 0:
-            found.append((datto_poller(self.rmm.datto, self.pipeline, self.queries),
+            found.append((datto_poller(self.rmm.datto, self.pipeline, self.queries,
+                                       health=self.health),
                           self.config.datto.poll_interval_s))
         if self.rmm.syncro is not None and self.config.syncro.poll_interval_s > 0:
-            found.append((syncro_poller(self.rmm.syncro, self.pipeline, self.queries),
+            found.append((syncro_poller(self.rmm.syncro, self.pipeline, self.queries,
+                                        health=self.health),
                           self.config.syncro.poll_interval_s))
         return found
 

@@ -72,6 +72,10 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("channel", "dedupe_key"),
         Index("ix_deliveries_status_due", "status", "next_attempt_at"),
+        # The newest delivery of a channel, and of a webhook or polling source (GET
+        # /api/status, /api/webhooks/config): one index seek, however many rows.
+        Index("ix_deliveries_channel_id", "channel", "id"),
+        Index("ix_deliveries_channel_source_id", "channel", "source", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -118,7 +122,15 @@ class Alert(Base):
 
 
 class Ticket(Base):
+    """A ticket. Its summary and details are also in a full-text index that only the
+    migrations know (backend-specific: daemon/store/ticket_search.py)."""
+
     __tablename__ = "tickets"
+    # A customer's or a site's tickets, newest first, in one index range (GET /api/tickets).
+    __table_args__ = (
+        Index("ix_tickets_customer_id_id", "customer_id", "id"),
+        Index("ix_tickets_site_id_id", "site_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     type: Mapped[str] = mapped_column(String(64))
@@ -248,7 +260,7 @@ class Asset(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
-    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"), index=True)
     asset_type_id: Mapped[int | None] = mapped_column(ForeignKey("asset_types.id"))
     end_user_id: Mapped[int | None] = mapped_column(ForeignKey("end_users.id"))
     name: Mapped[str] = mapped_column(String(255), index=True)
@@ -283,7 +295,7 @@ class SyncRun(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     source: Mapped[str] = mapped_column(String(16))
     entities: Mapped[str] = mapped_column(String(64))  # "customers,assets"
-    trigger: Mapped[str] = mapped_column(String(16))  # schedule | cli
+    trigger: Mapped[str] = mapped_column(String(16))  # schedule | cli | api
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(16))  # running | ok | failed

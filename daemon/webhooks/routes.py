@@ -42,6 +42,9 @@ def _secret_matches(presented: str, expected: str) -> bool:
 def _refuse(ctx: AppContext, route: str, status: int, detail: str) -> ApiError:
     ctx.metrics.auth_failures.labels(route).inc()
     log.warning("webhook %s refused (%d): %s", route, status, detail)
+    # GET /api/status shows it: a wrong secret in the vendor is the usual set-up mistake.
+    ctx.health.record_error(f"webhook:{route.removesuffix('_webhook')}",
+                            f"refused ({status}): {detail}")
     return ApiError(status, detail)
 
 

@@ -1,0 +1,87 @@
+"""Read side of GET /api/status and /api/webhooks/config: the newest input of each channel and
+what is waiting (deliveries to process or replay, actions owed to the RMMs).
+
+Every read is an index seek or a count over one status, so the answer stays quick however
+many rows the tables hold: the newest delivery of a channel or source through
+`ix_deliveries_channel_id` / `ix_deliveries_channel_source_id`, the backlogs through the
+status indexes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from daemon.core.clock import utc_iso
+from daemon.store.database import Database
+from daemon.store.models import Delivery, ImapCheckpoint, OutboxAction
+
+# (channel, source): source None means any source (email learns its source from the rules,
+# so the newest mail of a channel is not the newest of any one source).
+ChannelKey = tuple[str, str | None]
+
+# What waits: (its status column, since when, the statuses that wait).
+_BACKLOG = {
+    "deliveries": (Delivery.status, Delivery.received_at, ("received", "failed")),
+    "outbox": (OutboxAction.status, OutboxAction.created_at, ("pending", "dead")),
+}
+
+
+def _newest(session: Session, channel: str, source: str | None) -> dict[str, Any] | None:
+    query = (select(Delivery.id, Delivery.received_at, Delivery.status, Delivery.outcome,
+                    Delivery.error)
+             .where(Delivery.channel == channel).order_by(Delivery.id.desc()).limit(1))
+    if source is not None:
+        query = query.where(Delivery.source == source)
+    row = session.execute(query).first()
+    if row is None:
+        return None
+    return {"id": row.id, "received_at": utc_iso(row.received_at), "status": row.status,
+            "outcome": row.outcome, "error": row.error}
+
+
+def _age_s(now: datetime, oldest: datetime | None) -> float | None:
+    return None if oldest is None else round(max(0.0, (now - oldest).total_seconds()), 1)
+
+
+class Activity:
+    def __init__(self, db: Database):
+        self._db = db
+
+    async def newest_deliveries(self, keys: Iterable[ChannelKey]
+                                ) -> dict[ChannelKey, dict[str, Any] | None]:
+        """The newest delivery of each (channel, source): id, received_at, status, outcome,
+        error; None when there is none."""
+        wanted = list(keys)
+        return await self._db.read(lambda session: {
+            key: _newest(session, *key) for key in wanted})
+
+    async def imap_last_input(self) -> dict[str, datetime]:
+        """Per IMAP account, when its newest batch of mail was stored: the checkpoint moves
+        only after a batch is committed. (A delivery records its account only inside its JSON
+        `meta`, which no index of both backends can reach.)"""
+        query = select(ImapCheckpoint.account, func.max(ImapCheckpoint.updated_at)
+                       ).group_by(ImapCheckpoint.account)
+        rows = await self._db.read(lambda session: session.execute(query).all())
+        return {account: moment for account, moment in rows}
+
+    async def backlogs(self, now: datetime) -> dict[str, dict[str, dict[str, Any]]]:
+        """{"deliveries": {"received": {...}, "failed": {...}}, "outbox": {"pending": {...},
+        "dead": {...}}}, each `{"count": n, "oldest_age_s": seconds or None}`."""
+        def run(session: Session) -> dict[str, dict[str, dict[str, Any]]]:
+            answer: dict[str, dict[str, dict[str, Any]]] = {}
+            for name, (status_column, since, statuses) in _BACKLOG.items():
+                rows = session.execute(
+                    select(status_column, func.count(), func.min(since))
+                    .where(status_column.in_(statuses)).group_by(status_column)).all()
+                found = {status: (count, oldest) for status, count, oldest in rows}
+                answer[name] = {}
+                for status in statuses:
+                    count, oldest = found.get(status, (0, None))
+                    answer[name][status] = {"count": count, "oldest_age_s": _age_s(now, oldest)}
+            return answer
+        return await self._db.read(run)
