@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from daemon.console import deliveries, outbox, signin, tickets
+from daemon.console import admin, browse, deliveries, outbox, rules, signin, tickets
 from daemon.console.security import console_middleware
 from daemon.console.state import (
     CONSOLE,
@@ -25,6 +25,10 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 async def home(request: web.Request) -> web.Response:
     return redirect("/ui/tickets")
+
+
+async def browse_home(request: web.Request) -> web.Response:
+    return redirect("/ui/browse/customers")
 
 
 async def not_found(request: web.Request) -> web.Response:
@@ -59,4 +63,13 @@ def setup_console_routes(app: web.Application) -> None:
     router.add_post("/ui/deliveries/{id}/replay", deliveries.replay)
     router.add_get("/ui/outbox", outbox.outbox_page)
     router.add_post("/ui/outbox/{id}/{action:retry|drop}", outbox.change)
+    router.add_get("/ui/rules", rules.rules_page)
+    router.add_post("/ui/rules/test", rules.test_message)
+    router.add_get("/ui/webhooks", admin.webhooks_page)
+    router.add_get("/ui/sync", admin.sync_page)
+    router.add_post("/ui/sync/{source}/{action:preview|run}", admin.run_sync)
+    router.add_get("/ui/status", admin.status_page)
+    entities = "|".join(browse.ENTITIES)
+    router.add_get(f"/ui/browse/{{entity:{entities}}}", browse.browse_page)
+    router.add_get("/ui/browse", browse_home)
     router.add_route("*", "/ui/{tail:.*}", not_found)

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from daemon.http.app import CONTEXT
+from daemon.http.app import CONTEXT, AppContext
 from daemon.http.errors import ApiError
 from daemon.http.params import json_object
 from daemon.http.submissions import read_json_body
@@ -51,8 +51,9 @@ def masked(value: Any, secrets: list[str]) -> Any:
     return value
 
 
-def _webhook_secrets(request: web.Request) -> list[str]:
-    config = request.app[CONTEXT].config
+def webhook_secrets(ctx: AppContext) -> list[str]:
+    """The configured webhook secrets in every form a set-up may show them, longest first."""
+    config = ctx.config
     found = [s.get_secret_value() for s in (config.datto.webhook_secret,
                                             config.syncro.webhook_token) if s is not None]
     forms = {form for secret in found if secret
@@ -63,8 +64,12 @@ def _webhook_secrets(request: web.Request) -> list[str]:
 async def webhooks_config(request: web.Request) -> web.Response:
     """GET /api/webhooks/config: per vendor, what to paste into it (secrets masked) or what to
     configure first, and the last webhook delivery received from it."""
-    ctx = request.app[CONTEXT]
-    secrets = _webhook_secrets(request)
+    return web.json_response(await webhook_config(request.app[CONTEXT]))
+
+
+async def webhook_config(ctx: AppContext) -> dict[str, Any]:
+    """The answer of GET /api/webhooks/config (the console's webhooks page shows the same)."""
+    secrets = webhook_secrets(ctx)
     newest = await ctx.activity.newest_deliveries(
         ("webhook", vendor) for vendor in ctx.webhook_setups)
     answer: dict[str, Any] = {}
@@ -75,7 +80,7 @@ async def webhooks_config(request: web.Request) -> web.Response:
             setup, message = None, str(err)
         answer[vendor] = {"configured": setup is not None, "message": message,
                           "setup": setup, "last_delivery": newest[("webhook", vendor)]}
-    return web.json_response(answer)
+    return answer
 
 
 async def _sync(request: web.Request, preview: bool) -> web.Response:

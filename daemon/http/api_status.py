@@ -41,7 +41,11 @@ def _webhook_configured(ctx: AppContext, vendor: str) -> bool:
 
 
 async def status(request: web.Request) -> web.Response:
-    ctx = request.app[CONTEXT]
+    return web.json_response(await status_report(request.app[CONTEXT]))
+
+
+async def status_report(ctx: AppContext) -> dict[str, Any]:
+    """The answer of GET /api/status (the console's status page shows the same)."""
     config = ctx.config
     keys = [("smtp", None), ("api", None),
             *(("webhook", s) for s in RMM_SOURCES), *(("poll", s) for s in RMM_SOURCES)]
@@ -65,14 +69,14 @@ async def status(request: web.Request) -> web.Response:
                                  address=None, newest=newest[("poll", source)]))
     channels.append(_channel(ctx, "api", "api", "api", enabled=True, address=None,
                              newest=newest[("api", None)]))
-    return web.json_response({
+    return {
         "version": __version__,
         "started_at": utc_iso(ctx.health.started_at),
         "uptime_s": round(ctx.health.uptime_s(), 1),
         "database": ctx.db.display_url,
         "channels": channels,
         "backlog": await ctx.activity.backlogs(utcnow()),
-    })
+    }
 
 
 def setup_status_routes(app: web.Application) -> None:

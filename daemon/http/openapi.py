@@ -32,7 +32,8 @@ from daemon.http.openapi_parts import (
 )
 
 ALERT_REF = obj({"id": INT, "source": STR, "uid": STR,
-                 "state": {"enum": ["open", "resolved"]}})
+                 "state": {"enum": ["open", "resolved"]}, "device": N_STR,
+                 "channels": {"type": "array", "items": STR}})
 NOTE = obj({"id": INT, "created_at": TIME, "author": STR, "body": STR})
 TICKET_PROPS: dict[str, Any] = {
     "id": INT, "type": STR, "status": {"enum": ["open", "closed"]}, "priority": N_STR,
@@ -141,7 +142,7 @@ RMM_CHECK = obj({
 SYNC_RUN = obj({
     "id": INT, "source": {"enum": ["datto", "syncro"]},
     "entities": {"type": "array", "items": {"enum": ["customers", "assets"]}},
-    "trigger": {"enum": ["schedule", "cli", "api"]},
+    "trigger": {"enum": ["schedule", "cli", "api", "console"]},
     "status": {"enum": ["running", "ok", "failed"]}, "started_at": TIME,
     "finished_at": N_TIME,
     "counts": {"type": "object", "additionalProperties": INT,

@@ -111,7 +111,8 @@ def _listing(items: list[dict[str, Any]], page: Page) -> dict[str, Any]:
 # one query for a whole page, no ORM objects to build (a page of 100 is twice as quick).
 _TICKET_ROWS = (
     select(Ticket.__table__, Alert.source.label("alert_source"), Alert.uid.label("alert_uid"),
-           Alert.state.label("alert_state"), Customer.name.label("customer"),
+           Alert.state.label("alert_state"), Alert.device.label("alert_device"),
+           Alert.channels.label("alert_channels"), Customer.name.label("customer"),
            Site.name.label("site"), Asset.name.label("asset"),
            EndUser.name.label("end_user"))
     .outerjoin(Alert, Ticket.alert_id == Alert.id)
@@ -144,7 +145,8 @@ def ticket_view(row: Any, notes: list[TicketNote] | None = None) -> dict[str, An
         "closed_by": row.closed_by,
         "alert": None if row.alert_id is None else {
             "id": row.alert_id, "source": row.alert_source, "uid": row.alert_uid,
-            "state": row.alert_state},
+            "state": row.alert_state, "device": row.alert_device,
+            "channels": list(row.alert_channels or ())},
     }
     if notes is not None:
         view["notes"] = [

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
@@ -18,7 +19,7 @@ from daemon.console.state import CONSOLE
 from daemon.http.app import create_app
 from daemon.service.wiring import ROUTES, Services, build_services
 from daemon.store.database import Database
-from daemon.store.models import ConsoleSession, OutboxAction, Ticket
+from daemon.store.models import ConsoleSession, Customer, Delivery, OutboxAction, Ticket
 from tests.api_client import AUTH, TOKEN
 
 UID = "7d1f3c2a-9b4e-4e1a-8c55-0a1b2c3d4e5f"
@@ -325,3 +326,78 @@ async def test_outbox_rows_can_be_dropped_and_retried(console: Console) -> None:
     assert row.status == "dropped"
     assert (await console.client.post("/ui/outbox/77/retry", data={"csrf": csrf})).status == 404
     assert (await console.client.post("/ui/outbox/1/explode", data={"csrf": csrf})).status == 404
+
+
+# --- rules, webhooks, sync, status, browse -------------------------------------------------
+
+DATTO_MAIL = (b"From: rmm@example-msp.com\r\nTo: alerts@example-msp.com\r\n"
+              b"Message-ID: <t1@example>\r\nSubject: Alert on device: FS-01 - Alert{"
+              + UID.encode() + b"}\r\n\r\nDisk <b>full</b>\r\n")
+
+
+async def test_the_rules_tester_names_the_rule_and_stores_nothing(console: Console) -> None:
+    await console.signin()
+    page = await console.client.get("/ui/rules")
+    html = await page.text()
+    assert page.status == 200 and "Datto RMM Alerts" in html and 'for="message">Message<' in html
+    csrf = _hidden(html, "csrf")
+    pasted = await console.client.post("/ui/rules/test", data={
+        "csrf": csrf, "message": DATTO_MAIL.decode()})
+    result = await pasted.text()
+    assert pasted.status == 200
+    assert "<strong>hit</strong> &rarr; raise" in result and "Datto RMM Alerts" in result
+    assert f"<code>{UID}</code>" in result and "Disk &lt;b&gt;full&lt;/b&gt;" in result
+    form = aiohttp.FormData()
+    form.add_field("csrf", csrf)
+    form.add_field("file", DATTO_MAIL, filename="alert.eml", content_type="message/rfc822")
+    uploaded = await console.client.post("/ui/rules/test", data=form)
+    assert uploaded.status == 200 and "&rarr; raise" in await uploaded.text()
+    empty = await console.client.post("/ui/rules/test", data={"csrf": csrf, "message": " "})
+    assert empty.status == 400 and "Paste a message" in await empty.text()
+    rows = await console.services.db.read(lambda s: s.scalars(select(Delivery)).all())
+    assert rows == []
+
+
+async def test_the_webhooks_page_masks_the_secret_until_revealed(
+        aiohttp_client: Callable[..., Any], make_config: Callable[..., Config],
+        db: Database) -> None:
+    secret = "datto-webhook-secret-for-the-console"
+    config = make_config(f'[api]\ntokens = ["{TOKEN}"]\n[datto]\nwebhook_secret = "{secret}"\n')
+    services = build_services(config, db)
+    console = Console(await aiohttp_client(create_app(services.http, ROUTES)), services)
+    await console.signin()
+    html = await (await console.client.get("/ui/webhooks")).text()
+    assert "/api/notify/datto" in html and "********" in html
+    assert html.count(secret) == 1  # only inside the closed "Reveal the secret" box
+    assert re.search(r"<details class=\"reveal\"><summary>Reveal the secret</summary>"
+                     rf"<code>{secret}</code></details>", html)
+    assert "[syncro] webhook_token is not set" in html
+
+
+async def test_sync_without_credentials_says_so(console: Console) -> None:
+    await console.signin()
+    html = await (await console.client.get("/ui/sync")).text()
+    assert "No API credentials in <code>[datto]</code>" in html and "No sync has run yet" in html
+    csrf = _hidden(html, "csrf")
+    refused = await console.client.post("/ui/sync/datto/run", data={"csrf": csrf})
+    assert refused.status == 409 and "API credentials are not configured" in await refused.text()
+    unknown = await console.client.post("/ui/sync/pigeon/run", data={"csrf": csrf})
+    assert unknown.status == 404
+
+
+async def test_status_and_browse_pages(console: Console) -> None:
+    await raise_ticket(console)
+    await console.signin()
+    status = await (await console.client.get("/ui/status")).text()
+    assert "Channels" in status and "127.0.0.1:2525" in status and "Backlogs" in status
+    await console.services.db.write(lambda s: s.add(Customer(
+        name="Acme <Dental>", active=True, updated_at=datetime.now(UTC))))
+    for entity in ("customers", "sites", "assets", "end-users"):
+        page = await console.client.get(f"/ui/browse/{entity}?q=acme")
+        assert page.status == 200, entity
+    customers = await (await console.client.get("/ui/browse/customers?q=dental")).text()
+    assert "Acme &lt;Dental&gt;" in customers
+    bad = await console.client.get("/ui/browse/assets?customer_id=abc")
+    assert bad.status == 400
+    home = await console.client.get("/ui/browse", allow_redirects=False)
+    assert home.headers["Location"] == "/ui/browse/customers"

@@ -154,10 +154,31 @@ async def test_a_cross_site_form_post_is_refused(daemon: Daemon, browser: Any,
     assert ticket["status"] == "open" and ticket["notes"] == []
 
 
+async def test_the_rules_tester_names_the_rule_that_hits(daemon: Daemon, browser: Any) -> None:
+    page = await signed_in_page(browser, daemon)
+    await page.get_by_role("link", name="Rules").click()
+    await page.get_by_label("Message").fill(
+        "From: rmm@example-msp.com\nTo: alerts@example-msp.com\nSubject: Alert on device: "
+        f"FS-01 - Alert{{{UID}}}\n\nDisk full\n")
+    await page.get_by_role("button", name="Test").click()
+    await page.wait_for_load_state()
+    result = page.get_by_role("region", name="Result")
+    hit = result.locator("table.trace tr.hit")
+    assert await hit.locator("td").first.inner_text() == "Datto RMM Alerts"
+    assert "raise" in await hit.locator("td").nth(1).inner_text()
+    assert UID in await result.locator(".verdict").inner_text()
+
+
 async def test_every_page_renders(daemon: Daemon, browser: Any) -> None:
     ticket_id = await hostile_webhook(daemon)
     page = await signed_in_page(browser, daemon)
-    for path in ("/ui/tickets", f"/ui/tickets/{ticket_id}", "/ui/tickets?status=open"):
+    delivery_id = (await api_get(daemon, "/api/deliveries"))["items"][0]["id"]
+    pages = [href for href in await page.locator("header.top nav a").evaluate_all(
+        "links => links.map(a => a.getAttribute('href'))")]
+    assert len(pages) == 8
+    for path in (*pages, f"/ui/tickets/{ticket_id}", "/ui/tickets?status=open",
+                 f"/ui/deliveries/{delivery_id}", "/ui/browse/sites", "/ui/browse/assets",
+                 "/ui/browse/end-users"):
         response = await page.goto(daemon.url(path))
         assert response.status == 200, path
         assert await page.locator("h1").count() == 1, path
