@@ -24,8 +24,11 @@ def _ticket_id(request: web.Request) -> int | None:
     return int(raw) if _ID.fullmatch(raw) else None
 
 
+FILTERS = ("status", "source", "customer_id", "site_id", "q")
+
+
 def _filters(request: web.Request) -> dict[str, str | None]:
-    return {name: request.query.get(name) or None for name in ("status", "source")}
+    return {name: request.query.get(name) or None for name in FILTERS}
 
 
 async def tickets_page(request: web.Request) -> web.Response:

@@ -271,6 +271,13 @@ async def test_the_tickets_list_filters_and_refuses_a_bad_filter(console: Consol
     assert f'href="/ui/tickets/{ticket_id}"' in html
     html = await (await console.client.get("/ui/tickets?status=closed")).text()
     assert f'href="/ui/tickets/{ticket_id}"' not in html and "No tickets" in html
+    found = await (await console.client.get("/ui/tickets?q=line+3")).text()
+    assert f'href="/ui/tickets/{ticket_id}"' in found
+    for q in ("absent", '%22%28AND+OR', "NEAR%28a+b%29"):  # FTS syntax is plain text here
+        response = await console.client.get(f"/ui/tickets?q={q}")
+        assert response.status == 200 and "No tickets match" in await response.text(), q
+    other = await (await console.client.get("/ui/tickets?customer_id=4242")).text()
+    assert "No tickets match" in other and "Only customer 4242" in other
     bad = await console.client.get("/ui/tickets?status=%3Cscript%3E")
     assert bad.status == 400 and "must be one of: open, closed" in await bad.text()
     assert "<script>" not in await bad.text()
