@@ -1,6 +1,7 @@
 """Benchmark: browsing 100,000 tickets through the real app on loopback: a tickets page, a page
 filtered by customer, one ticket (GET /api/tickets/{id}), and full-text searches (a common
-pair of words, a rare device name), against the bare reference, in the same run.
+pair of words, a rare device name), then the console's tickets page, ticket page and search
+(signed in), against the bare reference, in the same run.
 
 The reference (../shared/perf-notes.md, the bare aiohttp handler of the HTTP figures): these
 routes read and commit nothing, so the handler to divide by is the bare aiohttp one without
@@ -34,6 +35,18 @@ and p95; compare ratios within one run only):
     search 'disk full'    2.6 /  3.6    50.8 / 77.8    19.5x / 21.3x
     search device         1.8 /  2.1    67.2 / 98.5    36.9x / 47.2x
 
+The console's pages (server-rendered HTML of the same reads, 50 tickets a page; the bare
+reference answers the same HTML bytes), measured in a later run on the same VM:
+
+    SQLite                    bare          alertd         ratio p50 / p95
+    console: tickets page     1.0 /  1.2    36.3 / 69.0    37.1x / 56.1x
+    console: one ticket       0.6 /  0.8    21.2 / 31.9    36.0x / 40.7x
+    console: search           0.6 /  1.0    39.2 / 82.1    62.5x / 85.3x
+    PostgreSQL
+    console: tickets page     1.0 /  1.2    47.3 / 67.6    45.4x / 55.9x
+    console: one ticket       0.6 /  0.7    23.2 / 33.1    37.3x / 45.4x
+    console: search           1.0 /  1.3    58.9 / 84.4    59.4x / 67.4x
+
 Every route stays well inside the targets on both backends. Before the search's ids were
 taken from the GIN index in a MATERIALIZED CTE, PostgreSQL walked the newest tickets and
 computed to_tsvector for each: a rare word took 1.1 s p50 (20,000 tickets). Selecting
@@ -47,6 +60,7 @@ import argparse
 import asyncio
 import os
 import random
+import re
 import statistics
 import sys
 import tempfile
@@ -163,9 +177,13 @@ async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
 
 
 def bare_app(answers: dict[str, Any]) -> web.Application:
-    """The reference: the same JSON for the same URL, serialised on each request."""
+    """The reference: the same JSON for the same URL, serialised on each request (a console
+    page: the same HTML bytes)."""
     async def handler(request: web.Request) -> web.Response:
-        return web.json_response(answers[request.path_qs])
+        answer = answers[request.path_qs]
+        if isinstance(answer, str):
+            return web.Response(text=answer, content_type="text/html")
+        return web.json_response(answer)
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", handler)
@@ -187,7 +205,26 @@ def scenarios(tickets: int, requests: int) -> dict[str, list[str]]:
         "search 'disk full'": ["/api/tickets?limit=100&q=disk%20full"] * requests,
         "search device": [f"/api/tickets?limit=100&q=WS-{rng.randrange(ASSETS):04}"
                           for _ in range(requests)],
+        # The console renders the same reads as HTML (50 tickets a page).
+        "console: tickets page": ["/ui/tickets"] * requests,
+        "console: one ticket": [f"/ui/tickets/{rng.randrange(1, tickets + 1)}"
+                                for _ in range(requests)],
+        "console: search": ["/ui/tickets?q=disk+full"] * requests,
     }
+
+
+async def console_cookie(url: str) -> str:
+    """Sign in to the console as a browser would; the session cookie for the requests."""
+    jar = aiohttp.CookieJar(unsafe=True)  # keep cookies of an IP address host
+    async with aiohttp.ClientSession(cookie_jar=jar) as session:
+        async with session.get(url + "/ui/signin") as page:
+            nonce = re.search(r'name="nonce" value="([^"]+)"', await page.text())
+        assert nonce is not None
+        async with session.post(url + "/ui/signin", allow_redirects=False,
+                                data={"token": TOKEN, "nonce": nonce.group(1)}) as response:
+            assert response.status == 303, response.status
+        cookie = next(c for c in jar if c.key == "alertd_session")
+    return f"alertd_session={cookie.value}"
 
 
 async def measure(name: str, db_url: str, tmp: Path, args: argparse.Namespace,
@@ -212,15 +249,16 @@ async def measure(name: str, db_url: str, tmp: Path, args: argparse.Namespace,
     print(f"{name}: {args.tickets:,} tickets filled in {time.perf_counter() - started:.1f} s")
     ctx = build_services(config, db)
     runner, url = await serve(create_app(ctx.http, ROUTES))
-    headers = {"Authorization": f"Bearer {TOKEN}"}
     results = {}
     try:
+        headers = {"Authorization": f"Bearer {TOKEN}", "Cookie": await console_cookie(url)}
         async with aiohttp.ClientSession(headers=headers) as session:
-            answers = {}
+            answers: dict[str, Any] = {}
             for paths in scenarios(args.tickets, args.requests).values():
                 for path in set(paths):
                     async with session.get(url + path) as response:
-                        answers[path] = await response.json()
+                        answers[path] = (await response.json() if path.startswith("/api/")
+                                         else await response.text())
         bare_runner, bare_url = await serve(bare_app(answers))
         try:
             for scenario, paths in scenarios(args.tickets, args.requests).items():
