@@ -3,19 +3,16 @@ and status (each channel's last input and error, the backlogs)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from aiohttp import web
 
-from daemon.console.state import render
+from daemon.console.state import list_page, render
 from daemon.http.api_admin import webhook_config, webhook_secrets
 from daemon.http.api_status import status_report
 from daemon.http.app import CONTEXT
-from daemon.store.queries import Page
+from daemon.store.queries import BadFilter
 from daemon.sync.runner import SOURCES, SyncRefused
-
-_ID = re.compile(r"[0-9]{1,18}")
 
 
 async def webhooks_page(request: web.Request) -> web.Response:
@@ -34,9 +31,10 @@ async def webhooks_page(request: web.Request) -> web.Response:
 async def sync_page(request: web.Request, report: dict[str, Any] | None = None,
                     error: str | None = None, status: int = 200) -> web.Response:
     ctx = request.app[CONTEXT]
-    before = request.query.get("before_id")
-    page = Page(50, int(before) if before and _ID.fullmatch(before) else None)
-    runs = await ctx.queries.sync_runs(page)
+    try:
+        runs = await ctx.queries.sync_runs(list_page(request))
+    except BadFilter as err:
+        runs, error, status = {"items": [], "next_before_id": None}, str(err), 400
     return render(request, "sync.html", status=status, runs=runs, report=report, error=error,
                   sources=SOURCES, enabled=ctx.sync.enabled_sources(),
                   configured=[s for s in SOURCES if getattr(ctx.rmm, s) is not None])

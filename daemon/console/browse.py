@@ -3,17 +3,14 @@ each linked to what it belongs to and to its tickets."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from aiohttp import web
 
-from daemon.console.state import render
+from daemon.console.state import list_page, render
 from daemon.http.app import CONTEXT
-from daemon.store.queries import BadFilter, Page
+from daemon.store.queries import BadFilter
 
-PAGE_SIZE = 50
-_ID = re.compile(r"[0-9]{1,18}")
 # entity -> (title, Browse method, filters it takes besides q)
 ENTITIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "customers": ("Customers", "customers", ()),
@@ -28,11 +25,10 @@ async def browse_page(request: web.Request) -> web.Response:
     title, method, filter_names = ENTITIES[entity]
     filters: dict[str, Any] = {name: request.query.get(name) or None
                                for name in ("q", *filter_names)}
-    before = request.query.get("before_id")
     error = None
     try:
-        page = Page(PAGE_SIZE, int(before) if before and _ID.fullmatch(before) else None)
-        listing = await getattr(request.app[CONTEXT].browse, method)(page, **filters)
+        listing = await getattr(request.app[CONTEXT].browse, method)(list_page(request),
+                                                                       **filters)
     except BadFilter as err:
         listing, error = {"items": [], "next_before_id": None}, str(err)
     return render(request, "browse.html", status=400 if error else 200, entity=entity,

@@ -6,31 +6,26 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import re
 from typing import Any
 
 from aiohttp import web
 
-from daemon.console.state import redirect, render
+from daemon.console.state import list_page, parse_id, redirect, render
 from daemon.core.events import Unprocessable
 from daemon.http.app import CONTEXT
 from daemon.intake.deliveries import ReplayRefused
 from daemon.mail.parse import parse_message
-from daemon.store.queries import BadFilter, Page
+from daemon.store.queries import BadFilter
 
-PAGE_SIZE = 50
 REPLAYABLE = ("failed", "ignored", "rejected")
 SHOWN_CHARS = 200_000  # of a body or payload; the download has it all
-_ID = re.compile(r"[0-9]{1,18}")
 
 
 async def deliveries_page(request: web.Request) -> web.Response:
     filters = {name: request.query.get(name) or None for name in ("status", "channel")}
-    before = request.query.get("before_id")
     error = None
     try:
-        page = Page(PAGE_SIZE, int(before) if before and _ID.fullmatch(before) else None)
-        listing = await request.app[CONTEXT].queries.deliveries(page, **filters)
+        listing = await request.app[CONTEXT].queries.deliveries(list_page(request), **filters)
     except BadFilter as err:
         listing, error = {"items": [], "next_before_id": None}, str(err)
     return render(request, "deliveries.html", status=400 if error else 200, listing=listing,
@@ -38,10 +33,10 @@ async def deliveries_page(request: web.Request) -> web.Response:
 
 
 async def _delivery(request: web.Request) -> dict[str, Any] | None:
-    raw_id = request.match_info["id"]
-    if not _ID.fullmatch(raw_id):
+    delivery_id = parse_id(request.match_info["id"])
+    if delivery_id is None:
         return None
-    return await request.app[CONTEXT].queries.delivery(int(raw_id))
+    return await request.app[CONTEXT].queries.delivery(delivery_id)
 
 
 def _payload_bytes(delivery: dict[str, Any]) -> bytes:

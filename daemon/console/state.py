@@ -3,6 +3,7 @@ security context (CSRF token, navigation)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,6 +14,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from daemon import __version__
 from daemon.core.clock import Clock
+from daemon.store.queries import Page, parse_page
 from daemon.store.sessions import ConsoleSessions, SessionInfo
 
 SESSION_COOKIE = "alertd_session"
@@ -60,6 +62,20 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
         csrf=session.csrf_token if session else "", signed_in=session is not None,
         navigation=NAVIGATION, path=request.path, now=state.clock(), **context)
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+
+PAGE_SIZE = 50  # rows of a console list
+_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only (str.isdigit also takes '²')
+
+
+def parse_id(raw: str) -> int | None:
+    """An id from the path, or None for anything that is not one (the page answers 404)."""
+    return int(raw) if _ID.fullmatch(raw) else None
+
+
+def list_page(request: web.Request) -> Page:
+    """The page of a list the request asks for (`?before_id=`); raises `BadFilter`."""
+    return parse_page(str(PAGE_SIZE), request.query.get("before_id") or None)
 
 
 def redirect(location: str) -> web.Response:

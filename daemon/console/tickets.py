@@ -3,25 +3,18 @@ agent actions (add a note, close), through the same `AgentActions` as the API.""
 
 from __future__ import annotations
 
-import re
-
 from aiohttp import web
 
-from daemon.console.state import redirect, render
+from daemon.console.state import list_page, parse_id, redirect, render
 from daemon.core.lifecycle import TicketAlreadyClosed
 from daemon.http.app import CONTEXT
-from daemon.store.queries import BadFilter, Page
+from daemon.store.queries import BadFilter
 from daemon.store.timeline import alert_timeline
 from daemon.tickets.transitions import MAX_NOTE_CHARS, TicketNotFound
 
-PAGE_SIZE = 50
 ACTOR = "agent:console"  # sessions open with a shared API token: no person's name to use
-_ID = re.compile(r"[0-9]{1,18}")
-
-
 def _ticket_id(request: web.Request) -> int | None:
-    raw = request.match_info["id"]
-    return int(raw) if _ID.fullmatch(raw) else None
+    return parse_id(request.match_info["id"])
 
 
 FILTERS = ("status", "source", "customer_id", "site_id", "q")
@@ -34,11 +27,9 @@ def _filters(request: web.Request) -> dict[str, str | None]:
 async def tickets_page(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     filters = _filters(request)
-    before = request.query.get("before_id")
     error = None
     try:
-        page = Page(PAGE_SIZE, int(before) if before and _ID.fullmatch(before) else None)
-        listing = await ctx.queries.tickets(page, **filters)
+        listing = await ctx.queries.tickets(list_page(request), **filters)
     except BadFilter as err:
         listing, error = {"items": [], "next_before_id": None}, str(err)
     return render(request, "tickets.html", status=400 if error else 200, listing=listing,

@@ -408,3 +408,21 @@ async def test_status_and_browse_pages(console: Console) -> None:
     assert bad.status == 400
     home = await console.client.get("/ui/browse", allow_redirects=False)
     assert home.headers["Location"] == "/ui/browse/customers"
+
+
+async def test_lists_page_through_with_their_filters(console: Console) -> None:
+    for n in range(55):
+        response = await console.client.post("/api/alerts", headers=AUTH, json={
+            "source": "syncro", "uid": str(9000 + n), "action": "raise",
+            "message": f"disk {n}"})
+        assert response.status == 201
+    await console.signin()
+    first = await (await console.client.get("/ui/tickets?status=open")).text()
+    assert len(re.findall(r'<td><a href="/ui/tickets/\d+">', first)) == 50
+    older = re.search(r'href="(/ui/tickets\?before_id=6&amp;status=open)">Older tickets', first)
+    assert older, "no link to the older tickets"
+    rest = await (await console.client.get(older.group(1).replace("&amp;", "&"))).text()
+    assert re.findall(r'<td><a href="/ui/tickets/(\d+)">', rest) == ["5", "4", "3", "2", "1"]
+    assert "Older tickets" not in rest
+    bad = await console.client.get("/ui/tickets?before_id=x%27")
+    assert bad.status == 400
