@@ -46,8 +46,18 @@ class StoredRow:
 
 @dataclass(frozen=True)
 class ClaimedDelivery:
-    attempts: int  # including this one
+    attempts: int  # including this one (counted when it began: `begin_attempt`)
     source: str | None
+
+
+@dataclass(frozen=True)
+class BegunAttempt:
+    """A delivery whose attempt is counted and committed: `raw` is to be processed now, or,
+    when `gave_up` is set, the attempts ran out and it is `failed` with that reason."""
+
+    raw: RawDelivery
+    attempts: int
+    gave_up: str | None = None
 
 
 class DeliveryRows:
@@ -70,10 +80,10 @@ class DeliveryRows:
 
     @staticmethod
     def claim(conn: Connection, delivery_id: int) -> ClaimedDelivery | None:
-        """Lock a `received` delivery for processing; None when it is done meanwhile or
-        another process holds it (`SKIP LOCKED`)."""
+        """Lock a `received` delivery to apply it; None when it is done meanwhile or another
+        process holds it (`SKIP LOCKED`). Its attempt was counted when it began."""
         row = conn.execute(_CLAIM, {"id": delivery_id}).first()
-        return ClaimedDelivery(row.attempts + 1, row.source) if row is not None else None
+        return ClaimedDelivery(row.attempts, row.source) if row is not None else None
 
     @staticmethod
     def finish(conn: Connection, changes: dict[str, Any]) -> None:
@@ -83,24 +93,54 @@ class DeliveryRows:
 
 def new_row(channel: str, dedupe_key: str, payload: bytes, content_type: str,
             source: str | None, meta: dict[str, Any], rejected_reason: str | None,
-            now: datetime) -> dict[str, Any]:
-    """The `deliveries` row of an input as it arrives: `received`, or `rejected` at the edge."""
+            now: datetime, attempt_until: datetime | None = None) -> dict[str, Any]:
+    """The `deliveries` row of an input as it arrives: `received`, or `rejected` at the edge.
+
+    `attempt_until`: the first attempt begins with the store (its count is committed with
+    the row); if it does not finish, the delivery is due again at that time."""
     rejected = rejected_reason is not None
     return dict(
         channel=channel, source=source, dedupe_key=dedupe_key, received_at=now,
         status=(DeliveryStatus.REJECTED if rejected else DeliveryStatus.RECEIVED).value,
-        attempts=0, next_attempt_at=None if rejected else now, error=rejected_reason,
+        attempts=0 if attempt_until is None or rejected else 1,
+        next_attempt_at=None if rejected else (attempt_until or now), error=rejected_reason,
         content_type=content_type, meta=meta, payload=payload,
     )
 
 
-def load_received(session: Session, delivery_id: int) -> RawDelivery | None:
-    delivery = session.scalar(select(Delivery).where(
-        Delivery.id == delivery_id, Delivery.status == DeliveryStatus.RECEIVED.value))
-    if delivery is None:
+def retry_delay(attempts: int, retry_base_s: float) -> timedelta:
+    """Exponential backoff after `attempts` tries, with jitter: instances must not retry in
+    step."""
+    return timedelta(seconds=retry_base_s * 2 ** (attempts - 1) * random.uniform(0.8, 1.2))
+
+
+def begin_attempt(session: Session, delivery_id: int, now: datetime, max_attempts: int,
+                  retry_base_s: float) -> BegunAttempt | None:
+    """Count an attempt of a due `received` delivery before anything else happens to it.
+
+    The count is committed before the delivery is interpreted, so an input that kills the
+    process (a crash, a hang the watchdog ends) still uses up its attempts and is `failed`
+    after `max_attempts`, instead of taking the daemon down at every start. Until the attempt
+    finishes, `next_attempt_at` is its retry time, which also keeps other workers off it.
+    None: not `received`, not due, or held by another process.
+    """
+    delivery = session.get(Delivery, delivery_id, with_for_update={"skip_locked": True})
+    if delivery is None or delivery.status != DeliveryStatus.RECEIVED.value or (
+            delivery.next_attempt_at is not None and delivery.next_attempt_at > now):
         return None
-    return RawDelivery(delivery.id, delivery.channel, delivery.source, delivery.content_type,
-                       delivery.payload, delivery.meta)
+    raw = RawDelivery(delivery.id, delivery.channel, delivery.source, delivery.content_type,
+                      delivery.payload, delivery.meta)
+    if delivery.attempts >= max_attempts:
+        reason = (f"gave up after {delivery.attempts} attempt(s) that did not finish (alertd "
+                  "stopped or crashed while processing it)")
+        delivery.status = DeliveryStatus.FAILED.value
+        delivery.next_attempt_at = None
+        delivery.processed_at = now
+        delivery.error = (f"{delivery.error}; {reason}" if delivery.error else reason)[:1000]
+        return BegunAttempt(raw, delivery.attempts, gave_up=delivery.error)
+    delivery.attempts += 1
+    delivery.next_attempt_at = now + retry_delay(delivery.attempts, retry_base_s)
+    return BegunAttempt(raw, delivery.attempts)
 
 
 def due_ids(session: Session, now: datetime, limit: int) -> list[int]:
@@ -119,20 +159,18 @@ def statuses(session: Session, ids: Sequence[int]) -> dict[int, DeliveryStatus]:
 def record_error(session: Session, delivery_id: int, error: str, now: datetime,
                  max_attempts: int, retry_base_s: float
                  ) -> tuple[DeliveryStatus, str] | None:
-    """Count a failed attempt: retry later with backoff, or `failed` after `max_attempts`.
-    Returns (new status, channel), or None when the delivery is no longer `received`."""
+    """Record why the attempt counted by `begin_attempt` failed: retry later with backoff, or
+    `failed` after `max_attempts`. Returns (new status, channel), or None when the delivery
+    is no longer `received`."""
     delivery = session.get(Delivery, delivery_id, with_for_update=True)
     if delivery is None or delivery.status != DeliveryStatus.RECEIVED.value:
         return None
-    delivery.attempts += 1
     delivery.error = error
     if delivery.attempts >= max_attempts:
         delivery.status = DeliveryStatus.FAILED.value
         delivery.next_attempt_at = None
     else:
-        delay_s = retry_base_s * 2 ** (delivery.attempts - 1)
-        delay_s *= random.uniform(0.8, 1.2)  # jitter: instances must not retry in step
-        delivery.next_attempt_at = now + timedelta(seconds=delay_s)
+        delivery.next_attempt_at = now + retry_delay(max(1, delivery.attempts), retry_base_s)
     return DeliveryStatus(delivery.status), delivery.channel
 
 
@@ -154,3 +192,4 @@ def reset_for_replay(session: Session, delivery_id: int, now: datetime) -> None:
         raise ReplayRefused(f"delivery {delivery_id} is still waiting to be processed")
     delivery.status = DeliveryStatus.RECEIVED.value
     delivery.next_attempt_at = now
+    delivery.attempts = 0  # a replay gets every attempt again

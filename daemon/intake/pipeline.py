@@ -89,15 +89,23 @@ class Pipeline:
         return accepted
 
     async def ingest(self, *inbounds: Inbound) -> list[Ingested]:
-        """Store and apply each input in a transaction of its own, in the order given (an IMAP
-        batch in UID order; on SQLite the writes share one group commit).
+        """Store and apply each input, in the order given (an IMAP batch in UID order; on
+        SQLite the writes share group commits).
+
+        JSON (HTTP, polling) is interpreted first, cheaply, and stored and applied in one
+        transaction. Mail is committed first, with its attempt counted, and then interpreted
+        and applied: parsing untrusted mail is where a crash or a hang could happen, and a
+        message that kills the process must use up its attempts, not stop the daemon at every
+        start (see `deliveries.begin_attempt`).
 
         Input the channel's interpreter refuses is `rejected` (HTTP, polling: the sender is
         answered) or `failed` (mail); a duplicate is found, not applied again. Raises only when
         the input could not be stored at all (the database is down): the caller answers so
         the sender retries.
         """
-        meanings = await self._meanings(inbounds)
+        if any(inbound.channel.value in _OFF_LOOP_CHANNELS for inbound in inbounds):
+            return await self._ingest_committed_first(inbounds)
+        meanings = self._meanings(inbounds)
         now = self._clock()
         pairs = list(zip(inbounds, meanings, strict=True))
         if self._db.applies_writes_in_order:  # one writer, first in first out
@@ -113,23 +121,37 @@ class Pipeline:
         return await self._db.read(lambda session: deliveries.due_ids(session, now, limit))
 
     async def process(self, delivery_id: int) -> ProcessResult | None:
-        """Process one delivery if it is `received` and not claimed by another process.
+        """Process one delivery if it is `received`, due, and not claimed by another process.
 
-        Returns None when there was nothing to do. Never raises for bad input: an
-        unprocessable delivery is marked failed; an unexpected error is recorded on the
-        delivery and retried later with backoff until `max_attempts`.
+        Its attempt is counted and committed first. Returns None when there was nothing to
+        do. Never raises for bad input: an unprocessable delivery is marked failed; an
+        unexpected error is recorded on the delivery and retried later with backoff until
+        `max_attempts`.
         """
+        now = self._clock()
         try:
-            return await self._process_once(delivery_id)
-        except Exception as err:  # a bug or the database: keep the delivery, retry later
-            log.exception("delivery %s processing error", delivery_id)
-            try:
-                return await self._record_error(delivery_id, _describe(err))
-            except Exception:
-                # The database itself is failing: the delivery stays `received` and due, so
-                # the next sweep takes it again.
-                log.exception("delivery %s: could not record the error", delivery_id)
-                return None
+            begun = await self._db.write(lambda session: deliveries.begin_attempt(
+                session, delivery_id, now, self._max_attempts, self._retry_base_s))
+        except Exception:  # the database: the delivery stays due; the next sweep takes it
+            log.exception("delivery %s: could not begin an attempt", delivery_id)
+            return None
+        if begun is None:
+            return None
+        if begun.gave_up is not None:
+            gave_up = ProcessResult(delivery_id, DeliveryStatus.FAILED, error=begun.gave_up)
+            self._report.finished(begun.raw.channel, gave_up)
+            return gave_up
+        [result] = await self._apply_begun([begun.raw], [await self._meaning(begun.raw)])
+        return result
+
+    def _interpret_guarded(self, raw: RawDelivery) -> Interpretation | str | Exception:
+        """`_interpret`, with an interpreter's bug returned rather than raised: one message
+        must not fail the others of its batch (its attempt is retried with backoff)."""
+        try:
+            return self._interpret(raw)
+        except Exception as err:
+            log.exception("delivery %s: the %s interpreter failed", raw.id, raw.channel)
+            return err
 
     async def replay(self, delivery_id: int) -> ProcessResult | None:
         """Put a failed, ignored or rejected delivery back to `received` and process it now.
@@ -188,26 +210,75 @@ class Pipeline:
                             stored_meta=stored.meta)
         return Ingested(stored.id, False, DeliveryStatus.REJECTED, error=rejected_reason)
 
-    async def _process_once(self, delivery_id: int) -> ProcessResult | None:
-        raw = await self._db.read(lambda session: deliveries.load_received(session,
-                                                                           delivery_id))
-        if raw is None:
-            return None
-        meaning = await self._meaning(raw)
+    async def _ingest_committed_first(self, inbounds: Sequence[Inbound]) -> list[Ingested]:
+        """Mail: commit every input with its first attempt counted, then interpret them (one
+        thread hop, in order) and apply each in a transaction of its own, in order."""
+        now = self._clock()
+        until = now + deliveries.retry_delay(1, self._retry_base_s)
+        rows = [self._new_row(inbound, now, attempt_until=until) for inbound in inbounds]
+
+        def store(session: Session) -> list[StoredRow]:
+            conn = session.connection()
+            return [self._rows.store(conn, row) for row in rows]
+
+        stored = await self._db.write(store)  # one transaction: the batch is in, or none
+        fresh: list[RawDelivery] = []
+        for inbound, row in zip(inbounds, stored, strict=True):
+            self._report.stored(inbound.channel.value, row.id, inbound.dedupe_key,
+                                inbound.source, row.duplicate, False, quiet=True)
+            if not row.duplicate:
+                fresh.append(RawDelivery(row.id, inbound.channel.value, inbound.source,
+                                         inbound.content_type, inbound.payload,
+                                         dict(inbound.meta)))
+        meanings = await asyncio.to_thread(lambda: [self._interpret_guarded(raw)
+                                                    for raw in fresh])
+        results = {raw.id: result
+                   for raw, result in zip(fresh, await self._apply_begun(fresh, meanings),
+                                          strict=True)}
+        answers = []
+        for row in stored:
+            if row.duplicate:  # stored before (e.g. before a crash): as it stands now
+                answers.append(Ingested(row.id, True, row.status, error=row.error,
+                                        stored_meta=row.meta))
+                continue
+            result = results[row.id]
+            answers.append(Ingested(row.id, False, result.status, result.events, result.error)
+                           if result is not None else Ingested(row.id, False, None))
+        return answers
+
+    async def _apply_begun(self, raws: Sequence[RawDelivery],
+                           meanings: Sequence[Interpretation | str | Exception]
+                           ) -> list[ProcessResult | None]:
+        """Apply deliveries whose attempt is counted, each in a transaction of its own, in
+        order; an unexpected error is recorded on its delivery (retried with backoff)."""
         now = self._clock()
 
-        def apply(session: Session) -> ProcessResult | None:
-            conn = session.connection()
-            claimed = self._rows.claim(conn, delivery_id)
-            if claimed is None:  # done meanwhile, or claimed by another process
-                return None
-            return self._finish(conn, delivery_id, raw.channel, claimed.source,
-                                claimed.attempts, meaning, now)
+        async def apply_one(raw: RawDelivery, meaning: Interpretation | str | Exception
+                            ) -> ProcessResult | None:
+            if isinstance(meaning, Exception):  # the interpreter failed: retry it later
+                return await self._record_error_safely(raw.id, meaning)
 
-        result = await self._db.write(apply)
-        if result is not None:
-            self._report.finished(raw.channel, result)
-        return result
+            def apply(session: Session) -> ProcessResult | None:
+                conn = session.connection()
+                claimed = self._rows.claim(conn, raw.id)
+                if claimed is None:  # done meanwhile, or claimed by another process
+                    return None
+                return self._finish(conn, raw.id, raw.channel, claimed.source,
+                                    claimed.attempts, meaning, now)
+            try:
+                result = await self._db.write(apply)
+            except Exception as err:  # a bug or the database: keep it, retry later
+                log.exception("delivery %s processing error", raw.id)
+                return await self._record_error_safely(raw.id, err)
+            if result is not None:
+                self._report.finished(raw.channel, result)
+            return result
+
+        pairs = list(zip(raws, meanings, strict=True))
+        if self._db.applies_writes_in_order:  # one writer, first in first out
+            return list(await asyncio.gather(*(apply_one(raw, meaning)
+                                               for raw, meaning in pairs)))
+        return [await apply_one(raw, meaning) for raw, meaning in pairs]
 
     def _finish(self, conn: Connection, delivery_id: int, channel: str, source: str | None,
                 attempts: int, meaning: Interpretation | str, now: datetime) -> ProcessResult:
@@ -236,6 +307,16 @@ class Pipeline:
         self._rows.finish(conn, changes)
         return result
 
+    async def _record_error_safely(self, delivery_id: int, err: Exception
+                                   ) -> ProcessResult | None:
+        try:
+            return await self._record_error(delivery_id, _describe(err))
+        except Exception:
+            # The database itself is failing: the delivery stays `received` and is due again
+            # when its attempt's time is up.
+            log.exception("delivery %s: could not record the error", delivery_id)
+            return None
+
     async def _record_error(self, delivery_id: int, error: str) -> ProcessResult | None:
         now = self._clock()
         recorded = await self._db.write(lambda session: deliveries.record_error(
@@ -249,13 +330,9 @@ class Pipeline:
 
     # --- meaning --------------------------------------------------------------------------
 
-    async def _meanings(self, inbounds: Sequence[Inbound]
-                        ) -> list[Interpretation | str]:
-        def all_of() -> list[Interpretation | str]:
-            return [self._interpret_inbound(inbound) for inbound in inbounds]
-        if any(inbound.channel.value in _OFF_LOOP_CHANNELS for inbound in inbounds):
-            return await asyncio.to_thread(all_of)  # one thread hop, in order
-        return all_of()
+    def _meanings(self, inbounds: Sequence[Inbound]) -> list[Interpretation | str]:
+        """JSON inputs' meanings, interpreted inline (cheap, bounded)."""
+        return [self._interpret_inbound(inbound) for inbound in inbounds]
 
     def _interpret_inbound(self, inbound: Inbound) -> Interpretation | str:
         if inbound.rejected_reason is not None:
@@ -267,10 +344,10 @@ class Pipeline:
                                            inbound.content_type, inbound.payload,
                                            dict(inbound.meta)))
 
-    async def _meaning(self, raw: RawDelivery) -> Interpretation | str:
+    async def _meaning(self, raw: RawDelivery) -> Interpretation | str | Exception:
         if raw.channel in _OFF_LOOP_CHANNELS:
-            return await asyncio.to_thread(self._interpret, raw)
-        return self._interpret(raw)
+            return await asyncio.to_thread(self._interpret_guarded, raw)
+        return self._interpret_guarded(raw)
 
     def _interpret(self, raw: RawDelivery) -> Interpretation | str:
         """The delivery's meaning, or the reason it has none (pure)."""
@@ -283,11 +360,12 @@ class Pipeline:
             return str(err)
 
     @staticmethod
-    def _new_row(inbound: Inbound, now: datetime, rejected_reason: str | None = None
-                 ) -> dict[str, Any]:
+    def _new_row(inbound: Inbound, now: datetime, rejected_reason: str | None = None,
+                 attempt_until: datetime | None = None) -> dict[str, Any]:
         return deliveries.new_row(inbound.channel.value, inbound.dedupe_key, inbound.payload,
                                   inbound.content_type, inbound.source, dict(inbound.meta),
-                                  rejected_reason or inbound.rejected_reason, now)
+                                  rejected_reason or inbound.rejected_reason, now,
+                                  attempt_until)
 
 
 def _describe(err: Exception) -> str:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 
 from daemon.config import Config
@@ -399,6 +400,10 @@ async def test_a_failure_while_applying_keeps_the_delivery_for_a_retry(
     assert status == 202 and body["status"] == "received", body
     assert "simulated bug" in body["error"]
     assert await count(hooks.ctx.db, Alert) == 0
+    # Not before its retry is due (the failed attempt set the time) ...
+    assert await hooks.ctx.pipeline.process(body["delivery_id"]) is None
+    await hooks.ctx.db.write(lambda s: s.execute(
+        update(Delivery).values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=1))))
     result = await hooks.ctx.pipeline.process(body["delivery_id"])  # the retry, bug gone
     assert result is not None and result.events[0].outcome == "opened"
     assert (await ticket_of(hooks.ctx.db, "datto", UID)).status == "open"
