@@ -120,6 +120,11 @@ class Pipeline:
         now = self._clock()
         return await self._db.read(lambda session: deliveries.due_ids(session, now, limit))
 
+    async def make_all_due(self) -> int:
+        """Startup recovery: every `received` delivery is due now (see `deliveries`)."""
+        now = self._clock()
+        return await self._db.write(lambda session: deliveries.make_all_due(session, now))
+
     async def process(self, delivery_id: int) -> ProcessResult | None:
         """Process one delivery if it is `received`, due, and not claimed by another process.
 

@@ -62,6 +62,12 @@ class DeliveryWorker:
             self.queue.put(delivery_id)
         return len(ids)
 
+    async def recover(self) -> int:
+        """Startup: queue every `received` delivery, including attempts a crash interrupted
+        (they would otherwise wait out their retry delay)."""
+        await self._pipeline.make_all_due()
+        return await self.sweep()
+
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._work(), name=f"delivery-worker-{n}")
                        for n in range(self._concurrency)]

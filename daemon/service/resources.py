@@ -93,7 +93,7 @@ async def delivery_worker(services: Services, shutdown: Shutdown) -> AsyncIterat
     worker = services.worker
     worker.start()
     try:
-        yield await worker.sweep()
+        yield await worker.recover()
     finally:
         await worker.drain(shutdown.remaining_s())
 

@@ -70,6 +70,35 @@ async def test_a_delivery_that_kills_the_process_is_quarantined(db: Database) ->
     assert (await stored(db)).attempts == 1
 
 
+async def test_a_restart_retries_the_attempt_a_crash_interrupted_at_once(db: Database
+                                                                        ) -> None:
+    """The interrupted attempt is scheduled a retry delay ahead; startup recovery does not
+    wait for it (nor for a backoff under way), and still counts the attempt."""
+    crashed = True
+
+    def interpret(delivery: RawDelivery) -> Interpretation:
+        if crashed:
+            raise ProcessDied
+        return interpret_api_delivery(delivery)
+
+    pipeline = Pipeline(db, Metrics(), {Channel.API.value: interpret},
+                        max_attempts=MAX_ATTEMPTS, retry_base_s=3600)
+    body = {"source": "datto", "uid": "crash-1", "action": "raise"}
+    accepted = await pipeline.submit(Inbound(Channel.API, "crash", json.dumps(body).encode(),
+                                             "application/json", "datto"))
+    with pytest.raises(ProcessDied):
+        await pipeline.process(accepted.delivery_id)
+    assert await pipeline.due_ids() == []  # an hour ahead
+    crashed = False
+    assert await pipeline.make_all_due() == 1
+    assert await pipeline.due_ids() == [accepted.delivery_id]
+    result = await pipeline.process(accepted.delivery_id)
+    assert result is not None and result.status.value == "processed"
+    row = await stored(db)
+    assert (row.status, row.attempts) == ("processed", 2)
+    assert await pipeline.make_all_due() == 0  # nothing received is left to move
+
+
 async def test_a_bug_in_one_message_leaves_the_rest_of_its_batch_applied(db: Database
                                                                          ) -> None:
     """Mail is committed first; one message whose interpreter raises is retried later on
