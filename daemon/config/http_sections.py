@@ -13,6 +13,14 @@ class HttpConfig(Section):
     listen: Listen = ListenAddress("127.0.0.1", 8080)
     public_url: str = ""
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Limits against slow and abusive clients (daemon/http/listener.py): a request head must
+    # be complete this long after the accept or its first byte, its body this long after
+    # the head; an idle keep-alive connection is closed after keepalive_timeout_s; one
+    # connection more than max_connections is answered 503 (file descriptors are finite).
+    header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    body_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    keepalive_timeout_s: float = Field(default=75.0, gt=0, le=3600)
+    max_connections: int = Field(default=512, ge=1, le=100_000)
 
     @field_validator("public_url")
     @classmethod

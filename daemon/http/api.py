@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -22,6 +23,10 @@ from daemon.intake.inbound import Inbound
 from daemon.rmm.check import check_source
 from daemon.rmm.outbox import OutboxRefused
 from daemon.tickets.transitions import MAX_NOTE_CHARS, TicketNotFound
+
+# Printable ASCII: the key is stored in a text column, and header bytes that are not UTF-8
+# reach the handler as lone surrogates, which no column can hold.
+_IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,200}")
 
 
 @listing_call
@@ -108,8 +113,8 @@ async def ingest_alert(request: web.Request) -> web.Response:
     # Identical events are one delivery however their JSON is spaced or ordered.
     body_sha256 = canonical_sha256(body)
     idempotency_key = request.headers.get("Idempotency-Key")
-    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
-        raise ApiError(400, "Idempotency-Key must be 1 to 200 characters")
+    if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+        raise ApiError(400, "Idempotency-Key must be 1 to 200 printable ASCII characters")
     dedupe_key = f"key:{idempotency_key}" if idempotency_key else f"sha256:{body_sha256}"
     source = body.get("source") if isinstance(body, dict) else None
     inbound = Inbound(

@@ -18,6 +18,7 @@ from aiohttp.typedefs import Middleware
 from daemon.config import Config
 from daemon.http.auth import TokenStore
 from daemon.http.errors import Handler, error_middleware, error_response
+from daemon.http.log_summary import LogSummary
 from daemon.intake.pipeline import Pipeline
 from daemon.metrics import ChannelHealth, Metrics
 from daemon.rmm.clients import RmmClients
@@ -31,11 +32,15 @@ from daemon.sync.runner import SyncRunner
 from daemon.tickets.agent import AgentActions
 
 log = logging.getLogger(__name__)
+_refusals_log = logging.getLogger("daemon.http.refusals")
 
 # Paths under /api that answer without the API token. Webhook routes (/api/notify/...) carry
 # their own per-vendor authentication.
 PUBLIC_API_PATHS = frozenset({"/api/openapi.json"})
 PUBLIC_API_PREFIXES = ("/api/notify/",)
+# The `method` label of alertd_http_requests_total: a closed set, so a client cannot make
+# series without limit (aiohttp's parser takes some 40 methods, WebDAV's among them).
+METHOD_LABELS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 @dataclass
@@ -71,6 +76,8 @@ class AppContext:
     # them); raises LookupError with what to configure when the vendor's secret is not set.
     webhook_setups: Mapping[str, Callable[[], dict[str, Any]]]
     readiness: Readiness = field(default_factory=Readiness)
+    # Refused requests (API tokens, webhook secrets), logged as one line per cause and minute.
+    refusals: LogSummary = field(default_factory=lambda: LogSummary(_refusals_log))
 
 
 CONTEXT = web.AppKey("alertd.context", AppContext)
@@ -87,6 +94,7 @@ def _make_auth_middleware(ctx: AppContext) -> Middleware:
         )
         if protected and not ctx.tokens.check(request.headers.get("Authorization")):
             ctx.metrics.auth_failures.labels("api").inc()
+            ctx.refusals.note("API request refused (401)", "missing or wrong API token")
             return error_response(
                 401, "missing or wrong API token: send 'Authorization: Bearer <token>'",
                 {"WWW-Authenticate": 'Bearer realm="alertd"'},
@@ -102,7 +110,8 @@ def _make_metrics_middleware(metrics: Metrics) -> Middleware:
         response = await handler(request)
         info = request.match_info.route.resource
         route = info.canonical if info is not None else "unmatched"
-        metrics.http_requests.labels(request.method, route, str(response.status)).inc()
+        method = request.method if request.method in METHOD_LABELS else "other"
+        metrics.http_requests.labels(method, route, str(response.status)).inc()
         return response
 
     return metrics_middleware

@@ -33,7 +33,7 @@ class TokenStore:
     def digest_of(self, presented: str) -> str | None:
         """The SHA-256 of `presented` when it is an accepted token (the console's sign-in),
         else None. Compared against every token, in constant time."""
-        given = presented.strip().encode()
+        given = _as_bytes(presented.strip())
         matches = [hmac.compare_digest(given, token) for token in self._tokens]
         return sha256_hex(given) if any(matches) and given else None
 
@@ -49,10 +49,18 @@ class TokenStore:
         scheme, _, presented = authorization.partition(" ")
         if scheme.lower() != "bearer" or not presented:
             return False
-        given = presented.strip().encode()
+        given = _as_bytes(presented.strip())
         # Compare against every token, without stopping early, so timing tells nothing.
         matches = [hmac.compare_digest(given, token) for token in self._tokens]
         return any(matches)
+
+
+def _as_bytes(presented: str) -> bytes:
+    """`presented` as bytes for a comparison, whatever it holds. aiohttp hands over header
+    bytes that are not UTF-8 as lone surrogates (surrogateescape), which plain `encode()`
+    refuses; "surrogatepass" encodes them to bytes that no UTF-8 token contains, so such a
+    value is simply wrong, never an error and never equal to a token by accident."""
+    return presented.encode("utf-8", "surrogatepass")
 
 
 def ensure_generated_token(state_dir: Path) -> Path:

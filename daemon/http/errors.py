@@ -61,11 +61,23 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as err:
         return error_response(err.status, err.detail, err.headers)
+    except web.RequestPayloadError as err:
+        # A body the HTTP parser could not read (bad chunked encoding, a cut gzip stream):
+        # the client's fault, not a bug. str(err) names the reason, not the bytes.
+        reason = str(err).partition("\n")[0][:100]
+        return error_response(400, f"malformed request body: {reason}")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
         return error_response(exc.status, _detail_of(exc), headers)
-    except Exception:
+    except Exception as err:
+        transport = request.transport
+        if isinstance(err, ConnectionError) and (transport is None or transport.is_closing()):
+            # The client went away, or the listener closed a connection whose body was too
+            # slow ([http] body_timeout_s): nobody reads this answer, nothing is wrong here.
+            log.debug("%s %s: connection lost mid-request (%s)", request.method,
+                      request.path, type(err).__name__)
+            return error_response(400, "connection lost before the request was complete")
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(500, "internal error; the alertd log has the details")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+from array import array
+from itertools import accumulate
 from typing import Any
 
 from aiohttp import web
@@ -21,13 +23,44 @@ from daemon.http.errors import ApiError
 from daemon.intake.inbound import Inbound, Ingested
 
 JSON_TYPES = ("application/json",)
+# The deepest nesting of arrays and objects a body may have. alertd's bodies need 4 levels;
+# Python's parser recurses once per level, so a deeper body is refused before it is parsed.
+MAX_JSON_DEPTH = 64
 # A \u escape of a UTF-16 surrogate: legal JSON syntax, but alone it is no character, and no
 # text column or UTF-8 payload can hold it. Only bodies with one are checked further.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# Opening brackets to +1, closing ones to -1 (as signed bytes), everything else deleted.
+_BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+
+
+def json_depth(raw: bytes) -> int:
+    """The deepest nesting of `[` and `{` outside strings in `raw` (UTF-8 JSON), in linear
+    time with no recursion. Exact for valid JSON; for invalid JSON it agrees with the parser
+    up to the first error, which is as far as the parser gets."""
+    # Escaped backslashes first, then escaped quotes: left to right, as the parser pairs
+    # them. What is left between two quotes is string content; outside, only brackets count.
+    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    outside = b"".join(unescaped.split(b'"')[::2])
+    steps = array("b", outside.translate(_BRACKET_STEPS, _NOT_BRACKETS))
+    return max(accumulate(steps), default=0)
+
+
+def nested_too_deep(raw: bytes) -> bool:
+    """Whether `raw` nests deeper than `MAX_JSON_DEPTH`."""
+    # With no more brackets than the limit it cannot: the usual body is not scanned at all.
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return False
+    return json_depth(raw) > MAX_JSON_DEPTH
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
 
 
 async def read_json_body(request: web.Request, optional: bool = False) -> tuple[bytes, Any]:
-    """(raw bytes, parsed JSON); 415 for another content type, 400 for malformed JSON."""
+    """(raw bytes, parsed JSON); 415 for another content type, 400 for anything that is not
+    UTF-8 JSON of at most `MAX_JSON_DEPTH` levels made of characters (RFC 8259)."""
     if optional and not request.can_read_body:
         return b"", {}
     if request.content_type not in JSON_TYPES:
@@ -35,7 +68,16 @@ async def read_json_body(request: web.Request, optional: bool = False) -> tuple[
                             f"got {request.content_type!r}")
     raw = await request.read()
     try:
-        body = json.loads(raw)
+        # Strict UTF-8 (RFC 8259 section 8.1): json.loads(bytes) would also take UTF-16 and
+        # encoded lone surrogates, which no text column can hold.
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ApiError(400, f"malformed JSON: the body is not UTF-8 (byte {err.start})"
+                       ) from None
+    if nested_too_deep(raw):
+        raise ApiError(400, f"malformed JSON: nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        body = json.loads(text.removeprefix("\ufeff"), parse_constant=_no_constant)
     except ValueError as err:
         raise ApiError(400, f"malformed JSON: {err}") from None
     if _SURROGATE_ESCAPE.search(raw):

@@ -15,12 +15,12 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
-from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from daemon.config.runtime_sections import DatabaseConfig
 from daemon.http.app import create_app
+from daemon.http.listener import ConnectionLimits, HttpListener
 from daemon.mail.imap import AccountReader, make_sink
 from daemon.mail.smtp import SmtpHandler, start_smtp_server
 from daemon.service.systemd import Notifier
@@ -100,26 +100,29 @@ async def delivery_worker(services: Services, shutdown: Shutdown) -> AsyncIterat
 
 @contextlib.asynccontextmanager
 async def http_site(services: Services, shutdown: Shutdown) -> AsyncIterator[int]:
-    """The HTTP listener (API, webhooks, health, metrics); yields its port."""
+    """The HTTP listener (API, webhooks, health, metrics) with the `[http]` limits against
+    slow clients; yields its port."""
     config = services.config
-    runner = web.AppRunner(create_app(services.http, ROUTES), access_log=None,
-                           shutdown_timeout=config.daemon.drain_timeout_s)
-    await runner.setup()
+    section = config.http
+    limits = ConnectionLimits(header_timeout_s=section.header_timeout_s,
+                              body_timeout_s=section.body_timeout_s,
+                              keepalive_timeout_s=section.keepalive_timeout_s,
+                              max_connections=section.max_connections)
+    listener = HttpListener(create_app(services.http, ROUTES), limits,
+                            shutdown_timeout_s=config.daemon.drain_timeout_s)
     try:
-        listen = config.http.listen
-        site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
-        await site.start()
+        port = await listener.start(section.listen.host, section.listen.port)
         services.readiness.listeners["http"] = True
 
         async def close() -> None:
             services.readiness.listeners["http"] = False
-            await site.stop()  # no new connections; in-flight requests finish in cleanup
+            await listener.stop_accepting()  # in-flight requests finish in cleanup
 
         shutdown.on_begin(close)
-        yield runner.addresses[0][1] if runner.addresses else listen.port
+        yield port
     finally:
         services.readiness.listeners["http"] = False
-        await runner.cleanup()
+        await listener.close()
 
 
 @contextlib.asynccontextmanager

@@ -25,6 +25,7 @@ from daemon.intake.inbound import Inbound
 from daemon.rmm.errors import RmmError
 from daemon.rmm.syncro import SyncroClient
 from daemon.webhooks import datto, syncro
+from daemon.webhooks.masking import mask_secrets
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +42,24 @@ def _secret_matches(presented: str, expected: str) -> bool:
 
 def _refuse(ctx: AppContext, route: str, status: int, detail: str) -> ApiError:
     ctx.metrics.auth_failures.labels(route).inc()
-    log.warning("webhook %s refused (%d): %s", route, status, detail)
+    # One line per cause and minute: a misconfigured or hostile sender must not flood the log.
+    ctx.refusals.note(f"webhook {route} refused ({status})", detail)
     # GET /api/status shows it: a wrong secret in the vendor is the usual set-up mistake.
     ctx.health.record_error(f"webhook:{route.removesuffix('_webhook')}",
                             f"refused ({status}): {detail}")
     return ApiError(status, detail)
 
 
-def _inbound(source: str, stored: object, request: web.Request) -> Inbound:
+def _webhook_secrets(ctx: AppContext) -> list[str]:
+    secrets = (ctx.config.datto.webhook_secret, ctx.config.syncro.webhook_token)
+    return [secret.get_secret_value() for secret in secrets if secret is not None]
+
+
+def _inbound(ctx: AppContext, source: str, stored: object, request: web.Request) -> Inbound:
     """The delivery of a webhook: the stored form (no secrets) is also what dedupes retries."""
+    # The known secret fields are gone already; a sender may still have put a secret
+    # anywhere else (a list around the alert, a URL in a custom field): mask it by value.
+    stored = mask_secrets(stored, _webhook_secrets(ctx))
     # Canonical: a retry with other spacing or key order is the same delivery.
     payload = canonical_json(stored)
     body_sha256 = sha256_hex(payload)
@@ -78,7 +88,7 @@ async def syncro_webhook(request: web.Request) -> web.Response:
     stored = syncro.stored_form(body)
     if config.verify_webhooks and ctx.rmm.syncro is not None:
         stored = await _verified(ctx.rmm.syncro, stored)
-    return await ingest_and_answer(ctx, _inbound(syncro.SOURCE, stored, request))
+    return await ingest_and_answer(ctx, _inbound(ctx, syncro.SOURCE, stored, request))
 
 
 async def _verified(client: SyncroClient, stored: Any) -> Any:
@@ -123,7 +133,7 @@ async def datto_webhook(request: web.Request) -> web.Response:
         raise _refuse(ctx, "datto_webhook", 401,
                       "missing secret: send it as the 'state' field (or ?token=); see "
                       "`alertd webhook-config datto`")
-    return await ingest_and_answer(ctx, _inbound(datto.SOURCE, datto.without_secret(body),
+    return await ingest_and_answer(ctx, _inbound(ctx, datto.SOURCE, datto.without_secret(body),
                                                  request))
 
 
