@@ -11,6 +11,14 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from daemon.core.clock import Clock, utcnow
 
+# The `source` label's values: a closed set, so a client cannot create series without limit
+# (POST /api/alerts takes any source name). Every other source is counted as "other".
+SOURCE_LABELS = frozenset({"datto", "syncro"})
+
+
+def source_label(source: str | None) -> str:
+    return source if source in SOURCE_LABELS else "other"
+
 
 class Metrics:
     """The counters alertd exports at /metrics; pass one instance to every stage."""

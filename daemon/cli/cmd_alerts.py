@@ -25,7 +25,7 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     listing.add_argument("--uid")
     listing.add_argument("--state", choices=["open", "resolved"])
     add_show(actions, common, "alert")
-    alerts.set_defaults(handler=database_command(run))
+    alerts.set_defaults(handler=database_command(run), secret_sections=())
 
 
 async def run(inv: Invocation, db: Database) -> int:

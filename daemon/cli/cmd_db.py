@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from daemon.cli.common import SubParsers, run_async
+from daemon.cli.output import show
 from daemon.config import Config
 from daemon.store.database import open_database, redact_url
 
@@ -15,7 +16,8 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     actions.add_parser("upgrade", parents=[common], help="apply pending migrations")
     actions.add_parser("current", parents=[common],
                        help="show the schema revision (exit 1 if behind)")
-    db.set_defaults(handler=lambda inv: run_async(run(inv.args, inv.config)))
+    db.set_defaults(handler=lambda inv: run_async(run(inv.args, inv.config)),
+                    secret_sections=())
 
 
 async def run(args: argparse.Namespace, config: Config) -> int:
@@ -25,12 +27,12 @@ async def run(args: argparse.Namespace, config: Config) -> int:
         if args.action == "upgrade":
             before, head = await db.upgrade()
             if before == head:
-                print(f"database {shown_url} is up to date ({head})")
+                show(f"database {shown_url} is up to date ({head})")
             else:
-                print(f"database {shown_url} upgraded {before or 'empty'} -> {head}")
+                show(f"database {shown_url} upgraded {before or 'empty'} -> {head}")
             return 0
         current, head = await db.schema_revisions()
-        print(f"current: {current or 'empty'}\nnewest:  {head}")
+        show(f"current: {current or 'empty'}\nnewest:  {head}")
         return 0 if current == head else 1
     finally:
         await db.dispose()

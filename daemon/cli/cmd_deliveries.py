@@ -13,7 +13,7 @@ from daemon.cli.common import (
     add_show,
     database_command,
 )
-from daemon.cli.output import print_listing, print_record, short_time
+from daemon.cli.output import print_listing, print_record, short_time, show
 from daemon.intake.deliveries import ReplayRefused
 from daemon.metrics import Metrics
 from daemon.rules.email_interpreter import RulesHolder
@@ -36,7 +36,7 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     replay = actions.add_parser("replay", parents=[common],
                                 help="process a failed, ignored or rejected delivery again")
     replay.add_argument("id", type=int)
-    deliveries.set_defaults(handler=database_command(run))
+    deliveries.set_defaults(handler=database_command(run), secret_sections=())
 
 
 async def run(inv: Invocation, db: Database) -> int:
@@ -66,6 +66,6 @@ async def run(inv: Invocation, db: Database) -> int:
     if result is None:
         raise CliError(f"delivery {args.id} is being processed by another alertd process")
     outcomes = ", ".join(f"alert {e.alert_id} {e.outcome}" for e in result.events)
-    print(f"delivery {args.id}: {result.status.value}"
-          + (f" ({outcomes})" if outcomes else "") + (f": {result.error}" if result.error else ""))
+    show(f"delivery {args.id}: {result.status.value}"
+         + (f" ({outcomes})" if outcomes else "") + (f": {result.error}" if result.error else ""))
     return 0 if result.status.value in ("processed", "ignored") else 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from daemon.cli.common import CliError, Invocation, SubParsers, add_listing, database_command
-from daemon.cli.output import print_listing, short_time
+from daemon.cli.output import print_listing, short_time, show
 from daemon.core.clock import utcnow
 from daemon.rmm.outbox import DEAD, DROPPED, PENDING, OutboxRefused, change_outbox_row
 from daemon.store.database import Database
@@ -23,7 +23,7 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
                        ("drop", "give up on a dead or pending row (never sent)")):
         change = actions.add_parser(name, parents=[common], help=text)
         change.add_argument("id", type=int)
-    outbox.set_defaults(handler=database_command(run))
+    outbox.set_defaults(handler=database_command(run), secret_sections=())
 
 
 async def run(inv: Invocation, db: Database) -> int:
@@ -42,6 +42,6 @@ async def run(inv: Invocation, db: Database) -> int:
         await change_outbox_row(db, args.id, (DEAD, PENDING), status, utcnow())
     except (LookupError, OutboxRefused) as err:
         raise CliError(str(err).strip("'")) from None
-    print(f"outbox {args.id}: {status}"
-          + (" (a running alertd sends it at its next outbox run)" if status == PENDING else ""))
+    show(f"outbox {args.id}: {status}"
+         + (" (a running alertd sends it at its next outbox run)" if status == PENDING else ""))
     return 0

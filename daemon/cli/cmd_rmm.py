@@ -6,6 +6,7 @@ import argparse
 import json
 
 from daemon.cli.common import SubParsers, run_async
+from daemon.cli.output import show
 from daemon.config import Config
 from daemon.rmm.check import check_source
 from daemon.rmm.clients import build_clients
@@ -18,7 +19,8 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
                               help="test the API: host, platform, credentials, permissions")
     test.add_argument("name", choices=["datto", "syncro"])
     test.add_argument("--json", action="store_true", help="print JSON")
-    rmm.set_defaults(handler=lambda inv: run_async(run(inv.args, inv.config)))
+    rmm.set_defaults(handler=lambda inv: run_async(run(inv.args, inv.config)),
+                     secret_sections=("datto", "syncro"))
 
 
 async def run(args: argparse.Namespace, config: Config) -> int:
@@ -30,8 +32,8 @@ async def run(args: argparse.Namespace, config: Config) -> int:
     if args.json:
         print(json.dumps(result.as_json(), indent=2))
     else:
-        print(f"{result.source}: {result.status}: {result.message}")
+        show(f"{result.source}: {result.status}: {result.message}")
         for probe in result.probes:
-            print(f"  {'ok     ' if probe.ok else 'MISSING'} {probe.what}"
-                  + (f": {probe.detail}" if probe.detail else ""))
+            show(f"  {'ok     ' if probe.ok else 'MISSING'} {probe.what}"
+                 + (f": {probe.detail}" if probe.detail else ""))
     return 0 if result.ok else 1

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from daemon.cli.common import CliError, Invocation, SubParsers
+from daemon.cli.output import show
 from daemon.rules.explain import explain_message, format_explanation
 from daemon.rules.load import RulesError, load_rules
 from daemon.rules.model import RuleSet
@@ -24,7 +24,7 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     test.add_argument("message", type=Path, metavar="MESSAGE.eml")
     test.add_argument("--rules", type=Path, metavar="FILE", help="default: [rules] path")
     test.add_argument("--json", action="store_true", help="print JSON")
-    rules.set_defaults(handler=run)
+    rules.set_defaults(handler=run, secret_sections=())
 
 
 def load_rules_or_report(path: Path) -> RuleSet | None:
@@ -33,8 +33,8 @@ def load_rules_or_report(path: Path) -> RuleSet | None:
         return load_rules(path)
     except RulesError as err:
         for issue in err.issues:
-            print(issue, file=sys.stderr)
-        print(f"{len(err.issues)} rules error(s); nothing was changed", file=sys.stderr)
+            show(str(issue), err=True)
+        show(f"{len(err.issues)} rules error(s); nothing was changed", err=True)
         return None
 
 
@@ -45,8 +45,8 @@ def run(inv: Invocation) -> int:
     if rules is None:
         return 2
     if args.action == "check":
-        print(f"{path}: OK, {len(rules.rules)} rule(s): "
-              + ", ".join(repr(r.name) for r in rules.rules))
+        show(f"{path}: OK, {len(rules.rules)} rule(s): "
+             + ", ".join(repr(r.name) for r in rules.rules))
         return 0
     try:
         raw = args.message.read_bytes()
@@ -56,5 +56,5 @@ def run(inv: Invocation) -> int:
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
-        print(format_explanation(report))
+        show(format_explanation(report))
     return 0 if report["error"] is None else 1

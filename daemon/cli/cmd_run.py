@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from daemon.cli.cmd_rules import load_rules_or_report
 from daemon.cli.common import Invocation, SubParsers, run_async
+from daemon.cli.output import show
 from daemon.rules.load import RulesError
 from daemon.service.logs import setup_logging
 from daemon.store.database import SchemaOutOfDate, redact_url
@@ -30,13 +30,13 @@ def run_daemon(inv: Invocation) -> int:
     try:
         return run_async(serve(config, inv.config_path, inv.environ))
     except SchemaOutOfDate as err:
-        print(f"alertd: {err}", file=sys.stderr)
+        show(f"alertd: {err}", err=True)
         return 2
     except RulesError as err:
-        print(f"alertd: invalid rules, not starting:\n{err}", file=sys.stderr)
+        show(f"alertd: invalid rules, not starting:\n{err}", err=True)
         return 2
     except (OSError, ValueError) as err:  # e.g. the port is taken
-        print(f"alertd: {err}", file=sys.stderr)
+        show(f"alertd: {err}", err=True)
         return 1
 
 
@@ -45,6 +45,6 @@ def check_config(inv: Invocation) -> int:
     rules = load_rules_or_report(config.rules.path)
     if rules is None:
         return 2
-    print(f"{inv.config_path or '<defaults>'}: OK (database {redact_url(config.database.url)}, "
-          f"http {config.http.listen}, rules {config.rules.path}: {len(rules.rules)})")
+    show(f"{inv.config_path or '<defaults>'}: OK (database {redact_url(config.database.url)}, "
+         f"http {config.http.listen}, rules {config.rules.path}: {len(rules.rules)})")
     return 0

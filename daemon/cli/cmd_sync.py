@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from daemon.cli.common import CliError, Invocation, SubParsers, database_command
-from daemon.cli.output import print_listing, short_time
+from daemon.cli.output import print_listing, short_time, show
 from daemon.rmm.clients import build_clients
 from daemon.store.database import Database
 from daemon.store.queries import Page, Queries
@@ -35,7 +35,7 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     sync.add_argument("--source", choices=["datto", "syncro"], help="history: one RMM only")
     sync.add_argument("--limit", type=int, default=50, help="history: how many runs")
     sync.add_argument("--before-id", type=int, help="history: runs older than this id")
-    sync.set_defaults(handler=database_command(run))
+    sync.set_defaults(handler=database_command(run), secret_sections=("datto", "syncro"))
 
 
 class _ProgressLine:
@@ -87,7 +87,7 @@ async def run(inv: Invocation, db: Database) -> int:
                     assets=args.assets if chosen else None, preview=args.preview,
                     keep_ops=args.json or args.preview, trigger="cli", progress=progress)
             except SyncRefused as err:  # say so, and go on with the next RMM
-                print(f"alertd: sync {source}: {err}", file=sys.stderr)
+                show(f"alertd: sync {source}: {err}", err=True)
                 ok = False
                 continue
             finally:
@@ -98,10 +98,10 @@ async def run(inv: Invocation, db: Database) -> int:
                 results.append(report.as_json())
             else:  # printed as each RMM finishes, so nothing done goes unreported
                 for op in report.ops or ():
-                    print(op.describe())
+                    show(op.describe())
                 for reason in report.skipped:
-                    print(f"skip {reason}")
-                print(report.summary(), flush=True)
+                    show(f"skip {reason}")
+                show(report.summary(), flush=True)
     finally:
         await clients.close()
     if args.json:

@@ -13,7 +13,7 @@ from daemon.cli.common import (
     add_show,
     database_command,
 )
-from daemon.cli.output import print_listing, print_record, short_time
+from daemon.cli.output import print_listing, print_record, short_time, show
 from daemon.core.lifecycle import TicketAlreadyClosed
 from daemon.metrics import Metrics
 from daemon.store.database import Database
@@ -39,7 +39,7 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     note.add_argument("id", type=int)
     note.add_argument("text")
     note.add_argument("--actor", help="author (default: your login name)")
-    tickets.set_defaults(handler=database_command(run))
+    tickets.set_defaults(handler=database_command(run), secret_sections=())
 
 
 async def run(inv: Invocation, db: Database) -> int:
@@ -59,13 +59,13 @@ async def run(inv: Invocation, db: Database) -> int:
     try:
         if args.action == "close":
             result = await agent.close(args.id, actor(args), args.note)
-            print(f"ticket {args.id} closed"
-                  + (f"; alert {result.alert_id} resolved" if result.alert_resolved else "")
-                  + (f"; upstream resolve queued (outbox {result.outbox_id})"
+            show(f"ticket {args.id} closed"
+                 + (f"; alert {result.alert_id} resolved" if result.alert_resolved else "")
+                 + (f"; upstream resolve queued (outbox {result.outbox_id})"
                      if result.outbox_id else ""))
         elif args.action == "note":
             note_id = await agent.add_note(args.id, actor(args), args.text)
-            print(f"note {note_id} added to ticket {args.id}")
+            show(f"note {note_id} added to ticket {args.id}")
         else:
             ticket = await queries.ticket(args.id)
             if ticket is None:

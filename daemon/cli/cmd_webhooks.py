@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from daemon.cli.common import Invocation, SubParsers
+from daemon.cli.output import show
 from daemon.webhooks.setup import WebhookNotConfigured, datto_setup, format_setup, syncro_setup
 
 
@@ -15,7 +15,7 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
                                 help="print the webhook URL and payloads to paste into the RMM")
     hooks.add_argument("vendor", choices=["datto", "syncro"])
     hooks.add_argument("--json", action="store_true", help="print JSON")
-    hooks.set_defaults(handler=run)
+    hooks.set_defaults(handler=run, secret_sections=("datto", "syncro"))
 
 
 def run(inv: Invocation) -> int:
@@ -23,10 +23,10 @@ def run(inv: Invocation) -> int:
     try:
         setup = builders[inv.args.vendor](inv.config)
     except WebhookNotConfigured as err:
-        print(f"alertd: {err}", file=sys.stderr)
+        show(f"alertd: {err}", err=True)
         return 2
     if inv.args.json:
         print(json.dumps(setup.as_json(), indent=2))
     else:
-        print(format_setup(setup))
+        show(format_setup(setup))
     return 0

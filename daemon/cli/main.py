@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from daemon.cli import (
     cmd_webhooks,
 )
 from daemon.cli.common import CliError, Handler, Invocation
+from daemon.cli.output import show
 from daemon.config import ConfigError, load_config
 from daemon.rules.load import RulesError
 from daemon.service.logs import setup_logging
@@ -50,17 +50,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Everything alertd creates (the database and its WAL, the API token, exports) is its
+    # own: 0600 files, 0700 directories, whatever umask the shell or unit would give.
+    os.umask(0o077)
     args = build_parser().parse_args(argv)
     environ = dict(os.environ)
     config_path: Path | None = getattr(args, "config", None)
     if config_path is None and environ.get("ALERTD_CONFIG"):
         config_path = Path(environ["ALERTD_CONFIG"])
     try:
-        config = load_config(config_path, environ)
+        # Each command reads only the secrets it uses (`secret_sections`; all by default).
+        config = load_config(config_path, environ, getattr(args, "secret_sections", None))
     except ConfigError as err:
         for issue in err.issues:
-            print(issue, file=sys.stderr)
-        print(f"{len(err.issues)} configuration error(s)", file=sys.stderr)
+            show(str(issue), err=True)
+        show(f"{len(err.issues)} configuration error(s)", err=True)
         return 2
     invocation = Invocation(args, config, config_path, environ)
     handler: Handler = args.handler
@@ -70,9 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(invocation)
     except (CliError, SchemaOutOfDate, BadFilter, RulesError, ValueError) as err:
-        print(f"alertd: {err}", file=sys.stderr)
+        show(f"alertd: {err}", err=True)
         return 1
     except (SQLAlchemyError, OSError) as err:  # the database is down or unreachable
-        print(f"alertd: database {redact_url(config.database.url)}: "
-              f"{type(err).__name__}: {str(err).splitlines()[0]}", file=sys.stderr)
+        show(f"alertd: database {redact_url(config.database.url)}: "
+             f"{type(err).__name__}: {str(err).splitlines()[0]}", err=True)
         return 1

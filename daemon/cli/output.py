@@ -1,14 +1,44 @@
-"""How the CLI prints: aligned tables, records, short timestamps."""
+"""How the CLI prints: aligned tables, records, short timestamps; untrusted text made safe
+for a terminal.
+
+Alert text comes from anyone who can send mail: a subject holding `ESC]0;...BEL` or `ESC[2J`
+must not retitle or clear the admin's terminal. Every human format goes through `show` or
+`terminal_safe`, which print control characters (and Unicode's invisible direction marks)
+escaped; JSON output is printed as json.dumps made it, exact.
+"""
 
 from __future__ import annotations
 
 import json
+import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
+# C0 controls but the line break, DEL, C1 controls, and the bidirectional marks and overrides
+# that reorder what a terminal shows.
+_UNSAFE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e"
+                     "\u2066-\u2069]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def terminal_safe(text: str) -> str:
+    """`text` with every control character but the line break shown as an escape (`\\x1b`)."""
+    return _UNSAFE.sub(_escaped, text)
+
+
+def show(text: str, *, err: bool = False, flush: bool = False) -> None:
+    """Print human-readable text, terminal-safe (stderr with `err`)."""
+    print(terminal_safe(text), file=sys.stderr if err else sys.stdout, flush=flush)
+
 
 def table(rows: list[list[Any]], headers: list[str]) -> str:
-    cells = [[("" if c is None else str(c)).replace("\n", " ") for c in r] for r in rows]
+    cells = [[terminal_safe(("" if c is None else str(c)).replace("\n", " ")) for c in r]
+             for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
               for i, h in enumerate(headers)]
     widths[-1] = len(headers[-1])  # the last column is free text: do not pad it
@@ -27,9 +57,9 @@ def print_listing(listing: dict[str, Any], as_json: bool, headers: list[str],
     if as_json:
         print(json.dumps(listing, indent=2))
         return
-    print(table([row(item) for item in listing["items"]], headers))
+    print(table([row(item) for item in listing["items"]], headers))  # cells are made safe
     if listing["next_before_id"]:
-        print(f"(more: --before-id {listing['next_before_id']})")
+        show(f"(more: --before-id {listing['next_before_id']})")
 
 
 def print_record(record: dict[str, Any], as_json: bool) -> None:
@@ -38,10 +68,10 @@ def print_record(record: dict[str, Any], as_json: bool) -> None:
         return
     for key, value in record.items():
         if isinstance(value, list) and value and isinstance(value[0], dict):
-            print(f"{key}:")
+            show(f"{key}:")
             for item in value:
-                print("  - " + json.dumps(item))
+                show("  - " + json.dumps(item))
         elif isinstance(value, dict | list):
-            print(f"{key}: {json.dumps(value)}")
+            show(f"{key}: {json.dumps(value)}")
         else:
-            print(f"{key}: {'' if value is None else value}")
+            show(f"{key}: {'' if value is None else value}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -60,10 +60,19 @@ class ConfigError(Exception):
         self.issues = issues
 
 
+# What a secret given by file or environment holds for a command that does not read it.
+UNREAD_SECRET = "(not read by this command)"  # noqa: S105 - a placeholder, not a secret
+
+
 def _resolve_secrets(
-    table: dict[str, Any], path: Path_, environ: Mapping[str, str], issues: list[tuple[Path_, str]]
+    table: dict[str, Any], path: Path_, environ: Mapping[str, str],
+    issues: list[tuple[Path_, str]], sections: Collection[str] | None = None
 ) -> None:
-    """Replace `X_file` / `X_env` by `X` in place, recursively; record conflicts and misses."""
+    """Replace `X_file` / `X_env` by `X` in place, recursively; record conflicts and misses.
+
+    `sections`: the top-level sections whose secrets are read (None: all). The others get
+    `UNREAD_SECRET`, unread: `alertd tickets list` must work where the IMAP password is a
+    systemd credential only the service can read."""
     for name in SECRET_NAMES:
         given = [k for k in (name, f"{name}_file", f"{name}_env") if k in table]
         if len(given) > 1:
@@ -71,7 +80,12 @@ def _resolve_secrets(
             for key in given:
                 table.pop(key)  # reported once here, not again as unknown keys
             continue
-        if f"{name}_file" in table:
+        if not given or given[0] == name:
+            continue
+        if sections is not None and (not path or path[0] not in sections):
+            table.pop(given[0])
+            table[name] = UNREAD_SECRET
+        elif f"{name}_file" in table:
             key = f"{name}_file"
             try:
                 lines = Path(table.pop(key)).expanduser().read_text().splitlines()
@@ -91,11 +105,11 @@ def _resolve_secrets(
                 table[name] = environ[variable]
     for key, value in table.items():
         if isinstance(value, dict):
-            _resolve_secrets(value, (*path, key), environ, issues)
+            _resolve_secrets(value, (*path, key), environ, issues, sections)
         elif isinstance(value, list):
             for index, item in enumerate(value):
                 if isinstance(item, dict):
-                    _resolve_secrets(item, (*path, key, index), environ, issues)
+                    _resolve_secrets(item, (*path, key, index), environ, issues, sections)
 
 
 def token_lines(text: str) -> list[str]:
@@ -120,10 +134,13 @@ def _read_token_file(api: dict[str, Any], issues: list[tuple[Path_, str]]) -> No
         api["tokens"] = [*tokens, *extra]
 
 
-def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None,
+                secret_sections: Collection[str] | None = None) -> Config:
     """Read, resolve and validate a configuration file (`None`: defaults only).
 
-    Raises `ConfigError` listing every problem with its file, line and dotted key.
+    `secret_sections`: the top-level sections whose secret files and variables are read
+    (None: every one); the others hold `UNREAD_SECRET`. Raises `ConfigError` listing every
+    problem with its file, line and dotted key.
     """
     environ = os.environ if environ is None else environ
     name = str(path) if path else "<defaults>"
@@ -141,8 +158,8 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
 
     lines = locate_keys(text)
     problems: list[tuple[Path_, str]] = []
-    _resolve_secrets(raw, (), environ, problems)
-    if isinstance(raw.get("api"), dict):
+    _resolve_secrets(raw, (), environ, problems, secret_sections)
+    if isinstance(raw.get("api"), dict) and (secret_sections is None or "api" in secret_sections):
         _read_token_file(raw["api"], problems)
 
     # Defaults that depend on other values or on the host.

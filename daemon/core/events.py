@@ -112,6 +112,16 @@ def is_source_name(value: object) -> bool:
     return isinstance(value, str) and _SOURCE.match(value) is not None
 
 
+# Line breaks, tabs and other control characters, in runs: a one-line field holds none.
+_BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def one_line(text: str) -> str:
+    """`text` as a single line: each run of line breaks and control characters one space.
+    A name sent with a line break ("PC\r\nBACKUP") must not cut what follows it."""
+    return _BREAKS.sub(" ", text).strip()
+
+
 # Column sizes of the alert and ticket records (daemon/store/models.py).
 _LIMITS = {"device": 255, "site": 255, "customer": 255, "priority": 64, "device_ref": 200}
 _UID_LIMIT = 200
@@ -120,9 +130,11 @@ _UID_LIMIT = 200
 def clamp_event(event: AlertEvent) -> AlertEvent:
     """Fit free-form extracted values into their columns (text cut, a long uid hashed), so a
     verbose mail cannot make its delivery fail on a database length limit."""
-    changes: dict[str, Any] = {
-        name: getattr(event, name)[:limit] for name, limit in _LIMITS.items()
-        if getattr(event, name) is not None and len(getattr(event, name)) > limit}
+    changes: dict[str, Any] = {}
+    for name, limit in _LIMITS.items():
+        value = getattr(event, name)
+        if value is not None and (fitted := one_line(value)[:limit]) != value:
+            changes[name] = fitted
     if len(event.uid) > _UID_LIMIT:
         changes["uid"] = "sha256:" + sha256_hex(event.uid.encode())
     if event.ticket.type is not None and len(event.ticket.type) > 64:
@@ -132,6 +144,7 @@ def clamp_event(event: AlertEvent) -> AlertEvent:
 
 def default_summary(event: AlertEvent) -> str:
     """A ticket summary when the intake gave none: who, where, what."""
-    parts = [p for p in (event.device, event.message) if p]
+    message = next((line for line in (event.message or "").splitlines() if line.strip()), "")
+    parts = [one_line(p) for p in (event.device, message) if p and one_line(p)]
     text = " - ".join(parts) if parts else f"{event.source} alert {event.uid}"
-    return text.splitlines()[0][:250]
+    return one_line(text)[:250]

@@ -7,7 +7,7 @@ import logging
 
 from daemon.core.events import DeliveryStatus
 from daemon.intake.inbound import ProcessResult
-from daemon.metrics import Metrics
+from daemon.metrics import Metrics, source_label
 
 log = logging.getLogger("daemon.intake.pipeline")  # the lines read as the pipeline's
 
@@ -34,9 +34,9 @@ class IntakeAccounting:
         delivery_id = result.delivery_id
         self._metrics.deliveries_finished.labels(channel, result.status.value).inc()
         for event in result.events:
-            self._metrics.lifecycle.labels(event.source, event.outcome).inc()
+            self._metrics.lifecycle.labels(source_label(event.source), event.outcome).inc()
             if event.ticket_opened:
-                self._metrics.tickets_opened.labels(event.source).inc()
+                self._metrics.tickets_opened.labels(source_label(event.source)).inc()
             if event.ticket_closed:
                 self._metrics.tickets_closed.labels("upstream").inc()
             log.info("delivery %s channel=%s alert %s %s/%s %s ticket=%s", delivery_id,

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from daemon.config.rmm_sections import OutboxConfig
 from daemon.core.clock import Clock, utcnow
-from daemon.metrics import Metrics
+from daemon.metrics import Metrics, source_label
 from daemon.rmm.errors import Blocked, RmmError
 from daemon.store.database import Database
 from daemon.store.models import OutboxAction
@@ -171,7 +171,7 @@ class OutboxWorker:
             await self._db.write(lambda s: s.execute(_SET_OUTCOME, {
                 "row_id": row.id, "status": DONE, "done_at": self._clock(),
                 "last_error": note}))
-            self._metrics.outbox_sent.labels(row.source, "done").inc()
+            self._metrics.outbox_sent.labels(source_label(row.source), "done").inc()
             log.info("outbox %s: %s %s/%s done%s", row.id, row.action, row.source, row.target,
                      f" ({note})" if note else "")
 
@@ -186,7 +186,7 @@ class OutboxWorker:
             values["next_attempt_at"] = self._retry_at(row.attempts, err, now)
             outcome = "retry"
         await self._db.write(lambda s: s.execute(_SET_OUTCOME, values))
-        self._metrics.outbox_sent.labels(row.source, outcome).inc()
+        self._metrics.outbox_sent.labels(source_label(row.source), outcome).inc()
         level = logging.ERROR if outcome == "dead" else logging.WARNING
         log.log(level, "outbox %s: %s %s/%s attempt %d failed (%s): %s", row.id, row.action,
                 row.source, row.target, row.attempts, outcome, reason)

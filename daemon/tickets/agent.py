@@ -9,7 +9,7 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session
 
 from daemon.core.clock import Clock, utcnow
-from daemon.metrics import Metrics
+from daemon.metrics import Metrics, source_label
 from daemon.store.database import Database
 from daemon.tickets.transitions import CloseResult, Transitions
 
@@ -37,7 +37,7 @@ class AgentActions:
             session.connection(), ticket_id, actor, note, now))
         self._metrics.tickets_closed.labels("agent").inc()
         if result.outbox_id is not None:
-            self._metrics.outbox_enqueued.labels(result.source or "", "resolve_alert").inc()
+            self._metrics.outbox_enqueued.labels(source_label(result.source), "resolve_alert").inc()
             if self._on_enqueued is not None:
                 self._on_enqueued()
         log.info("ticket %s closed by %s alert=%s resolved=%s outbox=%s", ticket_id, actor,

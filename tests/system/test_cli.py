@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -162,3 +163,78 @@ async def test_outbox_commands(pipeline: Pipeline, agent: AgentActions,
     assert missing.returncode == 1 and "outbox row 424242 not found" in missing.stderr
     pending = json.loads(cli("outbox", "list", "--json", "--status", "pending").stdout)
     assert [r["target"] for r in pending["items"]] == ["uid-to-retry"]
+
+
+HOSTILE = "\x1b]0;owned\x07\x1b[2J\u202eFS-01\r"
+
+
+async def test_untrusted_text_is_printed_terminal_safe(
+        pipeline: Pipeline, cli: Callable[..., subprocess.CompletedProcess[str]],
+        tmp_path: Path) -> None:
+    """A mail sender's escape sequences are shown escaped in every human format; JSON is
+    exact (json.dumps escapes them itself)."""
+    opened = await deliver(pipeline, "esc-uid", device=HOSTILE, message="Disk\x1b[31m full")
+    ticket_id = str(opened.events[0].ticket_id)
+    for args in (("tickets", "list"), ("tickets", "show", ticket_id),
+                 ("alerts", "list"), ("deliveries", "list")):
+        shown = cli(*args)
+        assert shown.returncode == 0, shown.stderr
+        assert "\x1b" not in shown.stdout and "\u202e" not in shown.stdout, args
+        assert "\x07" not in shown.stdout and "\r" not in shown.stdout, args
+    # One-line fields were stored with each control run as one space; the bidi override
+    # is text, shown escaped.
+    assert "]0;owned [2J\\u202eFS-01 - Disk [31m full" in cli("tickets", "list").stdout
+    assert "Disk\\x1b[31m full" in cli("tickets", "show", ticket_id).stdout
+    exact = json.loads(cli("tickets", "show", ticket_id, "--json").stdout)
+    assert "Disk\x1b[31m full" in exact["details"]
+
+    mail = tmp_path / "hostile.eml"
+    mail.write_bytes(b"From: rmm@example.com\r\nSubject: =?utf-8?q?Alert_=1B]0;x=07_-_Alert?="
+                     b"{3f0c6a51-8d47-4c2b-9d0e-2a6f5b1c7e90}\r\n\r\nbody\r\n")
+    tested = cli("rules", "test", str(mail))
+    assert tested.returncode == 0, tested.stderr
+    assert "\x1b" not in tested.stdout and "\\x1b]0;x\\x07" in tested.stdout
+
+
+def test_files_alertd_creates_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    config = tmp_path / "alertd.toml"
+    config.write_text(f'[daemon]\nstate_dir = "{state}"\n')
+    upgraded = subprocess.run(
+        [sys.executable, "-m", "daemon", "db", "upgrade", "--config", str(config)],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+        preexec_fn=lambda: os.umask(0o022))  # a shell's usual umask
+    assert upgraded.returncode == 0, upgraded.stderr
+    created = [state, *state.iterdir()]
+    assert any(path.name == "alertd.db" for path in created)
+    modes = {path.name: oct(path.stat().st_mode & 0o777) for path in created}
+    assert modes == {path.name: "0o700" if path.is_dir() else "0o600" for path in created}
+
+
+def test_each_command_reads_only_the_secrets_it_needs(tmp_path: Path) -> None:
+    """The IMAP password and the Datto key as systemd credentials the user cannot read: the
+    database commands work, webhook-config reads only [datto]/[syncro], the daemon's own
+    commands report the unreadable files."""
+    unreadable = tmp_path / "credentials" / "imap-password"  # missing: as good as unreadable
+    config = tmp_path / "alertd.toml"
+    config.write_text(
+        f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n'
+        f'[[imap.accounts]]\nname = "alerts"\nhost = "mail.example.com"\n'
+        f'username = "alerts"\npassword_file = "{unreadable}"\n'
+        f'[datto]\nwebhook_secret_file = "{tmp_path / "nope"}"\n')
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "daemon", *args, "--config", str(config)],
+                              capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+    assert run("db", "upgrade").returncode == 0
+    listing = run("tickets", "list")
+    assert listing.returncode == 0, listing.stderr
+    assert run("rules", "check").returncode == 0
+    hooks = run("webhook-config", "datto")
+    assert hooks.returncode == 2
+    assert "datto.webhook_secret_file: cannot read the secret file" in hooks.stderr
+    assert "imap" not in hooks.stderr
+    checked = run("check-config")
+    assert checked.returncode == 2
+    assert "imap.accounts[0].password_file: cannot read the secret file" in checked.stderr
