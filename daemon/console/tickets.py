@@ -50,6 +50,15 @@ async def ticket_page(request: web.Request, error: str | None = None, status: in
                   error=error, max_note_chars=MAX_NOTE_CHARS)
 
 
+def _note_problem(note: str) -> str | None:
+    """Why a note cannot be stored as typed, or None (the API's NoteBody rules)."""
+    if "\x00" in note:  # PostgreSQL's text columns cannot hold it
+        return "A note cannot hold NUL characters."
+    if len(note) > MAX_NOTE_CHARS:
+        return f"A note holds at most {MAX_NOTE_CHARS:,} characters."
+    return None
+
+
 async def add_note(request: web.Request) -> web.Response:
     form = await request.post()
     note = form.get("note")
@@ -58,6 +67,8 @@ async def add_note(request: web.Request) -> web.Response:
         return await ticket_page(request)  # its 404
     if not isinstance(note, str) or not note.strip():
         return await ticket_page(request, "Write a note first.", 400)
+    if problem := _note_problem(note):
+        return await ticket_page(request, problem, 400)
     try:
         await request.app[CONTEXT].agent.add_note(ticket_id, ACTOR, note)
     except TicketNotFound:
@@ -71,6 +82,8 @@ async def close_ticket(request: web.Request) -> web.Response:
     ticket_id = _ticket_id(request)
     if ticket_id is None:
         return await ticket_page(request)
+    if isinstance(note, str) and (problem := _note_problem(note)):
+        return await ticket_page(request, problem, 400)
     try:
         await request.app[CONTEXT].agent.close(
             ticket_id, ACTOR, note.strip() if isinstance(note, str) and note.strip() else None)

@@ -20,6 +20,7 @@ from daemon.core.events import (
 )
 from daemon.core.lifecycle import AlertAction
 
+_MAX_INT_UID = 10**18 - 1  # a numeric uid: 1 to 18 digits, as the request model says
 _EVENT_KEYS = {"source", "uid", "action", "device", "device_id", "site", "customer", "priority",
                "message", "ticket"}
 # The longest text each free field may have in the JSON form.
@@ -51,6 +52,9 @@ def parse_api_event(body: Any) -> AlertEvent:
     if not isinstance(source, str) or not is_source_name(source):
         raise Unprocessable("'source' must be a lower-case name like 'datto' or 'syncro'")
     uid = body.get("uid")
+    # JSON has one number type: 42.0 is the integer 42 to JSON Schema and to most senders.
+    if isinstance(uid, float) and uid.is_integer() and 0 <= uid <= _MAX_INT_UID:
+        uid = int(uid)
     if isinstance(uid, int) and not isinstance(uid, bool):
         uid = str(uid)
     if not isinstance(uid, str) or not uid.strip() or len(uid) > 200:

@@ -135,10 +135,22 @@ def clamp_event(event: AlertEvent) -> AlertEvent:
         value = getattr(event, name)
         if value is not None and (fitted := one_line(value)[:limit]) != value:
             changes[name] = fitted
-    if len(event.uid) > _UID_LIMIT:
-        changes["uid"] = "sha256:" + sha256_hex(event.uid.encode())
-    if event.ticket.type is not None and len(event.ticket.type) > 64:
-        changes["ticket"] = replace(event.ticket, type=event.ticket.type[:64])
+    # U+0000 is dropped from the free text: PostgreSQL's text columns cannot hold it, and a
+    # mail that carries one must not fail every attempt to apply it.
+    uid = event.uid.replace("\x00", "")
+    if len(uid) > _UID_LIMIT:
+        uid = "sha256:" + sha256_hex(uid.encode())
+    if uid != event.uid:
+        changes["uid"] = uid
+    if event.message is not None and "\x00" in event.message:
+        changes["message"] = event.message.replace("\x00", "")
+    ticket = TicketFields(*(None if value is None else value.replace("\x00", "")
+                            for value in (event.ticket.type, event.ticket.summary,
+                                          event.ticket.details)))
+    if ticket.type is not None and len(ticket.type) > 64:
+        ticket = replace(ticket, type=ticket.type[:64])
+    if ticket != event.ticket:
+        changes["ticket"] = ticket
     return replace(event, **changes) if changes else event
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
 from aiohttp import web
+from pydantic import ValidationError
 
 from daemon.core.canonical import canonical_sha256
 from daemon.core.events import Channel, is_source_name
@@ -15,26 +13,32 @@ from daemon.http.api_browse import setup_browse_routes
 from daemon.http.api_status import setup_status_routes
 from daemon.http.app import CONTEXT
 from daemon.http.errors import ApiError
+from daemon.http.models import (
+    AlertEventBody,
+    AlertQuery,
+    CloseBody,
+    DeliveryQuery,
+    IngestHeaders,
+    NoteBody,
+    OutboxQuery,
+    SyncRunQuery,
+    TicketQuery,
+    describe,
+)
 from daemon.http.openapi import openapi_document
-from daemon.http.params import filters, json_object, listing_call, page, path_id
+from daemon.http.params import body_of, headers_of, listing_call, listing_query, path_id
 from daemon.http.submissions import ingest_and_answer, read_json_body, result_body
 from daemon.intake.deliveries import ReplayRefused
 from daemon.intake.inbound import Inbound
 from daemon.rmm.check import check_source
 from daemon.rmm.outbox import OutboxRefused
-from daemon.tickets.transitions import MAX_NOTE_CHARS, TicketNotFound
-
-# Printable ASCII: the key is stored in a text column, and header bytes that are not UTF-8
-# reach the handler as lone surrogates, which no column can hold.
-_IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,200}")
+from daemon.tickets.transitions import TicketNotFound
 
 
 @listing_call
 async def list_tickets(request: web.Request) -> web.Response:
-    ctx = request.app[CONTEXT]
-    body = await ctx.queries.tickets(page(request), **filters(
-        request, "status", "alert_uid", "source", "customer_id", "site_id", "q"))
-    return web.json_response(body)
+    page, filters = listing_query(request, TicketQuery)
+    return web.json_response(await request.app[CONTEXT].queries.tickets(page, **filters))
 
 
 async def get_ticket(request: web.Request) -> web.Response:
@@ -44,21 +48,7 @@ async def get_ticket(request: web.Request) -> web.Response:
     return web.json_response(ticket)
 
 
-def _text_field(body: dict[str, Any], name: str, required: bool) -> str | None:
-    value = body.get(name)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str):
-        raise ApiError(422, f"'{name}' must be a string")
-    if required and not value.strip():
-        raise ApiError(422, f"'{name}' must not be empty")
-    if len(value) > MAX_NOTE_CHARS:
-        raise ApiError(422, f"'{name}' is longer than {MAX_NOTE_CHARS} characters")
-    return value
-
-
-def _actor(body: dict[str, Any]) -> str:
-    name = _text_field(body, "actor", required=False)
+def _actor(name: str) -> str:
     return f"agent:{name[:100]}" if name else "agent:api"
 
 
@@ -66,10 +56,9 @@ async def close_ticket(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     ticket_id = path_id(request)
     _, parsed = await read_json_body(request, optional=True)
-    body = json_object(parsed, {"note", "actor"})
-    note = _text_field(body, "note", required=False)
+    body = body_of(CloseBody, parsed)
     try:
-        await ctx.agent.close(ticket_id, _actor(body), note)
+        await ctx.agent.close(ticket_id, _actor(body.actor), body.note or None)
     except TicketNotFound:
         raise ApiError(404, "ticket not found") from None
     except TicketAlreadyClosed:
@@ -81,11 +70,9 @@ async def add_note(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     ticket_id = path_id(request)
     _, parsed = await read_json_body(request)
-    body = json_object(parsed, {"body", "actor"})
-    text = _text_field(body, "body", required=True)
-    assert text is not None
+    body = body_of(NoteBody, parsed)
     try:
-        await ctx.agent.add_note(ticket_id, _actor(body), text)
+        await ctx.agent.add_note(ticket_id, _actor(body.actor), body.body)
     except TicketNotFound:
         raise ApiError(404, "ticket not found") from None
     return web.json_response(await ctx.queries.ticket(ticket_id), status=201)
@@ -93,9 +80,8 @@ async def add_note(request: web.Request) -> web.Response:
 
 @listing_call
 async def list_alerts(request: web.Request) -> web.Response:
-    ctx = request.app[CONTEXT]
-    return web.json_response(
-        await ctx.queries.alerts(page(request), **filters(request, "source", "uid", "state")))
+    page, filters = listing_query(request, AlertQuery)
+    return web.json_response(await request.app[CONTEXT].queries.alerts(page, **filters))
 
 
 async def get_alert(request: web.Request) -> web.Response:
@@ -107,31 +93,34 @@ async def get_alert(request: web.Request) -> web.Response:
 
 async def ingest_alert(request: web.Request) -> web.Response:
     """POST /api/alerts: store the event and apply it (201), or keep it for the retry sweep
-    (202) or as rejected (422)."""
+    (202) or as rejected (422: the body does not fit `AlertEventBody`, stored with the
+    reason so an admin sees what was sent)."""
     ctx = request.app[CONTEXT]
     raw, body = await read_json_body(request)
     # Identical events are one delivery however their JSON is spaced or ordered.
     body_sha256 = canonical_sha256(body)
-    idempotency_key = request.headers.get("Idempotency-Key")
-    if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
-        raise ApiError(400, "Idempotency-Key must be 1 to 200 printable ASCII characters")
+    idempotency_key = headers_of(request, IngestHeaders).idempotency_key
     dedupe_key = f"key:{idempotency_key}" if idempotency_key else f"sha256:{body_sha256}"
+    try:
+        AlertEventBody.model_validate(body)
+        rejected_reason = None
+    except ValidationError as err:
+        rejected_reason = describe(err)
     source = body.get("source") if isinstance(body, dict) else None
     inbound = Inbound(
         channel=Channel.API, dedupe_key=dedupe_key, payload=raw,
         content_type="application/json",
         source=source if is_source_name(source) else None,
         meta={"remote": request.remote, "body_sha256": body_sha256},
+        rejected_reason=rejected_reason,
     )
     return await ingest_and_answer(ctx, inbound)
 
 
 @listing_call
 async def list_deliveries(request: web.Request) -> web.Response:
-    ctx = request.app[CONTEXT]
-    return web.json_response(
-        await ctx.queries.deliveries(page(request),
-                                     **filters(request, "status", "channel", "source")))
+    page, filters = listing_query(request, DeliveryQuery)
+    return web.json_response(await request.app[CONTEXT].queries.deliveries(page, **filters))
 
 
 async def get_delivery(request: web.Request) -> web.Response:
@@ -158,9 +147,8 @@ async def replay_delivery(request: web.Request) -> web.Response:
 
 @listing_call
 async def list_outbox(request: web.Request) -> web.Response:
-    ctx = request.app[CONTEXT]
-    return web.json_response(await ctx.queries.outbox(page(request),
-                                                      **filters(request, "status", "source")))
+    page, filters = listing_query(request, OutboxQuery)
+    return web.json_response(await request.app[CONTEXT].queries.outbox(page, **filters))
 
 
 async def change_outbox(request: web.Request, change: str) -> web.Response:
@@ -185,9 +173,8 @@ async def drop_outbox(request: web.Request) -> web.Response:
 
 @listing_call
 async def list_sync_runs(request: web.Request) -> web.Response:
-    ctx = request.app[CONTEXT]
-    return web.json_response(await ctx.queries.sync_runs(page(request),
-                                                         **filters(request, "source")))
+    page, filters = listing_query(request, SyncRunQuery)
+    return web.json_response(await request.app[CONTEXT].queries.sync_runs(page, **filters))
 
 
 async def test_rmm(request: web.Request) -> web.Response:

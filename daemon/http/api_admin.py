@@ -14,7 +14,8 @@ from aiohttp import web
 
 from daemon.http.app import CONTEXT, AppContext
 from daemon.http.errors import ApiError
-from daemon.http.params import json_object
+from daemon.http.models import RulesTestBody
+from daemon.http.params import body_of
 from daemon.http.submissions import read_json_body
 from daemon.rules.explain import explain_message
 from daemon.sync.runner import SOURCES, SyncRefused
@@ -27,10 +28,7 @@ async def test_rules(request: web.Request) -> web.Response:
     rules in force. The body's size is capped by `[http] max_body_bytes` (413)."""
     ctx = request.app[CONTEXT]
     _, parsed = await read_json_body(request)
-    message = json_object(parsed, {"message"}).get("message")
-    if not isinstance(message, str) or not message.strip():
-        raise ApiError(422, "'message' must be the raw message (RFC 5322) as a non-empty "
-                            "string")
+    message = body_of(RulesTestBody, parsed).message
     rules = ctx.rules.rules  # once: a SIGHUP swap during the test must not mix two rule sets
     # Parsing a large message takes a while: off the event loop, like the email intake.
     report = await asyncio.to_thread(explain_message, rules, message.encode("utf-8"))

@@ -6,35 +6,32 @@ from __future__ import annotations
 from aiohttp import web
 
 from daemon.http.app import CONTEXT
-from daemon.http.params import filters, listing_call, page
+from daemon.http.models import AssetQuery, CustomerQuery, EndUserQuery, SiteQuery
+from daemon.http.params import listing_call, listing_query
 
 
 @listing_call
 async def list_customers(request: web.Request) -> web.Response:
-    browse = request.app[CONTEXT].browse
-    return web.json_response(await browse.customers(page(request),
-                                                    **filters(request, "q", "active")))
+    page, filters = listing_query(request, CustomerQuery)
+    return web.json_response(await request.app[CONTEXT].browse.customers(page, **filters))
 
 
 @listing_call
 async def list_sites(request: web.Request) -> web.Response:
-    browse = request.app[CONTEXT].browse
-    return web.json_response(await browse.sites(
-        page(request), **filters(request, "q", "customer_id", "active")))
+    page, filters = listing_query(request, SiteQuery)
+    return web.json_response(await request.app[CONTEXT].browse.sites(page, **filters))
 
 
 @listing_call
 async def list_assets(request: web.Request) -> web.Response:
-    browse = request.app[CONTEXT].browse
-    return web.json_response(await browse.assets(
-        page(request), **filters(request, "q", "customer_id", "site_id", "active")))
+    page, filters = listing_query(request, AssetQuery)
+    return web.json_response(await request.app[CONTEXT].browse.assets(page, **filters))
 
 
 @listing_call
 async def list_end_users(request: web.Request) -> web.Response:
-    browse = request.app[CONTEXT].browse
-    return web.json_response(await browse.end_users(
-        page(request), **filters(request, "q", "customer_id", "active")))
+    page, filters = listing_query(request, EndUserQuery)
+    return web.json_response(await request.app[CONTEXT].browse.end_users(page, **filters))
 
 
 def setup_browse_routes(app: web.Application) -> None:

@@ -18,8 +18,8 @@ from aiohttp.typedefs import Middleware
 from daemon.config import Config
 from daemon.http.auth import TokenStore
 from daemon.http.errors import Handler, error_middleware, error_response
-from daemon.http.log_summary import LogSummary
 from daemon.intake.pipeline import Pipeline
+from daemon.log_summary import LogSummary
 from daemon.metrics import ChannelHealth, Metrics
 from daemon.rmm.clients import RmmClients
 from daemon.rmm.outbox import OutboxWorker

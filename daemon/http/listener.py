@@ -31,7 +31,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.streams import StreamReader
 
 from daemon.http.errors import ERROR_CODES, error_response
-from daemon.http.log_summary import LogSummary
+from daemon.log_summary import LogSummary
 
 log = logging.getLogger(__name__)
 SUBJECT = "HTTP listener"

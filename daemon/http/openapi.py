@@ -1,10 +1,12 @@
 """The OpenAPI 3.1 document of the JSON API, served at /api/openapi.json.
 
-Written by hand next to the handlers (the browse and administration routes in
-openapi_admin.py, the shared building blocks in openapi_parts.py); tests/api_client.py
-validates every response of the component tests against it and
-tests/component/test_http_api.py checks that every route is documented, so it cannot drift
-silently.
+The request schemas and parameters are generated from the request models that check them
+(daemon.http.models); the answers are written here next to the handlers (the browse and
+administration routes in openapi_admin.py, the shared building blocks in openapi_parts.py).
+tests/api_client.py validates every response of the component tests against it,
+tests/component/test_http_api.py checks that every route is documented, and
+tests/system/test_api_conformance.py fuzzes the served document against a running alertd
+(schemathesis, all checks), so it cannot drift silently.
 """
 
 from __future__ import annotations
@@ -12,7 +14,19 @@ from __future__ import annotations
 from typing import Any
 
 from daemon import __version__
-from daemon.http.openapi_admin import ADMIN_PATHS, ADMIN_SCHEMAS, TICKET_FILTERS
+from daemon.http.models import (
+    MAX_ID,
+    AlertEventBody,
+    AlertQuery,
+    CloseBody,
+    DeliveryQuery,
+    IngestHeaders,
+    NoteBody,
+    OutboxQuery,
+    SyncRunQuery,
+    TicketQuery,
+)
+from daemon.http.openapi_admin import ADMIN_PATHS, ADMIN_SCHEMAS
 from daemon.http.openapi_parts import (
     DELIVERY_STATUS,
     ID_PARAM,
@@ -20,14 +34,16 @@ from daemon.http.openapi_parts import (
     N_INT,
     N_STR,
     N_TIME,
-    PAGING,
     STR,
     TIME,
     answer,
     errors,
     listing,
+    model_body,
+    model_schemas,
     nullable,
     obj,
+    parameters_of,
     query,
 )
 
@@ -63,45 +79,59 @@ INGEST_RESULT = obj({
     "events": {"type": "array", "items": obj(
         {"alert_id": INT, "outcome": {"enum": OUTCOMES}, "ticket_id": N_INT})},
 })
-ALERT_EVENT = {
-    "type": "object", "additionalProperties": False, "required": ["source", "uid", "action"],
-    "properties": {
-        "source": {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,31}$"},
-        "uid": {"type": ["string", "integer"]},
-        "action": {"enum": ["raise", "resolve"]},
-        "device": STR, "device_id": STR, "site": STR, "customer": STR, "priority": STR,
-        "message": STR,
-        "ticket": {"type": "object", "additionalProperties": False,
-                   "properties": {"type": STR, "summary": STR, "details": STR}},
-    },
-}
-
-
-DATTO_VALUE = {"type": ["string", "number", "boolean", "null"]}
+# The webhook bodies are the vendors', read by the parsers in daemon.webhooks (which this
+# adapter may not import); tests/unit/test_webhook_parsers.py holds both to one contract.
+_SPACE = "[ \\t\\r\\n]*"  # what the parsers strip around a value (spaces, tabs, line breaks)
+FLAG_TEXT = {"type": "string",
+             "pattern": f"^{_SPACE}([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]){_SPACE}$"}
+DATTO_VALUE_CHARS = 10_000
+DATTO_VALUE = {"type": ["string", "number", "boolean", "null"], "maxLength": DATTO_VALUE_CHARS,
+               "description": "A string, number or boolean; a placeholder Datto could not "
+                              "fill ([last_user]) or a blank string counts as absent"}
+DATTO_UID_CHARS = 100
 DATTO_WEBHOOK = {
-    "type": "object", "required": ["alert_uid", "alert_resolved"],
+    "type": "object", "additionalProperties": False, "required": ["alert_uid", "alert_resolved"],
     "properties": {
-        "alert_uid": {"type": "string", "description": "[alert_uid]: the alert GUID"},
-        "alert_resolved": {"enum": ["true", "false", True, False]},
-        "state": {"type": "string", "description": "The shared secret"},
+        "alert_uid": {"type": "string", "maxLength": DATTO_UID_CHARS,
+                      "pattern": f"^{_SPACE}[0-9a-fA-F]{{8}}-([0-9a-fA-F]{{4}}-){{3}}"
+                                 f"[0-9a-fA-F]{{12}}{_SPACE}$",
+                      "description": "[alert_uid]: the alert GUID (spaces around it are "
+                                     "removed); Datto's test send, '[alert_uid]', is "
+                                     "answered 422"},
+        "alert_resolved": {"anyOf": [{"type": "boolean"}, FLAG_TEXT],
+                           "description": "\"true\" or \"false\" (any case) or a boolean"},
+        "state": {"type": ["string", "null"],
+                  "description": "The shared secret (null or absent: it is in ?token=)"},
         **{key: DATTO_VALUE for key in (
             "alert_message", "alert_priority", "alert_category", "alert_type",
             "device_hostname", "device_uid", "device_ip", "site_name", "site_uid", "platform",
             "timestamp", "last_user")},
-        "fields": {"type": "object", "additionalProperties": DATTO_VALUE,
+        "fields": {"type": ["object", "null"], "additionalProperties": DATTO_VALUE,
                    "description": "Free values, mapped to ticket fields by "
                                   "[datto] webhook_fields"},
     },
 }
+# A Syncro alert id: a positive whole number, sometimes sent as a string of digits.
+SYNCRO_ID_TEXT = "0*[1-9][0-9]{0,17}"
+ANY_VALUE: dict[str, Any] = {"description": "Read when it has the expected type, else ignored"}
 SYNCRO_NOTIFICATION = {
     "type": "object", "required": ["attributes"],
+    # The alert id is attributes.id, or when that is absent (or null) the end of `link`.
+    "anyOf": [{"properties": {"attributes": {"required": ["id"], "properties": {
+                  "id": {"not": {"type": "null"}}}}}},
+              {"required": ["link"], "properties": {"link": {
+                  "type": "string", "pattern": f"/rmm_alerts/{SYNCRO_ID_TEXT}/?{_SPACE}$"}}}],
     "properties": {
-        "text": STR, "html": STR, "link": STR,
+        "text": ANY_VALUE, "html": ANY_VALUE,
+        "link": {"description": "The alert's page, ending in /rmm_alerts/<id>"},
         "attributes": {"type": "object", "properties": {
-            "id": {"type": ["integer", "string"]},
-            "resolved": {"type": ["boolean", "string", "null"]},
-            "computer_name": N_STR, "description": N_STR, "formatted_output": N_STR,
-            "customer": {"type": ["object", "null"]}, "asset": {"type": ["object", "null"]},
+            "id": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                             {"type": "string",
+                              "pattern": f"^{_SPACE}{SYNCRO_ID_TEXT}{_SPACE}$"},
+                             {"type": "null"}]},
+            "resolved": {"anyOf": [{"type": ["boolean", "null"]}, FLAG_TEXT]},
+            "computer_name": ANY_VALUE, "description": ANY_VALUE,
+            "formatted_output": ANY_VALUE, "customer": ANY_VALUE, "asset": ANY_VALUE,
         }},
     },
 }
@@ -152,9 +182,6 @@ SYNC_RUN = obj({
 })
 
 
-ACTOR_BODY = {"actor": {"type": "string", "description": "Who acts (stored as agent:<actor>)"}}
-
-
 def openapi_document(server_url: str) -> dict[str, Any]:
     """The document, with `server_url` (the configured public URL) as its server."""
     return {
@@ -177,7 +204,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                     **DELIVERY_PROPS, "meta": {"type": "object"}, "trace": {},
                     "payload": STR, "payload_encoding": {"enum": ["utf-8", "base64"]},
                 }),
-                "AlertEvent": ALERT_EVENT,
+                **model_schemas(AlertEventBody, CloseBody, NoteBody),
                 "OutboxRow": obj(OUTBOX_PROPS),
                 "RmmCheck": RMM_CHECK,
                 "SyncRun": SYNC_RUN,
@@ -190,11 +217,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
         "paths": {
             "/api/tickets": {"get": {
                 "summary": "List tickets, newest first",
-                "parameters": [query("status", "open or closed",
-                                     {"enum": ["open", "closed"]}),
-                               query("alert_uid", "Upstream alert id"),
-                               query("source", "Alert source (datto, syncro, ...)"),
-                               *TICKET_FILTERS, *PAGING],
+                "parameters": parameters_of(TicketQuery),
                 "responses": {"200": answer(listing("#/components/schemas/Ticket"), "Tickets"),
                               **errors(400, 401)},
             }},
@@ -206,17 +229,14 @@ def openapi_document(server_url: str) -> dict[str, Any]:
             "/api/tickets/{id}/close": {"post": {
                 "summary": "Close a ticket as an agent (resolves its alert upstream)",
                 "parameters": [ID_PARAM],
-                "requestBody": {"required": False, "content": {"application/json": {
-                    "schema": {"type": "object", "properties": {"note": STR, **ACTOR_BODY}}}}},
+                "requestBody": model_body(CloseBody, required=False),
                 "responses": {"200": answer({"$ref": "#/components/schemas/TicketWithNotes"},
                                             "The closed ticket"),
                               **errors(400, 401, 404, 409, 413, 415, 422)},
             }},
             "/api/tickets/{id}/notes": {"post": {
                 "summary": "Add a note to a ticket", "parameters": [ID_PARAM],
-                "requestBody": {"required": True, "content": {"application/json": {
-                    "schema": {"type": "object", "required": ["body"],
-                               "properties": {"body": STR, **ACTOR_BODY}}}}},
+                "requestBody": model_body(NoteBody),
                 "responses": {"201": answer({"$ref": "#/components/schemas/TicketWithNotes"},
                                             "The ticket with the new note"),
                               **errors(400, 401, 404, 413, 415, 422)},
@@ -224,10 +244,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
             "/api/alerts": {
                 "get": {
                     "summary": "List alerts, newest first",
-                    "parameters": [query("source", "datto, syncro, ..."),
-                                   query("uid", "Upstream alert id"),
-                                   query("state", "open or resolved",
-                                         {"enum": ["open", "resolved"]}), *PAGING],
+                    "parameters": parameters_of(AlertQuery),
                     "responses": {"200": answer(listing("#/components/schemas/Alert"),
                                                 "Alerts"), **errors(400, 401)},
                 },
@@ -236,10 +253,8 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                     "description": "Stored as a delivery (channel api) before it is applied. "
                                    "Identical bodies, or the same Idempotency-Key header, "
                                    "are applied once.",
-                    "parameters": [{"name": "Idempotency-Key", "in": "header",
-                                    "required": False, "schema": STR}],
-                    "requestBody": {"required": True, "content": {"application/json": {
-                        "schema": {"$ref": "#/components/schemas/AlertEvent"}}}},
+                    "parameters": parameters_of(IngestHeaders, "header"),
+                    "requestBody": model_body(AlertEventBody),
                     "responses": {
                         "200": answer(INGEST_RESULT, "Duplicate of an earlier, applied delivery"),
                         "201": answer(INGEST_RESULT, "Stored and applied"),
@@ -257,10 +272,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
             }},
             "/api/deliveries": {"get": {
                 "summary": "List deliveries (every raw input), newest first",
-                "parameters": [query("status", "received, processed, ignored, rejected, "
-                                     "failed", DELIVERY_STATUS),
-                               query("channel", "smtp, imap, webhook, poll, api"),
-                               query("source", "Source name"), *PAGING],
+                "parameters": parameters_of(DeliveryQuery),
                 "responses": {"200": answer(listing("#/components/schemas/Delivery"),
                                             "Deliveries"), **errors(400, 401)},
             }},
@@ -290,9 +302,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                 {"$ref": "#/components/schemas/DattoWebhook"}, "The [datto] webhook_secret")},
             "/api/outbox": {"get": {
                 "summary": "List outbox rows (resolve calls owed to the RMMs), newest first",
-                "parameters": [query("status", "pending, done, dead or dropped",
-                                     OUTBOX_STATUS),
-                               query("source", "datto or syncro"), *PAGING],
+                "parameters": parameters_of(OutboxQuery),
                 "responses": {"200": answer(listing("#/components/schemas/OutboxRow"),
                                             "Outbox rows"), **errors(400, 401)},
             }},
@@ -319,7 +329,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
             }},
             "/api/sync/runs": {"get": {
                 "summary": "The applied sync runs (alertd sync history), newest first",
-                "parameters": [query("source", "datto or syncro"), *PAGING],
+                "parameters": parameters_of(SyncRunQuery),
                 "responses": {"200": answer(listing("#/components/schemas/SyncRun"),
                                             "Sync runs"), **errors(400, 401)},
             }},

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
+from daemon.http.models import AssetQuery, CustomerQuery, EndUserQuery, RulesTestBody, SiteQuery
 from daemon.http.openapi_parts import (
     BOOL,
     DELIVERY_STATUS,
@@ -13,33 +16,21 @@ from daemon.http.openapi_parts import (
     N_STR,
     N_TIME,
     NUMBER,
-    PAGING,
     STR,
     TIME,
     answer,
     errors,
-    json_body,
     listing,
+    model_body,
+    model_schemas,
     nullable,
     obj,
-    query,
+    parameters_of,
     ref,
 )
 
 STRINGS = {"type": "array", "items": STR}
 ANY_OBJECT = {"type": "object"}
-
-Q_HELP = ("Case-insensitive substring of the name{also}; % and _ are plain characters; at "
-          "most 200 characters (blank: no filter)")
-ACTIVE = query("active", "true: only active records; false: only inactive ones",
-               {"enum": ["true", "false"]})
-CUSTOMER_ID = query("customer_id", "Only those of this customer (its id)", INT)
-TICKET_FILTERS = [
-    query("customer_id", "Only tickets of this customer (its id)", INT),
-    query("site_id", "Only tickets of this site (its id)", INT),
-    query("q", "Words that must all appear in the summary or details (whole words, any "
-               "case; full-text index; at most 200 characters; blank: no filter)"),
-]
 
 CUSTOMER = obj({"id": INT, "name": STR, "top_level": N_STR, "active": BOOL,
                 "updated_at": TIME})
@@ -118,14 +109,15 @@ ADMIN_SCHEMAS: dict[str, Any] = {
     "Customer": CUSTOMER, "Site": SITE, "EndUser": END_USER, "Asset": ASSET,
     "RulesReport": RULES_REPORT, "LastDelivery": LAST_DELIVERY,
     "WebhookVendor": WEBHOOK_VENDOR, "SyncReport": SYNC_REPORT, "Status": STATUS,
+    **model_schemas(RulesTestBody),
 }
 
 
-def _browse(what: str, schema: str, also: str, *filters: dict[str, Any]) -> dict[str, Any]:
+def _browse(what: str, schema: str, params: type[BaseModel]) -> dict[str, Any]:
     return {"get": {
         "summary": f"List {what} (imported by the sync), newest first, with the names of "
                    "what they belong to",
-        "parameters": [query("q", Q_HELP.format(also=also)), *filters, ACTIVE, *PAGING],
+        "parameters": parameters_of(params),
         "responses": {"200": answer(listing(f"#/components/schemas/{schema}"), what.title()),
                       **errors(400, 401)},
     }}
@@ -147,18 +139,15 @@ def _sync(summary: str, description: str) -> dict[str, Any]:
 
 
 ADMIN_PATHS: dict[str, Any] = {
-    "/api/customers": _browse("customers", "Customer", ""),
-    "/api/sites": _browse("sites", "Site", "", CUSTOMER_ID),
-    "/api/assets": _browse("assets", "Asset", " or serial", CUSTOMER_ID,
-                           query("site_id", "Only those of this site (its id)", INT)),
-    "/api/end-users": _browse("end users", "EndUser", " or email", CUSTOMER_ID),
+    "/api/customers": _browse("customers", "Customer", CustomerQuery),
+    "/api/sites": _browse("sites", "Site", SiteQuery),
+    "/api/assets": _browse("assets", "Asset", AssetQuery),
+    "/api/end-users": _browse("end users", "EndUser", EndUserQuery),
     "/api/rules/test": {"post": {
         "summary": "What the rules in force make of one email (stores nothing)",
         "description": "The report of `alertd rules test --json`. A message the rules cannot "
                        "use is still a 200, with `error` set.",
-        "requestBody": json_body(obj({"message": {
-            "type": "string", "description": "The raw message (RFC 5322: headers, blank "
-                                             "line, body)"}})),
+        "requestBody": model_body(RulesTestBody),
         "responses": {"200": answer(ref("RulesReport"), "The report"),
                       **errors(400, 401, 413, 415, 422)},
     }},

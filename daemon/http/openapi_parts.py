@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
+from daemon.http.models import MAX_ID
+
 
 def nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {"anyOf": [schema, {"type": "null"}]}
@@ -57,12 +61,47 @@ def query(name: str, description: str, schema: dict[str, Any] | None = None
             "schema": schema or STR}
 
 
-PAGING = [
-    query("limit", "Page size, 1-1000 (default 100)", {"type": "integer"}),
-    query("before_id", "Return items with a smaller id (the previous page's next_before_id)",
-          {"type": "integer"}),
-]
-ID_PARAM = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+ID_PARAM = {"name": "id", "in": "path", "required": True,
+            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ID}}
+SCHEMA_REF = "#/components/schemas/{model}"
+
+
+def model_schemas(*models: type[BaseModel]) -> dict[str, Any]:
+    """The component schemas of request models, named by class, with the models they nest
+    beside them (pydantic's `$defs` become components)."""
+    schemas: dict[str, Any] = {}
+    for model in models:
+        schema = model.model_json_schema(ref_template=SCHEMA_REF)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return schemas
+
+
+def parameters_of(model: type[BaseModel], location: str = "query") -> list[dict[str, Any]]:
+    """The parameters a model of query parameters or headers reads. An optional one may be
+    left out, never sent as null: the null branch pydantic documents is dropped."""
+    found = []
+    document = model.model_json_schema()
+    for name, schema in document["properties"].items():
+        schema.pop("title", None)
+        description = schema.pop("description", None)
+        if schema.get("default", 0) is None:
+            del schema["default"]
+        branches = [b for b in schema.pop("anyOf", []) if b != {"type": "null"}]
+        if len(branches) == 1:
+            schema.update(branches[0])
+        elif branches:
+            schema["anyOf"] = branches
+        found.append({"name": name, "in": location,
+                      "required": name in document.get("required", ()),
+                      **({"description": description} if description else {}),
+                      "schema": schema})
+    return found
+
+
+def model_body(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
+    """A request body checked by `model` (a component of the same name)."""
+    return json_body(ref(model.__name__), required)
 
 
 def json_body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:

@@ -1,20 +1,24 @@
-"""What the API routes read from a request besides the body: path ids, paging and filters,
-each validated so a bad value is a 400 (or a 404 for a path id) with the reason, never a 500.
+"""What the API routes read from a request: path ids, query parameters, headers and JSON
+bodies, each checked by its request model (daemon.http.models) so a bad value is a 400 (422
+for a body's content, 404 for a path id) naming the field and the rule, never a 500.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
 
 from daemon.http.errors import ApiError
-from daemon.store.queries import BadFilter, Page, parse_page
+from daemon.http.models import Paging, describe
+from daemon.store.queries import BadFilter, Page
 
 _ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only (str.isdigit also takes '²')
 Handler = Callable[[web.Request], Awaitable[web.Response]]
+Model = TypeVar("Model", bound=BaseModel)
 
 
 def path_id(request: web.Request, name: str = "id") -> int:
@@ -24,36 +28,48 @@ def path_id(request: web.Request, name: str = "id") -> int:
     return int(raw)
 
 
-def json_object(body: Any, allowed: set[str]) -> dict[str, Any]:
-    """`body` as a JSON object with only `allowed` keys (a typo must not pass silently)."""
-    if not isinstance(body, dict):
-        raise ApiError(422, "the body must be a JSON object")
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise ApiError(422, f"unknown field(s): {', '.join(unknown)}")
-    return body
+def checked(model: type[Model], data: Any, status: int) -> Model:
+    """`data` as `model`, or an `ApiError(status)` naming each field and the rule it broke."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ApiError(status, describe(err)) from None
 
 
-def text_param(request: web.Request, name: str) -> str | None:
-    """A text query parameter as given. NUL is refused: PostgreSQL text cannot hold it, so
-    it could only ever fail deep in a query."""
-    value = request.query.get(name)
-    if value is not None and "\x00" in value:
-        raise BadFilter(f"'{name}' must not contain NUL characters")
-    return value
+def body_of(model: type[Model], body: Any) -> Model:
+    """A JSON body (already parsed) as its request model; 422 when it does not fit."""
+    return checked(model, body, 422)
 
 
-def filters(request: web.Request, *names: str) -> dict[str, str | None]:
-    """The named query parameters as given (the read views check their values: BadFilter)."""
-    return {name: text_param(request, name) for name in names}
+def _first_values(values: Mapping[str, str]) -> dict[str, str]:
+    # A repeated parameter or header counts once, as its first value (what .get() returns).
+    return {name: values[name] for name in values}
 
 
-def page(request: web.Request) -> Page:
-    return parse_page(request.query.get("limit"), request.query.get("before_id"))
+def headers_of(request: web.Request, model: type[Model]) -> Model:
+    """The headers a route reads (the model's aliases, looked up without case), as their
+    model; 400 when one does not fit."""
+    names = [field.alias or name for name, field in model.model_fields.items()]
+    return checked(model, {name: request.headers[name] for name in names
+                           if name in request.headers}, 400)
+
+
+def query_of(request: web.Request, model: type[Model]) -> Model:
+    """The query parameters as their model; 400 when one does not fit."""
+    return checked(model, _first_values(request.query), 400)
+
+
+def listing_query(request: web.Request, model: type[Paging]
+                  ) -> tuple[Page, dict[str, str | None]]:
+    """A listing's page and its filters (as given, for the read views), checked by `model`."""
+    params = query_of(request, model)
+    names = set(type(params).model_fields) - set(Paging.model_fields)
+    return (Page(params.limit, params.before_id),
+            {name: request.query.get(name) for name in sorted(names)})
 
 
 def listing_call(handler: Handler) -> Handler:
-    """Translate a bad filter into a 400."""
+    """Translate a filter the read view refuses into a 400."""
     async def wrapped(request: web.Request) -> web.Response:
         try:
             return await handler(request)

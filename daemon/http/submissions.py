@@ -86,7 +86,28 @@ async def read_json_body(request: web.Request, optional: bool = False) -> tuple[
         except UnicodeEncodeError:
             raise ApiError(400, "malformed JSON: a \\u escape is half of a surrogate pair, "
                                 "not a character") from None
+    if b"\\u0000" in raw and _holds_nul(body):
+        raise ApiError(400, "malformed JSON: a string holds a NUL character (\\u0000), "
+                            "which cannot be stored")
     return raw, body
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether any string of `value` (parsed JSON), keys included, holds U+0000: PostgreSQL's
+    text columns cannot store it, so it would fail every attempt to apply. Iterative: the
+    depth is capped, but recursion is not needed."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 def result_body(delivery_id: int, duplicate: bool, status: DeliveryStatus | None,

@@ -57,7 +57,12 @@ ACCEPTED_KEYS = frozenset({*VARIABLES, "alert_resolved", SECRET_FIELD, "fields",
 
 
 _PLACEHOLDER = re.compile(r"^\[[A-Za-z_]+\]$")
-_VALUE_LIMIT = 10_000
+# The rules below are the ones the OpenAPI document gives the body (DattoWebhook in
+# daemon.http.openapi); tests/unit/test_webhook_parsers.py holds the two to one contract.
+_VALUE_LIMIT = 10_000  # characters of a value as sent
+_UID_LIMIT = 100  # characters of alert_uid as sent, spaces included
+_SPACE = " \t\r\n"  # stripped around a value: JSON's own whitespace
+_FLAG = re.compile(r"[ \t\r\n]*(true|false)[ \t\r\n]*", re.IGNORECASE | re.ASCII)
 
 
 class TestSend(Unprocessable):
@@ -90,11 +95,11 @@ def _text(body: dict[str, Any], key: str) -> str | None:
         return str(value)
     if not isinstance(value, str):
         raise Unprocessable(f"'{key}' must be a string, got a JSON {type(value).__name__}")
+    if len(value) > _VALUE_LIMIT:
+        raise Unprocessable(f"'{key}' is longer than {_VALUE_LIMIT} characters")
     value = value.strip()
     if not value or _PLACEHOLDER.match(value):
         return None
-    if len(value) > _VALUE_LIMIT:
-        raise Unprocessable(f"'{key}' is longer than {_VALUE_LIMIT} characters")
     return value
 
 
@@ -102,8 +107,8 @@ def _resolved(body: dict[str, Any]) -> bool:
     value = body.get("alert_resolved")
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
+    if isinstance(value, str) and (flag := _FLAG.fullmatch(value)):
+        return flag.group(1).lower() == "true"
     if value is None:
         raise Unprocessable("'alert_resolved' is missing: it is \"false\" in the alert-raised "
                             "payload and \"true\" in the alert-resolved one "
@@ -150,7 +155,7 @@ def parse_datto_webhook(body: Any, field_map: Mapping[str, FieldTarget]) -> Aler
     if not isinstance(raw_uid, str):
         raise Unprocessable(f"'alert_uid' must be a string (the alert GUID), got a JSON "
                             f"{type(raw_uid).__name__}")
-    if not GUID.match(raw_uid.strip()):
+    if len(raw_uid) > _UID_LIMIT or not GUID.match(raw_uid.strip(_SPACE)):
         raise Unprocessable(f"'alert_uid' must be a Datto alert GUID, got "
                             f"{json.dumps(raw_uid[:60])}")
     action = AlertAction.RESOLVE if _resolved(body) else AlertAction.RAISE

@@ -22,6 +22,7 @@ from daemon.core.events import (
     TicketFields,
     Unprocessable,
     json_payload,
+    one_line,
 )
 from daemon.core.lifecycle import AlertAction
 
@@ -40,8 +41,14 @@ ASSET_PROPERTY_KEYS: dict[str, Any] = {
 # Added by the route when `[syncro] verify_webhooks` is on: {"resolved": bool} as
 # `GET /rmm_alerts/{id}` reported it; it decides over the body's own flag.
 VERIFIED_KEY = "alertd_verified"
-_LINK_ID = re.compile(r"/rmm_alerts/([0-9]{1,18})/?$")
-_ID = re.compile(r"^[0-9]{1,18}$")
+# The rules below are the ones the OpenAPI document gives the body (SyncroNotification in
+# daemon.http.openapi); tests/unit/test_webhook_parsers.py holds the two to one contract.
+# An alert id is a positive whole number of at most 18 digits (leading zeros aside).
+_SPACE = " \t\r\n"  # stripped around a value: JSON's own whitespace
+_ID = re.compile(r"0*[1-9][0-9]{0,17}")
+_LINK_ID = re.compile(r"/rmm_alerts/(0*[1-9][0-9]{0,17})/?\Z")
+_MAX_ID = 10**18 - 1
+_FLAG = re.compile(r"[ \t\r\n]*(true|false)[ \t\r\n]*", re.IGNORECASE | re.ASCII)
 
 
 def _whitelist(value: Any, keys: dict[str, Any]) -> Any:
@@ -94,14 +101,20 @@ def _id_text(value: Any) -> str | None:
 
 
 def _alert_id(body: dict[str, Any], attributes: dict[str, Any]) -> str:
+    """`attributes.id`, or when it is absent or null, the id at the end of `link`."""
     raw = attributes.get("id")
-    if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0:
+    if isinstance(raw, float) and raw.is_integer():  # 42.0 is the number 42 (JSON Schema)
+        raw = int(raw)
+    if isinstance(raw, int) and not isinstance(raw, bool) and 0 < raw <= _MAX_ID:
         return str(raw)
-    if isinstance(raw, str) and _ID.match(raw.strip()):
-        return raw.strip()
+    if isinstance(raw, str) and _ID.fullmatch(raw.strip(_SPACE)):
+        return raw.strip(_SPACE)
+    if raw is not None:  # a wrong id is refused, not replaced by the link's
+        raise Unprocessable(f"'attributes.id' must be a whole number from 1 to {_MAX_ID}, got "
+                            f"{json.dumps(raw)[:40]}")
     link = body.get("link")
     if isinstance(link, str):
-        match = _LINK_ID.search(link.strip())
+        match = _LINK_ID.search(link.strip(_SPACE))
         if match:
             return match.group(1)
     raise Unprocessable("no alert id: neither 'attributes.id' nor a 'link' ending in "
@@ -113,8 +126,8 @@ def _resolved(attributes: dict[str, Any]) -> bool:
     if isinstance(value, bool):
         if value:
             return True
-    elif isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        if value.strip().lower() == "true":
+    elif isinstance(value, str) and (flag := _FLAG.fullmatch(value)):
+        if flag.group(1).lower() == "true":
             return True
     elif value is not None:
         raise Unprocessable(f"'attributes.resolved' must be true or false, got "
@@ -175,7 +188,8 @@ def parse_syncro_webhook(body: Any) -> AlertEvent:
     device = _str(attributes, "computer_name") or _str(asset, "name")
     customer_name = (_str(customer, "business_then_name") or _str(customer, "business_name")
                      or _str(customer, "fullname"))
-    summary = ": ".join(p for p in (device, description) if p) or f"Syncro RMM alert {uid}"
+    summary = ": ".join(one_line(p) for p in (device, description) if p and one_line(p)
+                        ) or f"Syncro RMM alert {uid}"
     detail_lines = [line for line in (
         description, output,
         f"Customer: {customer_name}" if customer_name else None,
@@ -191,7 +205,7 @@ def parse_syncro_webhook(body: Any) -> AlertEvent:
         message=output or description,
         device_ref=_id_text(attributes.get("asset_id")) or _id_text(
             asset.get("id") if isinstance(asset, dict) else None),
-        ticket=TicketFields(summary=summary.splitlines()[0][:500],
+        ticket=TicketFields(summary=summary[:500],
                             details="\n".join(detail_lines)),
     )
 

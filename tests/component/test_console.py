@@ -20,6 +20,7 @@ from daemon.http.app import create_app
 from daemon.service.wiring import ROUTES, Services, build_services
 from daemon.store.database import Database
 from daemon.store.models import ConsoleSession, Customer, Delivery, OutboxAction, Ticket
+from daemon.tickets.transitions import MAX_NOTE_CHARS
 from tests.api_client import AUTH, TOKEN
 
 UID = "7d1f3c2a-9b4e-4e1a-8c55-0a1b2c3d4e5f"
@@ -262,6 +263,24 @@ async def test_an_empty_note_is_refused_and_unknown_tickets_are_404(console: Con
     missing = await console.client.post("/ui/tickets/999999/notes",
                                         data={"csrf": csrf, "note": "x"})
     assert missing.status == 404
+
+
+@pytest.mark.parametrize(("note", "reason"), [
+    ("a\x00b", "A note cannot hold NUL characters."),
+    ("x" * (MAX_NOTE_CHARS + 1), f"A note holds at most {MAX_NOTE_CHARS:,} characters."),
+])
+@pytest.mark.parametrize("action", ["notes", "close"])
+async def test_a_note_that_cannot_be_stored_is_a_400_and_changes_nothing(
+        console: Console, note: str, reason: str, action: str) -> None:
+    ticket_id = await raise_ticket(console)
+    await console.signin()
+    csrf = await console.csrf()
+    response = await console.client.post(f"/ui/tickets/{ticket_id}/{action}",
+                                         data={"csrf": csrf, "note": note})
+    assert response.status == 400 and reason in await response.text()
+    assert await ticket_status(console, ticket_id) == "open"
+    ticket = await console.services.queries.ticket(ticket_id)
+    assert ticket is not None and ticket["notes"] == []
 
 
 async def test_the_tickets_list_filters_and_refuses_a_bad_filter(console: Console) -> None:

@@ -115,6 +115,36 @@ async def test_a_lone_surrogate_is_a_400_and_stores_nothing(api: Api, path: str,
     assert await stored_count(api.ctx.db) == 0
 
 
+NUL = "\\u0000"
+
+
+@pytest.mark.parametrize(("path", "auth", "text"), [
+    (DATTO, False, json.dumps(datto_body(alert_message="@")).replace('"@"', f'"a{NUL}b"')),
+    (SYNCRO, False, json.dumps(syncro_body(description="@")).replace('"@"', f'"{NUL}"')),
+    (ALERTS, True, json.dumps(api_body(uid="@")).replace('"@"', f'"u{NUL}"')),
+    (ALERTS, True, json.dumps(api_body(x="@")).replace('"x"', f'"{NUL}"')),  # in a key
+    ("/api/tickets/1/notes", True, f'{{"body": "note{NUL}"}}'),
+    ("/api/tickets/1/close", True, f'{{"note": "{NUL}"}}'),
+])
+async def test_a_nul_character_is_a_400_and_stores_nothing(api: Api, path: str, auth: bool,
+                                                           text: str) -> None:
+    """PostgreSQL's text columns cannot hold U+0000: refused at the door, on every database."""
+    assert NUL in text
+    status, body = await post_raw(api, path, text.encode(), auth=auth)
+    assert (status, body) == (400, {
+        "error": "bad_request",
+        "detail": "malformed JSON: a string holds a NUL character (\\u0000), which cannot be "
+                  "stored"})
+    assert await stored_count(api.ctx.db) == 0
+
+
+async def test_an_escaped_backslash_before_u0000_is_no_nul(api: Api) -> None:
+    text = json.dumps(api_body(message="path C:\\u0000x"))  # a backslash, then u0000: no NUL
+    assert "\\\\u0000" in text
+    status, _ = await post_raw(api, ALERTS, text.encode())
+    assert status == 201
+
+
 @pytest.mark.parametrize("raw", [b'{"uid": "\xff"}', '{"uid": "x"}'.encode("utf-16")])
 async def test_a_body_that_is_not_utf8_is_a_400(api: Api, raw: bytes) -> None:
     status, body = await post_raw(api, ALERTS, raw)

@@ -136,10 +136,10 @@ async def test_invalid_event_is_422_and_kept_as_rejected(api: Api) -> None:
     status, body = await api.call("POST", "/api/alerts",
                                   body={"source": "datto", "uid": "x", "action": "explode"})
     assert status == 422
-    assert "'action' must be 'raise' or 'resolve'" in body["detail"]
+    assert "'action' must be one of: raise, resolve" in body["detail"]
     status, listing = await api.call("GET", "/api/deliveries", params={"status": "rejected"})
     [delivery] = listing["items"]
-    assert delivery["error"] == "'action' must be 'raise' or 'resolve'"
+    assert delivery["error"] == "'action' must be one of: raise, resolve"
     status, alerts = await api.call("GET", "/api/alerts")
     assert alerts["items"] == []
 
@@ -261,9 +261,10 @@ async def test_listing_pages_by_id(api: Api) -> None:
     _, second = await api.call("GET", "/api/alerts", params={
         "limit": "2", "before_id": str(first["next_before_id"])})
     assert [a["uid"] for a in second["items"]] == ["uid-2", "uid-1"]
-    status, body = await api.call("GET", "/api/alerts", params={"limit": "0"})
-    assert "between 1 and 1000" in body["detail"]
-    assert status == 400
+    for limit, rule in (("0", "'limit' must be at least 1"), ("1001", "'limit' must be at most 1000"),
+                        ("", "'limit' must be a whole number")):
+        status, body = await api.call("GET", "/api/alerts", params={"limit": limit})
+        assert (status, body["error"]) == (400, "bad_request") and rule in body["detail"]
 
 
 async def test_a_retried_bad_request_is_still_refused(api: Api) -> None:
@@ -278,7 +279,7 @@ async def test_ids_and_paging_take_ascii_digits_only(api: Api) -> None:
     assert status == 404
     status, body = await api.call("GET", "/api/alerts",
                                   params={"before_id": "99999999999999999999"})
-    assert status == 400 and "whole numbers" in body["detail"]
+    assert status == 400 and "'before_id' must be a whole number" in body["detail"]
 
 
 async def test_outbox_listing_retry_and_drop(api: Api) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from daemon.http.log_summary import LogSummary
+from daemon.log_summary import LogSummary
 
 
 def test_a_cause_is_logged_once_then_counted_per_interval(
