@@ -26,7 +26,15 @@ class SmtpConfig(Section):
     tls_key_file: Path | None = None
     require_tls: bool = False
     users: tuple[SmtpUser, ...] = ()
+    # Idle timeout: a session is closed when no command arrives for this long (aiosmtpd's
+    # `timeout`; it restarts at each command, so DATA and its storing must fit in it too).
     timeout_s: float = Field(default=60.0, gt=0)
+    # Open sessions at once, in all and per client address; a connection over either cap is
+    # answered 421 and closed. Senders of alert mail hold one or two sessions; 100 bounds the
+    # memory (each may buffer up to max_message_bytes) and 10 per address keeps one client
+    # from taking every slot.
+    max_sessions: int = Field(default=100, ge=1)
+    max_sessions_per_client: int = Field(default=10, ge=1)
 
     @model_validator(mode="after")
     def _tls_pair(self) -> SmtpConfig:
@@ -56,6 +64,9 @@ class ImapAccount(Section):
     poll_interval_s: float = Field(default=60.0, gt=0)
     timeout_s: float = Field(default=30.0, gt=0)
     batch_size: int = Field(default=200, ge=1, le=5000)
+    # Larger messages are not fetched: they are recorded as rejected deliveries (without
+    # their body) and moved to failed_folder. The default matches [smtp] max_message_bytes.
+    max_message_bytes: int = Field(default=26_214_400, ge=1024)
 
     @model_validator(mode="after")
     def _plain_only_on_loopback(self) -> ImapAccount:

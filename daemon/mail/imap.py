@@ -1,8 +1,10 @@
 """IMAP intake: one thread per account reads a folder with imapclient (a blocking library).
 
-Per message, in this order: FETCH BODY.PEEK[] (the message stays unseen), store it as a
-delivery (committed), apply it, then flag it \\Seen or move it (processed or failed folder),
-then advance the checkpoint (UIDVALIDITY + last UID). A crash anywhere repeats at most the
+Per message, in this order: FETCH RFC822.SIZE, then BODY.PEEK[] (the message stays unseen),
+store it as a delivery (committed), apply it, then flag it \\Seen or move it (processed or
+failed folder), then advance the checkpoint (UIDVALIDITY + last UID). A message over
+`max_message_bytes` is not fetched: it is stored as a rejected delivery with the reason and
+no body, and moved like a failed one. A crash anywhere repeats at most the
 steps after the commit, and the repeated store is recognised as a duplicate, so every message
 becomes a delivery exactly once; a restart resumes after the checkpoint, so nothing is
 skipped, even mail an admin already opened.
@@ -55,6 +57,7 @@ class FetchedMessage:
     uidvalidity: int
     uid: int
     raw: bytes
+    rejected_reason: str | None = None  # set (and `raw` empty) when it was not fetched
 
 
 @dataclass(frozen=True)
@@ -62,8 +65,8 @@ class ImapSink:
     """What an account thread needs from the rest of alertd (async, run on the main loop).
 
     `store(messages)` stores and applies a batch and returns each delivery's status
-    (processed / ignored / failed / received); `checkpoint` / `save_checkpoint` read and
-    advance (uidvalidity, last uid) for an account's folder.
+    (processed / ignored / failed / received; rejected for one not fetched); `checkpoint` /
+    `save_checkpoint` read and advance (uidvalidity, last uid) for an account's folder.
     """
 
     store: Callable[[list[FetchedMessage]], Coroutine[Any, Any, list[str]]]
@@ -228,14 +231,12 @@ class AccountReader:
         if not uids:
             return False
         batch = uids[: self.account.batch_size]
-        fetched = client.fetch(batch, ["BODY.PEEK[]"])
-        messages = [FetchedMessage(account, folder, uidvalidity, uid, fetched[uid][b"BODY[]"])
-                    for uid in batch if b"BODY[]" in fetched.get(uid, {})]  # else expunged
+        messages = self._fetch(client, folder, uidvalidity, batch)
         statuses = self._call(self._sink.store(messages))
         processed: list[int] = []
         failed: list[int] = []
         for message, status in zip(messages, statuses, strict=True):
-            (failed if status == "failed" else processed).append(message.uid)
+            (failed if status in ("failed", "rejected") else processed).append(message.uid)
         # Failed mail goes to failed_folder, or stays as it is (unread, for a human to see);
         # the checkpoint keeps it from being read again either way.
         if failed and self.account.failed_folder:
@@ -249,6 +250,32 @@ class AccountReader:
         log.info("imap %s: %d message(s) stored from %r (uid %s..%s)", account, len(batch),
                  folder, batch[0], batch[-1])
         return len(uids) > len(batch)
+
+    def _fetch(self, client: IMAPClient, folder: str, uidvalidity: int, batch: list[int]
+               ) -> list[FetchedMessage]:
+        """The batch's messages in UID order; those over `max_message_bytes` without their
+        body (a hostile or broken one must not fill memory), those expunged meanwhile left
+        out."""
+        limit_bytes = self.account.max_message_bytes
+        sizes = {uid: int(data[b"RFC822.SIZE"])
+                 for uid, data in client.fetch(batch, ["RFC822.SIZE"]).items()
+                 if b"RFC822.SIZE" in data}
+        small = [uid for uid in batch if sizes.get(uid, limit_bytes + 1) <= limit_bytes]
+        bodies = client.fetch(small, ["BODY.PEEK[]"]) if small else {}
+        messages = []
+        for uid in batch:
+            size_bytes = sizes.get(uid)
+            if size_bytes is not None and size_bytes > limit_bytes:
+                reason = (f"message of {size_bytes} bytes is over max_message_bytes "
+                          f"({limit_bytes}); not fetched")
+                log.warning("imap %s: uid %s in %r: %s", self.account.name, uid, folder,
+                            reason)
+                messages.append(FetchedMessage(self.account.name, folder, uidvalidity, uid,
+                                               b"", reason))
+            elif b"BODY[]" in bodies.get(uid, {}):
+                messages.append(FetchedMessage(self.account.name, folder, uidvalidity, uid,
+                                               bodies[uid][b"BODY[]"]))
+        return messages
 
     def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on the main loop and wait for it (bounded, so stop is noticed)."""
@@ -292,16 +319,22 @@ def make_sink(pipeline: Pipeline, checkpoints: ImapCheckpoints, metrics: Metrics
     """The sink that ingests fetched mail through the pipeline and keeps checkpoints."""
 
     async def store(messages: list[FetchedMessage]) -> list[str]:
-        """Ingest a batch, applied in UID order; each message's delivery status."""
+        """Ingest a batch, applied in UID order; each message's delivery status. One not
+        fetched is stored `rejected` with its reason (it has no Message-ID or bytes to
+        recognise it by: its place in the folder names it)."""
         ingested = await pipeline.ingest(*(Inbound(
-            channel=Channel.IMAP, dedupe_key=dedupe_key(m.raw), payload=m.raw,
-            content_type="message/rfc822",
+            channel=Channel.IMAP,
+            dedupe_key=(f"unfetched:{m.account}:{m.folder}:{m.uidvalidity}:{m.uid}"
+                        if m.rejected_reason else dedupe_key(m.raw)),
+            payload=m.raw, content_type="message/rfc822", rejected_reason=m.rejected_reason,
             meta={"account": m.account, "folder": m.folder, "uidvalidity": m.uidvalidity,
                   "uid": m.uid}) for m in messages))
         for message in messages:
             metrics.imap_fetched.labels(message.account).inc()
         # A duplicate (stored before a crash) reports the status it has now.
-        return [(result.status or DeliveryStatus.RECEIVED).value for result in ingested]
+        return [DeliveryStatus.REJECTED.value if message.rejected_reason
+                else (result.status or DeliveryStatus.RECEIVED).value
+                for message, result in zip(messages, ingested, strict=True)]
 
     async def save_checkpoint(account: str, folder: str, uidvalidity: int, last_uid: int
                               ) -> None:

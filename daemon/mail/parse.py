@@ -17,17 +17,32 @@ from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from email.headerregistry import HeaderRegistry
 from email.message import Message
-from html.parser import HTMLParser
+from html import unescape
 
 from daemon.core.canonical import sha256_hex
 from daemon.core.events import Unprocessable
 
-# Reply/forward prefixes in English and the common European Outlook locales.
-_PREFIX = re.compile(r"^\s*(?:(?:re|fw|fwd|aw|wg|sv|vs|tr|rif|antw)\s*(?:\[\d+\])?\s*:\s*)+",
+# Reply/forward prefixes in English and the common European Outlook locales. Every
+# quantifier is possessive: the token after each one cannot start with what it consumed, so
+# giving characters back could never help, and a failed match costs one pass, not a
+# backtrack over every split of a whitespace run ("RE" + 60,000 spaces took seconds).
+_PREFIX = re.compile(r"\s*+(?:(?:re|fw|fwd|aw|wg|sv|vs|tr|rif|antw)\s*+(?:\[\d++\]\s*+)?:\s*+)++",
                      re.IGNORECASE)
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)",
                          re.IGNORECASE | re.MULTILINE)
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+# Bounds on the work one message can cost. The stdlib header and address parsers are not
+# linear on every input (nested comments recurse, long address lists cost seconds), so their
+# input is cut; the cuts are noted in `defects`. Cutting, not refusing: the alert id sits near
+# the start of a subject, and a refused alert is lost (SMTP has limited the size already).
+MAX_HEADER_CHARS = 8_192  # one field's value; RFC 5322 2.1.1 wants lines under 1000
+MAX_HEADERS_CHARS = 131_072  # all fields together; fields past it are ignored
+# The stdlib parser is linear but slow on structure (about 1.7 s per MB of tiny MIME parts),
+# and the objects it builds lengthen every full garbage collection while it runs (a pause of
+# the whole process: 90 ms at 4 MB of parts). It reads the first 1 MiB only. Headers and text
+# parts come first in real mail; what is cut is attachments, which rules never read.
+MAX_PARSE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -44,8 +59,9 @@ class ParsedMessage:
 
 
 def message_id_of(raw: bytes) -> str | None:
-    """The Message-ID from the header block, without parsing the whole message (SMTP path)."""
-    head = _HEADER_END.split(raw, maxsplit=1)[0]
+    """The Message-ID from the header block, without parsing the whole message (SMTP path).
+    Reads at most the first `MAX_HEADERS_CHARS` bytes, as `parse_message` does."""
+    head = _HEADER_END.split(raw[:MAX_HEADERS_CHARS], maxsplit=1)[0]
     match = _MESSAGE_ID.search(head)
     if not match:
         return None
@@ -60,7 +76,9 @@ def dedupe_key(raw: bytes) -> str:
 
 
 def strip_reply_prefixes(subject: str) -> str:
-    return _PREFIX.sub("", subject, count=1).strip()
+    """`subject` without leading reply/forward prefixes ("RE: AW: [2]FW:"); linear time."""
+    match = _PREFIX.match(subject)
+    return (subject[match.end():] if match else subject).strip()
 
 
 def _fix_8bit(value: str) -> str:
@@ -118,51 +136,67 @@ def _decode_bytes(data: bytes, charset: str | None) -> str:
         return data.decode(name, "replace")
 
 
-class _HtmlText(HTMLParser):
-    """HTML -> readable text: block elements become line breaks; script/style are dropped."""
-
-    _BLOCKS = frozenset({"p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6",
-                         "table", "ul", "ol", "pre", "blockquote", "hr", "title"})
-    _SKIP = frozenset({"script", "style", "head"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._skipping = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._SKIP:
-            self._skipping += 1
-        elif tag in self._BLOCKS:
-            self.parts.append("\n")
-        elif tag == "td":
-            self.parts.append(" ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._SKIP:
-            self._skipping = max(0, self._skipping - 1)
-        elif tag in self._BLOCKS:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self._skipping:
-            self.parts.append(data)
-
-
 # Rules look at the first part of a body; converting or matching megabytes gains nothing and
 # would let one huge mail occupy the daemon for minutes.
 MAX_BODY_CHARS = 1_000_000
 
+_BLOCK_TAGS = frozenset({"p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6",
+                         "table", "ul", "ol", "pre", "blockquote", "hr", "title"})
+_TAG_NAME = re.compile(r"(/?)([a-zA-Z][a-zA-Z0-9:-]*+)")
+# Raw-text elements (HTML 5 13.1.2.1): their content runs to the matching end tag.
+_RAW_TEXT_END = {"script": re.compile(r"</script", re.IGNORECASE),
+                 "style": re.compile(r"</style", re.IGNORECASE)}
 
-def html_to_text(html: str) -> str:
-    html = html[: 4 * MAX_BODY_CHARS]  # markup is mostly tags: allow more input than output
-    parser = _HtmlText()
-    try:
-        parser.feed(html)
-        parser.close()
-    except Exception:  # HTMLParser is lenient; this is for the truly broken
-        return re.sub(r"<[^>]*>", " ", html)
-    text = "".join(parser.parts).replace("\xa0", " ")
+
+def html_to_text(markup: str) -> str:
+    """HTML -> readable text: block elements become line breaks; script, style and head are
+    dropped; character references are decoded.
+
+    Linear time by construction: each search starts where the previous one ended, and a search
+    that finds nothing ends the scan. (The stdlib `HTMLParser` rescans to the end of its input
+    at every unterminated `<a` or `<!--`: minutes for a few hundred kB of hostile mail.) A tag
+    ends at its first `>`, even inside a quoted attribute value: at worst a few characters of
+    an attribute show up as text.
+    """
+    markup = markup[: 4 * MAX_BODY_CHARS]  # markup is mostly tags: allow more input than output
+    parts: list[str] = []
+    in_head = 0
+    pos, end = 0, len(markup)
+    while pos < end:
+        lt = markup.find("<", pos)
+        lt = end if lt < 0 else lt
+        if not in_head:
+            parts.append(unescape(markup[pos:lt]))
+        if lt == end:
+            break
+        if markup.startswith("<!--", lt):
+            close = markup.find("-->", lt + 4)
+            pos = end if close < 0 else close + 3  # unclosed: the rest is comment, as browsers do
+            continue
+        tag = _TAG_NAME.match(markup, lt + 1)
+        if tag is None and markup[lt + 1:lt + 2] not in ("!", "?"):
+            parts.append("" if in_head else "<")  # "a < b": text
+            pos = lt + 1
+            continue
+        gt = markup.find(">", lt + 1)
+        if gt < 0:  # no tag can end after this: the rest is text
+            parts.append("" if in_head else unescape(markup[lt:]))
+            break
+        pos = gt + 1
+        if tag is None:  # <!DOCTYPE ...>, <![CDATA[...]]>, <?xml ...?>
+            continue
+        closing, name = tag.group(1) == "/", tag.group(2).lower()
+        if name in _RAW_TEXT_END and not closing:
+            found = _RAW_TEXT_END[name].search(markup, pos)
+            gt = markup.find(">", found.end()) if found else -1
+            pos = end if gt < 0 else gt + 1
+        elif name == "head":
+            in_head = max(0, in_head + (-1 if closing else 1))
+        elif name in _BLOCK_TAGS:  # "<br/>" opens and closes: two breaks, as HTMLParser gave
+            parts.append("\n\n" if markup[gt - 1] == "/" and not closing else "\n")
+        elif name == "td" and not closing:
+            parts.append(" ")
+    text = "".join(parts).replace("\xa0", " ")
     lines = [re.sub(r"[ \t]+", " ", line).strip() for line in text.splitlines()]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
@@ -216,34 +250,76 @@ def _body(message: Message, defects: list[str]) -> str:
 _ADDRESS_HEADERS = HeaderRegistry()
 
 
-def _addresses(values: list[str]) -> list[tuple[str, str]]:
+def _addresses(values: list[str], defects: list[str]) -> list[tuple[str, str]]:
     """(display name, lower-case addr-spec) pairs. The modern header parser is used for
-    these few headers only: it keeps an encoded display name with a comma in one piece."""
+    these few headers only: it keeps an encoded display name with a comma in one piece. It
+    costs seconds on long lists: it reads `MAX_HEADER_CHARS` of them in all."""
     found = []
+    budget = MAX_HEADER_CHARS
     for value in values:
+        if budget <= 0:
+            defects.append(f"address fields past their first {MAX_HEADER_CHARS} characters "
+                           "ignored")
+            break
+        value = _unfold(_fix_8bit(value[:budget]))
+        budget -= len(value)
         try:
-            header = _ADDRESS_HEADERS("to", _unfold(_fix_8bit(value)))
+            header = _ADDRESS_HEADERS("to", value)
             pairs = [(a.display_name, a.addr_spec) for a in header.addresses]  # type: ignore[attr-defined]
         except Exception:  # a header the parser rejects: fall back to the lenient split
-            pairs = email.utils.getaddresses([_unfold(_fix_8bit(value))])
+            try:
+                pairs = email.utils.getaddresses([value])
+            except Exception:  # e.g. RecursionError on deeply nested comments
+                defects.append("unreadable address field ignored")
+                continue
         found += [(name, addr.lower()) for name, addr in pairs if addr and "@" in addr]
     return found
 
 
+def _header_fields(message: Message, defects: list[str]) -> list[tuple[str, str]]:
+    """The raw (name, value) fields, each value cut to `MAX_HEADER_CHARS`, those past
+    `MAX_HEADERS_CHARS` in all left out; raw, as compat32 would mangle 8-bit bytes."""
+    fields: list[tuple[str, str]] = []
+    budget, cut = MAX_HEADERS_CHARS, 0
+    for name, value in message.raw_items():
+        value = str(value)
+        if len(value) > MAX_HEADER_CHARS:
+            cut += 1
+            value = value[:MAX_HEADER_CHARS]
+        budget -= len(name) + len(value)
+        if budget < 0:
+            defects.append(f"header fields past the first {MAX_HEADERS_CHARS} characters "
+                           "ignored")
+            break
+        fields.append((name, value))
+    if cut:
+        defects.append(f"{cut} header field(s) cut to their first {MAX_HEADER_CHARS} "
+                       "characters")
+    return fields
+
+
 def parse_message(raw: bytes) -> ParsedMessage:
-    """Parse one message. Raises `Unprocessable` only when nothing usable is in it."""
+    """Parse one message. Raises `Unprocessable` only when nothing usable is in it.
+
+    The work is bounded whatever the input: every step is linear in what it reads; the
+    stdlib parser reads at most `MAX_PARSE_BYTES`, the header decoders `MAX_HEADERS_CHARS`
+    (`MAX_HEADER_CHARS` a field), the address parser `MAX_HEADER_CHARS`, the body converter
+    `4 * MAX_BODY_CHARS`. Each cut is noted in `defects`.
+    """
     if not raw.strip():
         raise Unprocessable("empty message")
     try:
-        message = email.message_from_bytes(raw)
+        message = email.message_from_bytes(raw[:MAX_PARSE_BYTES])
     except Exception as err:  # the stdlib parser is lenient; guard against the rest
         raise Unprocessable(f"unparseable message: {type(err).__name__}: {err}") from err
-    defects = [type(d).__name__ for d in message.defects]
-    headers: dict[str, tuple[str, ...]] = {}
-    raw_headers = list(message.raw_items())  # raw: compat32 would mangle 8-bit bytes
+    defects = list(dict.fromkeys(type(d).__name__ for d in message.defects))
+    if len(raw) > MAX_PARSE_BYTES:
+        defects.append(f"only the first {MAX_PARSE_BYTES} bytes were parsed")
+    raw_headers = _header_fields(message, defects)
+    decoded: dict[str, list[str]] = {}
     for name, value in raw_headers:
-        key = name.strip().lower()
-        headers[key] = (*headers.get(key, ()), decode_header_value(str(value)))
+        decoded.setdefault(name.strip().lower(), []).append(decode_header_value(value))
+    headers = {key: tuple(values) for key, values in decoded.items()}
     if not headers:
         raise Unprocessable("no headers: this is not an email message")
     subjects = headers.get("subject", ())
@@ -252,11 +328,11 @@ def parse_message(raw: bytes) -> ParsedMessage:
     original_subject = subjects[0] if subjects else ""
 
     def values_of(*names: str) -> list[str]:
-        return [str(v) for k, v in raw_headers if k.strip().lower() in names]
+        return [v for k, v in raw_headers if k.strip().lower() in names]
 
-    senders = _addresses(values_of("from"))
+    senders = _addresses(values_of("from"), defects)
     from_name, from_address = senders[0] if senders else ("", "")
-    recipients = _addresses(values_of("to", "cc"))
+    recipients = _addresses(values_of("to", "cc"), defects)
     try:
         body = _body(message, defects)
     except Exception as err:  # a MIME structure the walker chokes on: keep the headers

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Mapping
@@ -98,6 +99,9 @@ class Service:
             await stack.enter_async_context(resources.scheduler(services))
             await stack.enter_async_context(resources.watchdog(self._notifier,
                                                                config.daemon.watchdog))
+            # What start-up built lives as long as the process: out of the collector's sight,
+            # full collections (which pause every thread) only walk what came after.
+            gc.freeze()
             if not self._stop.is_set():
                 self._notifier.notify("READY=1\nSTATUS=accepting alerts")
                 log.info("alertd ready: http=%s:%s smtp=%s database=%s rules=%d "
