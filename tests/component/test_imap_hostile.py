@@ -4,31 +4,19 @@ breaks does not fail its batch."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-
 import pytest
 from sqlalchemy import select
 
-from daemon.config import Config
 from daemon.config.mail_sections import ImapAccount
 from daemon.mail.parse import ParsedMessage, parse_message
-from daemon.service.wiring import build_services
-from daemon.store.database import Database
 from daemon.store.models import Alert, Delivery
+from tests.component import test_imap
 from tests.component.test_imap import Intake, alert, wait_for
 from tests.dovecot import Dovecot, dovecot  # noqa: F401 - the fixture
 
+intake = test_imap.intake  # the same fixture: alertd's services over the test's Dovecot
+
 LIMIT_BYTES = 2048
-
-
-@pytest.fixture
-async def intake(dovecot: Dovecot, make_config: Callable[..., Config],  # noqa: F811
-                 db: Database, db_url: str) -> AsyncIterator[Intake]:
-    config = make_config('[api]\ntokens = ["test-token-0123456789"]\n', db_url=db_url)
-    state = Intake(build_services(config, db), dovecot, [], [])
-    yield state
-    for reader in list(state.readers):
-        await state.stop(reader)
 
 
 def big_mail() -> bytes:
