@@ -4,6 +4,7 @@ commits one SQLite row per request, in the same run.
 
     .venv/bin/python bench/webhook_ingest.py [--duration 10] [--connections 50]
                                              [--postgres postgresql+asyncpg://127.0.0.1/test]
+                                             [--profile DIR]
 
 Each target is its own server process: the bare handler, then `alertd run` itself (the real
 daemon with its default logging, SMTP listener and scheduler). The load comes from wrk
@@ -160,7 +161,10 @@ def measure(name: str, process: subprocess.Popen[str], port: int, args: argparse
     url = f"http://127.0.0.1:{port}/api/notify/datto"
     try:
         wrk(url, 2, args.connections, script)  # warm-up (also fills caches and the pool)
+        profiler = profile(process.pid, name, args)
         result = wrk(url, args.duration, args.connections, script)
+        if profiler is not None:
+            profiler.wait(60)
         rss = peak_rss_mib(process.pid)
     finally:
         process.send_signal(signal.SIGTERM)
@@ -172,6 +176,21 @@ def measure(name: str, process: subprocess.Popen[str], port: int, args: argparse
           f"p99 {result['p99']:6.1f} ms   non-2xx {result['non_2xx']:.0f}   "
           f"peak RSS {rss:6.1f} MiB", flush=True)
     return result["rate"]
+
+
+def profile(pid: int, name: str, args: argparse.Namespace) -> subprocess.Popen[bytes] | None:
+    """With --profile DIR: py-spy samples `pid` (every thread, native frames off) for the
+    measured run and writes collapsed stacks to DIR/<name>.txt (flamegraph.pl or speedscope
+    read them; `sort | head` shows the heaviest stacks)."""
+    if not args.profile:
+        return None
+    py_spy = Path(sys.executable).parent / "py-spy"
+    args.profile.mkdir(parents=True, exist_ok=True)
+    out = args.profile / (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") + ".txt")
+    return subprocess.Popen([str(py_spy if py_spy.exists() else "py-spy"), "record", "--pid",
+                             str(pid), "--duration", str(args.duration), "--rate", "200",
+                             "--format", "raw", "--output", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def reset_postgres(url: str) -> str:
@@ -195,6 +214,8 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per target")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--postgres", help="also run alertd on this PostgreSQL URL")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="py-spy the servers during the measured run (pip install py-spy)")
     parser.add_argument("--serve-bare", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
