@@ -1,6 +1,7 @@
 """Benchmark: POST /api/notify/datto (raise, a new alert uid each time: delivery + alert +
 ticket committed before the answer) against a bare aiohttp handler that parses the JSON and
-commits one SQLite row per request, in the same run.
+commits one SQLite row per request by adaptive group commit (the reference of
+../shared/perf-notes.md), in the same run.
 
     .venv/bin/python bench/webhook_ingest.py [--duration 10] [--connections 50]
                                              [--postgres postgresql+asyncpg://127.0.0.1/test]
@@ -20,6 +21,7 @@ import asyncio
 import itertools
 import json
 import os
+import queue
 import re
 import shutil
 import signal
@@ -27,8 +29,8 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,27 +59,43 @@ end
 
 
 def serve_bare(db_path: Path) -> None:
-    """The reference server (runs in its own process): parse, commit one row (FULL)."""
+    """The reference server (runs in its own process, ../shared/perf-notes.md): parse the
+    JSON, commit one row per request by adaptive group commit (one writer thread; each commit
+    takes every row that queued while the previous one ran; synchronous=FULL), answer each
+    request after the commit that holds its row."""
     from aiohttp import web
 
-    executor = ThreadPoolExecutor(max_workers=1)
     connection = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=FULL")
     connection.execute("CREATE TABLE rows (id INTEGER PRIMARY KEY, body BLOB)")
+    waiting: queue.SimpleQueue[tuple[bytes, asyncio.Future[None]]] = queue.SimpleQueue()
 
-    def commit(body: bytes) -> None:
-        connection.execute("BEGIN")
-        connection.execute("INSERT INTO rows (body) VALUES (?)", (body,))
-        connection.execute("COMMIT")
+    def write(loop: asyncio.AbstractEventLoop) -> None:
+        while True:
+            batch = [waiting.get()]
+            while not waiting.empty():
+                batch.append(waiting.get_nowait())
+            connection.execute("BEGIN")
+            connection.executemany("INSERT INTO rows (body) VALUES (?)",
+                                   [(body,) for body, _ in batch])
+            connection.execute("COMMIT")
+            loop.call_soon_threadsafe(answer, [done for _, done in batch])
+
+    def answer(batch: list[asyncio.Future[None]]) -> None:
+        for done in batch:
+            done.set_result(None)
 
     async def handler(request: web.Request) -> web.Response:
         raw = await request.read()
         json.loads(raw)
-        await asyncio.get_running_loop().run_in_executor(executor, commit, raw)
+        committed = asyncio.get_running_loop().create_future()
+        waiting.put((raw, committed))
+        await committed
         return web.json_response({"ok": True})
 
     async def serve() -> None:
+        threading.Thread(target=write, args=(asyncio.get_running_loop(),), daemon=True).start()
         app = web.Application()
         app.router.add_post("/api/notify/datto", handler)
         runner = web.AppRunner(app, access_log=None)
@@ -228,7 +246,7 @@ def main() -> None:
         script = tmp / "datto.lua"
         print(f"wrk -t2 -c{args.connections} -d{args.duration}s, new alert uid per request, "
               f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}", flush=True)
-        bare = measure("bare aiohttp + sqlite3 (FULL)", *start_bare(tmp), args, script)
+        bare = measure("bare aiohttp + group commit", *start_bare(tmp), args, script)
         ours = measure("alertd /api/notify/datto SQLite",
                        *start_alertd(tmp, "sqlite", ""), args, script)
         print(f"ratio alertd/bare (SQLite): {ours / bare:.0%}", flush=True)
