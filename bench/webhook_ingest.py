@@ -21,17 +21,16 @@ import asyncio
 import itertools
 import json
 import os
-import queue
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+from group_commit import GroupCommitWriter
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-webhook-secret-0123456789"
@@ -65,37 +64,15 @@ def serve_bare(db_path: Path) -> None:
     request after the commit that holds its row."""
     from aiohttp import web
 
-    connection = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=FULL")
-    connection.execute("CREATE TABLE rows (id INTEGER PRIMARY KEY, body BLOB)")
-    waiting: queue.SimpleQueue[tuple[bytes, asyncio.Future[None]]] = queue.SimpleQueue()
-
-    def write(loop: asyncio.AbstractEventLoop) -> None:
-        while True:
-            batch = [waiting.get()]
-            while not waiting.empty():
-                batch.append(waiting.get_nowait())
-            connection.execute("BEGIN")
-            connection.executemany("INSERT INTO rows (body) VALUES (?)",
-                                   [(body,) for body, _ in batch])
-            connection.execute("COMMIT")
-            loop.call_soon_threadsafe(answer, [done for _, done in batch])
-
-    def answer(batch: list[asyncio.Future[None]]) -> None:
-        for done in batch:
-            done.set_result(None)
-
-    async def handler(request: web.Request) -> web.Response:
-        raw = await request.read()
-        json.loads(raw)
-        committed = asyncio.get_running_loop().create_future()
-        waiting.put((raw, committed))
-        await committed
-        return web.json_response({"ok": True})
-
     async def serve() -> None:
-        threading.Thread(target=write, args=(asyncio.get_running_loop(),), daemon=True).start()
+        writer = GroupCommitWriter(db_path)
+
+        async def handler(request: web.Request) -> web.Response:
+            raw = await request.read()
+            json.loads(raw)
+            await writer.commit(raw)
+            return web.json_response({"ok": True})
+
         app = web.Application()
         app.router.add_post("/api/notify/datto", handler)
         runner = web.AppRunner(app, access_log=None)
