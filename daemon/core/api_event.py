@@ -8,6 +8,7 @@ from typing import Any
 
 from daemon.core.canonical import canonical_json
 from daemon.core.events import (
+    MAX_ID,
     AlertEvent,
     Interpretation,
     RawDelivery,
@@ -20,7 +21,6 @@ from daemon.core.events import (
 )
 from daemon.core.lifecycle import AlertAction
 
-_MAX_INT_UID = 10**18 - 1  # a numeric uid: 1 to 18 digits, as the request model says
 _EVENT_KEYS = {"source", "uid", "action", "device", "device_id", "site", "customer", "priority",
                "message", "ticket"}
 # The longest text each free field may have in the JSON form.
@@ -53,7 +53,7 @@ def parse_api_event(body: Any) -> AlertEvent:
         raise Unprocessable("'source' must be a lower-case name like 'datto' or 'syncro'")
     uid = body.get("uid")
     # JSON has one number type: 42.0 is the integer 42 to JSON Schema and to most senders.
-    if isinstance(uid, float) and uid.is_integer() and 0 <= uid <= _MAX_INT_UID:
+    if isinstance(uid, float) and uid.is_integer() and 0 <= uid <= MAX_ID:
         uid = int(uid)
     if isinstance(uid, int) and not isinstance(uid, bool):
         uid = str(uid)

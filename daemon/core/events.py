@@ -116,6 +116,17 @@ def is_source_name(value: object) -> bool:
 _BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
+MAX_ID = 10**18 - 1  # a numeric id is 1 to 18 digits, here and in every API
+JSON_SPACE = " \t\r\n"  # JSON's own whitespace, stripped around a sent value
+_FLAG = re.compile(r"[ \t\r\n]*(true|false)[ \t\r\n]*", re.IGNORECASE | re.ASCII)
+
+
+def flag_text(value: str) -> bool | None:
+    """A flag sent as text ("true" / "false", any case, JSON whitespace around), or None."""
+    flag = _FLAG.fullmatch(value)
+    return None if flag is None else flag.group(1).lower() == "true"
+
+
 def one_line(text: str) -> str:
     """`text` as a single line: each run of line breaks and control characters one space.
     A name sent with a line break ("PC\r\nBACKUP") must not cut what follows it."""
@@ -149,6 +160,8 @@ def clamp_event(event: AlertEvent) -> AlertEvent:
                                           event.ticket.details)))
     if ticket.type is not None and len(ticket.type) > 64:
         ticket = replace(ticket, type=ticket.type[:64])
+    if ticket.summary is not None:  # a summary is one line wherever it is shown
+        ticket = replace(ticket, summary=one_line(ticket.summary) or None)
     if ticket != event.ticket:
         changes["ticket"] = ticket
     return replace(event, **changes) if changes else event

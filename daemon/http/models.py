@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from daemon.core.api_event import DETAILS_CHARS, MESSAGE_CHARS, SUMMARY_CHARS
+from daemon.core.events import MAX_ID
 from daemon.store.queries import MAX_PAGE
 from daemon.store.ticket_search import MAX_QUERY_CHARS
 from daemon.tickets.transitions import MAX_NOTE_CHARS
@@ -23,8 +24,8 @@ NOT_BLANK = r"^[\s\x1c-\x1f]*[^\s\x1c-\x1f]"
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL: refused before any query
 # Printable ASCII with no space at either end (HTTP drops it).
 PRINTABLE_ASCII = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"
-MAX_ID = 10**18 - 1  # ids are 1 to 18 ASCII digits (str.isdigit would also take '²')
-_DIGITS = re.compile(r"[0-9]{1,18}")
+# Ids are 1 to 18 ASCII digits (str.isdigit would also take '²').
+ID_DIGITS = re.compile(r"[0-9]{1,18}")
 
 # Readable words for the rules the patterns above stand for.
 _PATTERN_RULES = {NOT_BLANK: "must not be empty", NO_NUL: "must not contain NUL characters",
@@ -47,7 +48,7 @@ class QueryParams(BaseModel):
 def _digits(value: object) -> object:
     """A query value is text: only ASCII digits make a number (no sign, space or '_')."""
     if isinstance(value, str):
-        if not _DIGITS.fullmatch(value):
+        if not ID_DIGITS.fullmatch(value):
             raise ValueError("must be a whole number of 1 to 18 digits")
         return int(value)
     return value

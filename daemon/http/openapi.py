@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from daemon import __version__
+from daemon.core.events import MAX_ID
 from daemon.http.models import (
-    MAX_ID,
     AlertEventBody,
     AlertQuery,
     CloseBody,

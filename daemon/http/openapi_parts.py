@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from daemon.http.models import MAX_ID
+from daemon.core.events import MAX_ID
 
 
 def nullable(schema: dict[str, Any]) -> dict[str, Any]:

@@ -5,25 +5,23 @@ for a body's content, 404 for a path id) naming the field and the rule, never a 
 
 from __future__ import annotations
 
-import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from daemon.http.errors import ApiError
-from daemon.http.models import Paging, describe
+from daemon.http.models import ID_DIGITS, Paging, describe
 from daemon.store.queries import BadFilter, Page
 
-_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only (str.isdigit also takes '²')
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 Model = TypeVar("Model", bound=BaseModel)
 
 
 def path_id(request: web.Request, name: str = "id") -> int:
     raw = request.match_info[name]
-    if not _ID.fullmatch(raw):
+    if not ID_DIGITS.fullmatch(raw):
         raise ApiError(404, f"no such id: {raw!r}")
     return int(raw)
 
@@ -41,11 +39,6 @@ def body_of(model: type[Model], body: Any) -> Model:
     return checked(model, body, 422)
 
 
-def _first_values(values: Mapping[str, str]) -> dict[str, str]:
-    # A repeated parameter or header counts once, as its first value (what .get() returns).
-    return {name: values[name] for name in values}
-
-
 def headers_of(request: web.Request, model: type[Model]) -> Model:
     """The headers a route reads (the model's aliases, looked up without case), as their
     model; 400 when one does not fit."""
@@ -56,7 +49,8 @@ def headers_of(request: web.Request, model: type[Model]) -> Model:
 
 def query_of(request: web.Request, model: type[Model]) -> Model:
     """The query parameters as their model; 400 when one does not fit."""
-    return checked(model, _first_values(request.query), 400)
+    # dict() of a multidict keeps each name's first value, as .get() does.
+    return checked(model, dict(request.query), 400)
 
 
 def listing_query(request: web.Request, model: type[Paging]

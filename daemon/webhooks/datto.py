@@ -25,11 +25,13 @@ from typing import Any
 from daemon.config.rmm_sections import FieldTarget
 from daemon.core.events import (
     GUID,
+    JSON_SPACE,
     AlertEvent,
     Interpretation,
     RawDelivery,
     TicketFields,
     Unprocessable,
+    flag_text,
     json_payload,
     normalize_uid,
 )
@@ -61,8 +63,6 @@ _PLACEHOLDER = re.compile(r"^\[[A-Za-z_]+\]$")
 # daemon.http.openapi); tests/unit/test_webhook_parsers.py holds the two to one contract.
 _VALUE_LIMIT = 10_000  # characters of a value as sent
 _UID_LIMIT = 100  # characters of alert_uid as sent, spaces included
-_SPACE = " \t\r\n"  # stripped around a value: JSON's own whitespace
-_FLAG = re.compile(r"[ \t\r\n]*(true|false)[ \t\r\n]*", re.IGNORECASE | re.ASCII)
 
 
 class TestSend(Unprocessable):
@@ -107,8 +107,8 @@ def _resolved(body: dict[str, Any]) -> bool:
     value = body.get("alert_resolved")
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and (flag := _FLAG.fullmatch(value)):
-        return flag.group(1).lower() == "true"
+    if isinstance(value, str) and (flag := flag_text(value)) is not None:
+        return flag
     if value is None:
         raise Unprocessable("'alert_resolved' is missing: it is \"false\" in the alert-raised "
                             "payload and \"true\" in the alert-resolved one "
@@ -155,7 +155,7 @@ def parse_datto_webhook(body: Any, field_map: Mapping[str, FieldTarget]) -> Aler
     if not isinstance(raw_uid, str):
         raise Unprocessable(f"'alert_uid' must be a string (the alert GUID), got a JSON "
                             f"{type(raw_uid).__name__}")
-    if len(raw_uid) > _UID_LIMIT or not GUID.match(raw_uid.strip(_SPACE)):
+    if len(raw_uid) > _UID_LIMIT or not GUID.match(raw_uid.strip(JSON_SPACE)):
         raise Unprocessable(f"'alert_uid' must be a Datto alert GUID, got "
                             f"{json.dumps(raw_uid[:60])}")
     action = AlertAction.RESOLVE if _resolved(body) else AlertAction.RAISE

@@ -16,13 +16,15 @@ import re
 from typing import Any
 
 from daemon.core.events import (
+    JSON_SPACE,
+    MAX_ID,
     AlertEvent,
     Interpretation,
     RawDelivery,
     TicketFields,
     Unprocessable,
+    flag_text,
     json_payload,
-    one_line,
 )
 from daemon.core.lifecycle import AlertAction
 
@@ -44,11 +46,8 @@ VERIFIED_KEY = "alertd_verified"
 # The rules below are the ones the OpenAPI document gives the body (SyncroNotification in
 # daemon.http.openapi); tests/unit/test_webhook_parsers.py holds the two to one contract.
 # An alert id is a positive whole number of at most 18 digits (leading zeros aside).
-_SPACE = " \t\r\n"  # stripped around a value: JSON's own whitespace
 _ID = re.compile(r"0*[1-9][0-9]{0,17}")
 _LINK_ID = re.compile(r"/rmm_alerts/(0*[1-9][0-9]{0,17})/?\Z")
-_MAX_ID = 10**18 - 1
-_FLAG = re.compile(r"[ \t\r\n]*(true|false)[ \t\r\n]*", re.IGNORECASE | re.ASCII)
 
 
 def _whitelist(value: Any, keys: dict[str, Any]) -> Any:
@@ -105,16 +104,16 @@ def _alert_id(body: dict[str, Any], attributes: dict[str, Any]) -> str:
     raw = attributes.get("id")
     if isinstance(raw, float) and raw.is_integer():  # 42.0 is the number 42 (JSON Schema)
         raw = int(raw)
-    if isinstance(raw, int) and not isinstance(raw, bool) and 0 < raw <= _MAX_ID:
+    if isinstance(raw, int) and not isinstance(raw, bool) and 0 < raw <= MAX_ID:
         return str(raw)
-    if isinstance(raw, str) and _ID.fullmatch(raw.strip(_SPACE)):
-        return raw.strip(_SPACE)
+    if isinstance(raw, str) and _ID.fullmatch(raw.strip(JSON_SPACE)):
+        return raw.strip(JSON_SPACE)
     if raw is not None:  # a wrong id is refused, not replaced by the link's
-        raise Unprocessable(f"'attributes.id' must be a whole number from 1 to {_MAX_ID}, got "
+        raise Unprocessable(f"'attributes.id' must be a whole number from 1 to {MAX_ID}, got "
                             f"{json.dumps(raw)[:40]}")
     link = body.get("link")
     if isinstance(link, str):
-        match = _LINK_ID.search(link.strip(_SPACE))
+        match = _LINK_ID.search(link.strip(JSON_SPACE))
         if match:
             return match.group(1)
     raise Unprocessable("no alert id: neither 'attributes.id' nor a 'link' ending in "
@@ -126,8 +125,8 @@ def _resolved(attributes: dict[str, Any]) -> bool:
     if isinstance(value, bool):
         if value:
             return True
-    elif isinstance(value, str) and (flag := _FLAG.fullmatch(value)):
-        if flag.group(1).lower() == "true":
+    elif isinstance(value, str) and (flag := flag_text(value)) is not None:
+        if flag:
             return True
     elif value is not None:
         raise Unprocessable(f"'attributes.resolved' must be true or false, got "
@@ -188,8 +187,8 @@ def parse_syncro_webhook(body: Any) -> AlertEvent:
     device = _str(attributes, "computer_name") or _str(asset, "name")
     customer_name = (_str(customer, "business_then_name") or _str(customer, "business_name")
                      or _str(customer, "fullname"))
-    summary = ": ".join(one_line(p) for p in (device, description) if p and one_line(p)
-                        ) or f"Syncro RMM alert {uid}"
+    # One line: clamp_event joins the lines of a name sent with a line break.
+    summary = ": ".join(p for p in (device, description) if p) or f"Syncro RMM alert {uid}"
     detail_lines = [line for line in (
         description, output,
         f"Customer: {customer_name}" if customer_name else None,
