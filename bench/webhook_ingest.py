@@ -11,7 +11,9 @@ Each target is its own server process: the bare handler, then `alertd run` itsel
 daemon with its default logging, SMTP listener and scheduler). The load comes from wrk
 (`apt-get install wrk`) in another process, 2 threads, a 1 KB body; the URL carries no
 secret, the body's `state` does. Prints requests/s, p50/p99 latency, non-2xx answers and the
-server's peak RSS (VmHWM). Compare ratios within one run only (../shared/perf-notes.md).
+server's CPU time per request (user + system, all its threads: steadier than the rate on a
+busy machine) and its peak RSS (VmHWM). Compare ratios within one run only
+(../shared/perf-notes.md).
 """
 
 from __future__ import annotations
@@ -121,6 +123,12 @@ def start(command: list[str], log_path: Path, ready: str) -> tuple[subprocess.Po
     raise RuntimeError("server did not get ready in 30 s")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (all threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mib(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     match = re.search(r"VmHWM:\s+(\d+) kB", status)
@@ -157,7 +165,9 @@ def measure(name: str, process: subprocess.Popen[str], port: int, args: argparse
     try:
         wrk(url, 2, args.connections, script)  # warm-up (also fills caches and the pool)
         profiler = profile(process.pid, name, args)
+        cpu_before = cpu_seconds(process.pid)
         result = wrk(url, args.duration, args.connections, script)
+        cpu_us = (cpu_seconds(process.pid) - cpu_before) / (result["rate"] * args.duration) * 1e6
         if profiler is not None:
             profiler.wait(60)
         rss = peak_rss_mib(process.pid)
@@ -169,7 +179,7 @@ def measure(name: str, process: subprocess.Popen[str], port: int, args: argparse
             process.kill()
     print(f"{name:<32} {result['rate']:8.0f} req/s   p50 {result['p50']:6.1f} ms   "
           f"p99 {result['p99']:6.1f} ms   non-2xx {result['non_2xx']:.0f}   "
-          f"peak RSS {rss:6.1f} MiB", flush=True)
+          f"CPU {cpu_us:5.0f} us/req   peak RSS {rss:6.1f} MiB", flush=True)
     return result["rate"]
 
 

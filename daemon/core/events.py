@@ -130,6 +130,8 @@ def flag_text(value: str) -> bool | None:
 def one_line(text: str) -> str:
     """`text` as a single line: each run of line breaks and control characters one space.
     A name sent with a line break ("PC\r\nBACKUP") must not cut what follows it."""
+    if text.isprintable():  # the usual case, checked in C: nothing `_BREAKS` matches
+        return text.strip()
     return _BREAKS.sub(" ", text).strip()
 
 

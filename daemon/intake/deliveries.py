@@ -1,7 +1,7 @@
 """The `deliveries` rows in SQL: store (or find the identical one), claim, finish, retry, replay.
 
 Every function runs inside the caller's write or read unit; the statements on the intake hot
-path are built once (Core, bound parameters: SQLAlchemy's compiled cache serves them).
+path are built once and prepared (`daemon.store.prepared`).
 """
 
 from __future__ import annotations
@@ -18,18 +18,20 @@ from sqlalchemy.orm import Session
 from daemon.core.events import DeliveryStatus, RawDelivery
 from daemon.store.database import insert_ignore
 from daemon.store.models import Delivery
+from daemon.store.prepared import Prepared
 
 _DELIVERIES: Table = Delivery.__table__  # type: ignore[assignment]
-_CLAIM = (
+_CLAIM = Prepared(
     select(_DELIVERIES.c.attempts, _DELIVERIES.c.source)
     .where(_DELIVERIES.c.id == bindparam("id"),
            _DELIVERIES.c.status == DeliveryStatus.RECEIVED.value)
     .with_for_update(skip_locked=True))
 # UPDATEs name the row by `row_id`; the other parameters given become the SET clause.
-_FINISH = update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("row_id"))
-_FIND = select(_DELIVERIES.c.id, _DELIVERIES.c.status, _DELIVERIES.c.error,
-               _DELIVERIES.c.meta).where(_DELIVERIES.c.channel == bindparam("channel"),
-                                         _DELIVERIES.c.dedupe_key == bindparam("dedupe_key"))
+_FINISH = Prepared(update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("row_id")))
+_FIND = Prepared(select(_DELIVERIES.c.id, _DELIVERIES.c.status, _DELIVERIES.c.error,
+                        _DELIVERIES.c.meta)
+                 .where(_DELIVERIES.c.channel == bindparam("channel"),
+                        _DELIVERIES.c.dedupe_key == bindparam("dedupe_key")))
 
 
 @dataclass(frozen=True)
@@ -64,31 +66,31 @@ class DeliveryRows:
     """Statements on `deliveries` for one backend."""
 
     def __init__(self, dialect_name: str):
-        self._insert = insert_ignore(dialect_name, _DELIVERIES, "channel", "dedupe_key"
-                                     ).returning(_DELIVERIES.c.id)
+        self._insert = Prepared(insert_ignore(dialect_name, _DELIVERIES, "channel",
+                                              "dedupe_key").returning(_DELIVERIES.c.id))
 
     def store(self, conn: Connection, row: dict[str, Any]) -> StoredRow:
         """Insert `row`; if its (channel, dedupe_key) is stored already, return that one."""
-        new_id = conn.execute(self._insert, row).scalar()
+        new_id = self._insert.scalar(conn, row)
         if new_id is not None:
             return StoredRow(new_id, duplicate=False)
-        existing = conn.execute(_FIND, {"channel": row["channel"],
-                                        "dedupe_key": row["dedupe_key"]}).first()
+        existing = _FIND.first(conn, {"channel": row["channel"],
+                                      "dedupe_key": row["dedupe_key"]})
         assert existing is not None  # the conflicting row is committed and never deleted
-        return StoredRow(existing.id, True, DeliveryStatus(existing.status), existing.error,
-                         existing.meta)
+        return StoredRow(existing["id"], True, DeliveryStatus(existing["status"]),
+                         existing["error"], existing["meta"])
 
     @staticmethod
     def claim(conn: Connection, delivery_id: int) -> ClaimedDelivery | None:
         """Lock a `received` delivery to apply it; None when it is done meanwhile or another
         process holds it (`SKIP LOCKED`). Its attempt was counted when it began."""
-        row = conn.execute(_CLAIM, {"id": delivery_id}).first()
-        return ClaimedDelivery(row.attempts, row.source) if row is not None else None
+        row = _CLAIM.first(conn, {"id": delivery_id})
+        return ClaimedDelivery(row["attempts"], row["source"]) if row is not None else None
 
     @staticmethod
     def finish(conn: Connection, changes: dict[str, Any]) -> None:
         """Write a processed delivery's outcome; `changes["row_id"]` names it."""
-        conn.execute(_FINISH, changes)
+        _FINISH.run(conn, changes)
 
 
 def new_row(channel: str, dedupe_key: str, payload: bytes, content_type: str,

@@ -108,6 +108,8 @@ class Pipeline:
         meanings = self._meanings(inbounds)
         now = self._clock()
         pairs = list(zip(inbounds, meanings, strict=True))
+        if len(pairs) == 1:  # an HTTP request: no task to gather
+            return [await self._ingest_one(*pairs[0], now)]
         if self._db.applies_writes_in_order:  # one writer, first in first out
             return list(await asyncio.gather(*(self._ingest_one(inbound, meaning, now)
                                                for inbound, meaning in pairs)))

@@ -11,6 +11,13 @@ sync imported.
   the configured fallback user (Halo's "New Alert User"), created on first use.
 
 Runs inside the pipeline's transaction, on its Connection, with prebuilt statements.
+
+Customers, sites, assets and end users change only through applied sync runs (`sync_runs`),
+so what the lookups found is kept per *sync generation*: the newest run, once it has
+finished. A new run, in this process or another one sharing the database, starts a new
+generation; while a run is under way nothing is kept. A ticket then costs one indexed
+lookup of the newest run instead of up to five. The fallback user is looked up every time
+(it is created inside a transaction that a failing batch may roll back).
 """
 
 from __future__ import annotations
@@ -21,7 +28,12 @@ from datetime import datetime
 from sqlalchemy import Connection, Table, bindparam, func, insert, select
 
 from daemon.core.events import AlertEvent
-from daemon.store.models import Asset, Customer, EndUser, ExternalRef, Site
+from daemon.store.models import Asset, Customer, EndUser, ExternalRef, Site, SyncRun
+from daemon.store.prepared import Prepared
+
+# Placements kept per generation: a bound on memory, not a working-set estimate (one entry
+# per distinct device, customer and site an alert named).
+MAX_CACHED_PLACEMENTS = 20_000
 
 
 @dataclass(frozen=True)
@@ -70,10 +82,14 @@ _DEFAULT_CONTACT = (select(_USERS.c.id)
                     .where(_USERS.c.customer_id == bindparam("customer_id"),
                            _USERS.c.is_default, _USERS.c.active)
                     .order_by(_USERS.c.id).limit(1))
-_FALLBACK_USER = (select(func.min(_USERS.c.id))
-                  .where(_USERS.c.customer_id.is_(None), _USERS.c.name == bindparam("name"),
-                         _USERS.c.active))
+_FALLBACK_USER = Prepared(select(func.min(_USERS.c.id))
+                          .where(_USERS.c.customer_id.is_(None),
+                                 _USERS.c.name == bindparam("name"), _USERS.c.active))
 _INSERT_USER = insert(_USERS).returning(_USERS.c.id)
+_RUNS: Table = SyncRun.__table__  # type: ignore[assignment]
+_NEWEST_RUN = Prepared(select(_RUNS.c.id, _RUNS.c.status).order_by(_RUNS.c.id.desc()).limit(1))
+
+_LookupKey = tuple[str, str | None, str | None, str | None, str | None]
 
 
 class TicketPlacer:
@@ -81,8 +97,30 @@ class TicketPlacer:
 
     def __init__(self, fallback_end_user: str = ""):
         self._fallback = fallback_end_user
+        self._generation: tuple[int, str] | None = None
+        # The synced records' answer per alert's names (no fallback user in it).
+        self._found: dict[_LookupKey, Placement] = {}
 
     def place(self, conn: Connection, event: AlertEvent, now: datetime) -> Placement:
+        run = _NEWEST_RUN.first(conn, {})
+        generation = (run["id"], run["status"]) if run is not None else (0, "none")
+        if generation != self._generation or len(self._found) >= MAX_CACHED_PLACEMENTS:
+            self._found.clear()
+            self._generation = generation
+        key = (event.source, event.device_ref, event.device, event.customer, event.site)
+        placement = self._found.get(key)
+        if placement is None:
+            placement = self._look_up(conn, event)
+            if generation[1] != "running":
+                self._found[key] = placement
+        if placement.end_user_id is None and self._fallback:
+            placement = Placement(placement.customer_id, placement.site_id,
+                                  placement.asset_id, self._fallback_user(conn, now))
+        return placement
+
+    @staticmethod
+    def _look_up(conn: Connection, event: AlertEvent) -> Placement:
+        """Placement from the synced records alone (no fallback user)."""
         asset = None
         if event.device_ref:
             asset = conn.execute(_ASSET_BY_REF, {"source": event.source,
@@ -107,13 +145,11 @@ class TicketPlacer:
             conn.execute(_DEFAULT_CONTACT, {"customer_id": customer_id}).scalar()
             if customer_id is not None else None,
             None)
-        if end_user_id is None and self._fallback:
-            end_user_id = self._fallback_user(conn, now)
         return Placement(customer_id, site_id, asset.id if asset is not None else None,
                          end_user_id)
 
     def _fallback_user(self, conn: Connection, now: datetime) -> int:
-        found = conn.execute(_FALLBACK_USER, {"name": self._fallback}).scalar()
+        found = _FALLBACK_USER.scalar(conn, {"name": self._fallback})
         if found is not None:
             return int(found)
         # Two instances may both create it at once; the lowest id is used from then on.

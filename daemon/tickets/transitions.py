@@ -10,7 +10,8 @@ Lock order, everywhere: the alert row, then its ticket row (`SELECT ... FOR UPDA
 one writer and needs none). Intake and agents take the same order, so they never deadlock and
 the second of two racing changes always decides on what the first committed.
 
-Units run on a SQLAlchemy Core `Connection` with statements built once (the intake hot path).
+Units run on a SQLAlchemy Core `Connection` with statements built once and prepared (the intake
+hot path: `daemon.store.prepared`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from daemon.core.lifecycle import (
 )
 from daemon.store.database import insert_ignore
 from daemon.store.models import Alert, OutboxAction, Ticket, TicketNote
+from daemon.store.prepared import Prepared
 from daemon.tickets.placement import Placement, TicketPlacer
 
 MAX_NOTE_CHARS = 100_000
@@ -71,21 +73,23 @@ _NOTES: Table = TicketNote.__table__  # type: ignore[assignment]
 _OUTBOX: Table = OutboxAction.__table__  # type: ignore[assignment]
 
 # UPDATEs name the row by `row_id`; the other parameters given become the SET clause.
-_LOCK_ALERT = (
+_LOCK_ALERT = Prepared(
     select(_ALERTS)
     .where(_ALERTS.c.source == bindparam("source"), _ALERTS.c.uid == bindparam("uid"))
     .with_for_update())
-_LOCK_ALERT_BY_ID = select(_ALERTS).where(_ALERTS.c.id == bindparam("id")).with_for_update()
-_UPDATE_ALERT = update(_ALERTS).where(_ALERTS.c.id == bindparam("row_id"))
-_TICKET_ALERT = select(_TICKETS.c.alert_id).where(_TICKETS.c.id == bindparam("id"))
-_LOCK_TICKET_OF_ALERT = (select(_TICKETS.c.id, _TICKETS.c.status)
-                         .where(_TICKETS.c.alert_id == bindparam("alert_id")).with_for_update())
-_LOCK_TICKET = (select(_TICKETS.c.id, _TICKETS.c.status)
-                .where(_TICKETS.c.id == bindparam("id")).with_for_update())
-_TICKET_EXISTS = select(_TICKETS.c.id).where(_TICKETS.c.id == bindparam("id"))
-_INSERT_TICKET = insert(_TICKETS).returning(_TICKETS.c.id)
-_UPDATE_TICKET = update(_TICKETS).where(_TICKETS.c.id == bindparam("row_id"))
-_INSERT_NOTE = insert(_NOTES).returning(_NOTES.c.id)
+_LOCK_ALERT_BY_ID = Prepared(select(_ALERTS).where(_ALERTS.c.id == bindparam("id"))
+                             .with_for_update())
+_UPDATE_ALERT = Prepared(update(_ALERTS).where(_ALERTS.c.id == bindparam("row_id")))
+_TICKET_ALERT = Prepared(select(_TICKETS.c.alert_id).where(_TICKETS.c.id == bindparam("id")))
+_LOCK_TICKET_OF_ALERT = Prepared(
+    select(_TICKETS.c.id, _TICKETS.c.status)
+    .where(_TICKETS.c.alert_id == bindparam("alert_id")).with_for_update())
+_LOCK_TICKET = Prepared(select(_TICKETS.c.id, _TICKETS.c.status)
+                        .where(_TICKETS.c.id == bindparam("id")).with_for_update())
+_TICKET_EXISTS = Prepared(select(_TICKETS.c.id).where(_TICKETS.c.id == bindparam("id")))
+_INSERT_TICKET = Prepared(insert(_TICKETS).returning(_TICKETS.c.id))
+_UPDATE_TICKET = Prepared(update(_TICKETS).where(_TICKETS.c.id == bindparam("row_id")))
+_INSERT_NOTE = Prepared(insert(_NOTES).returning(_NOTES.c.id))
 
 
 class Transitions:
@@ -93,10 +97,10 @@ class Transitions:
 
     def __init__(self, dialect_name: str, placer: TicketPlacer | None = None):
         self._placer = placer  # a new ticket's customer, site, asset and end user
-        self._insert_alert = insert_ignore(dialect_name, _ALERTS, "source", "uid").returning(
-            _ALERTS.c.id)
-        self._insert_outbox = insert_ignore(dialect_name, _OUTBOX, "action", "alert_id"
-                                            ).returning(_OUTBOX.c.id)
+        self._insert_alert = Prepared(insert_ignore(dialect_name, _ALERTS, "source", "uid")
+                                      .returning(_ALERTS.c.id))
+        self._insert_outbox = Prepared(insert_ignore(dialect_name, _OUTBOX, "action",
+                                                     "alert_id").returning(_OUTBOX.c.id))
 
     # --- events from the RMM ----------------------------------------------------------------
 
@@ -105,29 +109,28 @@ class Transitions:
         """Record one raise or resolve of `event`'s alert and make its state transition."""
         event = clamp_event(event)  # any channel's values fit their columns on every backend
         key = {"source": event.source, "uid": event.uid}
-        alert = conn.execute(_LOCK_ALERT, key).mappings().first()
-        if alert is None:
-            decision = decide_event(None, event.action)
-            resolved = decision.new_state is AlertState.RESOLVED
-            new_id = conn.execute(self._insert_alert, {
-                **key, "state": decision.new_state.value,
-                "resolved_by": decision.resolved_by.value if decision.resolved_by else None,
-                "resolved_at": now if resolved else None, "first_seen_at": now,
-                "last_seen_at": now, "channels": [channel], "occurrences": 1,
-                **{name: getattr(event, name) for name in _ALERT_FIELDS},
-            }).scalar()
-            if new_id is not None:
-                ticket_id = None
-                if decision.open_ticket:
-                    ticket_id = self._insert_ticket(conn, event, new_id, now)
-                return EventResult(event.source, event.uid, new_id, decision.outcome.value,
-                                   ticket_id, ticket_opened=ticket_id is not None)
-            # Another process inserted it between our SELECT and INSERT; it has committed
-            # (PostgreSQL waits for it), so lock the row it made and decide again.
-            alert = conn.execute(_LOCK_ALERT, key).mappings().first()
-            assert alert is not None
+        # Insert first: most events are a new alert's raise, and this is then its only
+        # statement on the alert. A conflict means the alert exists (on PostgreSQL the INSERT
+        # waits for a racing transaction that inserted it to commit); lock it and decide.
+        decision = decide_event(None, event.action)
+        resolved = decision.new_state is AlertState.RESOLVED
+        new_id = self._insert_alert.scalar(conn, {
+            **key, "state": decision.new_state.value,
+            "resolved_by": decision.resolved_by.value if decision.resolved_by else None,
+            "resolved_at": now if resolved else None, "first_seen_at": now,
+            "last_seen_at": now, "channels": [channel], "occurrences": 1,
+            **{name: getattr(event, name) for name in _ALERT_FIELDS},
+        })
+        if new_id is not None:
+            ticket_id = None
+            if decision.open_ticket:
+                ticket_id = self._insert_ticket(conn, event, new_id, now)
+            return EventResult(event.source, event.uid, new_id, decision.outcome.value,
+                               ticket_id, ticket_opened=ticket_id is not None)
+        alert = _LOCK_ALERT.first(conn, key)
+        assert alert is not None  # alerts are never deleted
 
-        ticket = conn.execute(_LOCK_TICKET_OF_ALERT, {"alert_id": alert["id"]}).first()
+        ticket = _LOCK_TICKET_OF_ALERT.first(conn, {"alert_id": alert["id"]})
         decision = decide_event(
             AlertSnapshot(AlertState(alert["state"]),
                           ResolvedBy(alert["resolved_by"]) if alert["resolved_by"] else None,
@@ -148,8 +151,8 @@ class Transitions:
         if decision.resolved_by is not None:
             changes.update(state=decision.new_state.value,
                            resolved_by=decision.resolved_by.value, resolved_at=now)
-        conn.execute(_UPDATE_ALERT, changes)
-        ticket_id = ticket.id if ticket is not None else None
+        _UPDATE_ALERT.run(conn, changes)
+        ticket_id = ticket["id"] if ticket is not None else None
         opened = False
         if decision.open_ticket:  # a late raise: the ticket it would have had, closed below
             ticket_id = self._insert_ticket(conn, event, alert["id"], now)
@@ -160,7 +163,7 @@ class Transitions:
             note = (f"Alert resolved in {event.source} (reported by {channel}); "
                     "ticket closed by alertd.")
         closing = decision.close_ticket and ticket_id is not None and (
-            opened or (ticket is not None and ticket.status == "open"))
+            opened or (ticket is not None and ticket["status"] == "open"))
         if closing:
             assert ticket_id is not None
             self._close_ticket(conn, ticket_id, f"upstream:{event.source}", now)
@@ -172,7 +175,7 @@ class Transitions:
                        now: datetime) -> int:
         placement = (self._placer.place(conn, event, now) if self._placer is not None
                      else Placement())
-        ticket_id = conn.execute(_INSERT_TICKET, {
+        ticket_id = _INSERT_TICKET.scalar(conn, {
             "customer_id": placement.customer_id, "site_id": placement.site_id,
             "asset_id": placement.asset_id, "end_user_id": placement.end_user_id,
             "type": event.ticket.type or "alert", "status": "open",
@@ -180,7 +183,7 @@ class Transitions:
             "summary": (event.ticket.summary or default_summary(event))[:500],
             "details": event.ticket.details or event.message or "",
             "alert_id": alert_id, "opened_at": now,
-        }).scalar()
+        })
         assert ticket_id is not None
         return int(ticket_id)
 
@@ -192,14 +195,14 @@ class Transitions:
 
         Raises `TicketNotFound`, or `TicketAlreadyClosed` (from the core) if it is closed.
         """
-        alert_id = conn.execute(_TICKET_ALERT, {"id": ticket_id}).scalar()
-        alert = (conn.execute(_LOCK_ALERT_BY_ID, {"id": alert_id}).mappings().first()
+        alert_id = _TICKET_ALERT.scalar(conn, {"id": ticket_id})
+        alert = (_LOCK_ALERT_BY_ID.first(conn, {"id": alert_id})
                  if alert_id is not None else None)
-        ticket = conn.execute(_LOCK_TICKET, {"id": ticket_id}).first()
+        ticket = _LOCK_TICKET.first(conn, {"id": ticket_id})
         if ticket is None:
             raise TicketNotFound(f"ticket {ticket_id} not found")
         decision = decide_ticket_close(
-            ticket.status == "open",
+            ticket["status"] == "open",
             AlertSnapshot(AlertState(alert["state"]),
                           ResolvedBy(alert["resolved_by"]) if alert["resolved_by"] else None)
             if alert is not None else None,
@@ -211,33 +214,33 @@ class Transitions:
             self._insert_note(conn, ticket_id, actor, note, now)
         outbox_id = None
         if alert is not None and decision.resolve_alert:
-            conn.execute(_UPDATE_ALERT, {"row_id": alert["id"],
+            _UPDATE_ALERT.run(conn, {"row_id": alert["id"],
                                          "state": AlertState.RESOLVED.value,
                                          "resolved_by": ResolvedBy.TICKET.value,
                                          "resolved_at": now})
         if alert is not None and decision.resolve_upstream:
-            outbox_id = conn.execute(self._insert_outbox, {
+            outbox_id = self._insert_outbox.scalar(conn, {
                 "action": RESOLVE_ALERT, "source": alert["source"], "target": alert["uid"],
                 "alert_id": alert["id"], "status": "pending", "attempts": 0,
-                "next_attempt_at": now, "created_at": now}).scalar()
+                "next_attempt_at": now, "created_at": now})
         return CloseResult(ticket_id, alert_id, decision.resolve_alert, outbox_id,
                            alert["source"] if alert is not None else None)
 
     def add_note(self, conn: Connection, ticket_id: int, author: str, body: str,
                  now: datetime) -> int:
         """Add a note to a ticket (open or closed); raises `TicketNotFound`."""
-        if conn.execute(_TICKET_EXISTS, {"id": ticket_id}).first() is None:
+        if _TICKET_EXISTS.first(conn, {"id": ticket_id}) is None:
             raise TicketNotFound(f"ticket {ticket_id} not found")
         return self._insert_note(conn, ticket_id, author, body, now)
 
     @staticmethod
     def _close_ticket(conn: Connection, ticket_id: int, closed_by: str, now: datetime) -> None:
-        conn.execute(_UPDATE_TICKET, {"row_id": ticket_id, "status": "closed",
+        _UPDATE_TICKET.run(conn, {"row_id": ticket_id, "status": "closed",
                                       "closed_at": now, "closed_by": closed_by})
 
     @staticmethod
     def _insert_note(conn: Connection, ticket_id: int, author: str, body: str,
                      now: datetime) -> int:
-        return int(conn.execute(_INSERT_NOTE, {
+        return int(_INSERT_NOTE.scalar(conn, {
             "ticket_id": ticket_id, "created_at": now, "author": author,
-            "body": body[:MAX_NOTE_CHARS]}).scalar_one())
+            "body": body[:MAX_NOTE_CHARS]}))

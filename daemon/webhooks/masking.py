@@ -9,6 +9,7 @@ the JSON, keys included, has each secret replaced by `MASK`, raw or percent-enco
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
@@ -18,6 +19,11 @@ MASK = "********"
 def secret_forms(secrets: Iterable[str]) -> tuple[str, ...]:
     """Each secret as it may appear in text: raw, and percent-encoded as URLs carry it
     (either case of hex digits), longest first so a longer form is masked whole."""
+    return _forms_of(tuple(secrets))
+
+
+@lru_cache(maxsize=8)  # the configured secrets: the same few on every request
+def _forms_of(secrets: tuple[str, ...]) -> tuple[str, ...]:
     forms: set[str] = set()
     for secret in secrets:
         if not secret:

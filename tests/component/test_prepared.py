@@ -1,0 +1,87 @@
+"""Prepared statements on SQLite's DB-API write and read exactly what SQLAlchemy's
+`Connection.execute` writes and reads (daemon.store.prepared)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, Table, bindparam, create_engine, insert, select, update
+
+from daemon.store.database import insert_ignore
+from daemon.store.models import Base, Delivery
+from daemon.store.prepared import Prepared
+
+_DELIVERIES: Table = Delivery.__table__  # type: ignore[assignment]
+NOW = datetime(2026, 12, 6, 21, 30, 1, 123456, tzinfo=UTC)
+
+
+def _row(key: str, **changes: Any) -> dict[str, Any]:
+    return {"channel": "webhook", "source": "datto", "dedupe_key": key, "received_at": NOW,
+            "status": "received", "attempts": 1, "next_attempt_at": None, "error": None,
+            "content_type": "application/json", "meta": {"remote": "127.0.0.1", "n": [1, 2]},
+            "payload": b"{}", "trace": None, **changes}
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> Any:
+    engine = create_engine(f"sqlite:///{tmp_path / 'prepared.db'}")
+    Base.metadata.create_all(engine)
+    with engine.begin() as connection:
+        yield connection
+    engine.dispose()
+
+
+def _stored(conn: Connection) -> list[tuple[Any, ...]]:
+    """The rows as SQLite holds them (text, not Python values)."""
+    return [tuple(row) for row in conn.exec_driver_sql(
+        "SELECT dedupe_key, received_at, meta, trace, payload FROM deliveries ORDER BY id")]
+
+
+def test_insert_stores_the_same_text_as_sqlalchemy(conn: Connection) -> None:
+    conn.execute(insert(_DELIVERIES), _row("core"))
+    new_id = Prepared(insert(_DELIVERIES).returning(_DELIVERIES.c.id)).scalar(
+        conn, _row("prepared"))
+    core, prepared = _stored(conn)
+    assert new_id == 2
+    assert core[1:] == prepared[1:]
+    assert prepared[1] == "2026-12-06 21:30:01.123456"  # UTC, as SQLAlchemy stores it
+
+
+def test_rows_read_back_as_sqlalchemy_reads_them(conn: Connection) -> None:
+    conn.execute(insert(_DELIVERIES), _row("k", trace={"rules": ["a"]}))
+    query = select(_DELIVERIES).where(_DELIVERIES.c.dedupe_key == bindparam("key"))
+    expected = dict(conn.execute(query, {"key": "k"}).mappings().one())
+    assert Prepared(query).first(conn, {"key": "k"}) == expected
+    assert expected["received_at"] == NOW and expected["meta"]["n"] == [1, 2]
+
+
+def test_literals_and_limits_in_the_statement_are_bound(conn: Connection) -> None:
+    for key in ("a", "b", "c"):
+        conn.execute(insert(_DELIVERIES), _row(key, status="failed" if key == "b" else
+                                               "received"))
+    query = Prepared(select(_DELIVERIES.c.dedupe_key)
+                     .where(_DELIVERIES.c.status == "received")
+                     .order_by(_DELIVERIES.c.id.desc()).limit(1))
+    assert query.scalar(conn, {}) == "c"
+
+
+def test_update_sets_the_columns_named_and_insert_ignore_reports_a_conflict(
+        conn: Connection) -> None:
+    insert_once = Prepared(insert_ignore("sqlite", _DELIVERIES, "channel", "dedupe_key")
+                           .returning(_DELIVERIES.c.id))
+    first = insert_once.scalar(conn, _row("k"))
+    assert insert_once.scalar(conn, _row("k")) is None
+    finish = Prepared(update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("row_id")))
+    finish.run(conn, {"row_id": first, "status": "processed", "processed_at": NOW})
+    finish.run(conn, {"row_id": first, "outcome": "opened"})  # another set of columns
+    row = conn.execute(select(_DELIVERIES).where(_DELIVERIES.c.id == first)).mappings().one()
+    assert (row["status"], row["processed_at"], row["outcome"]) == ("processed", NOW, "opened")
+
+
+def test_no_row_is_none(conn: Connection) -> None:
+    query = Prepared(select(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("id")))
+    assert query.first(conn, {"id": 1}) is None
+    assert query.scalar(conn, {"id": 1}) is None
