@@ -112,7 +112,7 @@ async def ingest_alert(request: web.Request) -> web.Response:
         content_type="application/json",
         source=source if is_source_name(source) else None,
         meta={"remote": request.remote, "body_sha256": body_sha256},
-        rejected_reason=rejected_reason,
+        rejected_reason=rejected_reason, document=body,
     )
     return await ingest_and_answer(ctx, inbound)
 

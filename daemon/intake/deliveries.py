@@ -74,9 +74,16 @@ class DeliveryRows:
         new_id = self._insert.scalar(conn, row)
         if new_id is not None:
             return StoredRow(new_id, duplicate=False)
-        existing = _FIND.first(conn, {"channel": row["channel"],
-                                      "dedupe_key": row["dedupe_key"]})
+        existing = self.find(conn, row["channel"], row["dedupe_key"])
         assert existing is not None  # the conflicting row is committed and never deleted
+        return existing
+
+    @staticmethod
+    def find(conn: Connection, channel: str, dedupe_key: str) -> StoredRow | None:
+        """The stored delivery with this (channel, dedupe_key), as a duplicate, or None."""
+        existing = _FIND.first(conn, {"channel": channel, "dedupe_key": dedupe_key})
+        if existing is None:
+            return None
         return StoredRow(existing["id"], True, DeliveryStatus(existing["status"]),
                          existing["error"], existing["meta"])
 

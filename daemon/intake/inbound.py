@@ -22,7 +22,9 @@ class Inbound:
     `rejected_reason`: refused at the edge (authenticated but invalid), stored as `rejected`
     with the reason and never processed. `events`: what the input means when the channel
     already knows (polling builds the event itself): applied as they are, not interpreted
-    again; the payload is kept for a replay.
+    again; the payload is kept for a replay. `document`: the payload's JSON value when the
+    channel parsed it already (`json.loads(payload)` must give the same), so it is not
+    decoded twice.
     """
 
     channel: Channel
@@ -33,6 +35,7 @@ class Inbound:
     meta: Mapping[str, Any] = field(default_factory=dict)
     rejected_reason: str | None = None
     events: tuple[AlertEvent, ...] | None = None
+    document: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of_event(cls, channel: Channel, event: AlertEvent, dedupe_key: str,

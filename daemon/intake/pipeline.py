@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -189,6 +190,16 @@ class Pipeline:
 
         def store_and_apply_unit(session: Session) -> tuple[StoredRow, ProcessResult | None]:
             conn = session.connection()
+            if self._db.serializes_writes and rejected_reason is None:
+                # No other writer until this commits: check for the duplicate, apply, then
+                # insert the delivery once, as it ends (no second write of its row).
+                found = self._rows.find(conn, row["channel"], row["dedupe_key"])
+                if found is not None:
+                    return found, None
+                result, changes = self._apply_meaning(conn, channel, inbound.source, 1,
+                                                      meaning, now)
+                stored = self._rows.store(conn, {**row, **changes})
+                return stored, replace(result, delivery_id=stored.id)
             stored = self._rows.store(conn, row)
             if stored.duplicate or rejected_reason is not None:
                 return stored, None
@@ -291,18 +302,26 @@ class Pipeline:
                 attempts: int, meaning: Interpretation | str, now: datetime) -> ProcessResult:
         """Apply `meaning` to the lifecycle and mark the stored delivery done (inside the
         write unit)."""
-        changes: dict[str, Any] = {"row_id": delivery_id, "attempts": attempts,
-                                   "processed_at": now, "next_attempt_at": None,
-                                   "trace": None, "alert_id": None, "outcome": None}
+        result, changes = self._apply_meaning(conn, channel, source, attempts, meaning, now)
+        self._rows.finish(conn, {"row_id": delivery_id, **changes})
+        return replace(result, delivery_id=delivery_id)
+
+    def _apply_meaning(self, conn: Connection, channel: str, source: str | None,
+                       attempts: int, meaning: Interpretation | str, now: datetime
+                       ) -> tuple[ProcessResult, dict[str, Any]]:
+        """Apply `meaning` to the lifecycle (inside the write unit); returns the result (its
+        delivery id still 0) and the delivery's columns as the attempt leaves them."""
+        changes: dict[str, Any] = {"attempts": attempts, "processed_at": now,
+                                   "next_attempt_at": None, "trace": None, "alert_id": None,
+                                   "outcome": None}
         if isinstance(meaning, str):
-            result = ProcessResult(delivery_id, DeliveryStatus.FAILED, error=meaning)
+            result = ProcessResult(0, DeliveryStatus.FAILED, error=meaning)
         elif not meaning.events:
-            result = ProcessResult(delivery_id, DeliveryStatus.IGNORED,
-                                   error=meaning.ignored_reason)
+            result = ProcessResult(0, DeliveryStatus.IGNORED, error=meaning.ignored_reason)
         else:
             events = tuple(self._transitions.apply_event(conn, channel, event, now)
                            for event in meaning.events)
-            result = ProcessResult(delivery_id, DeliveryStatus.PROCESSED, events)
+            result = ProcessResult(0, DeliveryStatus.PROCESSED, events)
             changes["alert_id"] = events[0].alert_id
             changes["outcome"] = ",".join(e.outcome for e in events)
             # Email knows its source only once the rules have named it.
@@ -311,8 +330,7 @@ class Pipeline:
             changes["trace"] = meaning.trace
         changes["status"] = result.status.value
         changes["error"] = result.error
-        self._rows.finish(conn, changes)
-        return result
+        return result, changes
 
     async def _record_error_safely(self, delivery_id: int, err: Exception
                                    ) -> ProcessResult | None:
@@ -349,7 +367,7 @@ class Pipeline:
                                   trace={"interpreter": inbound.channel.value})
         return self._interpret(RawDelivery(0, inbound.channel.value, inbound.source,
                                            inbound.content_type, inbound.payload,
-                                           dict(inbound.meta)))
+                                           dict(inbound.meta), inbound.document))
 
     async def _meaning(self, raw: RawDelivery) -> Interpretation | str | Exception:
         if raw.channel in _OFF_LOOP_CHANNELS:

@@ -14,6 +14,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -21,11 +22,13 @@ from apscheduler.triggers.cron import CronTrigger
 from daemon.config.runtime_sections import DatabaseConfig
 from daemon.http.app import create_app
 from daemon.http.listener import ConnectionLimits, HttpListener
-from daemon.mail.imap import AccountReader, make_sink
 from daemon.mail.smtp import SmtpHandler, start_smtp_server
 from daemon.service.systemd import Notifier
 from daemon.service.wiring import ROUTES, Services
 from daemon.store.database import Database, open_database
+
+if TYPE_CHECKING:
+    from daemon.mail.imap import AccountReader
 
 log = logging.getLogger(__name__)
 # How long a reader thread gets to finish when the stop comes before any deadline was set.
@@ -130,6 +133,10 @@ async def imap_readers(services: Services, shutdown: Shutdown) -> AsyncIterator[
     """One reader thread per `[[imap.accounts]]` entry."""
     loop = asyncio.get_running_loop()
     readers: list[AccountReader] = []
+    if services.config.imap.accounts:
+        # Imported only for accounts: what the daemon imports stays resident for its whole
+        # life, and imapclient with imaplib is ~0.8 MiB that SMTP and webhooks never use.
+        from daemon.mail.imap import AccountReader, make_sink
 
     async def close() -> None:
         for reader in readers:

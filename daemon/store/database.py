@@ -15,8 +15,10 @@ a batch raises, the batch is rolled back and each unit runs again in a transacti
 so a failing unit fails alone (per-unit SAVEPOINTs would cost more than the rare retry).
 Reads run on a small thread pool of their own connections.
 
-PostgreSQL runs units through SQLAlchemy's asyncio engine (asyncpg) with `Session.run_sync`;
-concurrency there is handled by row locks (`SELECT ... FOR UPDATE`) in the units.
+PostgreSQL runs units through SQLAlchemy's asyncio engine (asyncpg) with `Session.run_sync`,
+in group commits too: `pool_size` lanes, each running every unit queued while its previous
+transaction ran in one transaction (`daemon.store.pg_writer`). Concurrency there is handled
+by row locks (`SELECT ... FOR UPDATE`) in the units.
 """
 
 from __future__ import annotations
@@ -25,16 +27,16 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import re
 import zlib
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Connection, create_engine, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, create_engine, inspect, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
 
@@ -42,8 +44,10 @@ from daemon.store.sqlite_writer import SqliteWriter, configure_sqlite
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
     from daemon.config.runtime_sections import DatabaseConfig
+    from daemon.store.pg_writer import PgBatchWriter
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,8 @@ Unit = Callable[[Session], T]
 
 # Any constant shared by all alertd processes: serialises concurrent `db upgrade` on PostgreSQL.
 _MIGRATION_LOCK_KEY = 0x616C65727464
+# Alembic's default version table, where it keeps the revision a database is at.
+_VERSION_TABLE = "alembic_version"
 
 
 class SchemaOutOfDate(Exception):
@@ -72,11 +78,20 @@ def redact_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def head_revision() -> str:
-    """The newest schema revision this alertd knows."""
-    from alembic.script import ScriptDirectory  # only migrations need alembic
+# A migration script is named `<revision>_<slug>.py`, the revisions numbered in order (0001,
+# 0002, ...), so the newest is the one with the greatest number: knowing it takes a directory
+# listing, where alembic's ScriptDirectory would import alembic, mako and pygments and parse
+# every script (~10 MiB the idle daemon would keep). tests/component/test_schema_revision.py
+# holds the scripts to that naming and this head to alembic's.
+_SCRIPT_NAME = re.compile(r"([0-9]+)_\w+\.py")
 
-    return ScriptDirectory.from_config(_alembic_config()).get_current_head() or ""
+
+def head_revision() -> str:
+    """The newest schema revision this alertd knows: the migration scripts' head."""
+    versions = resources.files("daemon.store.migrations").joinpath("versions")
+    found = (match.group(1) for entry in versions.iterdir()
+             if (match := _SCRIPT_NAME.fullmatch(entry.name)))
+    return max(found, key=int, default="")
 
 
 class Database:
@@ -89,6 +104,7 @@ class Database:
         self._async_engine: AsyncEngine | None = None
         self._sync_engine: Engine | None = None
         self._writer: SqliteWriter | None = None
+        self._pg_writer: PgBatchWriter | None = None
         self._readers: ThreadPoolExecutor | None = None
         if self.is_sqlite:
             path = self.url.split("///", 1)[-1]
@@ -102,6 +118,12 @@ class Database:
             self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="alertd-read")
             self._writer = SqliteWriter(engine.execution_options(sqlite_immediate=True))
         else:
+            # PostgreSQL's modules (asyncio engine, greenlet, dialect) only where it is used:
+            # idle memory on the default SQLite.
+            from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+            from daemon.store.pg_writer import PgBatchWriter
+
             connect_args: dict[str, Any] = {}
             if pg_schema:
                 # Every connection, alembic's included, sees only this schema.
@@ -110,12 +132,21 @@ class Database:
                 self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
                 connect_args=connect_args)
             self._async_sessions = async_sessionmaker(self._async_engine, expire_on_commit=False)
+            # As many write transactions at once as the pool holds; its overflow serves reads.
+            self._pg_writer = PgBatchWriter(self._async_sessions, lanes=pool_size)
 
     @property
     def applies_writes_in_order(self) -> bool:
         """True when concurrent `write` calls commit in the order they were made (SQLite's
         single writer thread); PostgreSQL runs them in parallel transactions."""
         return self._writer is not None
+
+    @property
+    def serializes_writes(self) -> bool:
+        """True when a write transaction excludes every other writer, of any process, from
+        its start (SQLite's BEGIN IMMEDIATE): a row a unit found absent stays absent until it
+        commits. PostgreSQL's concurrent transactions need the unique indexes to decide."""
+        return self.is_sqlite
 
     @property
     def display_url(self) -> str:
@@ -128,9 +159,8 @@ class Database:
         """
         if self._writer is not None:
             return await self._writer.submit(unit)
-        assert self._async_engine is not None
-        async with self._async_sessions.begin() as session:
-            return await session.run_sync(unit)
+        assert self._pg_writer is not None
+        return await self._pg_writer.submit(unit)
 
     async def read(self, unit: Unit[T]) -> T:
         """Run `unit` in a read transaction (a consistent snapshot); nothing it writes stays."""
@@ -153,6 +183,8 @@ class Database:
     async def dispose(self) -> None:
         if self._writer is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._writer.stop)
+        if self._pg_writer is not None:
+            await self._pg_writer.stop()
         if self._readers is not None:
             self._readers.shutdown(wait=True)
         if self._sync_engine is not None:
@@ -214,13 +246,7 @@ class Database:
 
     async def schema_revisions(self) -> tuple[str | None, str]:
         """(the database's current revision or None, the newest revision alertd knows)."""
-        # Alembic is imported only for migrations: most CLI commands never need more.
-        from alembic.runtime.migration import MigrationContext
-
-        head = head_revision()
-        current = await self.run_on_connection(
-            lambda conn: MigrationContext.configure(conn).get_current_revision())
-        return current, head
+        return await self.run_on_connection(current_revision), head_revision()
 
     async def upgrade(self) -> tuple[str | None, str]:
         """Apply pending migrations (one process at a time on PostgreSQL); returns (from, to)."""
@@ -229,14 +255,12 @@ class Database:
             return before, head
 
         def migrate(conn: Connection) -> str | None:
-            from alembic.runtime.migration import MigrationContext
-
             if not self.is_sqlite:
                 # Transaction-scoped: released by the commit that ends the migration.
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"),
                              {"k": _MIGRATION_LOCK_KEY})
             # Another instance may have migrated while we waited for the lock.
-            current = MigrationContext.configure(conn).get_current_revision()
+            current = current_revision(conn)
             if current != head:
                 _run_upgrade(conn)
             return current
@@ -263,8 +287,15 @@ class Database:
 
 def insert_ignore(dialect_name: str, table: Any, *conflict_columns: str) -> Insert:
     """INSERT ... ON CONFLICT (cols) DO NOTHING for the backend `dialect_name`."""
-    dialect = sqlite if dialect_name == "sqlite" else postgresql
-    return dialect.insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
+    if dialect_name == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.insert(table).on_conflict_do_nothing(
+            index_elements=list(conflict_columns))
+    from sqlalchemy.dialects import postgresql  # imported only on PostgreSQL (idle memory)
+
+    return postgresql.insert(table).on_conflict_do_nothing(
+        index_elements=list(conflict_columns))
 
 
 def open_database(db: DatabaseConfig) -> Database:
@@ -275,6 +306,22 @@ def open_database(db: DatabaseConfig) -> Database:
             hide_password=False)
     return Database(url, sqlite_synchronous=db.sqlite_synchronous, pool_size=db.pool_size,
                     pg_schema=db.schema_)
+
+
+def current_revision(conn: Connection) -> str | None:
+    """The database's schema revision, None when it has none yet: what alembic's
+    `MigrationContext.get_current_revision` returns, read without importing alembic (only
+    a migration needs it)."""
+    if not inspect(conn).has_table(_VERSION_TABLE):
+        return None
+    versions = conn.execute(text(f"SELECT version_num FROM {_VERSION_TABLE}")).scalars().all()
+    if len(versions) > 1:
+        # Branched history, which alertd's migrations never create: alembic raises its own
+        # error about it, so let it.
+        from alembic.runtime.migration import MigrationContext
+
+        return MigrationContext.configure(conn).get_current_revision()
+    return versions[0] if versions else None
 
 
 def _alembic_config(connection: Connection | None = None) -> AlembicConfig:

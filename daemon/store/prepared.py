@@ -1,18 +1,16 @@
-"""Statements of the intake hot path: built once with SQLAlchemy Core, run on SQLite's DB-API
-connection directly.
+"""Statements of the intake hot path: built once with SQLAlchemy Core, run on the DB-API
+cursor directly.
 
 A write unit on the hot path runs four to six statements. Through `Connection.execute` each
 costs SQLAlchemy's execution set-up (compiled-cache lookup, execution context, event
-dispatch, result metadata), about half of the writer thread's time before issue 15. A
-`Prepared` statement is compiled once per set of parameter names for SQLite and then executed
-on the `sqlite3` connection that the unit's transaction holds, with SQLAlchemy's own bind and
-result processors of each column type: the values written and read are exactly those of
+dispatch, result metadata), about half of the SQLite writer thread's time before issue 15. A
+`Prepared` statement is compiled once per dialect and set of parameter names, then executed
+on the DB-API connection that the unit's transaction holds (sqlite3, or SQLAlchemy's asyncpg
+adapter, which keeps asyncpg's prepared statements), with SQLAlchemy's own bind and result
+processors of each column type: the values written and read are exactly those of
 `Connection.execute` (UTC datetimes as SQLAlchemy stores them, JSON through the dialect's
-serializer), only the machinery around them is skipped. `sqlite3` keeps the prepared SQLite
-statements in its per-connection cache, so each is parsed once.
-
-On PostgreSQL the same object runs through `Connection.execute` (the cost there is the round
-trip, not the Python around it).
+serializer); only the machinery around them is skipped. No cursor-level events run for these
+statements (alertd registers none).
 """
 
 from __future__ import annotations
@@ -28,24 +26,32 @@ from sqlalchemy.sql.dml import UpdateBase
 
 Processor = Callable[[Any], Any]
 Statement = Select[Any] | UpdateBase
+# sqlite3 binds a dict by name; SQLite's dialect would compile "?" placeholders.
 _NAMED_SQLITE = sqlite.dialect(paramstyle="named")
 
 
 class _Compiled:
-    """One statement compiled for one SQLite dialect and one set of parameter names."""
+    """One statement compiled for one dialect and one set of parameter names."""
 
-    __slots__ = ("binds", "columns", "sql")
+    __slots__ = ("binds", "columns", "names", "positional", "sql")
 
     def __init__(self, statement: Statement, dialect: Dialect, keys: Iterable[str]):
-        # The SQL text with named parameters (sqlite3 binds a dict by name); the values'
-        # processors from the connection's own dialect (its JSON serializer).
-        compiled = statement.compile(dialect=_NAMED_SQLITE, column_keys=list(keys))
+        # The SQL text in the driver's paramstyle; the values' processors from the
+        # connection's own dialect (its JSON serializer).
+        compiled = statement.compile(
+            dialect=_NAMED_SQLITE if dialect.name == "sqlite" else dialect,
+            column_keys=list(keys))
         self.sql = compiled.string
-        # For every parameter in the SQL: (its name, the literal it carries when the caller
-        # does not name it - a constant in a WHERE, a LIMIT - and its bind processor).
+        self.positional = compiled.positional
+        names = compiled.positiontup if compiled.positional else list(compiled.binds)
+        assert names is not None
+        self.names = tuple(names)
+        # For every parameter in the SQL, in order: (its name, the literal it carries when
+        # the caller does not name it - a constant in a WHERE, a LIMIT - and its processor).
         self.binds: tuple[tuple[str, Any, Processor | None], ...] = tuple(
-            (name, bind.value, bind.type.dialect_impl(dialect).bind_processor(dialect))
-            for name, bind in compiled.binds.items())
+            (name, compiled.binds[name].value,
+             compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for name in names)
         if any(bind.expanding for bind in compiled.binds.values()):
             raise TypeError("IN lists with expanding parameters are not prepared")
         # Result column names and their result processors (SELECT and RETURNING).
@@ -55,11 +61,11 @@ class _Compiled:
 
 
 class Prepared:
-    """A Core statement, run with SQLAlchemy on PostgreSQL and on the DB-API on SQLite.
+    """A Core statement run on the DB-API cursor of the unit's connection.
 
     Parameters are given by name as to `Connection.execute`; for an INSERT or UPDATE
     without `.values()`, the names given become its columns (as there). Every parameter the
-    SQL names must be given: Python-side column defaults are not applied on SQLite's path.
+    SQL names must be given: Python-side column defaults are not applied here.
     """
 
     def __init__(self, statement: Statement):
@@ -68,12 +74,7 @@ class Prepared:
 
     def first(self, conn: Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
         """The first row as a dict (None when there is none)."""
-        if conn.dialect.name != "sqlite":
-            row = conn.execute(self.statement, params).mappings().first()
-            return dict(row) if row is not None else None
-        compiled, cursor = self._execute(conn, params)
-        raw = cursor.fetchone()
-        cursor.close()
+        compiled, raw = self._execute(conn, params)
         if raw is None:
             return None
         return {name: value if process is None else process(value)
@@ -81,11 +82,7 @@ class Prepared:
 
     def scalar(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         """The first column of the first row, or None."""
-        if conn.dialect.name != "sqlite":
-            return conn.execute(self.statement, params).scalar()
-        compiled, cursor = self._execute(conn, params)
-        raw = cursor.fetchone()
-        cursor.close()
+        compiled, raw = self._execute(conn, params)
         if raw is None:
             return None
         process = compiled.columns[0][1]
@@ -93,22 +90,24 @@ class Prepared:
 
     def run(self, conn: Connection, params: Mapping[str, Any]) -> None:
         """Execute for its effect."""
-        if conn.dialect.name != "sqlite":
-            conn.execute(self.statement, params)
-            return
-        self._execute(conn, params)[1].close()
+        self._execute(conn, params)
 
-    def _execute(self, conn: Connection, params: Mapping[str, Any]) -> tuple[_Compiled, Any]:
+    def _execute(self, conn: Connection, params: Mapping[str, Any]
+                 ) -> tuple[_Compiled, tuple[Any, ...] | None]:
+        """Run the statement; returns its compiled form and its first row, if it has rows."""
         dialect = conn.dialect
         key = (id(dialect), frozenset(params))
         compiled = self._compiled.get(key)
         if compiled is None:
             compiled = self._compiled[key] = _Compiled(self.statement, dialect, params)
-        values = {}
-        for name, literal, process in compiled.binds:
-            value = params.get(name, literal)
-            values[name] = value if process is None else process(value)
+        values = [params.get(name, literal) if process is None
+                  else process(params.get(name, literal))
+                  for name, literal, process in compiled.binds]
         # The transaction is the unit's: the DB-API connection under `conn` is inside it.
-        driver = conn.connection.driver_connection
-        assert driver is not None
-        return compiled, driver.execute(compiled.sql, values)
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(compiled.sql, values if compiled.positional
+                           else dict(zip(compiled.names, values, strict=True)))
+            return compiled, cursor.fetchone() if compiled.columns else None
+        finally:
+            cursor.close()

@@ -67,7 +67,7 @@ def _inbound(ctx: AppContext, source: str, stored: object, request: web.Request)
         channel=Channel.WEBHOOK, dedupe_key=f"{source}:sha256:{body_sha256}", payload=payload,
         content_type="application/json", source=source,
         # The query string is never stored: it can carry the token.
-        meta={"remote": request.remote, "body_sha256": body_sha256},
+        meta={"remote": request.remote, "body_sha256": body_sha256}, document=stored,
     )
 
 

@@ -1,0 +1,326 @@
+"""Benchmark: HTTP intake - the Datto and Syncro webhooks and POST /api/alerts (a raise with a
+new alert id on every request: delivery + alert + ticket committed before the answer) - against
+a bare aiohttp handler that parses the JSON and commits one SQLite row per request by adaptive
+group commit (the reference of ../shared/perf-notes.md), in the same run.
+
+    .venv/bin/python bench/http_ingest.py [--duration 10] [--connections 50]
+        [--routes datto,syncro,api] [--postgres postgresql+asyncpg://127.0.0.1/test]
+        [--processes 2] [--profile DIR]
+
+Each target is its own server process: the bare handler, then `alertd run` itself (the real
+daemon with its default logging, SMTP listener and scheduler). The load comes from wrk
+(`apt-get install wrk`) in another process, 2 threads, a ~1 KB body. With `--postgres`,
+`--processes N` alertd processes share the database, each loaded by a wrk of its own with
+`connections / N` connections; their rates are added. Prints requests/s, p50/p99 latency,
+non-2xx answers, the server's CPU time per request (user + system, all its threads: steadier
+than the rate on a busy machine) and its peak RSS (VmHWM). Compare ratios within one run
+only (../shared/perf-notes.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from group_commit import GroupCommitWriter
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "bench-webhook-secret-0123456789"
+
+# Every request a new alert id: a per-run nonce, the wrk thread number and a counter (no
+# collisions, also across the warm-up and the measured run, so every request opens a ticket).
+# The body template's ALERT_ID is replaced by the id (a GUID for Datto, a number for Syncro).
+WRK_SCRIPT = """
+-- thread_id is a global: thread:set() writes the thread's globals, not a chunk local.
+local counter = 0
+local threads = 0
+local template = [==[BODY]==]
+function setup(thread)
+  threads = threads + 1
+  thread:set("thread_id", threads)
+end
+function request()
+  counter = counter + 1
+  local id = ID_FORMAT
+  local body = string.gsub(template, "ALERT_ID", id)
+  return wrk.format("POST", nil, HEADERS, body)
+end
+"""
+MESSAGE = "x" * 750
+DATTO_BODY = json.dumps({
+    "alert_uid": "ALERT_ID", "alert_resolved": "false", "state": SECRET,
+    "alert_message": MESSAGE, "alert_priority": "High", "alert_category": "Disk Usage",
+    "device_hostname": "BENCH-PC", "site_name": "Bench Site", "platform": "merlot"})
+SYNCRO_BODY = json.dumps({
+    "text": "RMM Alert\nBENCH-PC\n\nLow Hd Space Trigger", "attributes": {
+        "id": "ALERT_ID", "customer_id": 31000042, "computer_name": "BENCH-PC",
+        "resolved": False, "description": "Low Hd Space Trigger", "formatted_output": MESSAGE,
+        "created_at": "2026-10-14T08:15:02.114-06:00",
+        "customer": {"id": 31000042, "business_name": "Bench Customer"},
+        "properties": {"trigger": "low_hd_space_trigger", "device_id": 3300777}}}
+    ).replace('"ALERT_ID"', "ALERT_ID")
+API_BODY = json.dumps({"source": "datto", "uid": "ALERT_ID", "action": "raise",
+                       "device": "BENCH-PC", "priority": "High", "message": MESSAGE})
+GUID_FORMAT = 'string.format("%08x-NONCE-4000-8000-%012x", thread_id, counter)'
+NUMBER_FORMAT = 'string.format("%d", (0xNONCE * 8 + thread_id) * 100000000 + counter)'
+JSON_HEADERS = '{["Content-Type"] = "application/json"}'
+# route: (path, body, id format, headers)
+ROUTES = {
+    "datto": ("/api/notify/datto", DATTO_BODY, GUID_FORMAT, JSON_HEADERS),
+    "syncro": (f"/api/notify/syncro?token={SECRET}", SYNCRO_BODY, NUMBER_FORMAT, JSON_HEADERS),
+    "api": ("/api/alerts", API_BODY, GUID_FORMAT,
+            '{["Content-Type"] = "application/json", ["Authorization"] = "Bearer '
+            + SECRET + '"}'),
+}
+
+
+def serve_bare(db_path: Path) -> None:
+    """The reference server (runs in its own process, ../shared/perf-notes.md): parse the
+    JSON, commit one row per request by adaptive group commit (one writer thread; each commit
+    takes every row that queued while the previous one ran; synchronous=FULL), answer each
+    request after the commit that holds its row."""
+    from aiohttp import web
+
+    async def serve() -> None:
+        writer = GroupCommitWriter(db_path)
+
+        async def handler(request: web.Request) -> web.Response:
+            raw = await request.read()
+            json.loads(raw)
+            await writer.commit(raw)
+            return web.json_response({"ok": True})
+
+        app = web.Application()
+        app.router.add_post("/{path:.*}", handler)  # every route's body alike
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        print(f"bare ready: http=127.0.0.1:{runner.addresses[0][1]}", flush=True)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+
+    asyncio.run(serve())
+
+
+def start_alertd(tmp: Path, name: str, database_toml: str, root: Path = ROOT
+                 ) -> tuple[subprocess.Popen[str], int]:
+    state = tmp / name
+    state.mkdir()
+    config = state / "alertd.toml"
+    config.write_text(f'[daemon]\nstate_dir = "{state}"\n[http]\nlisten = "127.0.0.1:0"\n'
+                      f'[smtp]\nlisten = "127.0.0.1:0"\n[api]\ntokens = ["{SECRET}"]\n'
+                      f'[datto]\nwebhook_secret = "{SECRET}"\n'
+                      f'[syncro]\nwebhook_token = "{SECRET}"\n' + database_toml)
+    return start([sys.executable, "-m", "daemon", "run", "--config", str(config)],
+                 state / "log", r"alertd ready: http=127\.0\.0\.1:(\d+)", cwd=root)
+
+
+def start_bare(tmp: Path) -> tuple[subprocess.Popen[str], int]:
+    tmp.mkdir(exist_ok=True)
+    return start([sys.executable, __file__, "--serve-bare", str(tmp / "bare.db")],
+                 tmp / "bare.log", r"bare ready: http=127\.0\.0\.1:(\d+)")
+
+
+def start(command: list[str], log_path: Path, ready: str, cwd: Path = ROOT
+          ) -> tuple[subprocess.Popen[str], int]:
+    """Start a server with its output in a file (as under systemd: the log costs the server a
+    write, nothing more) and wait for its ready line; returns the process and its port."""
+    with log_path.open("w") as log_file:
+        process = subprocess.Popen(command, cwd=cwd, stdout=log_file,
+                                   stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        match = re.search(ready, log_path.read_text())
+        if match:
+            return process, int(match.group(1))
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n"
+                               + log_path.read_text()[-2000:])
+        time.sleep(0.05)
+    raise RuntimeError("server did not get ready in 30 s")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (all threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"VmHWM:\s+(\d+) kB", status)
+    return int(match.group(1)) / 1024 if match else float("nan")
+
+
+_RUNS = itertools.count()  # one nonce per wrk run
+
+
+def write_script(route: str, script: Path) -> None:
+    _, body, id_format, headers = ROUTES[route]
+    nonce = f"{next(_RUNS):04x}"
+    script.write_text(WRK_SCRIPT.replace("BODY", body).replace("ID_FORMAT", id_format)
+                      .replace("HEADERS", headers).replace("NONCE", nonce))
+
+
+def start_wrk(url: str, duration_s: int, connections: int, script: Path
+              ) -> subprocess.Popen[str]:
+    command = [shutil.which("wrk") or "wrk", "-t2", f"-c{connections}", f"-d{duration_s}s",
+               "--latency", "-s", str(script), url]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+
+
+def wrk_result(process: subprocess.Popen[str]) -> dict[str, float]:
+    out, _ = process.communicate()
+    assert process.returncode == 0, out
+
+    def latency_ms(label: str) -> float:
+        match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
+        assert match, out
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    assert rate, out
+    return {"rate": float(rate.group(1)), "p50": latency_ms("50"), "p99": latency_ms("99"),
+            "non_2xx": float(non_2xx.group(1)) if non_2xx else 0.0}
+
+
+def measure(name: str, servers: list[tuple[subprocess.Popen[str], int]], route: str,
+            args: argparse.Namespace, tmp: Path) -> float:
+    """Load each server with its own wrk (connections shared out) and stop them; prints the
+    summed rate, the worst p50/p99, and CPU per request over all servers."""
+    path = ROUTES[route][0]
+    connections = max(1, args.connections // len(servers))
+    scripts = [tmp / f"{route}-{n}.lua" for n in range(len(servers))]
+    try:
+        for script in scripts:
+            write_script(route, script)
+        warm = [start_wrk(f"http://127.0.0.1:{port}{path}", 2, connections, script)
+                for (_, port), script in zip(servers, scripts, strict=True)]
+        for process in warm:  # also fills caches and the pools
+            wrk_result(process)
+        for script in scripts:
+            write_script(route, script)
+        profilers = [profile(process.pid, f"{name}-{n}", args)
+                     for n, (process, _) in enumerate(servers)]
+        cpu_before = sum(cpu_seconds(process.pid) for process, _ in servers)
+        runs = [start_wrk(f"http://127.0.0.1:{port}{path}", args.duration, connections, script)
+                for (_, port), script in zip(servers, scripts, strict=True)]
+        results = [wrk_result(run) for run in runs]
+        cpu_s = sum(cpu_seconds(process.pid) for process, _ in servers) - cpu_before
+        for profiler in profilers:
+            if profiler is not None:
+                profiler.wait(60)
+        rss = max(peak_rss_mib(process.pid) for process, _ in servers)
+    finally:
+        for process, _ in servers:
+            process.send_signal(signal.SIGTERM)
+        for process, _ in servers:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    rate = sum(result["rate"] for result in results)
+    p50 = max(result["p50"] for result in results)
+    p99 = max(result["p99"] for result in results)
+    non_2xx = sum(result["non_2xx"] for result in results)
+    print(f"{name:<36} {rate:8.0f} req/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   "
+          f"non-2xx {non_2xx:.0f}   CPU {cpu_s / (rate * args.duration) * 1e6:5.0f} us/req   "
+          f"peak RSS {rss:6.1f} MiB", flush=True)
+    return rate
+
+
+def profile(pid: int, name: str, args: argparse.Namespace) -> subprocess.Popen[bytes] | None:
+    """With --profile DIR: py-spy samples `pid` (every thread, native frames off) for the
+    measured run and writes collapsed stacks to DIR/<name>.txt (flamegraph.pl or speedscope
+    read them; `sort | head` shows the heaviest stacks)."""
+    if not args.profile:
+        return None
+    py_spy = Path(sys.executable).parent / "py-spy"
+    args.profile.mkdir(parents=True, exist_ok=True)
+    out = args.profile / (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") + ".txt")
+    return subprocess.Popen([str(py_spy if py_spy.exists() else "py-spy"), "record", "--pid",
+                             str(pid), "--duration", str(args.duration), "--rate", "200",
+                             "--format", "raw", "--output", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def reset_postgres(url: str) -> str:
+    """A fresh schema for this run; returns the [database] TOML."""
+    schema = f"alertd_bench_{os.getpid()}"
+    asyncio.run(_create_schema_async(url, schema))
+    return f'[database]\nurl = "{url}"\nschema = "{schema}"\n'
+
+
+async def _create_schema_async(url: str, schema: str) -> None:
+    import asyncpg
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+    connection = await asyncpg.connect(dsn)
+    await connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    await connection.execute(f"CREATE SCHEMA {schema}")
+    await connection.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=int, default=10, help="seconds per target")
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--routes", default="datto,syncro,api",
+                        help="comma-separated: " + ", ".join(ROUTES))
+    parser.add_argument("--postgres", help="also run alertd on this PostgreSQL URL")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="alertd processes sharing the PostgreSQL database")
+    parser.add_argument("--sqlite", action=argparse.BooleanOptionalAction, default=True,
+                        help="run the bare reference and alertd on SQLite (default)")
+    parser.add_argument("--alertd-root", type=Path, default=ROOT, metavar="DIR",
+                        help="run the alertd of this checkout (`git worktree add DIR REV`: "
+                             "an earlier revision measured the same way)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="py-spy the servers during the measured run (pip install py-spy)")
+    parser.add_argument("--serve-bare", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_bare:
+        serve_bare(args.serve_bare)
+        return
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install wrk")
+    routes = args.routes.split(",")
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        print(f"wrk -t2 -c{args.connections} -d{args.duration}s, new alert id per request, "
+              f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}", flush=True)
+        for route in routes:
+            path = ROUTES[route][0].split("?")[0]
+            bare = None
+            if args.sqlite:
+                bare = measure(f"bare aiohttp + group commit ({route})",
+                               [start_bare(tmp / route)], route, args, tmp)
+                server = start_alertd(tmp, f"{route}-sqlite", "", args.alertd_root)
+                ours = measure(f"alertd {path} SQLite", [server], route, args, tmp)
+                print(f"ratio alertd/bare ({route}, SQLite): {ours / bare:.0%}", flush=True)
+            if args.postgres:
+                database = reset_postgres(args.postgres)
+                servers = [start_alertd(tmp, f"{route}-pg-{n}", database, args.alertd_root)
+                           for n in range(args.processes)]
+                pg = measure(f"alertd {path} PG x{args.processes}", servers, route, args, tmp)
+                if bare is not None:
+                    print(f"ratio alertd PostgreSQL/bare SQLite ({route}): {pg / bare:.0%}",
+                          flush=True)
+
+
+if __name__ == "__main__":
+    main()
