@@ -12,13 +12,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, select, update
+from sqlalchemy import Connection, Table, bindparam, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from daemon.core.events import DeliveryStatus, RawDelivery
+from daemon.core.events import DeliveryStatus, Interpretation, RawDelivery
+from daemon.intake.inbound import ProcessResult
 from daemon.store.database import insert_ignore
 from daemon.store.models import Delivery
 from daemon.store.prepared import Prepared
+from daemon.tickets.transitions import EventResult
 
 _DELIVERIES: Table = Delivery.__table__  # type: ignore[assignment]
 _CLAIM = Prepared(
@@ -68,6 +70,9 @@ class DeliveryRows:
     def __init__(self, dialect_name: str):
         self._insert = Prepared(insert_ignore(dialect_name, _DELIVERIES, "channel",
                                               "dedupe_key").returning(_DELIVERIES.c.id))
+        self._insert_many = insert_ignore(dialect_name, _DELIVERIES, "channel", "dedupe_key"
+                                          ).returning(_DELIVERIES.c.id, _DELIVERIES.c.channel,
+                                                      _DELIVERIES.c.dedupe_key)
 
     def store(self, conn: Connection, row: dict[str, Any]) -> StoredRow:
         """Insert `row`; if its (channel, dedupe_key) is stored already, return that one."""
@@ -86,6 +91,38 @@ class DeliveryRows:
             return None
         return StoredRow(existing["id"], True, DeliveryStatus(existing["status"]),
                          existing["error"], existing["meta"])
+
+    def store_many(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int | None]:
+        """Insert `rows` in one statement; each new row's id, or None where its (channel,
+        dedupe_key) is stored already."""
+        if not rows:
+            return []
+        ids = {(row.channel, row.dedupe_key): row.id
+               for row in conn.execute(self._insert_many, list(rows))}
+        return [ids.get((row["channel"], row["dedupe_key"])) for row in rows]
+
+    @staticmethod
+    def find_many(conn: Connection, keys: Sequence[tuple[str, str]]
+                  ) -> dict[tuple[str, str], StoredRow]:
+        """The stored deliveries among these (channel, dedupe_key) pairs, in one query."""
+        if not keys:
+            return {}
+        query = select(_DELIVERIES.c.id, _DELIVERIES.c.channel, _DELIVERIES.c.dedupe_key,
+                       _DELIVERIES.c.status, _DELIVERIES.c.error, _DELIVERIES.c.meta).where(
+            tuple_(_DELIVERIES.c.channel, _DELIVERIES.c.dedupe_key).in_(list(keys)))
+        return {(row.channel, row.dedupe_key): StoredRow(row.id, True,
+                                                          DeliveryStatus(row.status),
+                                                          row.error, row.meta)
+                for row in conn.execute(query)}
+
+    @staticmethod
+    def finish_many(conn: Connection, changes: Sequence[dict[str, Any]]) -> None:
+        """`finish` for many deliveries (an executemany per set of changed columns)."""
+        by_columns: dict[frozenset[str], list[dict[str, Any]]] = {}
+        for change in changes:
+            by_columns.setdefault(frozenset(change), []).append(change)
+        for same in by_columns.values():
+            conn.execute(_FINISH.statement, same)
 
     @staticmethod
     def claim(conn: Connection, delivery_id: int) -> ClaimedDelivery | None:
@@ -115,6 +152,32 @@ def new_row(channel: str, dedupe_key: str, payload: bytes, content_type: str,
         next_attempt_at=None if rejected else (attempt_until or now), error=rejected_reason,
         content_type=content_type, meta=meta, payload=payload,
     )
+
+
+def outcome_of(meaning: Interpretation | str, events: tuple[EventResult, ...],
+               source: str | None, attempts: int, now: datetime
+               ) -> tuple[ProcessResult, dict[str, Any]]:
+    """A processed attempt's result (its delivery id still 0) and the delivery's columns as
+    it leaves them (pure). `meaning`: the interpreter's answer (a string: why it has none);
+    `events`: the lifecycle's results of applying its events."""
+    changes: dict[str, Any] = {"attempts": attempts, "processed_at": now,
+                               "next_attempt_at": None, "trace": None, "alert_id": None,
+                               "outcome": None}
+    if isinstance(meaning, str):
+        outcome = ProcessResult(0, DeliveryStatus.FAILED, error=meaning)
+    elif not meaning.events:
+        outcome = ProcessResult(0, DeliveryStatus.IGNORED, error=meaning.ignored_reason)
+    else:
+        outcome = ProcessResult(0, DeliveryStatus.PROCESSED, events)
+        changes["alert_id"] = events[0].alert_id
+        changes["outcome"] = ",".join(e.outcome for e in events)
+        # Email knows its source only once the rules have named it.
+        changes["source"] = source or events[0].source
+    if not isinstance(meaning, str):
+        changes["trace"] = meaning.trace
+    changes["status"] = outcome.status.value
+    changes["error"] = outcome.error
+    return outcome, changes
 
 
 def retry_delay(attempts: int, retry_base_s: float) -> timedelta:

@@ -41,6 +41,7 @@ from daemon.intake import deliveries
 from daemon.intake.accounting import IntakeAccounting
 from daemon.intake.deliveries import DeliveryRows, StoredRow
 from daemon.intake.inbound import Accepted, Inbound, Ingested, Interpreter, ProcessResult
+from daemon.intake.ingest_group import IngestGroups, IngestItem
 from daemon.metrics import Metrics
 from daemon.store.database import Database
 from daemon.tickets.placement import TicketPlacer
@@ -78,6 +79,7 @@ class Pipeline:
         self._report = IntakeAccounting(metrics)
         self._rows = DeliveryRows(db.dialect_name)
         self._transitions = Transitions(db.dialect_name, placer)
+        self._groups = IngestGroups(db, self._rows, self._transitions)
 
     # --- the two ways in ------------------------------------------------------------------
 
@@ -109,8 +111,8 @@ class Pipeline:
         meanings = self._meanings(inbounds)
         now = self._clock()
         pairs = list(zip(inbounds, meanings, strict=True))
-        if len(pairs) == 1:  # an HTTP request: no task to gather
-            return [await self._ingest_one(*pairs[0], now)]
+        if len(pairs) == 1:  # an HTTP request: grouped with those that arrive meanwhile
+            return [await self._ingest_one(*pairs[0], now, grouped=True)]
         if self._db.applies_writes_in_order:  # one writer, first in first out
             return list(await asyncio.gather(*(self._ingest_one(inbound, meaning, now)
                                                for inbound, meaning in pairs)))
@@ -181,15 +183,16 @@ class Pipeline:
         return Accepted(stored.id, stored.duplicate)
 
     async def _ingest_one(self, inbound: Inbound, meaning: Interpretation | str,
-                          now: datetime) -> Ingested:
+                          now: datetime, grouped: bool = False) -> Ingested:
+        """Store and apply one JSON input in a unit of its own, or, `grouped`, with the other
+        requests that arrive while a write runs (`daemon.intake.ingest_group`)."""
         channel = inbound.channel.value
         rejected_reason = inbound.rejected_reason
         if rejected_reason is None and isinstance(meaning, str) and channel in _EDGE_CHANNELS:
             rejected_reason = meaning
         row = self._new_row(inbound, now, rejected_reason)
 
-        def store_and_apply_unit(session: Session) -> tuple[StoredRow, ProcessResult | None]:
-            conn = session.connection()
+        def store_and_apply(conn: Connection) -> tuple[StoredRow, ProcessResult | None]:
             if self._db.serializes_writes and rejected_reason is None:
                 # No other writer until this commits: check for the duplicate, apply, then
                 # insert the delivery once, as it ends (no second write of its row).
@@ -203,11 +206,19 @@ class Pipeline:
             stored = self._rows.store(conn, row)
             if stored.duplicate or rejected_reason is not None:
                 return stored, None
-            return stored, self._finish(conn, stored.id, channel, inbound.source, 1, meaning,
-                                        now)
+            return stored, apply_stored(conn, stored.id)
+
+        def apply_stored(conn: Connection, delivery_id: int) -> ProcessResult:
+            return self._finish(conn, delivery_id, channel, inbound.source, 1, meaning, now)
 
         try:
-            stored, result = await self._db.write(store_and_apply_unit)
+            if grouped:
+                stored, result = await self._groups.submit(IngestItem(
+                    row, channel, inbound.source, meaning, rejected_reason is not None, now,
+                    store_and_apply, apply_stored))
+            else:
+                stored, result = await self._db.write(
+                    lambda session: store_and_apply(session.connection()))
         except Exception:
             log.exception("delivery could not be applied on intake; storing it for a retry")
             accepted = await self._store_alone(inbound)
@@ -311,26 +322,10 @@ class Pipeline:
                        ) -> tuple[ProcessResult, dict[str, Any]]:
         """Apply `meaning` to the lifecycle (inside the write unit); returns the result (its
         delivery id still 0) and the delivery's columns as the attempt leaves them."""
-        changes: dict[str, Any] = {"attempts": attempts, "processed_at": now,
-                                   "next_attempt_at": None, "trace": None, "alert_id": None,
-                                   "outcome": None}
-        if isinstance(meaning, str):
-            result = ProcessResult(0, DeliveryStatus.FAILED, error=meaning)
-        elif not meaning.events:
-            result = ProcessResult(0, DeliveryStatus.IGNORED, error=meaning.ignored_reason)
-        else:
-            events = tuple(self._transitions.apply_event(conn, channel, event, now)
-                           for event in meaning.events)
-            result = ProcessResult(0, DeliveryStatus.PROCESSED, events)
-            changes["alert_id"] = events[0].alert_id
-            changes["outcome"] = ",".join(e.outcome for e in events)
-            # Email knows its source only once the rules have named it.
-            changes["source"] = source or events[0].source
-        if not isinstance(meaning, str):
-            changes["trace"] = meaning.trace
-        changes["status"] = result.status.value
-        changes["error"] = result.error
-        return result, changes
+        events = (tuple(self._transitions.apply_event(conn, channel, event, now)
+                        for event in meaning.events)
+                  if isinstance(meaning, Interpretation) else ())
+        return deliveries.outcome_of(meaning, events, source, attempts, now)
 
     async def _record_error_safely(self, delivery_id: int, err: Exception
                                    ) -> ProcessResult | None:

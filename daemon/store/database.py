@@ -101,6 +101,7 @@ class Database:
                  pg_schema: str = ""):
         self.url = driver_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
+        self._pool_size = pool_size
         self._async_engine: AsyncEngine | None = None
         self._sync_engine: Engine | None = None
         self._writer: SqliteWriter | None = None
@@ -140,6 +141,12 @@ class Database:
         """True when concurrent `write` calls commit in the order they were made (SQLite's
         single writer thread); PostgreSQL runs them in parallel transactions."""
         return self._writer is not None
+
+    @property
+    def write_lanes(self) -> int:
+        """How many write transactions run at once: SQLite's one writer, or PostgreSQL's
+        lanes (`pool_size`)."""
+        return 1 if self.is_sqlite else self._pool_size
 
     @property
     def serializes_writes(self) -> bool:

@@ -102,21 +102,34 @@ class TicketPlacer:
         self._found: dict[_LookupKey, Placement] = {}
 
     def place(self, conn: Connection, event: AlertEvent, now: datetime) -> Placement:
+        return self.place_many(conn, [event], now)[0]
+
+    def place_many(self, conn: Connection, events: list[AlertEvent], now: datetime
+                   ) -> list[Placement]:
+        """Each event's placement, in order (the newest sync run is looked up once)."""
+        if not events:
+            return []
         run = _NEWEST_RUN.first(conn, {})
         generation = (run["id"], run["status"]) if run is not None else (0, "none")
         if generation != self._generation or len(self._found) >= MAX_CACHED_PLACEMENTS:
             self._found.clear()
             self._generation = generation
-        key = (event.source, event.device_ref, event.device, event.customer, event.site)
-        placement = self._found.get(key)
-        if placement is None:
-            placement = self._look_up(conn, event)
-            if generation[1] != "running":
-                self._found[key] = placement
-        if placement.end_user_id is None and self._fallback:
-            placement = Placement(placement.customer_id, placement.site_id,
-                                  placement.asset_id, self._fallback_user(conn, now))
-        return placement
+        fallback_user_id: int | None = None
+        placements = []
+        for event in events:
+            key = (event.source, event.device_ref, event.device, event.customer, event.site)
+            placement = self._found.get(key)
+            if placement is None:
+                placement = self._look_up(conn, event)
+                if generation[1] != "running":
+                    self._found[key] = placement
+            if placement.end_user_id is None and self._fallback:
+                if fallback_user_id is None:
+                    fallback_user_id = self._fallback_user(conn, now)
+                placement = Placement(placement.customer_id, placement.site_id,
+                                      placement.asset_id, fallback_user_id)
+            placements.append(placement)
+        return placements
 
     @staticmethod
     def _look_up(conn: Connection, event: AlertEvent) -> Placement:

@@ -16,6 +16,7 @@ hot path: `daemon.store.prepared`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -90,6 +91,32 @@ _TICKET_EXISTS = Prepared(select(_TICKETS.c.id).where(_TICKETS.c.id == bindparam
 _INSERT_TICKET = Prepared(insert(_TICKETS).returning(_TICKETS.c.id))
 _UPDATE_TICKET = Prepared(update(_TICKETS).where(_TICKETS.c.id == bindparam("row_id")))
 _INSERT_NOTE = Prepared(insert(_NOTES).returning(_NOTES.c.id))
+_INSERT_TICKETS = insert(_TICKETS).returning(_TICKETS.c.id, _TICKETS.c.alert_id)
+
+
+def _new_alert_row(channel: str, event: AlertEvent, now: datetime) -> dict[str, Any]:
+    """The row of an alert first seen in `event` (clamped), as `decide_event` decides it."""
+    decision = decide_event(None, event.action)
+    resolved = decision.new_state is AlertState.RESOLVED
+    return {
+        "source": event.source, "uid": event.uid, "state": decision.new_state.value,
+        "resolved_by": decision.resolved_by.value if decision.resolved_by else None,
+        "resolved_at": now if resolved else None, "first_seen_at": now,
+        "last_seen_at": now, "channels": [channel], "occurrences": 1,
+        **{name: getattr(event, name) for name in _ALERT_FIELDS},
+    }
+
+
+def _new_ticket_row(event: AlertEvent, alert_id: int, placement: Placement, now: datetime
+                    ) -> dict[str, Any]:
+    return {
+        "customer_id": placement.customer_id, "site_id": placement.site_id,
+        "asset_id": placement.asset_id, "end_user_id": placement.end_user_id,
+        "type": event.ticket.type or "alert", "status": "open", "priority": event.priority,
+        "summary": (event.ticket.summary or default_summary(event))[:500],
+        "details": event.ticket.details or event.message or "",
+        "alert_id": alert_id, "opened_at": now,
+    }
 
 
 class Transitions:
@@ -101,6 +128,10 @@ class Transitions:
                                       .returning(_ALERTS.c.id))
         self._insert_outbox = Prepared(insert_ignore(dialect_name, _OUTBOX, "action",
                                                      "alert_id").returning(_OUTBOX.c.id))
+        # Many rows in one statement (SQLAlchemy's "insertmanyvalues"): a row that meets an
+        # existing alert is not inserted and not returned.
+        self._insert_alerts = insert_ignore(dialect_name, _ALERTS, "source", "uid").returning(
+            _ALERTS.c.id, _ALERTS.c.source, _ALERTS.c.uid)
 
     # --- events from the RMM ----------------------------------------------------------------
 
@@ -113,14 +144,7 @@ class Transitions:
         # statement on the alert. A conflict means the alert exists (on PostgreSQL the INSERT
         # waits for a racing transaction that inserted it to commit); lock it and decide.
         decision = decide_event(None, event.action)
-        resolved = decision.new_state is AlertState.RESOLVED
-        new_id = self._insert_alert.scalar(conn, {
-            **key, "state": decision.new_state.value,
-            "resolved_by": decision.resolved_by.value if decision.resolved_by else None,
-            "resolved_at": now if resolved else None, "first_seen_at": now,
-            "last_seen_at": now, "channels": [channel], "occurrences": 1,
-            **{name: getattr(event, name) for name in _ALERT_FIELDS},
-        })
+        new_id = self._insert_alert.scalar(conn, _new_alert_row(channel, event, now))
         if new_id is not None:
             ticket_id = None
             if decision.open_ticket:
@@ -175,17 +199,44 @@ class Transitions:
                        now: datetime) -> int:
         placement = (self._placer.place(conn, event, now) if self._placer is not None
                      else Placement())
-        ticket_id = _INSERT_TICKET.scalar(conn, {
-            "customer_id": placement.customer_id, "site_id": placement.site_id,
-            "asset_id": placement.asset_id, "end_user_id": placement.end_user_id,
-            "type": event.ticket.type or "alert", "status": "open",
-            "priority": event.priority,
-            "summary": (event.ticket.summary or default_summary(event))[:500],
-            "details": event.ticket.details or event.message or "",
-            "alert_id": alert_id, "opened_at": now,
-        })
+        ticket_id = _INSERT_TICKET.scalar(conn, _new_ticket_row(event, alert_id, placement, now))
         assert ticket_id is not None
         return int(ticket_id)
+
+    def open_new_alerts(self, conn: Connection, arrivals: Sequence[tuple[str, AlertEvent]],
+                        now: datetime) -> list[EventResult | None]:
+        """`apply_event` for many events at once, each naming a different alert, when that
+        alert is new: a few statements for all of them instead of a few for each.
+
+        `arrivals`: (channel, event) pairs whose (source, uid) are all different. For each,
+        the EventResult (opened or tombstone), or None where the alert exists (stored before,
+        or inserted meanwhile by another process): apply that one with `apply_event`.
+        """
+        events = [clamp_event(event) for _, event in arrivals]
+        rows = [_new_alert_row(channel, event, now)
+                for (channel, _), event in zip(arrivals, events, strict=True)]
+        inserted = {(row.source, row.uid): row.id for row in conn.execute(
+            self._insert_alerts, rows)} if rows else {}
+        opening = [(event, inserted[(event.source, event.uid)]) for event in events
+                   if (event.source, event.uid) in inserted
+                   and decide_event(None, event.action).open_ticket]
+        placements = (self._placer.place_many(conn, [event for event, _ in opening], now)
+                      if self._placer is not None else [Placement()] * len(opening))
+        tickets = {row.alert_id: row.id for row in conn.execute(_INSERT_TICKETS, [
+            _new_ticket_row(event, alert_id, placement, now)
+            for (event, alert_id), placement in zip(opening, placements, strict=True)])
+        } if opening else {}
+        results: list[EventResult | None] = []
+        for event in events:
+            alert_id = inserted.get((event.source, event.uid))
+            if alert_id is None:
+                results.append(None)
+                continue
+            ticket_id = tickets.get(alert_id)
+            results.append(EventResult(event.source, event.uid, alert_id,
+                                       decide_event(None, event.action).outcome.value,
+                                       ticket_id, ticket_opened=ticket_id is not None))
+        return results
 
     # --- agents' actions ---------------------------------------------------------------------
 

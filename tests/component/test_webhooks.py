@@ -396,6 +396,7 @@ async def test_a_failure_while_applying_keeps_the_delivery_for_a_retry(
         raise RuntimeError("simulated bug in the lifecycle")
     with monkeypatch.context() as patch:
         patch.setattr(hooks.ctx.pipeline._transitions, "apply_event", bug)
+        patch.setattr(hooks.ctx.pipeline._transitions, "open_new_alerts", bug)  # in a group
         status, body = await post_datto(hooks, datto_body())
     assert status == 202 and body["status"] == "received", body
     assert "simulated bug" in body["error"]

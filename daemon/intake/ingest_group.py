@@ -1,0 +1,186 @@
+"""HTTP intake in groups: the requests that arrive while a write runs are stored and applied
+together, in one unit of a few set-based statements, instead of a few statements each.
+
+The common request is a raise of an alert nobody has seen: a new delivery, a new alert, a
+new ticket. For the items of a group that are exactly that, the unit looks their deliveries
+up (SQLite) or inserts them (PostgreSQL) in one statement, inserts their alerts in one
+(`Transitions.open_new_alerts`), their tickets in one, and writes their deliveries' outcome
+in one. Every other item - a duplicate, a twin, a resolve of a known alert, an input with
+several events, two items naming one alert or one delivery - runs as it would alone, after
+them and in arrival order, in the same transaction. Items naming different alerts commute,
+so the end state is the one the items would have produced one by one.
+
+Answers still come only after the commit that holds the item. If the group's unit fails
+(a bug, a constraint), each item runs again in a unit of its own, so only a failing one fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.orm import Session
+
+from daemon.core.events import Interpretation
+from daemon.intake import deliveries
+from daemon.intake.deliveries import DeliveryRows, StoredRow
+from daemon.intake.inbound import ProcessResult
+from daemon.store.database import Database
+from daemon.tickets.transitions import Transitions
+
+# Items per group at most: bounds one transaction's latency under a flood.
+MAX_GROUP = 256
+Stored = tuple[StoredRow, ProcessResult | None]  # what an item's unit returns
+
+
+@dataclass(frozen=True)
+class IngestItem:
+    """One input to store and apply. `alone` is its unit as it would run by itself (the
+    path of every item the group cannot take in bulk); `apply_stored` applies its meaning
+    to its delivery once stored (PostgreSQL: the group inserted it)."""
+
+    row: dict[str, Any]  # its `deliveries` row as it arrives
+    channel: str
+    source: str | None
+    meaning: Interpretation | str
+    rejected: bool
+    now: datetime
+    alone: Callable[[Connection], Stored]
+    apply_stored: Callable[[Connection, int], ProcessResult]
+
+    @property
+    def delivery_key(self) -> tuple[str, str]:
+        return self.row["channel"], self.row["dedupe_key"]
+
+
+class IngestGroups:
+    """Collects items while writes run; `submit` returns the item's outcome once committed."""
+
+    def __init__(self, db: Database, rows: DeliveryRows, transitions: Transitions):
+        self._db = db
+        self._rows = rows
+        self._transitions = transitions
+        # SQLite: one group runs while the next one gathers; PostgreSQL: one per write lane.
+        self._max_running = db.write_lanes + 1
+        self._waiting: list[tuple[IngestItem, asyncio.Future[Stored]]] = []
+        self._running = 0
+
+    async def submit(self, item: IngestItem) -> Stored:
+        future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, future))
+        if self._running < self._max_running:
+            self._running += 1
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
+                await self._write(group)
+        finally:
+            self._running -= 1
+
+    async def _write(self, group: list[tuple[IngestItem, asyncio.Future[Stored]]]) -> None:
+        items = [item for item, _ in group]
+        try:
+            outcomes = await self._db.write(lambda session: self._unit(session, items))
+        except Exception:
+            for item, future in group:  # each alone: only the failing one fails
+                try:
+                    _settle(future, await self._db.write(_alone_unit(item)))
+                except Exception as err:
+                    if not future.done():
+                        future.set_exception(err)
+            return
+        for (_, future), outcome in zip(group, outcomes, strict=True):
+            _settle(future, outcome)
+
+    def _unit(self, session: Session, items: list[IngestItem]) -> list[Stored]:
+        conn = session.connection()
+        outcomes: list[Stored | None] = [None] * len(items)
+        stored_ids: dict[int, int] = {}  # item index -> delivery id the group inserted
+        bulk = _bulk_candidates(items)
+        if bulk:
+            keys = [items[i].delivery_key for i in bulk]
+            if self._db.serializes_writes:  # absent now stays absent until the commit
+                found = self._rows.find_many(conn, keys)
+                for i, key in zip(bulk, keys, strict=True):
+                    if key in found:
+                        outcomes[i] = (found[key], None)
+                bulk = [i for i in bulk if outcomes[i] is None]
+            else:  # the unique index decides between processes
+                ids = self._rows.store_many(conn, [items[i].row for i in bulk])
+                stored_ids = {i: new_id for i, new_id in zip(bulk, ids, strict=True)
+                              if new_id is not None}
+                bulk = [i for i in bulk if i in stored_ids]
+            self._apply_bulk(conn, items, bulk, stored_ids, outcomes)
+        for i, item in enumerate(items):  # the rest one by one, in arrival order
+            if outcomes[i] is not None:
+                continue
+            if i in stored_ids:
+                delivery_id = stored_ids[i]
+                outcomes[i] = (StoredRow(delivery_id, False), item.apply_stored(conn,
+                                                                                delivery_id))
+            else:
+                outcomes[i] = item.alone(conn)
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _apply_bulk(self, conn: Connection, items: list[IngestItem], bulk: list[int],
+                    stored_ids: dict[int, int], outcomes: list[Stored | None]) -> None:
+        """Open the new alerts among `bulk`; fill in their outcomes (the others stay None)."""
+        now = max((items[i].now for i in bulk), default=None)
+        if now is None:
+            return
+        opened = self._transitions.open_new_alerts(
+            conn, [(items[i].channel, _only_event(items[i])) for i in bulk], now)
+        done = []
+        for i, event_result in zip(bulk, opened, strict=True):
+            if event_result is not None:  # None: the alert exists; applied one by one
+                done.append((i, *deliveries.outcome_of(items[i].meaning, (event_result,),
+                                                       items[i].source, 1, now)))
+        if self._db.serializes_writes:
+            ids = self._rows.store_many(conn, [{**items[i].row, **changes}
+                                               for i, _, changes in done])
+        else:
+            self._rows.finish_many(conn, [{"row_id": stored_ids[i], **changes}
+                                          for i, _, changes in done])
+            ids = [stored_ids[i] for i, _, _ in done]
+        for (i, result, _), delivery_id in zip(done, ids, strict=True):
+            assert delivery_id is not None  # found absent under the write lock
+            outcomes[i] = (StoredRow(delivery_id, False), replace(result,
+                                                                  delivery_id=delivery_id))
+
+
+def _alone_unit(item: IngestItem) -> Callable[[Session], Stored]:
+    return lambda session: item.alone(session.connection())
+
+
+def _only_event(item: IngestItem) -> Any:
+    assert isinstance(item.meaning, Interpretation)
+    return item.meaning.events[0]
+
+
+def _bulk_candidates(items: list[IngestItem]) -> list[int]:
+    """Indexes of the items the group may apply in bulk: accepted, one event, and no other
+    item of the group names the same delivery or the same alert."""
+    deliveries_named = Counter(item.delivery_key for item in items)
+    alerts_named = Counter((event.source, event.uid) for item in items
+                           if isinstance(item.meaning, Interpretation)
+                           for event in item.meaning.events)
+    return [i for i, item in enumerate(items)
+            if not item.rejected and isinstance(item.meaning, Interpretation)
+            and len(item.meaning.events) == 1
+            and deliveries_named[item.delivery_key] == 1
+            and alerts_named[(item.meaning.events[0].source,
+                              item.meaning.events[0].uid)] == 1]
+
+
+def _settle(future: asyncio.Future[Stored], outcome: Stored) -> None:
+    if not future.done():  # the caller may have given up waiting; the outcome stands
+        future.set_result(outcome)
