@@ -255,7 +255,7 @@ def profile(pid: int, name: str, args: argparse.Namespace) -> subprocess.Popen[b
     out = args.profile / (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") + ".txt")
     return subprocess.Popen([str(py_spy if py_spy.exists() else "py-spy"), "record", "--pid",
                              str(pid), "--duration", str(args.duration), "--rate", "200",
-                             "--format", "raw", "--output", str(out)],
+                             "--format", "raw", "--output", str(out)] + (["--gil"] if os.environ.get("PYSPY_GIL") else []),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, select, tuple_, update
+from sqlalchemy import Connection, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from daemon.core.events import DeliveryStatus, Interpretation, RawDelivery
 from daemon.intake.inbound import ProcessResult
 from daemon.store.database import insert_ignore
 from daemon.store.models import Delivery
-from daemon.store.prepared import Prepared
+from daemon.store.prepared import NumberedInsert, Prepared
 from daemon.tickets.transitions import EventResult
 
 _DELIVERIES: Table = Delivery.__table__  # type: ignore[assignment]
@@ -30,6 +30,7 @@ _CLAIM = Prepared(
     .with_for_update(skip_locked=True))
 # UPDATEs name the row by `row_id`; the other parameters given become the SET clause.
 _FINISH = Prepared(update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("row_id")))
+_NUMBERED = NumberedInsert(_DELIVERIES)
 _FIND = Prepared(select(_DELIVERIES.c.id, _DELIVERIES.c.status, _DELIVERIES.c.error,
                         _DELIVERIES.c.meta)
                  .where(_DELIVERIES.c.channel == bindparam("channel"),
@@ -102,18 +103,29 @@ class DeliveryRows:
         return [ids.get((row["channel"], row["dedupe_key"])) for row in rows]
 
     @staticmethod
+    def insert_new_many(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
+        """Insert deliveries known to be new (found absent under SQLite's write lock, in
+        this transaction); their ids, in order."""
+        return _NUMBERED.run(conn, rows)
+
+    @staticmethod
     def find_many(conn: Connection, keys: Sequence[tuple[str, str]]
                   ) -> dict[tuple[str, str], StoredRow]:
-        """The stored deliveries among these (channel, dedupe_key) pairs, in one query."""
-        if not keys:
-            return {}
-        query = select(_DELIVERIES.c.id, _DELIVERIES.c.channel, _DELIVERIES.c.dedupe_key,
-                       _DELIVERIES.c.status, _DELIVERIES.c.error, _DELIVERIES.c.meta).where(
-            tuple_(_DELIVERIES.c.channel, _DELIVERIES.c.dedupe_key).in_(list(keys)))
-        return {(row.channel, row.dedupe_key): StoredRow(row.id, True,
-                                                          DeliveryStatus(row.status),
-                                                          row.error, row.meta)
-                for row in conn.execute(query)}
+        """The stored deliveries among these (channel, dedupe_key) pairs: one query per
+        channel, `channel = ? AND dedupe_key IN (...)`, which the unique index serves (a
+        row-value IN is a table scan on SQLite)."""
+        by_channel: dict[str, list[str]] = {}
+        for channel, dedupe_key in keys:
+            by_channel.setdefault(channel, []).append(dedupe_key)
+        found = {}
+        for channel, dedupe_keys in by_channel.items():
+            query = select(_DELIVERIES.c.id, _DELIVERIES.c.dedupe_key, _DELIVERIES.c.status,
+                           _DELIVERIES.c.error, _DELIVERIES.c.meta).where(
+                _DELIVERIES.c.channel == channel, _DELIVERIES.c.dedupe_key.in_(dedupe_keys))
+            for row in conn.execute(query):
+                found[(channel, row.dedupe_key)] = StoredRow(
+                    row.id, True, DeliveryStatus(row.status), row.error, row.meta)
+        return found
 
     @staticmethod
     def finish_many(conn: Connection, changes: Sequence[dict[str, Any]]) -> None:

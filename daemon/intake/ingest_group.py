@@ -144,15 +144,15 @@ class IngestGroups:
             if event_result is not None:  # None: the alert exists; applied one by one
                 done.append((i, *deliveries.outcome_of(items[i].meaning, (event_result,),
                                                        items[i].source, 1, now)))
+        ids: list[int]
         if self._db.serializes_writes:
-            ids = self._rows.store_many(conn, [{**items[i].row, **changes}
-                                               for i, _, changes in done])
+            ids = self._rows.insert_new_many(conn, [{**items[i].row, **changes}
+                                                    for i, _, changes in done])
         else:
             self._rows.finish_many(conn, [{"row_id": stored_ids[i], **changes}
                                           for i, _, changes in done])
             ids = [stored_ids[i] for i, _, _ in done]
         for (i, result, _), delivery_id in zip(done, ids, strict=True):
-            assert delivery_id is not None  # found absent under the write lock
             outcomes[i] = (StoredRow(delivery_id, False), replace(result,
                                                                   delivery_id=delivery_id))
 

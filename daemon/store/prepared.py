@@ -15,10 +15,10 @@ statements (alertd registers none).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Table, func, insert, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import Select
@@ -59,6 +59,13 @@ class _Compiled:
             (column.key, column.type.dialect_impl(dialect).result_processor(dialect, None))
             for column in getattr(statement, "exported_columns", ()))
 
+    def values(self, params: Mapping[str, Any]) -> list[Any] | dict[str, Any]:
+        """The DB-API parameters for `params`: processed, in the driver's paramstyle."""
+        values = [params.get(name, literal) if process is None
+                  else process(params.get(name, literal))
+                  for name, literal, process in self.binds]
+        return values if self.positional else dict(zip(self.names, values, strict=True))
+
 
 class Prepared:
     """A Core statement run on the DB-API cursor of the unit's connection.
@@ -92,22 +99,59 @@ class Prepared:
         """Execute for its effect."""
         self._execute(conn, params)
 
-    def _execute(self, conn: Connection, params: Mapping[str, Any]
-                 ) -> tuple[_Compiled, tuple[Any, ...] | None]:
-        """Run the statement; returns its compiled form and its first row, if it has rows."""
-        dialect = conn.dialect
+    def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Execute once per row, in one DB-API `executemany` (rows all name the same
+        parameters)."""
+        if not rows:
+            return
+        compiled = self._compiled_for(conn.dialect, rows[0])
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        values: Any = [compiled.values(row) for row in rows]
+        try:
+            cursor.executemany(compiled.sql, values)
+        finally:
+            cursor.close()
+
+    def _compiled_for(self, dialect: Dialect, params: Mapping[str, Any]) -> _Compiled:
         key = (id(dialect), frozenset(params))
         compiled = self._compiled.get(key)
         if compiled is None:
             compiled = self._compiled[key] = _Compiled(self.statement, dialect, params)
-        values = [params.get(name, literal) if process is None
-                  else process(params.get(name, literal))
-                  for name, literal, process in compiled.binds]
+        return compiled
+
+    def _execute(self, conn: Connection, params: Mapping[str, Any]
+                 ) -> tuple[_Compiled, tuple[Any, ...] | None]:
+        """Run the statement; returns its compiled form and its first row, if it has rows."""
+        compiled = self._compiled_for(conn.dialect, params)
         # The transaction is the unit's: the DB-API connection under `conn` is inside it.
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.execute(compiled.sql, values if compiled.positional
-                           else dict(zip(compiled.names, values, strict=True)))
+            cursor.execute(compiled.sql, compiled.values(params))
             return compiled, cursor.fetchone() if compiled.columns else None
         finally:
             cursor.close()
+
+
+class NumberedInsert:
+    """INSERT of rows known to be new, numbered here: `max(id) + 1` onwards, in one
+    `executemany` (no RETURNING, which `executemany` cannot give back).
+
+    Only where nothing else can insert until the transaction ends and no row can conflict:
+    SQLite, whose write transaction (BEGIN IMMEDIATE) excludes every other writer, with the
+    caller having checked the unique keys in the same transaction. SQLite numbers an
+    INTEGER PRIMARY KEY the same way when it is left out.
+    """
+
+    def __init__(self, table: Table):
+        self._max_id = Prepared(select(func.max(table.c.id)))
+        self._insert = Prepared(insert(table))
+
+    def run(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Insert `rows`; their ids, in order."""
+        if not rows:
+            return []
+        first = int(self._max_id.scalar(conn, {}) or 0) + 1
+        ids = list(range(first, first + len(rows)))
+        self._insert.run_many(conn, [{"id": row_id, **row}
+                                     for row_id, row in zip(ids, rows, strict=True)])
+        return ids

@@ -34,7 +34,7 @@ from daemon.core.lifecycle import (
 )
 from daemon.store.database import insert_ignore
 from daemon.store.models import Alert, OutboxAction, Ticket, TicketNote
-from daemon.store.prepared import Prepared
+from daemon.store.prepared import NumberedInsert, Prepared
 from daemon.tickets.placement import Placement, TicketPlacer
 
 MAX_NOTE_CHARS = 100_000
@@ -92,6 +92,8 @@ _INSERT_TICKET = Prepared(insert(_TICKETS).returning(_TICKETS.c.id))
 _UPDATE_TICKET = Prepared(update(_TICKETS).where(_TICKETS.c.id == bindparam("row_id")))
 _INSERT_NOTE = Prepared(insert(_NOTES).returning(_NOTES.c.id))
 _INSERT_TICKETS = insert(_TICKETS).returning(_TICKETS.c.id, _TICKETS.c.alert_id)
+_NUMBERED_ALERTS = NumberedInsert(_ALERTS)
+_NUMBERED_TICKETS = NumberedInsert(_TICKETS)
 
 
 def _new_alert_row(channel: str, event: AlertEvent, now: datetime) -> dict[str, Any]:
@@ -124,6 +126,9 @@ class Transitions:
 
     def __init__(self, dialect_name: str, placer: TicketPlacer | None = None):
         self._placer = placer  # a new ticket's customer, site, asset and end user
+        # SQLite: one writer at a time, so new rows can be numbered here and inserted in one
+        # executemany (daemon.store.prepared.NumberedInsert).
+        self._numbered = dialect_name == "sqlite"
         self._insert_alert = Prepared(insert_ignore(dialect_name, _ALERTS, "source", "uid")
                                       .returning(_ALERTS.c.id))
         self._insert_outbox = Prepared(insert_ignore(dialect_name, _OUTBOX, "action",
@@ -215,17 +220,21 @@ class Transitions:
         events = [clamp_event(event) for _, event in arrivals]
         rows = [_new_alert_row(channel, event, now)
                 for (channel, _), event in zip(arrivals, events, strict=True)]
-        inserted = {(row.source, row.uid): row.id for row in conn.execute(
-            self._insert_alerts, rows)} if rows else {}
+        inserted = self._insert_new_alerts(conn, rows)
         opening = [(event, inserted[(event.source, event.uid)]) for event in events
                    if (event.source, event.uid) in inserted
                    and decide_event(None, event.action).open_ticket]
         placements = (self._placer.place_many(conn, [event for event, _ in opening], now)
                       if self._placer is not None else [Placement()] * len(opening))
-        tickets = {row.alert_id: row.id for row in conn.execute(_INSERT_TICKETS, [
-            _new_ticket_row(event, alert_id, placement, now)
-            for (event, alert_id), placement in zip(opening, placements, strict=True)])
-        } if opening else {}
+        ticket_rows = [_new_ticket_row(event, alert_id, placement, now)
+                       for (event, alert_id), placement in zip(opening, placements,
+                                                               strict=True)]
+        if self._numbered:
+            tickets = dict(zip((row["alert_id"] for row in ticket_rows),
+                               _NUMBERED_TICKETS.run(conn, ticket_rows), strict=True))
+        else:
+            tickets = {row.alert_id: row.id for row in conn.execute(
+                _INSERT_TICKETS, ticket_rows)} if ticket_rows else {}
         results: list[EventResult | None] = []
         for event in events:
             alert_id = inserted.get((event.source, event.uid))
@@ -237,6 +246,25 @@ class Transitions:
                                        decide_event(None, event.action).outcome.value,
                                        ticket_id, ticket_opened=ticket_id is not None))
         return results
+
+    def _insert_new_alerts(self, conn: Connection, rows: list[dict[str, Any]]
+                           ) -> dict[tuple[str, str], int]:
+        """Insert the alerts among `rows` that are not stored yet; their ids by (source,
+        uid)."""
+        if not rows:
+            return {}
+        if not self._numbered:  # the unique index decides between processes
+            return {(row.source, row.uid): row.id
+                    for row in conn.execute(self._insert_alerts, rows)}
+        uids_by_source: dict[str, list[str]] = {}
+        for row in rows:
+            uids_by_source.setdefault(row["source"], []).append(row["uid"])
+        stored = {(source, uid) for source, uids in uids_by_source.items()
+                  for uid in conn.execute(select(_ALERTS.c.uid).where(
+                      _ALERTS.c.source == source, _ALERTS.c.uid.in_(uids))).scalars()}
+        fresh = [row for row in rows if (row["source"], row["uid"]) not in stored]
+        return dict(zip(((row["source"], row["uid"]) for row in fresh),
+                        _NUMBERED_ALERTS.run(conn, fresh), strict=True))
 
     # --- agents' actions ---------------------------------------------------------------------
 
