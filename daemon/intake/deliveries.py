@@ -109,25 +109,6 @@ class DeliveryRows:
         return _NUMBERED.run(conn, rows)
 
     @staticmethod
-    def find_many(conn: Connection, keys: Sequence[tuple[str, str]]
-                  ) -> dict[tuple[str, str], StoredRow]:
-        """The stored deliveries among these (channel, dedupe_key) pairs: one query per
-        channel, `channel = ? AND dedupe_key IN (...)`, which the unique index serves (a
-        row-value IN is a table scan on SQLite)."""
-        by_channel: dict[str, list[str]] = {}
-        for channel, dedupe_key in keys:
-            by_channel.setdefault(channel, []).append(dedupe_key)
-        found = {}
-        for channel, dedupe_keys in by_channel.items():
-            query = select(_DELIVERIES.c.id, _DELIVERIES.c.dedupe_key, _DELIVERIES.c.status,
-                           _DELIVERIES.c.error, _DELIVERIES.c.meta).where(
-                _DELIVERIES.c.channel == channel, _DELIVERIES.c.dedupe_key.in_(dedupe_keys))
-            for row in conn.execute(query):
-                found[(channel, row.dedupe_key)] = StoredRow(
-                    row.id, True, DeliveryStatus(row.status), row.error, row.meta)
-        return found
-
-    @staticmethod
     def finish_many(conn: Connection, changes: Sequence[dict[str, Any]]) -> None:
         """`finish` for many deliveries (an executemany per set of changed columns)."""
         by_columns: dict[frozenset[str], list[dict[str, Any]]] = {}

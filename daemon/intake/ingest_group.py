@@ -109,10 +109,12 @@ class IngestGroups:
         if bulk:
             keys = [items[i].delivery_key for i in bulk]
             if self._db.serializes_writes:  # absent now stays absent until the commit
-                found = self._rows.find_many(conn, keys)
+                # Point lookups on the unique index (~10 us each on SQLite): cheaper than
+                # building one IN query for a group of any size.
                 for i, key in zip(bulk, keys, strict=True):
-                    if key in found:
-                        outcomes[i] = (found[key], None)
+                    found = self._rows.find(conn, *key)
+                    if found is not None:
+                        outcomes[i] = (found, None)
                 bulk = [i for i in bulk if outcomes[i] is None]
             else:  # the unique index decides between processes
                 ids = self._rows.store_many(conn, [items[i].row for i in bulk])
