@@ -65,8 +65,9 @@ class IngestGroups:
         self._db = db
         self._rows = rows
         self._transitions = transitions
-        # SQLite: one group runs while the next one gathers; PostgreSQL: one per write lane.
-        self._max_running = db.write_lanes + 1
+        # One group per write lane (SQLite: one), so the next group gathers every request
+        # that arrives while the running ones write, however long that takes.
+        self._max_running = db.write_lanes
         self._waiting: list[tuple[IngestItem, asyncio.Future[Stored]]] = []
         self._running = 0
 
