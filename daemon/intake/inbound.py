@@ -2,16 +2,52 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from daemon.core.api_event import encode_event, fit_event
-from daemon.core.events import AlertEvent, Channel, DeliveryStatus, Interpretation, RawDelivery
+from daemon.core.events import (
+    AlertEvent,
+    Channel,
+    DeliveryStatus,
+    Interpretation,
+    RawDelivery,
+    Unprocessable,
+)
 from daemon.tickets.transitions import EventResult
 
 Interpreter = Callable[[RawDelivery], Interpretation]
-"""Pure: a stored delivery -> what it means. Raises `Unprocessable` with a reason."""
+"""Pure: a stored delivery -> what it means. Raises `Unprocessable` with a reason.
+
+An interpreter may also offer `interpret_many(raws) -> list[Interpretation | Exception]`
+for a batch (the mail interpreter: an IMAP backlog parsed on several cores), each message's
+outcome or the exception interpreting it raised, in order."""
+
+log = logging.getLogger("daemon.intake.pipeline")
+
+
+def interpret_batch(interpreter: Interpreter | None, raws: Sequence[RawDelivery],
+                    one: Callable[[RawDelivery], Interpretation | str | Exception]
+                    ) -> list[Interpretation | str | Exception]:
+    """Each delivery's meaning (`one`'s kind of answer: the reason as a string when it has
+    none, the exception of a failing interpreter), through the interpreter's
+    `interpret_many` when it has one and the batch is of one channel, else one by one."""
+    interpret_many = getattr(interpreter, "interpret_many", None)
+    if interpret_many is None or any(raw.channel != raws[0].channel for raw in raws):
+        return [one(raw) for raw in raws]
+    meanings: list[Interpretation | str | Exception] = []
+    for raw, outcome in zip(raws, interpret_many(raws), strict=True):
+        if isinstance(outcome, Unprocessable):
+            meanings.append(str(outcome))
+        elif isinstance(outcome, Exception):
+            log.error("delivery %s: the %s interpreter failed", raw.id, raw.channel,
+                      exc_info=outcome)
+            meanings.append(outcome)
+        else:
+            meanings.append(outcome)
+    return meanings
 
 
 @dataclass(frozen=True)

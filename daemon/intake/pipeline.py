@@ -12,8 +12,7 @@ it means to the lifecycle (`daemon.tickets.transitions`), mark it. A crash anywh
 either nothing changed (the delivery is processed again later) or everything committed once.
 
 Delivery states: received -> processed | ignored | failed (after `max_attempts`, or at once when
-it cannot be understood); rejected at the edge. `replay` puts failed, ignored and rejected ones
-back to received.
+it cannot be understood); rejected at the edge. `replay` re-queues failed, ignored, rejected ones.
 """
 
 from __future__ import annotations
@@ -40,7 +39,14 @@ from daemon.core.events import (
 from daemon.intake import deliveries
 from daemon.intake.accounting import IntakeAccounting
 from daemon.intake.deliveries import DeliveryRows, StoredRow
-from daemon.intake.inbound import Accepted, Inbound, Ingested, Interpreter, ProcessResult
+from daemon.intake.inbound import (
+    Accepted,
+    Inbound,
+    Ingested,
+    Interpreter,
+    ProcessResult,
+    interpret_batch,
+)
 from daemon.intake.ingest_group import IngestGroups, IngestItem
 from daemon.metrics import Metrics
 from daemon.store.database import Database
@@ -108,7 +114,7 @@ class Pipeline:
         """
         if any(inbound.channel.value in _OFF_LOOP_CHANNELS for inbound in inbounds):
             return await self._ingest_committed_first(inbounds)
-        meanings = self._meanings(inbounds)
+        meanings = [self._interpret_inbound(inbound) for inbound in inbounds]  # JSON: inline
         now = self._clock()
         pairs = list(zip(inbounds, meanings, strict=True))
         if len(pairs) == 1:  # an HTTP request: grouped with those that arrive meanwhile
@@ -259,8 +265,9 @@ class Pipeline:
                 fresh.append(RawDelivery(row.id, inbound.channel.value, inbound.source,
                                          inbound.content_type, inbound.payload,
                                          dict(inbound.meta)))
-        meanings = await asyncio.to_thread(lambda: [self._interpret_guarded(raw)
-                                                    for raw in fresh])
+        meanings = await asyncio.to_thread(
+            interpret_batch, self._interpreters.get(fresh[0].channel) if fresh else None,
+            fresh, self._interpret_guarded)
         results = {raw.id: result
                    for raw, result in zip(fresh, await self._apply_begun(fresh, meanings),
                                           strict=True)}
@@ -349,10 +356,6 @@ class Pipeline:
         return result
 
     # --- meaning --------------------------------------------------------------------------
-
-    def _meanings(self, inbounds: Sequence[Inbound]) -> list[Interpretation | str]:
-        """JSON inputs' meanings, interpreted inline (cheap, bounded)."""
-        return [self._interpret_inbound(inbound) for inbound in inbounds]
 
     def _interpret_inbound(self, inbound: Inbound) -> Interpretation | str:
         if inbound.rejected_reason is not None:

@@ -1,13 +1,15 @@
 """IMAP intake: one thread per account reads a folder with imapclient (a blocking library).
 
-Per message, in this order: FETCH RFC822.SIZE, then BODY.PEEK[] (the message stays unseen),
-store it as a delivery (committed), apply it, then flag it \\Seen or move it (processed or
-failed folder), then advance the checkpoint (UIDVALIDITY + last UID). A message over
-`max_message_bytes` is not fetched: it is stored as a rejected delivery with the reason and
-no body, and moved like a failed one. A crash anywhere repeats at most the
+Per message, in this order: SEARCH LARGER (is it over `max_message_bytes`?), then BODY.PEEK[]
+(the message stays unseen), store it as a delivery (committed), apply it, then flag it \\Seen
+or move it (processed or failed folder), then advance the checkpoint (UIDVALIDITY + last UID).
+A message over `max_message_bytes` is not fetched: it is stored as a rejected delivery with
+the reason and no body, and moved like a failed one. A crash anywhere repeats at most the
 steps after the commit, and the repeated store is recognised as a duplicate, so every message
 becomes a delivery exactly once; a restart resumes after the checkpoint, so nothing is
-skipped, even mail an admin already opened.
+skipped, even mail an admin already opened. A backlog goes in batches of `batch_size`, each
+through these steps in UID order; while the main loop stores and applies one batch, the thread
+fetches the next (only fetches: it stays unseen and unstored until its turn).
 
 The connection is a loop: connect, log in, drain, then IDLE (re-issued every 10 minutes,
 well inside the 29 minutes of RFC 2177) or poll; any error closes the connection and retries
@@ -48,6 +50,7 @@ T = TypeVar("T")
 IDLE_RENEW_S = 600.0  # RFC 2177: servers may drop an IDLE after 30 minutes
 LOGIN_RETRY_S = 300.0
 BACKOFF_MAX_S = 300.0
+STORE_TIMEOUT_S = 120.0  # longest wait for the main loop (a batch stored and applied)
 
 
 @dataclass(frozen=True)
@@ -217,7 +220,8 @@ class AccountReader:
                 client.idle_done()
 
     def _drain(self, client: IMAPClient, folder: str, uidvalidity: int) -> bool:
-        """Handle one batch of new messages; True when there may be more."""
+        """Handle the messages after the checkpoint, batch by batch; True when some were
+        handled (more may have come meanwhile)."""
         account = self.account.name
         saved = self._call(self._sink.checkpoint(account, folder))
         last_uid = saved[1] if saved and saved[0] == uidvalidity else 0
@@ -228,11 +232,36 @@ class AccountReader:
                         account, folder, saved[0], uidvalidity)
         # "n:*" always includes the highest UID, even below n (RFC 3501 6.4.8): filter.
         uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid)
-        if not uids:
-            return False
-        batch = uids[: self.account.batch_size]
-        messages = self._fetch(client, folder, uidvalidity, batch)
-        statuses = self._call(self._sink.store(messages))
+        size = self.account.batch_size
+        batches = [uids[start:start + size] for start in range(0, len(uids), size)]
+        messages = self._fetch(client, folder, uidvalidity, batches[0]) if batches else []
+        for index, batch in enumerate(batches):
+            # The next batch is fetched while the main loop stores and applies this one, so
+            # a backlog keeps the server, the parse and the database busy at once. The
+            # checkpoint and flags still advance batch by batch, in UID order.
+            stored = asyncio.run_coroutine_threadsafe(self._sink.store(messages), self._loop)
+            following: list[FetchedMessage] | None = None
+            if index + 1 < len(batches) and not self._stop.is_set():
+                try:
+                    following = self._fetch(client, folder, uidvalidity, batches[index + 1])
+                except BaseException:
+                    # Let the store finish first: a reconnect must not store the same batch
+                    # while this store is still running.
+                    with contextlib.suppress(Exception):
+                        stored.result(timeout=STORE_TIMEOUT_S)
+                    raise
+            self._settle(client, folder, uidvalidity, batch, messages,
+                         stored.result(timeout=STORE_TIMEOUT_S))
+            if following is None:
+                break
+            messages = following
+        return bool(batches)
+
+    def _settle(self, client: IMAPClient, folder: str, uidvalidity: int, batch: list[int],
+                messages: list[FetchedMessage], statuses: list[str]) -> None:
+        """Flag or move a stored batch by its deliveries' statuses, then advance the
+        checkpoint past it."""
+        account = self.account.name
         processed: list[int] = []
         failed: list[int] = []
         for message, status in zip(messages, statuses, strict=True):
@@ -244,12 +273,12 @@ class AccountReader:
         if processed and self.account.processed_folder:
             _move(client, processed, self.account.processed_folder)
         elif processed:
-            client.add_flags(processed, [b"\\Seen"])
+            # SILENT: no FETCH response per message to read back (RFC 3501 6.4.6).
+            client.add_flags(processed, [b"\\Seen"], silent=True)
         self._call(self._sink.save_checkpoint(account, folder, uidvalidity, batch[-1]))
         self._progressed = True
         log.info("imap %s: %d message(s) stored from %r (uid %s..%s)", account, len(batch),
                  folder, batch[0], batch[-1])
-        return len(uids) > len(batch)
 
     def _fetch(self, client: IMAPClient, folder: str, uidvalidity: int, batch: list[int]
                ) -> list[FetchedMessage]:
@@ -257,10 +286,15 @@ class AccountReader:
         body (a hostile or broken one must not fill memory), those expunged meanwhile left
         out."""
         limit_bytes = self.account.max_message_bytes
+        # One SEARCH names those over the limit (LARGER: RFC822.SIZE above n, RFC 3501 6.4.4),
+        # rather than a FETCH RFC822.SIZE response to read for every message; only theirs
+        # are fetched, for the reason.
+        large = set(client.search(["UID", f"{batch[0]}:{batch[-1]}", "LARGER",
+                                   str(limit_bytes)])).intersection(batch)
         sizes = {uid: int(data[b"RFC822.SIZE"])
-                 for uid, data in client.fetch(batch, ["RFC822.SIZE"]).items()
-                 if b"RFC822.SIZE" in data}
-        small = [uid for uid in batch if sizes.get(uid, limit_bytes + 1) <= limit_bytes]
+                 for uid, data in client.fetch(sorted(large), ["RFC822.SIZE"]).items()
+                 if b"RFC822.SIZE" in data} if large else {}
+        small = [uid for uid in batch if uid not in large]
         bodies = client.fetch(small, ["BODY.PEEK[]"]) if small else {}
         messages = []
         for uid in batch:
@@ -279,7 +313,8 @@ class AccountReader:
 
     def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on the main loop and wait for it (bounded, so stop is noticed)."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=120)
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(
+            timeout=STORE_TIMEOUT_S)
 
 
 def _move(client: IMAPClient, uids: list[int], folder: str) -> None:

@@ -2,9 +2,10 @@
 
 Built on the stdlib parser with the `compat32` policy, which is several times faster than
 `policy.default` on alert-sized mail (../shared/perf-notes.md), decoding by hand what it leaves
-encoded: RFC 2047 words in headers, quoted-printable/base64 bodies, charsets. Anything odd in a
-message becomes a note in `defects`, not an exception; only a message with nothing usable
-raises `Unprocessable`.
+encoded: RFC 2047 words in headers, quoted-printable/base64 bodies, charsets. The shapes nearly
+all alert mail has (a plain multipart, simple address fields) are read by daemon/mail/shapes.py,
+to the same result at a fraction of the cost. Anything odd in a message becomes a note in
+`defects`, not an exception; only a message with nothing usable raises `Unprocessable`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from html import unescape
 
 from daemon.core.canonical import sha256_hex
 from daemon.core.events import Unprocessable
+from daemon.mail.shapes import read_message, simple_addresses
 
 # Reply/forward prefixes in English and the common European Outlook locales. Every
 # quantifier is possessive: the token after each one cannot start with what it consumed, so
@@ -31,6 +33,7 @@ _PREFIX = re.compile(r"\s*+(?:(?:re|fw|fwd|aw|wg|sv|vs|tr|rif|antw)\s*+(?:\[\d++
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)",
                          re.IGNORECASE | re.MULTILINE)
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # a raw 8-bit byte, as `surrogateescape` keeps it
 
 # Bounds on the work one message can cost. The stdlib header and address parsers are not
 # linear on every input (nested comments recurse, long address lists cost seconds), so their
@@ -61,8 +64,8 @@ class ParsedMessage:
 def message_id_of(raw: bytes) -> str | None:
     """The Message-ID from the header block, without parsing the whole message (SMTP path).
     Reads at most the first `MAX_HEADERS_CHARS` bytes, as `parse_message` does."""
-    head = _HEADER_END.split(raw[:MAX_HEADERS_CHARS], maxsplit=1)[0]
-    match = _MESSAGE_ID.search(head)
+    end = _HEADER_END.search(raw, 0, MAX_HEADERS_CHARS)  # no copies: this runs on the loop
+    match = _MESSAGE_ID.search(raw, 0, end.start() if end else MAX_HEADERS_CHARS)
     if not match:
         return None
     value = re.sub(rb"\s+", b"", match.group(1)).decode("ascii", "replace")
@@ -83,7 +86,7 @@ def strip_reply_prefixes(subject: str) -> str:
 
 def _fix_8bit(value: str) -> str:
     """compat32 keeps raw 8-bit header bytes as surrogate escapes: most senders mean UTF-8."""
-    if not any("\udc80" <= ch <= "\udcff" for ch in value):
+    if value.isascii() or not _ESCAPED_BYTE.search(value):  # isascii: the common case, in C
         return value
     data = value.encode("ascii", "surrogateescape")
     try:
@@ -117,6 +120,8 @@ def _known_charset(charset: str | None) -> str | None:
 
 
 def _unfold(value: str) -> str:
+    if "\n" not in value and "\r" not in value:  # most fields: skip the regex
+        return value.strip()
     return re.sub(r"\r?\n[ \t]+", " ", value).replace("\r", "").replace("\n", " ").strip()
 
 
@@ -202,9 +207,18 @@ def html_to_text(markup: str) -> str:
 
 
 def _is_attachment(part: Message) -> bool:
-    disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
-    return disposition == "attachment" or (
-        disposition != "inline" and bool(part.get_param("name") or part.get_filename()))
+    disposition_field = part.get("Content-Disposition")
+    disposition = (disposition_field or "").split(";")[0].strip().lower()
+    if disposition in ("attachment", "inline"):
+        return disposition == "attachment"
+    # get_param and get_filename parse every parameter of both fields, each call: not needed
+    # when neither field holds "name" ("filename", "name*0*" included). (A field with 8-bit
+    # bytes comes back as a Header object: the full check, as before.)
+    type_field = part.get("Content-Type")
+    if all(field is None or (isinstance(field, str) and "name" not in field.lower())
+           for field in (type_field, disposition_field)):
+        return False
+    return bool(part.get_param("name") or part.get_filename())
 
 
 def _part_text(part: Message, defects: list[str]) -> str:
@@ -250,10 +264,17 @@ def _body(message: Message, defects: list[str]) -> str:
 _ADDRESS_HEADERS = HeaderRegistry()
 
 
+def _parsed_addresses(value: str) -> list[tuple[str, str]]:
+    """(display name, addr-spec) pairs by the modern header parser, which keeps an encoded
+    display name with a comma in one piece. Raises on what it rejects."""
+    header = _ADDRESS_HEADERS("to", value)
+    return [(a.display_name, a.addr_spec) for a in header.addresses]  # type: ignore[attr-defined]
+
+
 def _addresses(values: list[str], defects: list[str]) -> list[tuple[str, str]]:
-    """(display name, lower-case addr-spec) pairs. The modern header parser is used for
-    these few headers only: it keeps an encoded display name with a comma in one piece. It
-    costs seconds on long lists: it reads `MAX_HEADER_CHARS` of them in all."""
+    """(display name, lower-case addr-spec) pairs: the common shapes by `simple_addresses`,
+    the rest by the modern header parser, which costs seconds on long lists: it reads
+    `MAX_HEADER_CHARS` of them in all."""
     found = []
     budget = MAX_HEADER_CHARS
     for value in values:
@@ -263,15 +284,16 @@ def _addresses(values: list[str], defects: list[str]) -> list[tuple[str, str]]:
             break
         value = _unfold(_fix_8bit(value[:budget]))
         budget -= len(value)
-        try:
-            header = _ADDRESS_HEADERS("to", value)
-            pairs = [(a.display_name, a.addr_spec) for a in header.addresses]  # type: ignore[attr-defined]
-        except Exception:  # a header the parser rejects: fall back to the lenient split
+        pairs = simple_addresses(value)
+        if pairs is None:
             try:
-                pairs = email.utils.getaddresses([value])
-            except Exception:  # e.g. RecursionError on deeply nested comments
-                defects.append("unreadable address field ignored")
-                continue
+                pairs = _parsed_addresses(value)
+            except Exception:  # a header the parser rejects: fall back to the lenient split
+                try:
+                    pairs = email.utils.getaddresses([value])
+                except Exception:  # e.g. RecursionError on deeply nested comments
+                    defects.append("unreadable address field ignored")
+                    continue
         found += [(name, addr.lower()) for name, addr in pairs if addr and "@" in addr]
     return found
 
@@ -309,7 +331,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
     if not raw.strip():
         raise Unprocessable("empty message")
     try:
-        message = email.message_from_bytes(raw[:MAX_PARSE_BYTES])
+        message = read_message(raw[:MAX_PARSE_BYTES])
     except Exception as err:  # the stdlib parser is lenient; guard against the rest
         raise Unprocessable(f"unparseable message: {type(err).__name__}: {err}") from err
     defects = list(dict.fromkeys(type(d).__name__ for d in message.defects))

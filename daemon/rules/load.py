@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import TemplateSyntaxError
+from jinja2 import TemplateSyntaxError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from daemon.core.events import is_source_name
@@ -36,6 +36,7 @@ from daemon.rules.model import (
     Rule,
     RuleAction,
     RuleSet,
+    TicketTemplate,
 )
 
 RULE_KEYS = {"name", "source", "action", "match", "stop", "headers", "ticket", *FIELDS}
@@ -66,6 +67,25 @@ class RulesError(Exception):
 def template_environment() -> SandboxedEnvironment:
     """Rule templates run sandboxed; message content is passed in as data, never compiled."""
     return SandboxedEnvironment(autoescape=False, keep_trailing_newline=False)
+
+
+def ticket_template(env: SandboxedEnvironment, source: str) -> TicketTemplate:
+    """Compile a ticket template; note its parts when it is only text and `{{ name }}`
+    outputs. Raises `TemplateSyntaxError`."""
+    template = env.from_string(source)
+    body = env.parse(source).body
+    parts: list[tuple[bool, str]] = []
+    for node in body:
+        if not isinstance(node, nodes.Output):
+            return TicketTemplate(template)
+        for child in node.nodes:
+            if isinstance(child, nodes.TemplateData):
+                parts.append((False, child.data))
+            elif isinstance(child, nodes.Name) and child.ctx == "load":
+                parts.append((True, child.name))
+            else:  # filters, attributes, constants, calls: Jinja's own semantics
+                return TicketTemplate(template)
+    return TicketTemplate(template, tuple(parts))
 
 
 class _Compiler:
@@ -184,7 +204,7 @@ class _Compiler:
                 self.issue((*path, "ticket", key), name, "must be a template string")
             else:
                 try:
-                    ticket[key] = self.env.from_string(source_text)
+                    ticket[key] = ticket_template(self.env, source_text)
                 except TemplateSyntaxError as err:
                     self.issue((*path, "ticket", key), name,
                                f"template error: {err.message} (template line {err.lineno})")
@@ -215,7 +235,7 @@ def compile_rules(text: str, file: str = "<rules>", path: Path | None = None) ->
     rules = [compiler.rule(index, entry, names) for index, entry in enumerate(entries)]
     if compiler.issues:
         raise RulesError(sorted(compiler.issues, key=lambda i: i.line or 0))
-    return RuleSet(tuple(r for r in rules if r is not None), path)
+    return RuleSet(tuple(r for r in rules if r is not None), path, text)
 
 
 def load_rules(path: Path) -> RuleSet:

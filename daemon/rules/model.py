@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from jinja2 import Template
 
@@ -42,6 +42,29 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class TicketTemplate:
+    """A rule's ticket template (sandboxed Jinja). `parts` is set when the template is only
+    text and plain `{{ name }}` outputs (the usual `{{ subject }}`): (True, name) or (False,
+    text), rendered by joining when every name is a string in the context, exactly as Jinja
+    would; otherwise, and for anything else, Jinja renders it. (A Jinja render builds a
+    context per call: about half of the rules' cost per message.)"""
+
+    template: Template
+    parts: tuple[tuple[bool, str], ...] | None = None
+
+    def render(self, context: dict[str, Any]) -> str:
+        if self.parts is None:
+            return self.template.render(context)
+        pieces: list[str] = []
+        for is_name, text in self.parts:
+            piece = context.get(text) if is_name else text
+            if not isinstance(piece, str):  # undefined, or not text: Jinja's rules apply
+                return self.template.render(context)
+            pieces.append(piece)
+        return "".join(pieces)
+
+
+@dataclass(frozen=True)
 class Rule:
     name: str
     source: str | None
@@ -49,7 +72,7 @@ class Rule:
     match_any: bool
     stop: bool
     conditions: tuple[Condition, ...]
-    ticket: dict[str, Template]  # ticket field -> compiled sandboxed template
+    ticket: dict[str, TicketTemplate]  # ticket field -> compiled sandboxed template
     line: int | None
 
 
@@ -57,3 +80,6 @@ class Rule:
 class RuleSet:
     rules: tuple[Rule, ...]
     path: Path | None = None
+    # The TOML it was compiled from: how worker processes get the same rules (compiled
+    # templates do not pickle). None for rule sets built otherwise.
+    text: str | None = None

@@ -113,6 +113,8 @@ async def test_drains_flags_seen_and_applies(intake: Intake) -> None:
         select(func.count()).select_from(Alert))) == 3
     statuses = await intake.ctx.db.read(lambda s: sorted(s.scalars(select(Delivery.status))))
     assert statuses == ["ignored", "processed", "processed", "processed"]
+    # The checkpoint is saved just after the flags are stored: wait for it too.
+    await wait_for(lambda: intake.ctx.checkpoints.get("main", "INBOX"))
     checkpoint = await intake.ctx.db.read(lambda s: s.get(ImapCheckpoint, ("main", "INBOX")))
     assert checkpoint is not None and checkpoint.last_uid == 4
     assert reader.connected.is_set()
