@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 from group_commit import GroupCommitWriter
+from servers import start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-webhook-secret-0123456789"
@@ -124,33 +125,14 @@ def start_alertd(tmp: Path, name: str, database_toml: str, root: Path = ROOT
                       f'[smtp]\nlisten = "127.0.0.1:0"\n[api]\ntokens = ["{SECRET}"]\n'
                       f'[datto]\nwebhook_secret = "{SECRET}"\n'
                       f'[syncro]\nwebhook_token = "{SECRET}"\n' + database_toml)
-    return start([sys.executable, "-m", "daemon", "run", "--config", str(config)],
-                 state / "log", r"alertd ready: http=127\.0\.0\.1:(\d+)", cwd=root)
+    return start_server([sys.executable, "-m", "daemon", "run", "--config", str(config)],
+                        state / "log", r"alertd ready: http=127\.0\.0\.1:(\d+)", cwd=root)
 
 
 def start_bare(tmp: Path) -> tuple[subprocess.Popen[str], int]:
     tmp.mkdir(exist_ok=True)
-    return start([sys.executable, __file__, "--serve-bare", str(tmp / "bare.db")],
-                 tmp / "bare.log", r"bare ready: http=127\.0\.0\.1:(\d+)")
-
-
-def start(command: list[str], log_path: Path, ready: str, cwd: Path = ROOT
-          ) -> tuple[subprocess.Popen[str], int]:
-    """Start a server with its output in a file (as under systemd: the log costs the server a
-    write, nothing more) and wait for its ready line; returns the process and its port."""
-    with log_path.open("w") as log_file:
-        process = subprocess.Popen(command, cwd=cwd, stdout=log_file,
-                                   stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        match = re.search(ready, log_path.read_text())
-        if match:
-            return process, int(match.group(1))
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n"
-                               + log_path.read_text()[-2000:])
-        time.sleep(0.05)
-    raise RuntimeError("server did not get ready in 30 s")
+    return start_server([sys.executable, __file__, "--serve-bare", str(tmp / "bare.db")],
+                        tmp / "bare.log", r"bare ready: http=127\.0\.0\.1:(\d+)")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -253,9 +235,11 @@ def profile(pid: int, name: str, args: argparse.Namespace) -> subprocess.Popen[b
     py_spy = Path(sys.executable).parent / "py-spy"
     args.profile.mkdir(parents=True, exist_ok=True)
     out = args.profile / (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") + ".txt")
+    # PYSPY_GIL=1: only the thread holding the interpreter lock (where the CPU goes).
+    gil = ["--gil"] if os.environ.get("PYSPY_GIL") else []
     return subprocess.Popen([str(py_spy if py_spy.exists() else "py-spy"), "record", "--pid",
                              str(pid), "--duration", str(args.duration), "--rate", "200",
-                             "--format", "raw", "--output", str(out)] + (["--gil"] if os.environ.get("PYSPY_GIL") else []),
+                             "--format", "raw", "--output", str(out), *gil],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

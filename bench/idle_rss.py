@@ -41,7 +41,6 @@ APScheduler 0.4; running (threads, connections, the rules) ~5. What is left to c
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
@@ -51,6 +50,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from servers import start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 ALERTD_READY = r"alertd ready: http=127\.0\.0\.1:(\d+)"
@@ -145,26 +146,6 @@ def write_config(state: Path) -> Path:
     return config
 
 
-def start(command: list[str], log_path: Path, ready: str, stderr_path: Path | None = None
-          ) -> tuple[subprocess.Popen[str], int]:
-    """Start a server with its output in a file (stderr in its own with `stderr_path`) and
-    wait for its ready line; returns the process and its HTTP port."""
-    with contextlib.ExitStack() as files:
-        log_file = files.enter_context(log_path.open("w"))
-        stderr = files.enter_context(stderr_path.open("w")) if stderr_path else subprocess.STDOUT
-        process = subprocess.Popen(command, cwd=ROOT, stdout=log_file, stderr=stderr, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        match = re.search(ready, log_path.read_text())
-        if match:
-            return process, int(match.group(1))
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n"
-                               + log_path.read_text()[-2000:])
-        time.sleep(0.05)
-    raise RuntimeError("server did not get ready in 60 s")
-
-
 def settle(port: int, settle_s: float) -> None:
     """Idle: `settle_s` after ready, one GET /healthz, one more second."""
     # Here, not at the top: --serve-counted runs this file, and what it imports before the
@@ -194,7 +175,7 @@ def stop(process: subprocess.Popen[str]) -> None:
 
 def measure(name: str, command: list[str], log_path: Path, ready: str, settle_s: float
             ) -> float:
-    process, port = start(command, log_path, ready)
+    process, port = start_server(command, log_path, ready)
     try:
         settle(port, settle_s)
         memory = memory_mib(process.pid)
@@ -226,10 +207,11 @@ def show_imports(tmp: Path, settle_s: float, top: int) -> None:
     out = tmp / "imports.json"
     log, err = tmp / "imports.log", tmp / "importtime.txt"
     # A first start migrates the empty database: the counted run finds the schema current.
-    stop(start([sys.executable, "-m", "daemon", "run", "--config", str(config)],
-               tmp / "migrate.log", ALERTD_READY)[0])
-    process, port = start([sys.executable, "-X", "importtime", __file__, "--serve-counted",
-                           str(config), str(out)], log, ALERTD_READY, stderr_path=err)
+    stop(start_server([sys.executable, "-m", "daemon", "run", "--config", str(config)],
+                      tmp / "migrate.log", ALERTD_READY)[0])
+    process, port = start_server([sys.executable, "-X", "importtime", __file__,
+                                  "--serve-counted", str(config), str(out)], log,
+                                 ALERTD_READY, stderr_path=err)
     try:
         settle(port, settle_s)
         idle_mib = memory_mib(process.pid)["VmRSS"]

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.orm import Session
 
+from daemon.store.sqlite_writer import settle
+
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -106,7 +108,7 @@ class PgBatchWriter:
                 await self._run_alone(item)
             return
         for (_, future), result in zip(batch, results, strict=True):
-            _settle(future, True, result)
+            settle(future, True, result)
 
     async def _run_alone(self, item: _Item) -> None:
         unit, future = item
@@ -114,9 +116,9 @@ class PgBatchWriter:
             async with self._sessions.begin() as session:
                 result = await session.run_sync(unit)
         except Exception as err:
-            _settle(future, False, err)
+            settle(future, False, err)
         else:
-            _settle(future, True, result)
+            settle(future, True, result)
 
 
 def _run_together(session: Session, units: list[Unit[Any]]) -> list[Any]:
@@ -127,12 +129,3 @@ def _run_together(session: Session, units: list[Unit[Any]]) -> list[Any]:
         session.flush()
         session.expunge_all()
     return results
-
-
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.done():
-        return  # the caller gave up waiting; the unit's outcome stands
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)

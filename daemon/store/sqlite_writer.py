@@ -138,10 +138,11 @@ class SqliteWriter:
 
 def _settle_all(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
     for future, ok, value in settled:
-        _settle(future, ok, value)
+        settle(future, ok, value)
 
 
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+def settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    """Give a unit's caller its result or exception (also PostgreSQL's writer)."""
     if future.cancelled():
         return  # the caller gave up waiting; the unit's outcome stands
     if ok:
