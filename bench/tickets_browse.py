@@ -10,7 +10,8 @@ same URL. The ratio is therefore everything alertd adds to the HTTP round trip: 
 the ORM, the views. Targets (the brief): a page < 150 ms p95, a search < 300 ms p95.
 
 The database gets 200 customers, 600 sites, 3,000 end users and 5,000 assets, 100,000
-alerts and their tickets (placed on those records, so every name is joined), 10,000 notes.
+alerts and their tickets (placed on those records, so every name is joined), 10,000 notes
+(bench/common.py `fill`, shared with bench/ticket_scale.py).
 PostgreSQL runs in a schema of its own (dropped afterwards) and is ANALYZEd after the fill,
 as autovacuum would; SQLite is not (alertd never runs ANALYZE there).
 
@@ -60,93 +61,32 @@ import argparse
 import asyncio
 import os
 import random
-import re
-import statistics
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
-from sqlalchemy import insert, text
-from sqlalchemy.orm import Session
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import TOKEN  # noqa: E402
-from daemon.config import load_config  # noqa: E402
-from daemon.core.clock import utcnow  # noqa: E402
+from bench.common import (  # noqa: E402
+    ASSETS,
+    TOKEN,
+    bench_config,
+    bench_database,
+    console_cookie,
+    cuts_ms,
+    fill,
+    serve,
+)
+from daemon.config import Config  # noqa: E402
 from daemon.http.app import create_app  # noqa: E402
 from daemon.service.wiring import ROUTES, build_services  # noqa: E402
 from daemon.store.database import Database  # noqa: E402
-from daemon.store.models import (  # noqa: E402
-    Alert,
-    Asset,
-    Customer,
-    EndUser,
-    Site,
-    Ticket,
-    TicketNote,
-)
-
-PROBLEMS = ["Disk C: 97% full", "Device offline", "Antivirus definitions out of date",
-            "Windows Update failed", "Service Spooler stopped", "CPU above 95% for 15 minutes",
-            "Memory usage above 90%", "Backup job failed", "Event log error 7031",
-            "SMART warning on disk 0", "Firewall rule changed", "Certificate expires soon",
-            "Low disk space on D:", "Patch install failed", "Printer queue stuck",
-            "Agent not checking in", "RAID array degraded", "Temperature sensor high",
-            "UPS on battery", "Scheduled task failed"]
-WORDS = ("the agent reported again after reboot check volume shadow copy cleanup tmp logs "
-         "vendor ticket escalated monitor threshold policy site technician remote").split()
-CUSTOMERS, SITES, USERS, ASSETS = 200, 600, 3000, 5000
-BATCH = 5000
-
-
-def fill(session: Session, tickets: int) -> None:
-    """The reference data, then `tickets` alerts and tickets in batches (Core inserts)."""
-    rng = random.Random(7)
-    now = utcnow()
-    session.execute(insert(Customer), [{"name": f"Customer {n:03}", "active": True,
-                                        "updated_at": now} for n in range(CUSTOMERS)])
-    session.execute(insert(Site), [{"customer_id": 1 + n % CUSTOMERS, "name": f"Site {n:03}",
-                                    "active": True, "updated_at": now} for n in range(SITES)])
-    session.execute(insert(EndUser), [{"customer_id": 1 + n % CUSTOMERS, "name": f"User {n}",
-                                       "email": f"user{n}@example.test", "active": True,
-                                       "is_default": False, "updated_at": now}
-                                      for n in range(USERS)])
-    session.execute(insert(Asset), [{"customer_id": 1 + n % CUSTOMERS,
-                                     "site_id": 1 + n % SITES, "end_user_id": 1 + n % USERS,
-                                     "name": f"WS-{n:04}", "serial": f"SN-{n:06}",
-                                     "active": True, "fields": {}, "updated_at": now}
-                                    for n in range(ASSETS)])
-    for start in range(0, tickets, BATCH):
-        ids = range(start + 1, min(tickets, start + BATCH) + 1)
-        alerts, rows = [], []
-        for n in ids:
-            asset = rng.randrange(ASSETS)
-            problem = rng.choice(PROBLEMS)
-            seen = now - timedelta(seconds=tickets - n)
-            alerts.append({"id": n, "source": "datto", "uid": f"uid-{n:08}", "state": "open",
-                           "first_seen_at": seen, "last_seen_at": seen, "channels": ["api"],
-                           "occurrences": 1, "device": f"WS-{asset:04}", "message": problem})
-            rows.append({"id": n, "type": "alert", "status": "open" if n % 3 else "closed",
-                         "summary": f"WS-{asset:04} - {problem}",
-                         "details": f"{problem}. " + " ".join(rng.choices(WORDS, k=30)),
-                         "customer_id": 1 + asset % CUSTOMERS, "site_id": 1 + asset % SITES,
-                         "asset_id": 1 + asset, "end_user_id": 1 + asset % USERS,
-                         "alert_id": n, "opened_at": seen})
-        session.execute(insert(Alert), alerts)
-        session.execute(insert(Ticket), rows)
-        session.execute(insert(TicketNote), [
-            {"ticket_id": n, "created_at": now, "author": "agent:bench", "body": "Checked."}
-            for n in ids if n % 10 == 0])
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT setval(pg_get_serial_sequence('tickets', 'id'), "
-                             "(SELECT max(id) FROM tickets))"))
 
 
 async def load(url: str, paths: list[str], concurrency: int, headers: dict[str, str]
@@ -168,14 +108,6 @@ async def load(url: str, paths: list[str], concurrency: int, headers: dict[str, 
     return latencies
 
 
-async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
-
-
 def bare_app(answers: dict[str, Any]) -> web.Application:
     """The reference: the same JSON for the same URL, serialised on each request (a console
     page: the same HTML bytes)."""
@@ -188,11 +120,6 @@ def bare_app(answers: dict[str, Any]) -> web.Application:
     app = web.Application()
     app.router.add_get("/{tail:.*}", handler)
     return app
-
-
-def cuts_ms(latencies: list[float]) -> tuple[float, float]:
-    cuts = statistics.quantiles(latencies, n=100)
-    return cuts[49] * 1000, cuts[94] * 1000
 
 
 def scenarios(tickets: int, requests: int) -> dict[str, list[str]]:
@@ -213,40 +140,23 @@ def scenarios(tickets: int, requests: int) -> dict[str, list[str]]:
     }
 
 
-async def console_cookie(url: str) -> str:
-    """Sign in to the console as a browser would; the session cookie for the requests."""
-    jar = aiohttp.CookieJar(unsafe=True)  # keep cookies of an IP address host
-    async with aiohttp.ClientSession(cookie_jar=jar) as session:
-        async with session.get(url + "/ui/signin") as page:
-            nonce = re.search(r'name="nonce" value="([^"]+)"', await page.text())
-        assert nonce is not None
-        async with session.post(url + "/ui/signin", allow_redirects=False,
-                                data={"token": TOKEN, "nonce": nonce.group(1)}) as response:
-            assert response.status == 303, response.status
-        cookie = next(c for c in jar if c.key == "alertd_session")
-    return f"alertd_session={cookie.value}"
-
-
 async def measure(name: str, db_url: str, tmp: Path, args: argparse.Namespace,
                   schema: str = "") -> dict[str, tuple[float, float, float, float]]:
     """{scenario: (bare p50, bare p95, alertd p50, alertd p95)} on one backend."""
-    config_path = tmp / f"{name}.toml"
-    config_path.write_text(f'[daemon]\nstate_dir = "{tmp / name}"\n[api]\ntokens = ["{TOKEN}"]\n'
-                           f'[database]\nurl = "{db_url}"\n'
-                           + (f'schema = "{schema}"\n' if schema else ""))
-    config = load_config(config_path, environ={})
-    db = Database(config.database.url, pool_size=10, pg_schema=schema)
-    if schema:
-        def create(connection: Any) -> None:
-            connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-            connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
-        await db.run_on_connection(create)
-    await db.upgrade()
-    started = time.perf_counter()
-    await db.write(lambda s: fill(s, args.tickets))
-    if schema:
-        await db.run_on_connection(lambda c: c.exec_driver_sql("ANALYZE"))
-    print(f"{name}: {args.tickets:,} tickets filled in {time.perf_counter() - started:.1f} s")
+    config = bench_config(tmp / name, db_url, schema)
+    async with bench_database(config.database.url, schema) as db:
+        started = time.perf_counter()
+        await db.write(lambda s: fill(s, args.tickets))
+        if schema:
+            await db.run_on_connection(lambda c: c.exec_driver_sql("ANALYZE"))
+        print(f"{name}: {args.tickets:,} tickets filled in "
+              f"{time.perf_counter() - started:.1f} s")
+        return await measure_app(config, db, args)
+
+
+async def measure_app(config: Config, db: Database, args: argparse.Namespace
+                      ) -> dict[str, tuple[float, float, float, float]]:
+    """The scenarios against alertd on `db` (filled) and against the bare reference."""
     ctx = build_services(config, db)
     runner, url = await serve(create_app(ctx.http, ROUTES))
     results = {}
@@ -274,10 +184,6 @@ async def measure(name: str, db_url: str, tmp: Path, args: argparse.Namespace,
     finally:
         await runner.cleanup()
         await ctx.rmm.close()
-        if schema:
-            await db.run_on_connection(lambda c: c.exec_driver_sql(
-                f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        await db.dispose()
     return results
 
 

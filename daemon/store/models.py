@@ -176,7 +176,9 @@ class OutboxAction(Base):
     action: Mapped[str] = mapped_column(String(32))
     source: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(200))
-    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"))
+    # Indexed on its own: an alert's outbox rows (the console's ticket page) are found
+    # without reading the whole outbox; (action, alert_id) cannot be entered by alert_id.
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"), index=True)
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -6,6 +6,7 @@ Every response is validated against the OpenAPI document (tests/api_client.py)."
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ from daemon.config import Config
 from daemon.core.clock import utcnow
 from daemon.http.app import create_app
 from daemon.service.wiring import ROUTES, build_services
+from daemon.store import ticket_filters
 from daemon.store.database import Database
 from daemon.store.models import Asset, AssetType, Customer, EndUser, Site, Ticket
 from tests.api_client import TOKEN, Api
@@ -183,6 +185,15 @@ async def test_a_page_is_one_query_however_many_rows(api: Api, path: str) -> Non
     assert len(full) == len(small) == 1, full
 
 
+async def test_a_page_limit_is_written_into_the_sql(api: Api) -> None:
+    """Not bound: PostgreSQL's generic plan of a page must know its limit, or with many rows
+    it is a parallel plan and every page is planned again (daemon/store/queries.py)."""
+    with queries_sent(api.ctx.db) as sent:
+        await api.call("GET", "/api/tickets", params={"limit": "37"})
+    [statement] = sent
+    assert re.search(r"\bLIMIT 37\b", statement), statement
+
+
 # --- tickets ------------------------------------------------------------------------------
 
 async def test_ticket_json_names_what_it_belongs_to(api: Api) -> None:
@@ -215,6 +226,39 @@ async def test_ticket_filters_customer_site_and_status(api: Api) -> None:
     await api.call("POST", f"/api/tickets/{ids['t_printer']}/close")
     assert await ids_of(api, "/api/tickets", customer_id=str(ids["acme"]),
                         status="open") == [ids["t_disk"]]
+
+
+async def test_alert_filters_give_the_same_tickets_in_every_form(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`source` and `alert_uid`, alone and together (daemon/store/ticket_filters.py). On
+    SQLite a source with few alerts is joined through the index, one with many walks the
+    newest tickets: FEW_ALERTS lowered to 3 makes datto's three alerts many."""
+    assert await ids_of(api, "/api/tickets", alert_uid="u1") == []  # no alert, no source
+    await seed(api.ctx.db)  # tickets without an alert: never of a source
+    made: dict[tuple[str, str], int] = {}
+    for source, uid in (("datto", "u1"), ("syncro", "u1"), ("datto", "u2"), ("halo", "u3"),
+                        ("datto", "u4")):
+        _, body = await api.call("POST", "/api/alerts",
+                                 body={"source": source, "uid": uid, "action": "raise"})
+        made[source, uid] = body["events"][0]["ticket_id"]
+    datto = [made["datto", "u4"], made["datto", "u2"], made["datto", "u1"]]
+    await api.call("POST", f"/api/tickets/{datto[1]}/close")
+    for few_alerts in (ticket_filters.FEW_ALERTS, 3):
+        monkeypatch.setattr(ticket_filters, "FEW_ALERTS", few_alerts)
+        assert await ids_of(api, "/api/tickets", source="datto") == datto
+        assert await ids_of(api, "/api/tickets", source="datto", limit="2") == datto[:2]
+        assert await ids_of(api, "/api/tickets", source="datto",
+                            before_id=str(datto[0])) == datto[1:]
+        assert await ids_of(api, "/api/tickets", source="datto", status="closed") == [
+            datto[1]]
+        assert await ids_of(api, "/api/tickets", source="halo") == [made["halo", "u3"]]
+        assert await ids_of(api, "/api/tickets", source="nobody") == []
+    assert await ids_of(api, "/api/tickets", alert_uid="u1") == [made["syncro", "u1"],
+                                                                 made["datto", "u1"]]
+    assert await ids_of(api, "/api/tickets", alert_uid="u1", source="syncro") == [
+        made["syncro", "u1"]]
+    assert await ids_of(api, "/api/tickets", alert_uid="u3", source="datto") == []
+    assert await ids_of(api, "/api/tickets", alert_uid="u9") == []
 
 
 async def test_text_search_finds_every_word_in_summary_or_details(api: Api) -> None:
