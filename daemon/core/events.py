@@ -145,6 +145,12 @@ _LIMITS = {"device": 255, "site": 255, "customer": 255, "priority": 64, "device_
 _UID_LIMIT = 200
 
 
+def clamp_uid(uid: str) -> str:
+    """An alert id as it is stored: without U+0000, hashed when longer than its column."""
+    uid = uid.replace("\x00", "")
+    return "sha256:" + sha256_hex(uid.encode()) if len(uid) > _UID_LIMIT else uid
+
+
 def clamp_event(event: AlertEvent) -> AlertEvent:
     """Fit free-form extracted values into their columns (text cut, a long uid hashed), so a
     verbose mail cannot make its delivery fail on a database length limit."""
@@ -155,9 +161,7 @@ def clamp_event(event: AlertEvent) -> AlertEvent:
             changes[name] = fitted
     # U+0000 is dropped from the free text: PostgreSQL's text columns cannot hold it, and a
     # mail that carries one must not fail every attempt to apply it.
-    uid = event.uid.replace("\x00", "")
-    if len(uid) > _UID_LIMIT:
-        uid = "sha256:" + sha256_hex(uid.encode())
+    uid = clamp_uid(event.uid)
     if uid != event.uid:
         changes["uid"] = uid
     if event.message is not None and "\x00" in event.message:

@@ -26,11 +26,12 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from daemon.core.events import Interpretation
+from daemon.core.events import Interpretation, clamp_uid
 from daemon.intake import deliveries
 from daemon.intake.deliveries import DeliveryRows, StoredRow
 from daemon.intake.inbound import ProcessResult
 from daemon.store.database import Database
+from daemon.store.sqlite_writer import settle
 from daemon.tickets.transitions import Transitions
 
 # Items per group at most: bounds one transaction's latency under a flood.
@@ -94,13 +95,12 @@ class IngestGroups:
         except Exception:
             for item, future in group:  # each alone: only the failing one fails
                 try:
-                    _settle(future, await self._db.write(_alone_unit(item)))
+                    settle(future, True, await self._db.write(_alone_unit(item)))
                 except Exception as err:
-                    if not future.done():
-                        future.set_exception(err)
+                    settle(future, False, err)
             return
         for (_, future), outcome in zip(group, outcomes, strict=True):
-            _settle(future, outcome)
+            settle(future, True, outcome)
 
     def _unit(self, session: Session, items: list[IngestItem]) -> list[Stored]:
         conn = session.connection()
@@ -173,7 +173,8 @@ def _bulk_candidates(items: list[IngestItem]) -> list[int]:
     """Indexes of the items the group may apply in bulk: accepted, one event, and no other
     item of the group names the same delivery or the same alert."""
     deliveries_named = Counter(item.delivery_key for item in items)
-    alerts_named = Counter((event.source, event.uid) for item in items
+    # The alert as stored: two uids that differ only in what clamping removes name one alert.
+    alerts_named = Counter((event.source, clamp_uid(event.uid)) for item in items
                            if isinstance(item.meaning, Interpretation)
                            for event in item.meaning.events)
     return [i for i, item in enumerate(items)
@@ -181,9 +182,4 @@ def _bulk_candidates(items: list[IngestItem]) -> list[int]:
             and len(item.meaning.events) == 1
             and deliveries_named[item.delivery_key] == 1
             and alerts_named[(item.meaning.events[0].source,
-                              item.meaning.events[0].uid)] == 1]
-
-
-def _settle(future: asyncio.Future[Stored], outcome: Stored) -> None:
-    if not future.done():  # the caller may have given up waiting; the outcome stands
-        future.set_result(outcome)
+                              clamp_uid(item.meaning.events[0].uid))] == 1]

@@ -28,6 +28,7 @@ from daemon.core.lifecycle import (
     UPSTREAM_RESOLVABLE_SOURCES,
     AlertSnapshot,
     AlertState,
+    EventDecision,
     ResolvedBy,
     decide_event,
     decide_ticket_close,
@@ -98,9 +99,10 @@ _NUMBERED_ALERTS = NumberedInsert(_ALERTS)
 _NUMBERED_TICKETS = NumberedInsert(_TICKETS)
 
 
-def _new_alert_row(channel: str, event: AlertEvent, now: datetime) -> dict[str, Any]:
-    """The row of an alert first seen in `event` (clamped), as `decide_event` decides it."""
-    decision = decide_event(None, event.action)
+def _new_alert_row(channel: str, event: AlertEvent, decision: EventDecision, now: datetime
+                   ) -> dict[str, Any]:
+    """The row of an alert first seen in `event` (clamped), as `decision` (for no stored
+    alert) makes it."""
     resolved = decision.new_state is AlertState.RESOLVED
     return {
         "source": event.source, "uid": event.uid, "state": decision.new_state.value,
@@ -151,7 +153,7 @@ class Transitions:
         # statement on the alert. A conflict means the alert exists (on PostgreSQL the INSERT
         # waits for a racing transaction that inserted it to commit); lock it and decide.
         decision = decide_event(None, event.action)
-        new_id = self._insert_alert.scalar(conn, _new_alert_row(channel, event, now))
+        new_id = self._insert_alert.scalar(conn, _new_alert_row(channel, event, decision, now))
         if new_id is not None:
             ticket_id = None
             if decision.open_ticket:
@@ -220,12 +222,14 @@ class Transitions:
         or inserted meanwhile by another process): apply that one with `apply_event`.
         """
         events = [clamp_event(event) for _, event in arrivals]
-        rows = [_new_alert_row(channel, event, now)
-                for (channel, _), event in zip(arrivals, events, strict=True)]
+        decisions = [decide_event(None, event.action) for event in events]
+        rows = [_new_alert_row(channel, event, decision, now)
+                for (channel, _), event, decision in zip(arrivals, events, decisions,
+                                                         strict=True)]
         inserted = self._insert_new_alerts(conn, rows)
-        opening = [(event, inserted[(event.source, event.uid)]) for event in events
-                   if (event.source, event.uid) in inserted
-                   and decide_event(None, event.action).open_ticket]
+        opening = [(event, inserted[(event.source, event.uid)])
+                   for event, decision in zip(events, decisions, strict=True)
+                   if (event.source, event.uid) in inserted and decision.open_ticket]
         placements = (self._placer.place_many(conn, [event for event, _ in opening], now)
                       if self._placer is not None else [Placement()] * len(opening))
         ticket_rows = [_new_ticket_row(event, alert_id, placement, now)
@@ -238,15 +242,15 @@ class Transitions:
             tickets = {row.alert_id: row.id for row in conn.execute(
                 _INSERT_TICKETS, ticket_rows)} if ticket_rows else {}
         results: list[EventResult | None] = []
-        for event in events:
+        for event, decision in zip(events, decisions, strict=True):
             alert_id = inserted.get((event.source, event.uid))
             if alert_id is None:
                 results.append(None)
                 continue
             ticket_id = tickets.get(alert_id)
             results.append(EventResult(event.source, event.uid, alert_id,
-                                       decide_event(None, event.action).outcome.value,
-                                       ticket_id, ticket_opened=ticket_id is not None))
+                                       decision.outcome.value, ticket_id,
+                                       ticket_opened=ticket_id is not None))
         return results
 
     def _insert_new_alerts(self, conn: Connection, rows: list[dict[str, Any]]

@@ -118,3 +118,12 @@ async def test_a_failing_item_fails_alone(db: Database, pipeline: Pipeline,
     assert groups[0] == ["fine-1", "poison", "fine-2"]
     assert [a.status for a in answers] == [DeliveryStatus.PROCESSED] * 3
     assert await db.read(lambda s: s.scalar(select(func.count()).select_from(Ticket))) == 3
+
+
+async def test_ids_that_are_stored_alike_name_one_alert_in_a_group(
+        db: Database, pipeline: Pipeline) -> None:
+    """U+0000 is dropped from a stored uid: "du<NUL>p" and "dup" are one alert, raised twice."""
+    answers = await ingest_together(pipeline, [api_inbound("du\x00p", key="first"),
+                                               api_inbound("dup", key="second")])
+    assert [[e.outcome for e in a.events] for a in answers] == [["opened"], ["twin"]]
+    assert (await db.read(state))["alerts"] == {"dup": ("open", 2)}
