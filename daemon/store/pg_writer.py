@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.orm import Session
 
-from daemon.store.sqlite_writer import settle
+from daemon.store.sqlite_writer import run_together, settle
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -101,7 +101,7 @@ class PgBatchWriter:
         units = [unit for unit, _ in batch]
         try:
             async with self._sessions.begin() as session:
-                results = await session.run_sync(_run_together, units)
+                results = await session.run_sync(run_together, units)
         except Exception:
             # Rare path: rolled back as a whole; each unit again in its own transaction.
             for item in batch:
@@ -119,13 +119,3 @@ class PgBatchWriter:
             settle(future, False, err)
         else:
             settle(future, True, result)
-
-
-def _run_together(session: Session, units: list[Unit[Any]]) -> list[Any]:
-    results = []
-    for unit in units:
-        results.append(unit(session))
-        # Units share the transaction, not ORM state (as in the SQLite writer).
-        session.flush()
-        session.expunge_all()
-    return results

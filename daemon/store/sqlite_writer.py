@@ -116,15 +116,7 @@ class SqliteWriter:
 
     def _run_together(self, batch: list[tuple[Unit[Any], asyncio.Future[Any]]]) -> list[Any]:
         with self._session() as session, session.begin():
-            results = []
-            for unit, _ in batch:
-                results.append(unit(session))
-                # Units share the transaction, not ORM state: write out what this one
-                # changed (plain-SQL units do not autoflush) and forget loaded rows, so the
-                # next unit sees the database as it now is.
-                session.flush()
-                session.expunge_all()
-            return results
+            return run_together(session, [unit for unit, _ in batch])
 
     def _run_alone(self, unit: Unit[Any]) -> tuple[bool, Any]:
         try:
@@ -134,6 +126,19 @@ class SqliteWriter:
             return False, err
 
 
+
+
+def run_together(session: Session, units: list[Unit[Any]]) -> list[Any]:
+    """Run `units` one after another in `session`'s transaction (both writers' batches)."""
+    results = []
+    for unit in units:
+        results.append(unit(session))
+        # Units share the transaction, not ORM state: write out what this one changed
+        # (plain-SQL units do not autoflush) and forget loaded rows, so the next unit sees
+        # the database as it now is.
+        session.flush()
+        session.expunge_all()
+    return results
 
 
 def _settle_all(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
