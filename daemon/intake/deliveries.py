@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, select, update
+from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
 from daemon.core.events import DeliveryStatus, Interpretation, RawDelivery
@@ -83,6 +84,34 @@ class DeliveryRows:
         existing = self.find(conn, row["channel"], row["dedupe_key"])
         assert existing is not None  # the conflicting row is committed and never deleted
         return existing
+
+    def store_all(self, conn: Connection, rows: Sequence[dict[str, Any]],
+                  serializes_writes: bool) -> list[StoredRow]:
+        """`store` for each of `rows`, in order (a later row with an earlier one's key is
+        its duplicate). `serializes_writes` (SQLite: nothing else writes until this unit
+        commits): the absent ones are found by point lookups and inserted in one
+        `executemany`."""
+        if not serializes_writes:
+            return [self.store(conn, row) for row in rows]
+        firsts: dict[tuple[str, str], dict[str, Any]] = {}  # each key's first row
+        for row in rows:
+            firsts.setdefault((row["channel"], row["dedupe_key"]), row)
+        found = {key: self.find(conn, *key) for key in firsts}
+        absent = [key for key, stored in found.items() if stored is None]
+        for key, new_id in zip(absent, _NUMBERED.run(conn, [firsts[key] for key in absent]),
+                               strict=True):
+            found[key] = StoredRow(new_id, duplicate=False)
+        answers = []
+        for row in rows:
+            key = (row["channel"], row["dedupe_key"])
+            stored = found[key]
+            assert stored is not None
+            if row is not firsts[key] and not stored.duplicate:  # named twice in this batch
+                first = firsts[key]
+                stored = StoredRow(stored.id, True, DeliveryStatus(first["status"]),
+                                   first["error"], first["meta"])
+            answers.append(stored)
+        return answers
 
     @staticmethod
     def find(conn: Connection, channel: str, dedupe_key: str) -> StoredRow | None:
@@ -272,3 +301,12 @@ def reset_for_replay(session: Session, delivery_id: int, now: datetime) -> None:
     delivery.status = DeliveryStatus.RECEIVED.value
     delivery.next_attempt_at = now
     delivery.attempts = 0  # a replay gets every attempt again
+
+
+def describe_error(err: Exception) -> str:
+    """An error as stored on the delivery and shown to admins: for a database error, the
+    driver's first line, not SQLAlchemy's text with the whole statement and its values."""
+    if isinstance(err, StatementError) and err.orig is not None:
+        first_line = (str(err.orig).splitlines() or [""])[0]
+        return f"{type(err.orig).__name__}: {first_line}"[:500]
+    return f"{type(err).__name__}: {err}"[:500]

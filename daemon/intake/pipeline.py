@@ -25,7 +25,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
 from daemon.core.clock import Clock, utcnow
@@ -36,7 +35,7 @@ from daemon.core.events import (
     RawDelivery,
     Unprocessable,
 )
-from daemon.intake import deliveries
+from daemon.intake import apply_batch, deliveries
 from daemon.intake.accounting import IntakeAccounting
 from daemon.intake.deliveries import DeliveryRows, StoredRow
 from daemon.intake.inbound import (
@@ -54,6 +53,7 @@ from daemon.tickets.placement import TicketPlacer
 from daemon.tickets.transitions import Transitions
 
 log = logging.getLogger(__name__)
+Meaning = Interpretation | str | Exception  # an interpreter's answer, or its failure
 
 # Email parsing and rules are CPU work (a large HTML mail takes a second or more): interpreted
 # off the event loop, so listeners, health checks and watchdog pings stay live. JSON is cheap.
@@ -157,10 +157,9 @@ class Pipeline:
             gave_up = ProcessResult(delivery_id, DeliveryStatus.FAILED, error=begun.gave_up)
             self._report.finished(begun.raw.channel, gave_up)
             return gave_up
-        [result] = await self._apply_begun([begun.raw], [await self._meaning(begun.raw)])
-        return result
+        return await self._apply_one(begun.raw, await self._meaning(begun.raw), self._clock())
 
-    def _interpret_guarded(self, raw: RawDelivery) -> Interpretation | str | Exception:
+    def _interpret_guarded(self, raw: RawDelivery) -> Meaning:
         """`_interpret`, with an interpreter's bug returned rather than raised: one message
         must not fail the others of its batch (its attempt is retried with backoff)."""
         try:
@@ -182,8 +181,7 @@ class Pipeline:
 
     async def _store_alone(self, inbound: Inbound) -> Accepted:
         row = self._new_row(inbound, self._clock())
-        stored = await self._db.write(lambda session: self._rows.store(session.connection(),
-                                                                       row))
+        stored = await self._db.write(lambda session: self._rows.store(session.connection(), row))
         self._report.stored(inbound.channel.value, stored.id, inbound.dedupe_key,
                             inbound.source, stored.duplicate, inbound.rejected_reason is not None)
         return Accepted(stored.id, stored.duplicate)
@@ -246,17 +244,14 @@ class Pipeline:
         return Ingested(stored.id, False, DeliveryStatus.REJECTED, error=rejected_reason)
 
     async def _ingest_committed_first(self, inbounds: Sequence[Inbound]) -> list[Ingested]:
-        """Mail: commit every input with its first attempt counted, then interpret them (one
-        thread hop, in order) and apply each in a transaction of its own, in order."""
+        """Mail: commit every input with its first attempt counted, then interpret and apply
+        them in chunks, in order (`apply_batch`)."""
         now = self._clock()
         until = now + deliveries.retry_delay(1, self._retry_base_s)
         rows = [self._new_row(inbound, now, attempt_until=until) for inbound in inbounds]
-
-        def store(session: Session) -> list[StoredRow]:
-            conn = session.connection()
-            return [self._rows.store(conn, row) for row in rows]
-
-        stored = await self._db.write(store)  # one transaction: the batch is in, or none
+        stored = await self._db.write(  # one transaction: the batch is in, or none
+            lambda session: self._rows.store_all(session.connection(), rows,
+                                                 self._db.serializes_writes))
         fresh: list[RawDelivery] = []
         for inbound, row in zip(inbounds, stored, strict=True):
             self._report.stored(inbound.channel.value, row.id, inbound.dedupe_key,
@@ -265,56 +260,69 @@ class Pipeline:
                 fresh.append(RawDelivery(row.id, inbound.channel.value, inbound.source,
                                          inbound.content_type, inbound.payload,
                                          dict(inbound.meta)))
-        meanings = await asyncio.to_thread(
-            interpret_batch, self._interpreters.get(fresh[0].channel) if fresh else None,
-            fresh, self._interpret_guarded)
-        results = {raw.id: result
-                   for raw, result in zip(fresh, await self._apply_begun(fresh, meanings),
-                                          strict=True)}
+        interpreter = self._interpreters.get(fresh[0].channel) if fresh else None
+        results = dict(zip((raw.id for raw in fresh), await apply_batch.interpret_and_apply(
+            fresh, lambda chunk: asyncio.to_thread(interpret_batch, interpreter, chunk,
+                                                   self._interpret_guarded),
+            lambda chunk: self._apply_chunk(chunk, self._clock())), strict=True))
         answers = []
         for row in stored:
-            if row.duplicate:  # stored before (e.g. before a crash): as it stands now
-                answers.append(Ingested(row.id, True, row.status, error=row.error,
+            result = results.get(row.id)
+            if row.duplicate:  # stored before (a crash?) or earlier in this batch: as it is
+                latest = result or row
+                answers.append(Ingested(row.id, True, latest.status, error=latest.error,
                                         stored_meta=row.meta))
                 continue
-            result = results[row.id]
             answers.append(Ingested(row.id, False, result.status, result.events, result.error)
                            if result is not None else Ingested(row.id, False, None))
         return answers
 
-    async def _apply_begun(self, raws: Sequence[RawDelivery],
-                           meanings: Sequence[Interpretation | str | Exception]
+    async def _apply_one(self, raw: RawDelivery, meaning: Meaning, now: datetime
+                         ) -> ProcessResult | None:
+        """Apply a delivery whose attempt is counted in a transaction of its own; an
+        unexpected error is recorded on it (retried with backoff)."""
+        if isinstance(meaning, Exception):  # the interpreter failed: retry it later
+            return await self._record_error_safely(raw.id, meaning)
+
+        def apply(session: Session) -> ProcessResult | None:
+            conn = session.connection()
+            claimed = self._rows.claim(conn, raw.id)
+            if claimed is None:  # done meanwhile, or claimed by another process
+                return None
+            return self._finish(conn, raw.id, raw.channel, claimed.source, claimed.attempts,
+                                meaning, now)
+        try:
+            result = await self._db.write(apply)
+        except Exception as err:  # a bug or the database: keep it, retry later
+            log.exception("delivery %s processing error", raw.id)
+            return await self._record_error_safely(raw.id, err)
+        if result is not None:
+            self._report.finished(raw.channel, result)
+        return result
+
+    async def _apply_chunk(self, chunk: Sequence[tuple[RawDelivery, Meaning]], now: datetime
                            ) -> list[ProcessResult | None]:
-        """Apply deliveries whose attempt is counted, each in a transaction of its own, in
-        order; an unexpected error is recorded on its delivery (retried with backoff)."""
-        now = self._clock()
-
-        async def apply_one(raw: RawDelivery, meaning: Interpretation | str | Exception
-                            ) -> ProcessResult | None:
+        """Apply a chunk of deliveries whose attempts are counted in one unit
+        (`apply_batch.apply_chunk`); if that unit fails, each alone."""
+        results: dict[int, ProcessResult | None] = {}
+        pairs: list[tuple[RawDelivery, Interpretation | str]] = []
+        for raw, meaning in chunk:
             if isinstance(meaning, Exception):  # the interpreter failed: retry it later
-                return await self._record_error_safely(raw.id, meaning)
-
-            def apply(session: Session) -> ProcessResult | None:
-                conn = session.connection()
-                claimed = self._rows.claim(conn, raw.id)
-                if claimed is None:  # done meanwhile, or claimed by another process
-                    return None
-                return self._finish(conn, raw.id, raw.channel, claimed.source,
-                                    claimed.attempts, meaning, now)
-            try:
-                result = await self._db.write(apply)
-            except Exception as err:  # a bug or the database: keep it, retry later
-                log.exception("delivery %s processing error", raw.id)
-                return await self._record_error_safely(raw.id, err)
-            if result is not None:
-                self._report.finished(raw.channel, result)
-            return result
-
-        pairs = list(zip(raws, meanings, strict=True))
-        if self._db.applies_writes_in_order:  # one writer, first in first out
-            return list(await asyncio.gather(*(apply_one(raw, meaning)
-                                               for raw, meaning in pairs)))
-        return [await apply_one(raw, meaning) for raw, meaning in pairs]
+                results[raw.id] = await self._record_error_safely(raw.id, meaning)
+            else:
+                pairs.append((raw, meaning))
+        try:
+            applied = await self._db.write(lambda session: apply_batch.apply_chunk(
+                session.connection(), self._rows, self._transitions, self._finish, pairs, now))
+        except Exception:
+            log.exception("a chunk of %d deliveries failed; applying each alone", len(pairs))
+            applied = [await self._apply_one(raw, meaning, now) for raw, meaning in pairs]
+        else:
+            for (raw, _), result in zip(pairs, applied, strict=True):
+                if result is not None:
+                    self._report.finished(raw.channel, result)
+        results.update(zip((raw.id for raw, _ in pairs), applied, strict=True))
+        return [results[raw.id] for raw, _ in chunk]
 
     def _finish(self, conn: Connection, delivery_id: int, channel: str, source: str | None,
                 attempts: int, meaning: Interpretation | str, now: datetime) -> ProcessResult:
@@ -337,7 +345,7 @@ class Pipeline:
     async def _record_error_safely(self, delivery_id: int, err: Exception
                                    ) -> ProcessResult | None:
         try:
-            return await self._record_error(delivery_id, _describe(err))
+            return await self._record_error(delivery_id, deliveries.describe_error(err))
         except Exception:
             # The database itself is failing: the delivery stays `received` and is due again
             # when its attempt's time is up.
@@ -367,7 +375,7 @@ class Pipeline:
                                            inbound.content_type, inbound.payload,
                                            dict(inbound.meta), inbound.document))
 
-    async def _meaning(self, raw: RawDelivery) -> Interpretation | str | Exception:
+    async def _meaning(self, raw: RawDelivery) -> Meaning:
         if raw.channel in _OFF_LOOP_CHANNELS:
             return await asyncio.to_thread(self._interpret_guarded, raw)
         return self._interpret_guarded(raw)
@@ -390,11 +398,3 @@ class Pipeline:
                                   rejected_reason or inbound.rejected_reason, now,
                                   attempt_until)
 
-
-def _describe(err: Exception) -> str:
-    """An error as stored on the delivery and shown to admins: for a database error, the
-    driver's first line, not SQLAlchemy's text with the whole statement and its values."""
-    if isinstance(err, StatementError) and err.orig is not None:
-        first_line = (str(err.orig).splitlines() or [""])[0]
-        return f"{type(err.orig).__name__}: {first_line}"[:500]
-    return f"{type(err).__name__}: {err}"[:500]

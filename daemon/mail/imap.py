@@ -29,6 +29,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -234,27 +235,36 @@ class AccountReader:
         uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid)
         size = self.account.batch_size
         batches = [uids[start:start + size] for start in range(0, len(uids), size)]
-        messages = self._fetch(client, folder, uidvalidity, batches[0]) if batches else []
+        if not batches:
+            return False
+        # Three stages overlap: while the main loop stores and applies batch n, this thread
+        # fetches batch n + 1, then, once n is stored, starts storing n + 1 before it flags n
+        # and advances the checkpoint past it. Flags and checkpoint still advance batch by
+        # batch, in UID order, each only after its batch is committed.
+        messages = self._fetch(client, folder, uidvalidity, batches[0])
+        stored = asyncio.run_coroutine_threadsafe(self._sink.store(messages), self._loop)
         for index, batch in enumerate(batches):
-            # The next batch is fetched while the main loop stores and applies this one, so
-            # a backlog keeps the server, the parse and the database busy at once. The
-            # checkpoint and flags still advance batch by batch, in UID order.
-            stored = asyncio.run_coroutine_threadsafe(self._sink.store(messages), self._loop)
             following: list[FetchedMessage] | None = None
-            if index + 1 < len(batches) and not self._stop.is_set():
-                try:
+            following_stored: Future[list[str]] | None = None
+            try:
+                if index + 1 < len(batches) and not self._stop.is_set():
                     following = self._fetch(client, folder, uidvalidity, batches[index + 1])
-                except BaseException:
-                    # Let the store finish first: a reconnect must not store the same batch
-                    # while this store is still running.
-                    with contextlib.suppress(Exception):
-                        stored.result(timeout=STORE_TIMEOUT_S)
-                    raise
-            self._settle(client, folder, uidvalidity, batch, messages,
-                         stored.result(timeout=STORE_TIMEOUT_S))
-            if following is None:
+                statuses = stored.result(timeout=STORE_TIMEOUT_S)
+                if following is not None:
+                    following_stored = asyncio.run_coroutine_threadsafe(
+                        self._sink.store(following), self._loop)
+                self._settle(client, folder, uidvalidity, batch, messages, statuses)
+            except BaseException:
+                # Let running stores finish first: a reconnect must not store the same
+                # batch while its store is still running.
+                for running in (stored, following_stored):
+                    if running is not None:
+                        with contextlib.suppress(Exception):
+                            running.result(timeout=STORE_TIMEOUT_S)
+                raise
+            if following is None or following_stored is None:
                 break
-            messages = following
+            messages, stored = following, following_stored
         return bool(batches)
 
     def _settle(self, client: IMAPClient, folder: str, uidvalidity: int, batch: list[int],
