@@ -33,6 +33,12 @@ SQLite WAL, 10,000 messages, batch 500, medians of 3 runs (single runs vary by 2
     plain         ~1.0 s      10.6 s, 750 us CPU: 10.3x    7.2 s, 510 us CPU: 6.8x
     multipart     ~1.2 s      19.5 s, 1390 us CPU: 13.7x   9.5 s, 780 us CPU: 8.2x
 
+2026-12-07, the same VM quieter (bare 0.7-1.1 s), after batches stored with one executemany
+and applied in chunks of set-based statements, interpreted while the previous chunk is
+applied (daemon/intake/apply_batch.py): plain 4.2-5.3x, median 4.7x of 14 runs (290-470 us
+CPU per message; 5.0x before the change that day); multipart 5.3-6.1x with the worker
+processes, 6.9-7.6x without them (6.5x before).
+
 "After": the cheap parse path (daemon/mail/shapes.py, ticket templates without Jinja), the
 fetch ahead and SEARCH LARGER in the reader, parsing in the pipeline's thread. With the
 pipeline calling `interpret_many` (parsing in worker processes for batches of larger mail),

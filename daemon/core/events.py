@@ -166,16 +166,23 @@ def clamp_event(event: AlertEvent) -> AlertEvent:
         changes["uid"] = uid
     if event.message is not None and "\x00" in event.message:
         changes["message"] = event.message.replace("\x00", "")
-    ticket = TicketFields(*(None if value is None else value.replace("\x00", "")
-                            for value in (event.ticket.type, event.ticket.summary,
-                                          event.ticket.details)))
-    if ticket.type is not None and len(ticket.type) > 64:
-        ticket = replace(ticket, type=ticket.type[:64])
-    if ticket.summary is not None:  # a summary is one line wherever it is shown
-        ticket = replace(ticket, summary=one_line(ticket.summary) or None)
-    if ticket != event.ticket:
+    ticket = _clamp_ticket(event.ticket)
+    if ticket is not event.ticket:
         changes["ticket"] = ticket
     return replace(event, **changes) if changes else event
+
+
+def _clamp_ticket(ticket: TicketFields) -> TicketFields:
+    """`ticket` fitted as `clamp_event` fits an event; the same object when it fits."""
+    type_, summary, details = (None if value is None else value.replace("\x00", "")
+                               for value in (ticket.type, ticket.summary, ticket.details))
+    if type_ is not None:
+        type_ = type_[:64]
+    if summary is not None:  # a summary is one line wherever it is shown
+        summary = one_line(summary) or None
+    if (type_, summary, details) == (ticket.type, ticket.summary, ticket.details):
+        return ticket
+    return TicketFields(type_, summary, details)
 
 
 def default_summary(event: AlertEvent) -> str:

@@ -28,6 +28,7 @@ import select
 import ssl
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -374,8 +375,8 @@ def make_sink(pipeline: Pipeline, checkpoints: ImapCheckpoints, metrics: Metrics
             payload=m.raw, content_type="message/rfc822", rejected_reason=m.rejected_reason,
             meta={"account": m.account, "folder": m.folder, "uidvalidity": m.uidvalidity,
                   "uid": m.uid}) for m in messages))
-        for message in messages:
-            metrics.imap_fetched.labels(message.account).inc()
+        for account, count in Counter(message.account for message in messages).items():
+            metrics.imap_fetched.labels(account).inc(count)
         # A duplicate (stored before a crash) reports the status it has now.
         return [DeliveryStatus.REJECTED.value if message.rejected_reason
                 else (result.status or DeliveryStatus.RECEIVED).value

@@ -33,6 +33,7 @@ _PREFIX = re.compile(r"\s*+(?:(?:re|fw|fwd|aw|wg|sv|vs|tr|rif|antw)\s*+(?:\[\d++
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)",
                          re.IGNORECASE | re.MULTILINE)
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+_SPACES = re.compile(rb"\s+")
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # a raw 8-bit byte, as `surrogateescape` keeps it
 
 # Bounds on the work one message can cost. The stdlib header and address parsers are not
@@ -68,7 +69,7 @@ def message_id_of(raw: bytes) -> str | None:
     match = _MESSAGE_ID.search(raw, 0, end.start() if end else MAX_HEADERS_CHARS)
     if not match:
         return None
-    value = re.sub(rb"\s+", b"", match.group(1)).decode("ascii", "replace")
+    value = _SPACES.sub(b"", match.group(1)).decode("ascii", "replace")
     return value[:250] or None
 
 

@@ -6,12 +6,23 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Connection, Table, bindparam, create_engine, insert, select, update
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Table,
+    bindparam,
+    create_engine,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import sqlite
 
 from daemon.store.database import insert_ignore
-from daemon.store.models import Base, Delivery
+from daemon.store.models import Base, Delivery, UTCDateTime
 from daemon.store.prepared import Prepared
 
 _DELIVERIES: Table = Delivery.__table__  # type: ignore[assignment]
@@ -85,3 +96,24 @@ def test_no_row_is_none(conn: Connection) -> None:
     query = Prepared(select(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("id")))
     assert query.first(conn, {"id": 1}) is None
     assert query.scalar(conn, {"id": 1}) is None
+
+
+@pytest.mark.parametrize("moment", [
+    NOW,
+    datetime(2026, 12, 6, 21, 30, 1, tzinfo=UTC),  # no microseconds: still six digits
+    datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC),  # a three-digit year
+    datetime(2026, 3, 29, 3, 30, tzinfo=ZoneInfo("Europe/Berlin")),  # another zone
+])
+def test_utc_datetimes_are_stored_as_sqlalchemys_sqlite_datetime_stores_them(
+        moment: datetime) -> None:
+    """UTCDateTime's one-step SQLite processor (models.py) against the two steps it
+    replaces: the type's conversion to naive UTC, then SQLite DATETIME's text."""
+    dialect = sqlite.dialect()
+    naive_utc = moment.astimezone(UTC).replace(tzinfo=None)
+    dialects_text = DateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert dialects_text is not None
+    process = UTCDateTime().bind_processor(dialect)
+    assert process(moment) == dialects_text(naive_utc)
+    assert process(None) is None
+    with pytest.raises(ValueError, match="naive"):
+        process(naive_utc)
