@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from daemon.config.base import Section
 from daemon.config.http_sections import ApiConfig, ConsoleConfig, HttpConfig
+from daemon.config.lifecycle_sections import LifecycleConfig
 from daemon.config.mail_sections import ImapConfig, SmtpConfig
 from daemon.config.rmm_sections import DattoConfig, OutboxConfig, SyncroConfig
 from daemon.config.runtime_sections import (
@@ -29,6 +30,7 @@ class Config(Section):
     imap: ImapConfig = ImapConfig()
     rules: RulesConfig
     pipeline: PipelineConfig = PipelineConfig()
+    lifecycle: LifecycleConfig = LifecycleConfig()
     datto: DattoConfig = DattoConfig()
     syncro: SyncroConfig = SyncroConfig()
     outbox: OutboxConfig = OutboxConfig()

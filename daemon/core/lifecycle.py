@@ -18,6 +18,12 @@ from enum import StrEnum
 
 # Sources whose RMM has an API call that resolves an alert (sent from the outbox).
 UPSTREAM_RESOLVABLE_SOURCES = frozenset({"datto", "syncro"})
+_RMM_NAMES = {"datto": "Datto RMM", "syncro": "Syncro"}
+
+
+def rmm_name(source: str) -> str:
+    """A source as people name it in a note ("Datto RMM"); other sources as they are."""
+    return _RMM_NAMES.get(source, source)
 
 
 class AlertAction(StrEnum):
@@ -35,12 +41,22 @@ class ResolvedBy(StrEnum):
     TICKET = "ticket"
 
 
+class AutoClose(StrEnum):
+    """When an upstream resolve closes its alert's ticket (`[lifecycle] auto_close`)."""
+
+    UNTOUCHED = "untouched"  # unless an agent worked on it (a note, a change)
+    ALWAYS = "always"
+    NEVER = "never"
+
+
 class Outcome(StrEnum):
     """What an incoming raise/resolve did; stored on the delivery and counted in metrics."""
 
     OPENED = "opened"  # new alert, new ticket
     TWIN = "twin"  # raise while open: another channel/occurrence of the same alert
     RESOLVED = "resolved"  # resolve while open: alert resolved, ticket closed
+    # Resolve while open, the ticket left open (`auto_close`): it is marked resolved upstream.
+    RESOLVED_LEFT_OPEN = "resolved_left_open"
     TOMBSTONE = "tombstone"  # resolve before any raise: resolved alert, no ticket
     LATE_RAISE = "late_raise"  # raise after a tombstone: its ticket is recorded, closed
     LATE_TWIN = "late_twin"  # raise after resolve of an alert that has its ticket: recorded only
@@ -54,6 +70,7 @@ class AlertSnapshot:
     state: AlertState
     resolved_by: ResolvedBy | None = None
     has_ticket: bool = False
+    ticket_touched: bool = False  # an agent added a note to its ticket or changed it
 
 
 @dataclass(frozen=True)
@@ -63,13 +80,21 @@ class EventDecision:
     resolved_by: ResolvedBy | None = None  # set when this event resolves the alert
     open_ticket: bool = False  # with `close_ticket`: record the ticket already closed
     close_ticket: bool = False
+    # Set when the alert is resolved but its ticket stays open: why (said in a note).
+    left_open_because: str | None = None
 
 
-def decide_event(current: AlertSnapshot | None, action: AlertAction) -> EventDecision:
+LEFT_OPEN_TOUCHED = "it is being worked"
+LEFT_OPEN_NEVER = 'auto_close is "never"'
+
+
+def decide_event(current: AlertSnapshot | None, action: AlertAction,
+                 auto_close: AutoClose = AutoClose.UNTOUCHED) -> EventDecision:
     """Decide what a raise or resolve from the RMM does to the alert it names.
 
     Every event is also recorded as an occurrence (channel, count, last seen) by the caller;
-    this function decides only the state changes.
+    this function decides only the state changes. An upstream resolve closes the ticket as
+    `auto_close` says: human work is not closed under someone's feet.
     """
     if current is None:
         if action is AlertAction.RAISE:
@@ -78,6 +103,10 @@ def decide_event(current: AlertSnapshot | None, action: AlertAction) -> EventDec
     if current.state is AlertState.OPEN:
         if action is AlertAction.RAISE:
             return EventDecision(Outcome.TWIN, AlertState.OPEN)
+        left_open_because = _left_open_because(current, auto_close)
+        if left_open_because is not None:
+            return EventDecision(Outcome.RESOLVED_LEFT_OPEN, AlertState.RESOLVED,
+                                 ResolvedBy.UPSTREAM, left_open_because=left_open_because)
         return EventDecision(
             Outcome.RESOLVED, AlertState.RESOLVED, ResolvedBy.UPSTREAM, close_ticket=True
         )
@@ -91,6 +120,15 @@ def decide_event(current: AlertSnapshot | None, action: AlertAction) -> EventDec
     # The RMM confirming a resolve we already know of (including the echo of our own
     # resolve call after an agent closed the ticket) changes nothing and sends nothing.
     return EventDecision(Outcome.ALREADY_RESOLVED, AlertState.RESOLVED)
+
+
+def _left_open_because(current: AlertSnapshot, auto_close: AutoClose) -> str | None:
+    """Why an upstream resolve leaves the alert's ticket open, or None when it closes it."""
+    if not current.has_ticket or auto_close is AutoClose.ALWAYS:
+        return None
+    if auto_close is AutoClose.NEVER:
+        return LEFT_OPEN_NEVER
+    return LEFT_OPEN_TOUCHED if current.ticket_touched else None
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,8 @@ TICKET_PROPS: dict[str, Any] = {
     "summary": STR, "details": STR, "customer_id": N_INT, "site_id": N_INT, "asset_id": N_INT,
     "end_user_id": N_INT, "customer": N_STR, "site": N_STR, "asset": N_STR, "end_user": N_STR,
     "opened_at": TIME, "closed_at": N_TIME, "closed_by": N_STR,
+    "touched": {"type": "boolean"}, "touched_at": N_TIME,
+    "upstream_resolved": {"type": "boolean"}, "upstream_resolved_at": N_TIME,
     "alert": nullable({"$ref": "#/components/schemas/AlertRef"}),
 }
 ALERT_PROPS: dict[str, Any] = {
@@ -71,8 +73,8 @@ DELIVERY_PROPS: dict[str, Any] = {
     "attempts": INT, "next_attempt_at": N_TIME, "processed_at": N_TIME, "error": N_STR,
     "outcome": N_STR, "alert_id": N_INT, "content_type": STR, "size_bytes": INT,
 }
-OUTCOMES = ["opened", "twin", "resolved", "tombstone", "late_raise", "late_twin",
-            "already_resolved"]
+OUTCOMES = ["opened", "twin", "resolved", "resolved_left_open", "tombstone", "late_raise",
+            "late_twin", "already_resolved"]
 INGEST_RESULT = obj({
     "delivery_id": INT, "duplicate": {"type": "boolean"}, "status": nullable(DELIVERY_STATUS),
     "error": N_STR,

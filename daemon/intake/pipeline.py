@@ -28,13 +28,8 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from daemon.core.clock import Clock, utcnow
-from daemon.core.events import (
-    Channel,
-    DeliveryStatus,
-    Interpretation,
-    RawDelivery,
-    Unprocessable,
-)
+from daemon.core.events import Channel, DeliveryStatus, Interpretation, RawDelivery, Unprocessable
+from daemon.core.lifecycle import AutoClose
 from daemon.intake import apply_batch, deliveries
 from daemon.intake.accounting import IntakeAccounting
 from daemon.intake.deliveries import DeliveryRows, StoredRow
@@ -74,6 +69,7 @@ class Pipeline:
         retry_base_s: float = 30.0,
         clock: Clock = utcnow,
         placer: TicketPlacer | None = None,
+        auto_close: AutoClose = AutoClose.UNTOUCHED,
         on_submitted: Callable[[int], None] | None = None,
     ):
         self._db = db
@@ -84,7 +80,7 @@ class Pipeline:
         self._on_submitted = on_submitted  # queues a submitted delivery for the worker
         self._report = IntakeAccounting(metrics)
         self._rows = DeliveryRows(db.dialect_name)
-        self._transitions = Transitions(db.dialect_name, placer)
+        self._transitions = Transitions(db.dialect_name, placer, auto_close)
         self._groups = IngestGroups(db, self._rows, self._transitions)
 
     # --- the two ways in ------------------------------------------------------------------

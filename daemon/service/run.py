@@ -28,8 +28,8 @@ from daemon.service.wiring import Services, api_tokens, build_services
 log = logging.getLogger(__name__)
 
 # Sections a reload cannot apply (the rest of the file is read again; these warn).
-_RESTART_SECTIONS = ("database", "http", "console", "smtp", "imap", "pipeline", "daemon",
-                     "logging")
+_RESTART_SECTIONS = ("database", "http", "console", "smtp", "imap", "pipeline", "lifecycle",
+                     "daemon", "logging")
 
 
 class Service:

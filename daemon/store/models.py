@@ -162,6 +162,10 @@ class Ticket(Base):
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_by: Mapped[str | None] = mapped_column(String(200))
+    # When an agent first added a note or changed it (`[lifecycle] auto_close = "untouched"`).
+    touched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When its alert was resolved upstream while the ticket was left open.
+    upstream_resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     alert: Mapped[Alert | None] = relationship(back_populates="ticket")
     notes: Mapped[list[TicketNote]] = relationship(order_by="TicketNote.id")

@@ -150,6 +150,12 @@ def ticket_view(row: Any, notes: list[TicketNote] | None = None) -> dict[str, An
         "opened_at": utc_iso(row.opened_at),
         "closed_at": utc_iso(row.closed_at),
         "closed_by": row.closed_by,
+        # Worked on by an agent (a note, a change): an upstream resolve leaves it open under
+        # `[lifecycle] auto_close = "untouched"`, and marks it resolved upstream instead.
+        "touched": row.touched_at is not None,
+        "touched_at": utc_iso(row.touched_at),
+        "upstream_resolved": row.upstream_resolved_at is not None,
+        "upstream_resolved_at": utc_iso(row.upstream_resolved_at),
         "alert": None if row.alert_id is None else {
             "id": row.alert_id, "source": row.alert_source, "uid": row.alert_uid,
             "state": row.alert_state, "device": row.alert_device,

@@ -28,10 +28,12 @@ from daemon.core.lifecycle import (
     UPSTREAM_RESOLVABLE_SOURCES,
     AlertSnapshot,
     AlertState,
+    AutoClose,
     EventDecision,
     ResolvedBy,
     decide_event,
     decide_ticket_close,
+    rmm_name,
 )
 from daemon.store.database import insert_ignore
 from daemon.store.models import Alert, OutboxAction, Ticket, TicketNote
@@ -86,13 +88,15 @@ _LOCK_ALERT_BY_ID = Prepared(select(_ALERTS).where(_ALERTS.c.id == bindparam("id
 _UPDATE_ALERT = Prepared(update(_ALERTS).where(_ALERTS.c.id == bindparam("row_id")))
 _TICKET_ALERT = Prepared(select(_TICKETS.c.alert_id).where(_TICKETS.c.id == bindparam("id")))
 _LOCK_TICKET_OF_ALERT = Prepared(
-    select(_TICKETS.c.id, _TICKETS.c.status)
+    select(_TICKETS.c.id, _TICKETS.c.status, _TICKETS.c.touched_at)
     .where(_TICKETS.c.alert_id == bindparam("alert_id")).with_for_update())
 _LOCK_TICKET = Prepared(select(_TICKETS.c.id, _TICKETS.c.status)
                         .where(_TICKETS.c.id == bindparam("id")).with_for_update())
 _TICKET_EXISTS = Prepared(select(_TICKETS.c.id).where(_TICKETS.c.id == bindparam("id")))
 _INSERT_TICKET = Prepared(insert(_TICKETS).returning(_TICKETS.c.id))
 _UPDATE_TICKET = Prepared(update(_TICKETS).where(_TICKETS.c.id == bindparam("row_id")))
+_TOUCH_TICKET = Prepared(update(_TICKETS).where(_TICKETS.c.id == bindparam("row_id"),
+                                                _TICKETS.c.touched_at.is_(None)))
 _INSERT_NOTE = Prepared(insert(_NOTES).returning(_NOTES.c.id))
 _INSERT_TICKETS = insert(_TICKETS).returning(_TICKETS.c.id, _TICKETS.c.alert_id)
 _NUMBERED_ALERTS = NumberedInsert(_ALERTS)
@@ -128,8 +132,10 @@ def _new_ticket_row(event: AlertEvent, alert_id: int, placement: Placement, now:
 class Transitions:
     """Applies lifecycle decisions on one backend; every method runs inside a write unit."""
 
-    def __init__(self, dialect_name: str, placer: TicketPlacer | None = None):
+    def __init__(self, dialect_name: str, placer: TicketPlacer | None = None,
+                 auto_close: AutoClose = AutoClose.UNTOUCHED):
         self._placer = placer  # a new ticket's customer, site, asset and end user
+        self._auto_close = auto_close  # whether an upstream resolve closes worked tickets
         # SQLite: one writer at a time, so new rows can be numbered here and inserted in one
         # executemany (daemon.store.prepared.NumberedInsert).
         self._numbered = dialect_name == "sqlite"
@@ -167,8 +173,9 @@ class Transitions:
         decision = decide_event(
             AlertSnapshot(AlertState(alert["state"]),
                           ResolvedBy(alert["resolved_by"]) if alert["resolved_by"] else None,
-                          has_ticket=ticket is not None),
-            event.action,
+                          has_ticket=ticket is not None,
+                          ticket_touched=ticket is not None and ticket["touched_at"] is not None),
+            event.action, self._auto_close,
         )
         changes: dict[str, Any] = {
             "row_id": alert["id"], "occurrences": alert["occurrences"] + 1,
@@ -201,6 +208,12 @@ class Transitions:
             assert ticket_id is not None
             self._close_ticket(conn, ticket_id, f"upstream:{event.source}", now)
             self._insert_note(conn, ticket_id, "alertd", note, now)
+        elif decision.left_open_because is not None and ticket is not None:
+            _UPDATE_TICKET.run(conn, {"row_id": ticket["id"], "upstream_resolved_at": now})
+            self._insert_note(conn, ticket["id"], "alertd", (
+                f"Alert resolved in {rmm_name(event.source)} at {now:%Y-%m-%d %H:%M:%S} UTC "
+                f"(reported by {channel}); ticket left open because "
+                f"{decision.left_open_because}."), now)
         return EventResult(event.source, event.uid, alert["id"], decision.outcome.value,
                            ticket_id, ticket_opened=opened, ticket_closed=closing)
 
@@ -291,6 +304,7 @@ class Transitions:
             upstream_resolvable=alert is not None
             and alert["source"] in UPSTREAM_RESOLVABLE_SOURCES,
         )
+        _TOUCH_TICKET.run(conn, {"row_id": ticket_id, "touched_at": now})  # an agent's change
         self._close_ticket(conn, ticket_id, actor, now)
         if note:
             self._insert_note(conn, ticket_id, actor, note, now)
@@ -313,6 +327,9 @@ class Transitions:
         """Add a note to a ticket (open or closed); raises `TicketNotFound`."""
         if _TICKET_EXISTS.first(conn, {"id": ticket_id}) is None:
             raise TicketNotFound(f"ticket {ticket_id} not found")
+        # An agent's note marks the ticket as worked on: an upstream resolve no longer closes
+        # it under `auto_close = "untouched"`.
+        _TOUCH_TICKET.run(conn, {"row_id": ticket_id, "touched_at": now})
         return self._insert_note(conn, ticket_id, author, body, now)
 
     @staticmethod

@@ -251,6 +251,29 @@ async def test_closing_with_a_note_queues_the_upstream_resolve(console: Console)
     assert again.status == 409 and "closed already" in await again.text()
 
 
+async def test_a_worked_ticket_resolved_upstream_stays_open_and_says_so(
+        console: Console) -> None:
+    """A console note marks the ticket worked on; the upstream resolve then leaves it open
+    (`[lifecycle] auto_close = "untouched"`), and both pages say so."""
+    ticket_id = await raise_ticket(console)
+    await console.signin()
+    csrf = await console.csrf(f"/ui/tickets/{ticket_id}")
+    assert "not yet" in await (await console.client.get(f"/ui/tickets/{ticket_id}")).text()
+    note = await console.client.post(f"/ui/tickets/{ticket_id}/notes",
+                                     data={"csrf": csrf, "note": "on it"},
+                                     allow_redirects=False)
+    assert note.status == 303
+    resolve = await console.client.post("/api/alerts", headers=AUTH, json={
+        "source": "datto", "uid": UID, "action": "resolve"})
+    assert (await resolve.json())["events"][0]["outcome"] == "resolved_left_open"
+    assert await ticket_status(console, ticket_id) == "open"
+    html = await (await console.client.get(f"/ui/tickets/{ticket_id}")).text()
+    assert "resolved upstream</span> at " in html and "Worked on</dt><dd>since " in html
+    assert "The alert is resolved in datto already: closing sends nothing there." in html
+    listing = await (await console.client.get("/ui/tickets")).text()
+    assert "resolved upstream</span>" in listing
+
+
 async def test_an_empty_note_is_refused_and_unknown_tickets_are_404(console: Console) -> None:
     ticket_id = await raise_ticket(console)
     await console.signin()

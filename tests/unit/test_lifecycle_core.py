@@ -8,6 +8,7 @@ from daemon.core.lifecycle import (
     AlertAction,
     AlertSnapshot,
     AlertState,
+    AutoClose,
     EventDecision,
     Outcome,
     ResolvedBy,
@@ -17,7 +18,12 @@ from daemon.core.lifecycle import (
     decide_ticket_close,
 )
 
+LEFT_OPEN_TOUCHED = "it is being worked"
+LEFT_OPEN_NEVER = 'auto_close is "never"'
+
 OPEN = AlertSnapshot(AlertState.OPEN, has_ticket=True)
+OPEN_TOUCHED = AlertSnapshot(AlertState.OPEN, has_ticket=True, ticket_touched=True)
+OPEN_NO_TICKET = AlertSnapshot(AlertState.OPEN, has_ticket=False)
 TOMBSTONE = AlertSnapshot(AlertState.RESOLVED, ResolvedBy.UPSTREAM, has_ticket=False)
 RESOLVED_UPSTREAM = AlertSnapshot(AlertState.RESOLVED, ResolvedBy.UPSTREAM, has_ticket=True)
 RESOLVED_BY_TICKET = AlertSnapshot(AlertState.RESOLVED, ResolvedBy.TICKET, has_ticket=True)
@@ -78,3 +84,51 @@ def test_decide_ticket_close(alert: AlertSnapshot | None, resolvable: bool,
 def test_closing_a_closed_ticket_is_refused() -> None:
     with pytest.raises(TicketAlreadyClosed):
         decide_ticket_close(False, OPEN, True)
+
+
+CLOSED = EventDecision(Outcome.RESOLVED, AlertState.RESOLVED, ResolvedBy.UPSTREAM,
+                       close_ticket=True)
+
+
+def left_open(because: str) -> EventDecision:
+    return EventDecision(Outcome.RESOLVED_LEFT_OPEN, AlertState.RESOLVED, ResolvedBy.UPSTREAM,
+                         left_open_because=because)
+
+
+AUTO_CLOSE_TABLE = [
+    # (name, auto_close, the open alert, what its upstream resolve decides)
+    ("untouched policy, untouched ticket -> closed", AutoClose.UNTOUCHED, OPEN, CLOSED),
+    ("untouched policy, worked ticket -> left open", AutoClose.UNTOUCHED, OPEN_TOUCHED,
+     left_open(LEFT_OPEN_TOUCHED)),
+    ("always -> closed, untouched", AutoClose.ALWAYS, OPEN, CLOSED),
+    ("always -> closed, even worked on", AutoClose.ALWAYS, OPEN_TOUCHED, CLOSED),
+    ("never -> left open, untouched", AutoClose.NEVER, OPEN, left_open(LEFT_OPEN_NEVER)),
+    ("never -> left open, worked on", AutoClose.NEVER, OPEN_TOUCHED,
+     left_open(LEFT_OPEN_NEVER)),
+    # An open alert without a ticket (no ticket to keep open): resolved as ever.
+    ("untouched policy, no ticket -> resolved", AutoClose.UNTOUCHED, OPEN_NO_TICKET, CLOSED),
+    ("never, no ticket -> resolved", AutoClose.NEVER, OPEN_NO_TICKET, CLOSED),
+]
+
+
+@pytest.mark.parametrize(("auto_close", "current", "expected"),
+                         [row[1:] for row in AUTO_CLOSE_TABLE],
+                         ids=[row[0] for row in AUTO_CLOSE_TABLE])
+def test_an_upstream_resolve_closes_the_ticket_as_auto_close_says(
+        auto_close: AutoClose, current: AlertSnapshot, expected: EventDecision) -> None:
+    assert decide_event(current, AlertAction.RESOLVE, auto_close) == expected
+
+
+@pytest.mark.parametrize("auto_close", list(AutoClose))
+@pytest.mark.parametrize(("current", "action"), [
+    (snapshot, action)
+    for snapshot in (None, OPEN, OPEN_TOUCHED, TOMBSTONE, RESOLVED_UPSTREAM, RESOLVED_BY_TICKET,
+                     AlertSnapshot(AlertState.RESOLVED, ResolvedBy.UPSTREAM, has_ticket=True,
+                                   ticket_touched=True))
+    for action in AlertAction
+    if not (snapshot is not None and snapshot.state is AlertState.OPEN
+            and action is AlertAction.RESOLVE)])
+def test_auto_close_changes_nothing_but_the_resolve_of_an_open_alert(
+        auto_close: AutoClose, current: AlertSnapshot | None, action: AlertAction) -> None:
+    assert decide_event(current, action, auto_close) == decide_event(current, action,
+                                                                     AutoClose.ALWAYS)
