@@ -29,6 +29,8 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     listing.add_argument("--status", choices=["open", "closed"])
     listing.add_argument("--alert-uid")
     listing.add_argument("--source")
+    listing.add_argument("--no-customer", action="store_true",
+                         help="only tickets placed at no customer (the next sync places them)")
     add_show(actions, common, "ticket")
     close = actions.add_parser("close", parents=[common],
                                help="close as an agent (resolves the alert upstream)")
@@ -47,7 +49,8 @@ async def run(inv: Invocation, db: Database) -> int:
     queries = Queries(db)
     if args.action == "list":
         listing = await queries.tickets(Page(args.limit, args.before_id), status=args.status,
-                                        alert_uid=args.alert_uid, source=args.source)
+                                        alert_uid=args.alert_uid, source=args.source,
+                                        no_customer="true" if args.no_customer else None)
         print_listing(listing, args.json, ["ID", "STATUS", "SOURCE", "ALERT", "OPENED",
                                            "SUMMARY"],
                       lambda t: [t["id"], t["status"], (t["alert"] or {}).get("source"),

@@ -17,7 +17,7 @@ def _ticket_id(request: web.Request) -> int | None:
     return parse_id(request.match_info["id"])
 
 
-FILTERS = ("status", "source", "customer_id", "site_id", "q")
+FILTERS = ("status", "source", "customer_id", "site_id", "q", "no_customer")
 
 
 def _filters(request: web.Request) -> dict[str, str | None]:

@@ -162,6 +162,10 @@ class TicketQuery(Paging):
     alert_uid: Annotated[QueryText | None, Field(description="Upstream alert id")] = None
     source: Annotated[QueryText | None, Field(description=_SOURCE_HELP)] = None
     customer_id: OfCustomer = None
+    no_customer: Annotated[Literal["true", "false"] | None, Field(description=(
+        "true: only tickets placed at no customer (their device and site matched none; the "
+        "next sync that can place them does); false: only placed ones. true excludes "
+        "customer_id"))] = None
     site_id: OfSite = None
     q: Annotated[SearchText | None, Field(description=(
         "Words that must all appear in the summary or details (whole words, any case; "

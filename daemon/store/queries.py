@@ -268,12 +268,17 @@ class Queries:
 
     async def tickets(self, page: Page, status: str | None = None, alert_uid: str | None = None,
                       source: str | None = None, customer_id: str | None = None,
-                      site_id: str | None = None, q: str | None = None) -> dict[str, Any]:
+                      site_id: str | None = None, q: str | None = None,
+                      no_customer: str | None = None) -> dict[str, Any]:
         """Tickets, newest first; every given filter must hold (raw values, checked here:
         BadFilter). `q`: every word in the summary or details (daemon/store/ticket_search.py).
+        `no_customer`: "true", only tickets placed at no customer; "false", only placed ones.
         """
         customer, site, text = (id_filter("customer_id", customer_id),
                                 id_filter("site_id", site_id), search_filter(q))
+        unplaced = flag_filter("no_customer", no_customer)
+        if unplaced and customer is not None:
+            raise BadFilter("'no_customer=true' and 'customer_id' exclude each other")
         query = _TICKET_ROWS
         if _one_of("status", status, TICKET_STATUSES):
             query = query.where(Ticket.status == status)
@@ -285,6 +290,9 @@ class Queries:
             narrow = _of_source(source)
         if customer is not None:
             query = query.where(Ticket.customer_id == customer)
+        if unplaced is not None:  # (customer_id, id) index: IS NULL enters it too
+            query = query.where(Ticket.customer_id.is_(None) if unplaced
+                                else Ticket.customer_id.is_not(None))
         if site is not None:
             query = query.where(Ticket.site_id == site)
         if text is not None:

@@ -45,6 +45,7 @@ from daemon.sync.listings import (
 from daemon.sync.planner import Planner
 from daemon.sync.records import ConfigProblem, PageState, Policy, SyncOp, UpAsset, UpCustomer
 from daemon.sync.report import SyncReport
+from daemon.tickets.placement import TicketPlacer
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,13 @@ class SyncRunner:
                 report.run_id = await self._db.write(lambda s: self._record_start(s, report))
             try:
                 await self._run(source, client, report, progress)
+                if not preview:  # tickets that opened with no customer, placed now if they can be
+                    placer = TicketPlacer(self._settings.fallback_end_user)
+                    now = self._clock()
+                    placed = await self._db.write(
+                        lambda s: placer.place_unplaced(s.connection(), now))
+                    if placed:
+                        report.counts["tickets.placed"] = placed
                 report.status = "ok"
             except (RmmError, ConfigProblem) as err:
                 report.errors.append(str(err))

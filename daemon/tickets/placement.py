@@ -25,15 +25,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Table, bindparam, func, insert, select
+from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
 
 from daemon.core.events import AlertEvent
-from daemon.store.models import Asset, Customer, EndUser, ExternalRef, Site, SyncRun
+from daemon.core.lifecycle import AlertAction
+from daemon.store.models import (
+    Alert,
+    Asset,
+    Customer,
+    EndUser,
+    ExternalRef,
+    Site,
+    SyncRun,
+    Ticket,
+    TicketNote,
+)
 from daemon.store.prepared import Prepared
 
 # Placements kept per generation: a bound on memory, not a working-set estimate (one entry
 # per distinct device, customer and site an alert named).
 MAX_CACHED_PLACEMENTS = 20_000
+# Open tickets without a customer that one sync run tries to place (oldest first; the next
+# run takes the rest): bounds the run's last transaction.
+MAX_PLACED_PER_RUN = 5_000
 
 
 @dataclass(frozen=True)
@@ -86,6 +100,18 @@ _FALLBACK_USER = Prepared(select(func.min(_USERS.c.id))
                           .where(_USERS.c.customer_id.is_(None),
                                  _USERS.c.name == bindparam("name"), _USERS.c.active))
 _INSERT_USER = insert(_USERS).returning(_USERS.c.id)
+_TICKETS: Table = Ticket.__table__  # type: ignore[assignment]
+_ALERTS: Table = Alert.__table__  # type: ignore[assignment]
+_UNPLACED = (select(_TICKETS.c.id, _TICKETS.c.end_user_id, _ALERTS.c.source, _ALERTS.c.uid,
+                    _ALERTS.c.device, _ALERTS.c.customer, _ALERTS.c.site)
+             .join(_ALERTS, _ALERTS.c.id == _TICKETS.c.alert_id)
+             .where(_TICKETS.c.status == "open", _TICKETS.c.customer_id.is_(None))
+             .order_by(_TICKETS.c.id).limit(MAX_PLACED_PER_RUN))
+_CUSTOMER_NAME = select(_CUSTOMERS.c.name).where(_CUSTOMERS.c.id == bindparam("id"))
+_PLACE_TICKET = (update(_TICKETS).where(_TICKETS.c.id == bindparam("row_id"))
+                 .values(customer_id=bindparam("customer_id"), site_id=bindparam("site_id"),
+                         asset_id=bindparam("asset_id"), end_user_id=bindparam("end_user_id")))
+_INSERT_NOTE = insert(TicketNote)
 _RUNS: Table = SyncRun.__table__  # type: ignore[assignment]
 _NEWEST_RUN = Prepared(select(_RUNS.c.id, _RUNS.c.status).order_by(_RUNS.c.id.desc()).limit(1))
 
@@ -130,6 +156,34 @@ class TicketPlacer:
                                       placement.asset_id, fallback_user_id)
             placements.append(placement)
         return placements
+
+    def place_unplaced(self, conn: Connection, now: datetime) -> int:
+        """Give the open tickets placed at no customer the placement the synced records now
+        find for their alert (its device, customer and site names), each with a note by
+        alertd; how many were placed. Their end user becomes the one found when they had none
+        or the fallback user. Run by a sync once it has applied its changes."""
+        fallback_user_id = (_FALLBACK_USER.scalar(conn, {"name": self._fallback})
+                            if self._fallback else None)
+        placed = 0
+        for row in conn.execute(_UNPLACED).all():
+            found = self._look_up(conn, AlertEvent(row.source, row.uid, AlertAction.RAISE,
+                                                   device=row.device, site=row.site,
+                                                   customer=row.customer))
+            if found.customer_id is None:
+                continue
+            keeps_user = row.end_user_id not in (None, fallback_user_id)
+            end_user_id = row.end_user_id if keeps_user or found.end_user_id is None \
+                else found.end_user_id
+            conn.execute(_PLACE_TICKET, {"row_id": row.id, "customer_id": found.customer_id,
+                                         "site_id": found.site_id, "asset_id": found.asset_id,
+                                         "end_user_id": end_user_id})
+            name = conn.execute(_CUSTOMER_NAME, {"id": found.customer_id}).scalar()
+            conn.execute(_INSERT_NOTE, {
+                "ticket_id": row.id, "created_at": now, "author": "alertd",
+                "body": f"Placed at customer {name!r} by the sync: its alert named no "
+                        "customer alertd knew when the ticket opened."})
+            placed += 1
+        return placed
 
     @staticmethod
     def _look_up(conn: Connection, event: AlertEvent) -> Placement:

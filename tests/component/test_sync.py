@@ -397,6 +397,60 @@ async def test_an_alert_ticket_lands_on_the_imported_asset_and_its_user(
     assert without_user["contact_id"] is None and dana["email"] == acme["email"]
 
 
+async def test_a_ticket_with_no_customer_is_listed_and_placed_by_the_next_sync(
+        aiohttp_server: Callable[..., Any], aiohttp_client: Callable[..., Any],
+        http: aiohttp.ClientSession, db: Database, db_url: str,
+        make_config: Callable[..., Config]) -> None:
+    """Issue 16, rule 6: no customer, no silence."""
+    fake = SyncroFake(api_key="t", window_s=WINDOW_S)
+    acme = fake.add_customer("Acme Dental", email="office@acme.test")
+    fake.add_contact(acme["id"], "Dana Whitfield", email="office@acme.test")
+    config = make_config(f"""
+        [api]
+        tokens = ["{TOKEN}"]
+        [sync]
+        fallback_end_user = "New Alert User"
+        [sync.syncro]
+        customers = true
+        assets = true
+        """, db_url=db_url)
+    runner = await syncro_runner(aiohttp_server, http, fake, db, config)
+    assert (await runner.run("syncro")).status == "ok"
+    ctx = build_services(config, db)
+    api = Api(await aiohttp_client(create_app(ctx.http, ROUTES)), ctx)
+    for uid, device in (("701", "WS-NEW"), ("702", "NOBODY-KNOWS")):
+        status, body = await api.call("POST", "/api/alerts", body={
+            "source": "syncro", "uid": uid, "action": "raise", "device": device})
+        assert status == 201, body
+
+    status, unplaced = await api.call("GET", "/api/tickets", params={"no_customer": "true"})
+    assert status == 200
+    assert [t["alert"]["uid"] for t in unplaced["items"]] == ["702", "701"]
+    assert {t["end_user"] for t in unplaced["items"]} == {"New Alert User"}
+    status, body = await api.call("GET", "/api/tickets",
+                                  params={"no_customer": "true", "customer_id": "1"})
+    assert status == 400 and "exclude each other" in body["detail"]
+
+    fake.add_asset(acme["id"], name="WS-NEW")  # the device is enrolled after its alert
+    report = await runner.run("syncro")
+    assert report.status == "ok" and report.counts["tickets.placed"] == 1
+    assert "1 tickets placed" in report.summary()
+
+    status, unplaced = await api.call("GET", "/api/tickets", params={"no_customer": "true"})
+    assert [t["alert"]["uid"] for t in unplaced["items"]] == ["702"]
+    status, placed = await api.call("GET", "/api/tickets", params={"no_customer": "false"})
+    [ticket] = placed["items"]
+    assert (ticket["alert"]["uid"], ticket["customer"], ticket["site"], ticket["asset"],
+            ticket["end_user"]) == ("701", "Acme Dental", "Main", "WS-NEW", "Dana Whitfield")
+    status, shown = await api.call("GET", f"/api/tickets/{ticket['id']}")
+    assert shown["notes"][-1]["author"] == "alertd"
+    assert shown["notes"][-1]["body"].startswith("Placed at customer 'Acme Dental' by the sync")
+    assert shown["touched"] is False  # alertd's own note is not an agent's work
+    # A run with nothing new to place changes nothing and reports no placement.
+    again = await runner.run("syncro")
+    assert "tickets.placed" not in again.counts
+
+
 async def test_datto_sites_under_one_customer(
         aiohttp_server: Callable[..., Any], http: aiohttp.ClientSession, db: Database,
         db_url: str, make_config: Callable[..., Config]) -> None:
