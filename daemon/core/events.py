@@ -57,6 +57,9 @@ class AlertEvent:
     # The RMM's own id of the device (Datto device uid, Syncro asset id): how a new ticket
     # finds the imported asset (daemon.tickets.placement); the name `device` is the fallback.
     device_ref: str | None = None
+    # An email rule's `expire_after`, in seconds: the alert is resolved by alertd when it is
+    # open longer (else `[lifecycle] expire_after` of its source, if any).
+    expire_after_s: int | None = None
 
 
 @dataclass(frozen=True)

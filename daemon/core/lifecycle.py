@@ -39,6 +39,7 @@ class AlertState(StrEnum):
 class ResolvedBy(StrEnum):
     UPSTREAM = "upstream"
     TICKET = "ticket"
+    EXPIRY = "expiry"  # open longer than its `expire_after`: alertd stopped waiting
 
 
 class AutoClose(StrEnum):
@@ -61,6 +62,8 @@ class Outcome(StrEnum):
     LATE_RAISE = "late_raise"  # raise after a tombstone: its ticket is recorded, closed
     LATE_TWIN = "late_twin"  # raise after resolve of an alert that has its ticket: recorded only
     ALREADY_RESOLVED = "already_resolved"  # resolve after resolve (e.g. the echo of ours)
+    # Not an event: the alert was open longer than its `expire_after` (resolved by alertd).
+    EXPIRED = "expired"
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,18 @@ def decide_event(current: AlertSnapshot | None, action: AlertAction,
     # The RMM confirming a resolve we already know of (including the echo of our own
     # resolve call after an agent closed the ticket) changes nothing and sends nothing.
     return EventDecision(Outcome.ALREADY_RESOLVED, AlertState.RESOLVED)
+
+
+def decide_expiry(current: AlertSnapshot, auto_close: AutoClose = AutoClose.UNTOUCHED
+                  ) -> EventDecision | None:
+    """An alert open longer than its `expire_after`: resolved by alertd, its ticket closed
+    as `auto_close` says (human work stays open). None when it is not open (any more)."""
+    if current.state is not AlertState.OPEN:
+        return None
+    left_open_because = _left_open_because(current, auto_close)
+    return EventDecision(Outcome.EXPIRED, AlertState.RESOLVED, ResolvedBy.EXPIRY,
+                         close_ticket=left_open_because is None,
+                         left_open_because=left_open_because)
 
 
 def _left_open_because(current: AlertSnapshot, auto_close: AutoClose) -> str | None:

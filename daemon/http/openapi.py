@@ -62,7 +62,8 @@ TICKET_PROPS: dict[str, Any] = {
 }
 ALERT_PROPS: dict[str, Any] = {
     "id": INT, "source": STR, "uid": STR, "state": {"enum": ["open", "resolved"]},
-    "resolved_by": nullable({"enum": ["upstream", "ticket"]}), "resolved_at": N_TIME,
+    "resolved_by": nullable({"enum": ["upstream", "ticket", "expiry"]}),
+    "resolved_at": N_TIME, "expire_after_s": N_INT,
     "first_seen_at": TIME, "last_seen_at": TIME, "channels": {"type": "array", "items": STR},
     "occurrences": INT, "device": N_STR, "site": N_STR, "customer": N_STR, "priority": N_STR,
     "message": N_STR, "ticket_id": N_INT,

@@ -182,6 +182,7 @@ def to_event(result: RuleResult, message: ParsedMessage, fallback_uid: str
             summary=ticket.get("summary") or message.subject or None,
             details=ticket.get("details") or message.body or None,
         ),
+        expire_after_s=rule.expire_after_s,
     ))
 
 

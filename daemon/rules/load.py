@@ -26,6 +26,7 @@ from typing import Any
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
+from daemon.core.durations import parse_duration
 from daemon.core.events import is_source_name
 from daemon.core.tomllines import Path_, line_of, locate_keys, syntax_error_line
 from daemon.rules.model import (
@@ -39,7 +40,8 @@ from daemon.rules.model import (
     TicketTemplate,
 )
 
-RULE_KEYS = {"name", "source", "action", "match", "stop", "headers", "ticket", *FIELDS}
+RULE_KEYS = {"name", "source", "action", "match", "stop", "headers", "ticket", "expire_after",
+             *FIELDS}
 CONDITION_KEYS = {"equals", "contains", "regex", "ignore_case", "negate"}
 
 
@@ -189,6 +191,16 @@ class _Compiler:
         if not conditions and len(self.issues) == before:
             self.issue(path, name, "a rule needs at least one condition "
                                    "(from, to, subject, original_subject, body or headers)")
+        expire_after_s = None
+        if "expire_after" in raw:
+            if action is not RuleAction.RAISE:
+                self.issue((*path, "expire_after"), name, "is used only by raise rules")
+            try:
+                expire_after_s = parse_duration(raw["expire_after"])
+                if expire_after_s < 60:
+                    raise ValueError("must be at least 1m")
+            except ValueError as err:
+                self.issue((*path, "expire_after"), name, str(err))
         ticket = {}
         ticket_raw = raw.get("ticket", {})
         if ticket_raw and action is not RuleAction.RAISE:
@@ -212,7 +224,7 @@ class _Compiler:
             return None
         return Rule(name=name, source=source, action=action, match_any=match == "any",
                     stop=stop, conditions=tuple(conditions), ticket=ticket,
-                    line=line_of(self.lines, path))
+                    line=line_of(self.lines, path), expire_after_s=expire_after_s)
 
 
 def compile_rules(text: str, file: str = "<rules>", path: Path | None = None) -> RuleSet:

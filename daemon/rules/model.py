@@ -74,6 +74,7 @@ class Rule:
     conditions: tuple[Condition, ...]
     ticket: dict[str, TicketTemplate]  # ticket field -> compiled sandboxed template
     line: int | None
+    expire_after_s: int | None = None  # a raise rule's `expire_after` (docs/lifecycle.md)
 
 
 @dataclass(frozen=True)

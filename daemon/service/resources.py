@@ -185,15 +185,22 @@ async def smtp_server(services: Services, shutdown: Shutdown) -> AsyncIterator[i
             await asyncio.wait_for(server.wait_closed(), shutdown.remaining_s(floor_s=0.1))
 
 
+EXPIRY_INTERVAL_S = 60  # how late past its `expire_after` an alert may expire
+
+
 @contextlib.asynccontextmanager
 async def scheduler(services: Services) -> AsyncIterator[None]:
-    """The periodic jobs: delivery sweep, outbox, sync, polling."""
+    """The periodic jobs: delivery sweep, outbox, alert expiry, sync, polling."""
     config = services.config
     jobs = AsyncIOScheduler()
     jobs.add_job(services.worker.sweep, "interval", seconds=config.pipeline.sweep_interval_s,
                  id="delivery-sweep", max_instances=1, coalesce=True)
     jobs.add_job(services.outbox.kick, "interval", seconds=config.outbox.interval_s,
                  id="outbox", max_instances=1, coalesce=True)
+    # Always on: an email rule may set `expire_after` at any reload; with none set and no
+    # `[lifecycle] expire_after`, a run is one indexed query that finds nothing.
+    jobs.add_job(services.expiry.run_once, "interval", seconds=EXPIRY_INTERVAL_S,
+                 id="alert-expiry", max_instances=1, coalesce=True)
     if config.sync.schedule != "off" and services.sync.enabled_sources():
         jobs.add_job(services.sync.run_scheduled, CronTrigger.from_crontab(config.sync.schedule),
                      id="sync", max_instances=1, coalesce=True, misfire_grace_time=3600)

@@ -33,6 +33,7 @@ from daemon.store.database import Database
 from daemon.store.queries import Queries
 from daemon.sync.runner import SyncRunner
 from daemon.tickets.agent import AgentActions
+from daemon.tickets.expiry import AlertExpiry
 from daemon.tickets.placement import TicketPlacer
 from daemon.webhooks.routes import setup_webhook_routes
 from daemon.webhooks.setup import WebhookNotConfigured, WebhookSetup, datto_setup, syncro_setup
@@ -99,6 +100,7 @@ class Services:
     rmm: RmmClients
     sync: SyncRunner
     checkpoints: ImapCheckpoints
+    expiry: AlertExpiry
     readiness: Readiness = field(default_factory=Readiness)
     health: ChannelHealth = field(default_factory=ChannelHealth)
 
@@ -141,4 +143,6 @@ def build_services(config: Config, db: Database) -> Services:
         worker=DeliveryWorker(pipeline, queue),
         agent=AgentActions(db, metrics, on_enqueued=outbox.kick),
         queries=Queries(db), tokens=tokens, outbox=outbox, rmm=rmm,
-        sync=SyncRunner(db, rmm, config.sync), checkpoints=ImapCheckpoints(db))
+        sync=SyncRunner(db, rmm, config.sync), checkpoints=ImapCheckpoints(db),
+        expiry=AlertExpiry(db, metrics, config.lifecycle.expire_after,
+                           AutoClose(config.lifecycle.auto_close)))

@@ -132,6 +132,8 @@ class Alert(Base):
     customer: Mapped[str | None] = mapped_column(String(255))
     priority: Mapped[str | None] = mapped_column(String(64))
     message: Mapped[str | None] = mapped_column(Text)
+    # The deciding email rule's `expire_after` in seconds (else its source's, from the config).
+    expire_after_s: Mapped[int | None] = mapped_column(Integer)
 
     ticket: Mapped[Ticket | None] = relationship(back_populates="alert", uselist=False)
 

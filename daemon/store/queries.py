@@ -177,6 +177,9 @@ def alert_view(alert: Alert) -> dict[str, Any]:
         "state": alert.state,
         "resolved_by": alert.resolved_by,
         "resolved_at": utc_iso(alert.resolved_at),
+        # The deciding email rule's expiry (`[lifecycle] expire_after` of the source applies
+        # when null and configured).
+        "expire_after_s": alert.expire_after_s,
         "first_seen_at": utc_iso(alert.first_seen_at),
         "last_seen_at": utc_iso(alert.last_seen_at),
         "channels": list(alert.channels),

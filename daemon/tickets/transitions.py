@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, insert, select, update
 
+from daemon.core.durations import format_duration
 from daemon.core.events import AlertEvent, clamp_event, default_summary
 from daemon.core.lifecycle import (
     UPSTREAM_RESOLVABLE_SOURCES,
@@ -32,6 +33,7 @@ from daemon.core.lifecycle import (
     EventDecision,
     ResolvedBy,
     decide_event,
+    decide_expiry,
     decide_ticket_close,
     rmm_name,
 )
@@ -70,7 +72,7 @@ class CloseResult:
     source: str | None  # the alert's source (what the outbox row is for)
 
 
-_ALERT_FIELDS = ("device", "site", "customer", "priority", "message")
+_ALERT_FIELDS = ("device", "site", "customer", "priority", "message", "expire_after_s")
 _ALERTS: Table = Alert.__table__  # type: ignore[assignment]
 _TICKETS: Table = Ticket.__table__  # type: ignore[assignment]
 _NOTES: Table = TicketNote.__table__  # type: ignore[assignment]
@@ -281,6 +283,41 @@ class Transitions:
                  is None]
         return dict(zip(((row["source"], row["uid"]) for row in fresh),
                         _NUMBERED_ALERTS.run(conn, fresh), strict=True))
+
+    # --- alerts that never clear -------------------------------------------------------------
+
+    def expire(self, conn: Connection, alert_id: int, after_s: int, now: datetime
+               ) -> EventResult | None:
+        """Resolve an alert open longer than `after_s` (its `expire_after`): by alertd, not
+        upstream (the RMM's alert is left as it is); its ticket closed as `auto_close` says,
+        with a note. None when the alert is no longer open."""
+        alert = _LOCK_ALERT_BY_ID.first(conn, {"id": alert_id})
+        if alert is None:
+            return None
+        ticket = _LOCK_TICKET_OF_ALERT.first(conn, {"alert_id": alert_id})
+        decision = decide_expiry(
+            AlertSnapshot(AlertState(alert["state"]), has_ticket=ticket is not None,
+                          ticket_touched=ticket is not None and ticket["touched_at"] is not None),
+            self._auto_close)
+        if decision is None:
+            return None
+        _UPDATE_ALERT.run(conn, {"row_id": alert_id, "state": decision.new_state.value,
+                                 "resolved_by": ResolvedBy.EXPIRY.value, "resolved_at": now})
+        closing = (decision.close_ticket and ticket is not None
+                   and ticket["status"] == "open")
+        if ticket is not None and ticket["status"] == "open":
+            said = (f"Alert expired: open longer than {format_duration(after_s)} with no "
+                    f"resolve from {rmm_name(alert['source'])} (expire_after); alertd "
+                    "stopped waiting for it, and left the alert there as it is. ")
+            if closing:
+                self._close_ticket(conn, ticket["id"], "alertd:expiry", now)
+                said += "Ticket closed by alertd."
+            else:
+                said += f"Ticket left open because {decision.left_open_because}."
+            self._insert_note(conn, ticket["id"], "alertd", said, now)
+        return EventResult(alert["source"], alert["uid"], alert_id, decision.outcome.value,
+                           ticket["id"] if ticket is not None else None,
+                           ticket_closed=closing)
 
     # --- agents' actions ---------------------------------------------------------------------
 

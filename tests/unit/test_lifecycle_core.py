@@ -15,6 +15,7 @@ from daemon.core.lifecycle import (
     TicketAlreadyClosed,
     TicketCloseDecision,
     decide_event,
+    decide_expiry,
     decide_ticket_close,
 )
 
@@ -132,3 +133,37 @@ def test_auto_close_changes_nothing_but_the_resolve_of_an_open_alert(
         auto_close: AutoClose, current: AlertSnapshot | None, action: AlertAction) -> None:
     assert decide_event(current, action, auto_close) == decide_event(current, action,
                                                                      AutoClose.ALWAYS)
+
+
+EXPIRED_CLOSED = EventDecision(Outcome.EXPIRED, AlertState.RESOLVED, ResolvedBy.EXPIRY,
+                               close_ticket=True)
+EXPIRY_TABLE = [
+    # (name, auto_close, stored alert, decision)
+    ("open, untouched -> expired, ticket closed", AutoClose.UNTOUCHED, OPEN, EXPIRED_CLOSED),
+    ("open, worked on -> expired, ticket left open", AutoClose.UNTOUCHED, OPEN_TOUCHED,
+     EventDecision(Outcome.EXPIRED, AlertState.RESOLVED, ResolvedBy.EXPIRY,
+                   left_open_because=LEFT_OPEN_TOUCHED)),
+    ("always closes, worked on or not", AutoClose.ALWAYS, OPEN_TOUCHED, EXPIRED_CLOSED),
+    ("never leaves it open", AutoClose.NEVER, OPEN,
+     EventDecision(Outcome.EXPIRED, AlertState.RESOLVED, ResolvedBy.EXPIRY,
+                   left_open_because=LEFT_OPEN_NEVER)),
+    ("open without a ticket -> expired", AutoClose.UNTOUCHED, OPEN_NO_TICKET, EXPIRED_CLOSED),
+    ("resolved upstream meanwhile -> nothing", AutoClose.UNTOUCHED, RESOLVED_UPSTREAM, None),
+    ("resolved by its ticket -> nothing", AutoClose.UNTOUCHED, RESOLVED_BY_TICKET, None),
+    ("a tombstone -> nothing", AutoClose.UNTOUCHED, TOMBSTONE, None),
+]
+
+
+@pytest.mark.parametrize(("auto_close", "current", "expected"),
+                         [row[1:] for row in EXPIRY_TABLE], ids=[row[0] for row in EXPIRY_TABLE])
+def test_decide_expiry(auto_close: AutoClose, current: AlertSnapshot,
+                       expected: EventDecision | None) -> None:
+    assert decide_expiry(current, auto_close) == expected
+
+
+def test_an_expired_alert_takes_no_later_event_for_a_new_one() -> None:
+    """After expiry the alert is resolved: a late resolve changes nothing, a late raise of
+    the same id is a late twin (the RMM raises a new id for a new occurrence)."""
+    expired = AlertSnapshot(AlertState.RESOLVED, ResolvedBy.EXPIRY, has_ticket=True)
+    assert decide_event(expired, AlertAction.RESOLVE).outcome is Outcome.ALREADY_RESOLVED
+    assert decide_event(expired, AlertAction.RAISE).outcome is Outcome.LATE_TWIN

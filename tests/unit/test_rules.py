@@ -309,3 +309,41 @@ def test_long_extracted_values_are_fitted_to_their_columns() -> None:
     assert event is not None
     assert event.device is not None and len(event.device) == 255
     assert event.uid.startswith("sha256:") and len(event.uid) <= 200
+
+
+def test_expire_after_goes_from_a_raise_rule_to_its_event() -> None:
+    ruleset = rules("""\
+        [[rule]]
+        name = "stale disk"
+        source = "datto"
+        action = "raise"
+        expire_after = "2d"
+        subject = { regex = 'Alert\\{(?P<alert_uid>[-0-9a-f]{36})\\}' }
+        """)
+    assert ruleset.rules[0].expire_after_s == 2 * 86400
+    parsed = parse_message(message(f"Disk full - Alert{{{UID}}}"))
+    event = to_event(evaluate(ruleset, parsed), parsed, "fallback")
+    assert event is not None and event.expire_after_s == 2 * 86400
+
+
+def test_expire_after_errors_name_the_rule_and_line() -> None:
+    assert errors("""\
+        [[rule]]
+        name = "r"
+        source = "datto"
+        action = "raise"
+        subject = { contains = "x" }
+        expire_after = "2 days"
+
+        [[rule]]
+        name = "q"
+        source = "datto"
+        action = "resolve"
+        subject = { contains = "y" }
+        expire_after = "30s"
+        """) == [
+        "rules.toml:6: rule 'r': expire_after: expected a duration such as \"90s\", \"15m\", "
+        "\"1h\" or \"7d\", got '2 days'",
+        "rules.toml:13: rule 'q': expire_after: is used only by raise rules",
+        "rules.toml:13: rule 'q': expire_after: must be at least 1m",
+    ]

@@ -1,0 +1,85 @@
+"""Alerts that never clear: each minute, alerts open longer than their `expire_after` (the
+deciding email rule's, else `[lifecycle] expire_after` of their source) are resolved by alertd,
+their tickets closed as `auto_close` says (`Transitions.expire`). Off unless configured."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from functools import partial
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from daemon.core.clock import Clock, utcnow
+from daemon.core.lifecycle import AlertState, AutoClose
+from daemon.metrics import Metrics, source_label
+from daemon.store.database import Database
+from daemon.store.models import Alert
+from daemon.tickets.transitions import EventResult, Transitions
+
+log = logging.getLogger(__name__)
+
+# Alerts expired per run at most: a backlog (expiry just configured) drains a batch a minute.
+MAX_PER_RUN = 500
+_OPEN = AlertState.OPEN.value
+
+
+def due_alerts(session: Session, now: datetime, per_source_s: Mapping[str, int],
+               limit: int = MAX_PER_RUN) -> list[tuple[int, int]]:
+    """(alert id, its expire_after in seconds) of the open alerts that are due, oldest first.
+    An alert's own `expire_after_s` (from its email rule) wins over its source's."""
+    due: list[tuple[int, datetime, int]] = []
+    # Every open alert with a rule's expiry: few (the rules that set one), read by `state`.
+    for alert_id, first_seen_at, own_s in session.execute(
+            select(Alert.id, Alert.first_seen_at, Alert.expire_after_s)
+            .where(Alert.state == _OPEN, Alert.expire_after_s.is_not(None))):
+        if own_s is not None and first_seen_at + timedelta(seconds=own_s) <= now:
+            due.append((alert_id, first_seen_at, own_s))
+    for source, after_s in per_source_s.items():
+        cutoff = now - timedelta(seconds=after_s)
+        for alert_id, first_seen_at in session.execute(
+                select(Alert.id, Alert.first_seen_at)
+                .where(Alert.state == _OPEN, Alert.source == source,
+                       Alert.expire_after_s.is_(None), Alert.first_seen_at <= cutoff)
+                .order_by(Alert.id).limit(limit)):
+            due.append((alert_id, first_seen_at, after_s))
+    due.sort(key=lambda row: row[1])
+    return [(alert_id, after_s) for alert_id, _, after_s in due[:limit]]
+
+
+class AlertExpiry:
+    """The scheduled expiry of `alertd run` (every minute)."""
+
+    def __init__(self, db: Database, metrics: Metrics, per_source_s: Mapping[str, int],
+                 auto_close: AutoClose = AutoClose.UNTOUCHED, clock: Clock = utcnow):
+        self._db = db
+        self._metrics = metrics
+        self._per_source_s = dict(per_source_s)
+        self._clock = clock
+        self._transitions = Transitions(db.dialect_name, auto_close=auto_close)
+
+    async def run_once(self) -> int:
+        """Expire what is due now; how many alerts were expired. Each in a transaction of its
+        own, re-checked under its row lock (a resolve may have arrived meanwhile)."""
+        now = self._clock()
+        due = await self._db.read(lambda s: due_alerts(s, now, self._per_source_s))
+        expired = 0
+        for alert_id, after_s in due:
+            result = await self._db.write(partial(self._expire, alert_id=alert_id,
+                                                  after_s=after_s, now=now))
+            if result is None:
+                continue
+            expired += 1
+            self._metrics.lifecycle.labels(source_label(result.source), result.outcome).inc()
+            if result.ticket_closed:
+                self._metrics.tickets_closed.labels("expiry").inc()
+            log.info("alert %s %s/%s expired (open longer than %d s) ticket=%s closed=%s",
+                     alert_id, result.source, result.uid, after_s, result.ticket_id,
+                     result.ticket_closed)
+        return expired
+
+    def _expire(self, session: Session, *, alert_id: int, after_s: int, now: datetime
+                ) -> EventResult | None:
+        return self._transitions.expire(session.connection(), alert_id, after_s, now)
