@@ -1,8 +1,9 @@
-"""`alertd alerts list|show`."""
+"""`alertd alerts list|show|trail`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
 from daemon.cli.common import (
     CliError,
@@ -12,9 +13,10 @@ from daemon.cli.common import (
     add_show,
     database_command,
 )
-from daemon.cli.output import print_listing, print_record, short_time
+from daemon.cli.output import print_listing, print_record, short_time, show, table
 from daemon.store.database import Database
 from daemon.store.queries import Page, Queries
+from daemon.store.timeline import alert_trail
 
 
 def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
@@ -25,6 +27,11 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     listing.add_argument("--uid")
     listing.add_argument("--state", choices=["open", "resolved"])
     add_show(actions, common, "alert")
+    trail = actions.add_parser("trail", parents=[common],
+                               help="every decision alertd took about an alert, and why")
+    trail.add_argument("uid", metavar="UPSTREAM_UID", help="the alert's id in its RMM")
+    trail.add_argument("--source", help="the alert's source (when several share the id)")
+    trail.add_argument("--json", action="store_true", help="print JSON")
     alerts.set_defaults(handler=database_command(run), secret_sections=())
 
 
@@ -41,8 +48,31 @@ async def run(inv: Invocation, db: Database) -> int:
                                  ",".join(a["channels"]), short_time(a["last_seen_at"]),
                                  a["ticket_id"]])
         return 0
+    if args.action == "trail":
+        return await _trail(queries, db, args.uid, args.source, args.json)
     alert = await queries.alert(args.id)
     if alert is None:
         raise CliError(f"alert {args.id} not found")
     print_record(alert, args.json)
+    return 0
+
+
+async def _trail(queries: Queries, db: Database, uid: str, source: str | None,
+                 as_json: bool) -> int:
+    """The trail of each alert with this upstream id (of `source`, if given)."""
+    found = await queries.alerts(Page(20, None), source=source, uid=uid)
+    if not found["items"]:
+        raise CliError(f"no alert {uid!r}" + (f" from {source}" if source else ""))
+    trails = [await alert_trail(db, alert["id"]) for alert in found["items"]]
+    if as_json:
+        print(json.dumps(trails, indent=2))
+        return 0
+    for trail in trails:
+        assert trail is not None
+        alert = trail["alert"]
+        show(f"alert {alert['id']} {alert['source']}/{alert['uid']} ({alert['state']})"
+             + (" - older decisions left out" if trail["truncated"] else ""))
+        show(table([[short_time(t["at"]), t["decision"], t["channel"] or t["actor"] or "",
+                     t["reason"] or ""] for t in trail["items"]],
+                   ["AT", "DECISION", "BY", "REASON"]))
     return 0

@@ -60,6 +60,7 @@ class AlertEvent:
     # An email rule's `expire_after`, in seconds: the alert is resolved by alertd when it is
     # open longer (else `[lifecycle] expire_after` of its source, if any).
     expire_after_s: int | None = None
+    rule: str | None = None  # the email rule that decided it (the alert's trail names it)
 
 
 @dataclass(frozen=True)

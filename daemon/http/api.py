@@ -32,6 +32,7 @@ from daemon.intake.deliveries import ReplayRefused
 from daemon.intake.inbound import Inbound
 from daemon.rmm.check import check_source
 from daemon.rmm.outbox import OutboxRefused
+from daemon.store.timeline import alert_trail
 from daemon.tickets.transitions import TicketNotFound
 
 
@@ -89,6 +90,13 @@ async def get_alert(request: web.Request) -> web.Response:
     if alert is None:
         raise ApiError(404, "alert not found")
     return web.json_response(alert)
+
+
+async def get_alert_trail(request: web.Request) -> web.Response:
+    trail = await alert_trail(request.app[CONTEXT].db, path_id(request))
+    if trail is None:
+        raise ApiError(404, "alert not found")
+    return web.json_response(trail)
 
 
 async def ingest_alert(request: web.Request) -> web.Response:
@@ -200,6 +208,7 @@ def setup_api_routes(app: web.Application) -> None:
     router.add_get("/api/alerts", list_alerts)
     router.add_post("/api/alerts", ingest_alert)
     router.add_get("/api/alerts/{id}", get_alert)
+    router.add_get("/api/alerts/{id}/trail", get_alert_trail)
     router.add_get("/api/deliveries", list_deliveries)
     router.add_get("/api/deliveries/{id}", get_delivery)
     router.add_post("/api/deliveries/{id}/replay", replay_delivery)

@@ -164,8 +164,7 @@ class TicketQuery(Paging):
     customer_id: OfCustomer = None
     no_customer: Annotated[Literal["true", "false"] | None, Field(description=(
         "true: only tickets placed at no customer (their device and site matched none; the "
-        "next sync that can place them does); false: only placed ones. true excludes "
-        "customer_id"))] = None
+        "next sync that can place them does); false: only placed ones"))] = None
     site_id: OfSite = None
     q: Annotated[SearchText | None, Field(description=(
         "Words that must all appear in the summary or details (whole words, any case; "

@@ -74,6 +74,13 @@ DELIVERY_PROPS: dict[str, Any] = {
     "attempts": INT, "next_attempt_at": N_TIME, "processed_at": N_TIME, "error": N_STR,
     "outcome": N_STR, "alert_id": N_INT, "content_type": STR, "size_bytes": INT,
 }
+TRAIL = obj({
+    "alert": obj({"id": INT, "source": STR, "uid": STR, "state": {"enum": ["open", "resolved"]}}),
+    "items": {"type": "array", "items": obj({
+        "id": INT, "at": TIME, "decision": STR, "channel": N_STR, "actor": N_STR,
+        "reason": N_STR})},
+    "truncated": {"type": "boolean"},
+})
 OUTCOMES = ["opened", "twin", "resolved", "resolved_left_open", "tombstone", "late_raise",
             "late_twin", "already_resolved"]
 INGEST_RESULT = obj({
@@ -271,6 +278,13 @@ def openapi_document(server_url: str) -> dict[str, Any]:
             "/api/alerts/{id}": {"get": {
                 "summary": "One alert", "parameters": [ID_PARAM],
                 "responses": {"200": answer({"$ref": "#/components/schemas/Alert"}, "The alert"),
+                              **errors(401, 404)},
+            }},
+            "/api/alerts/{id}/trail": {"get": {
+                "summary": "Every decision alertd took about an alert, with its reason "
+                           "(the newest 1,000, oldest first)",
+                "parameters": [ID_PARAM],
+                "responses": {"200": answer(TRAIL, "The alert and its trail"),
                               **errors(401, 404)},
             }},
             "/api/deliveries": {"get": {

@@ -183,6 +183,7 @@ def to_event(result: RuleResult, message: ParsedMessage, fallback_uid: str
             details=ticket.get("details") or message.body or None,
         ),
         expire_after_s=rule.expire_after_s,
+        rule=rule.name,
     ))
 
 

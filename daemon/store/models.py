@@ -173,6 +173,23 @@ class Ticket(Base):
     notes: Mapped[list[TicketNote]] = relationship(order_by="TicketNote.id")
 
 
+class AlertTrail(Base):
+    """One decision alertd took about an alert, with its reason (issue 16, rule 7): what every
+    raise and resolve did, expiry, an agent's close, a placement by the sync."""
+
+    __tablename__ = "alert_trail"
+    # An alert's trail, newest first, in one index range.
+    __table_args__ = (Index("ix_alert_trail_alert_id_id", "alert_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    decision: Mapped[str] = mapped_column(String(32))  # an Outcome, or an action's name
+    channel: Mapped[str | None] = mapped_column(String(16))  # which channel reported it
+    actor: Mapped[str | None] = mapped_column(String(200))  # an agent, for their actions
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
 class TicketNote(Base):
     __tablename__ = "ticket_notes"
 

@@ -280,8 +280,6 @@ class Queries:
         customer, site, text = (id_filter("customer_id", customer_id),
                                 id_filter("site_id", site_id), search_filter(q))
         unplaced = flag_filter("no_customer", no_customer)
-        if unplaced and customer is not None:
-            raise BadFilter("'no_customer=true' and 'customer_id' exclude each other")
         query = _TICKET_ROWS
         if _one_of("status", status, TICKET_STATUSES):
             query = query.where(Ticket.status == status)

@@ -1,5 +1,6 @@
-"""What happened to one ticket's alert, in order: every delivery that touched it and the
-resolve alertd owes upstream (the console's ticket page)."""
+"""What happened to one ticket's alert, in order: every delivery that touched it, the
+resolve alertd owes upstream (the console's ticket page), and the alert's trail: every
+decision alertd took about it, with its reason (the API, the CLI, the ticket page)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,15 @@ from sqlalchemy.orm import Session
 
 from daemon.core.clock import utc_iso
 from daemon.store.database import Database
-from daemon.store.models import Delivery, OutboxAction
+from daemon.store.models import Alert, AlertTrail, Delivery, OutboxAction
 
 MAX_ENTRIES = 200  # a flapping alert can have thousands of twins: the newest are shown
+MAX_TRAIL = 1000  # the newest decisions of an alert in one answer
 
 
 async def alert_timeline(db: Database, alert_id: int) -> dict[str, Any]:
-    """`deliveries` (oldest first: channel, time, status, outcome) and `outbox` rows of an
-    alert."""
+    """The alert's `trail` (its newest decisions), `deliveries` (oldest first: channel,
+    time, status, outcome) and `outbox` rows."""
     def run(session: Session) -> dict[str, Any]:
         deliveries = session.execute(
             select(Delivery.id, Delivery.channel, Delivery.source, Delivery.received_at,
@@ -30,6 +32,7 @@ async def alert_timeline(db: Database, alert_id: int) -> dict[str, Any]:
                    OutboxAction.done_at)
             .where(OutboxAction.alert_id == alert_id).order_by(OutboxAction.id)).all()
         return {
+            "trail": trail_entries(session, alert_id, MAX_ENTRIES),
             "deliveries": [{"id": d.id, "channel": d.channel, "source": d.source,
                             "received_at": utc_iso(d.received_at), "status": d.status,
                             "outcome": d.outcome, "error": d.error}
@@ -39,4 +42,31 @@ async def alert_timeline(db: Database, alert_id: int) -> dict[str, Any]:
                         "created_at": utc_iso(o.created_at), "done_at": utc_iso(o.done_at)}
                        for o in outbox],
         }
+    return await db.read(run)
+
+
+def trail_entries(session: Session, alert_id: int, limit: int = MAX_TRAIL
+                  ) -> list[dict[str, Any]]:
+    """The alert's newest `limit` decisions, oldest first (the (alert_id, id) index)."""
+    rows = session.execute(
+        select(AlertTrail.id, AlertTrail.at, AlertTrail.decision, AlertTrail.channel,
+               AlertTrail.actor, AlertTrail.reason)
+        .where(AlertTrail.alert_id == alert_id)
+        .order_by(AlertTrail.id.desc()).limit(limit)).all()
+    return [{"id": r.id, "at": utc_iso(r.at), "decision": r.decision, "channel": r.channel,
+             "actor": r.actor, "reason": r.reason} for r in reversed(rows)]
+
+
+async def alert_trail(db: Database, alert_id: int) -> dict[str, Any] | None:
+    """The alert (its id, source and upstream id) and its trail; None when there is no such
+    alert. `truncated`: older decisions were left out (more than `MAX_TRAIL`)."""
+    def run(session: Session) -> dict[str, Any] | None:
+        alert = session.execute(select(Alert.id, Alert.source, Alert.uid, Alert.state)
+                                .where(Alert.id == alert_id)).first()
+        if alert is None:
+            return None
+        items = trail_entries(session, alert_id, MAX_TRAIL + 1)
+        return {"alert": {"id": alert.id, "source": alert.source, "uid": alert.uid,
+                          "state": alert.state},
+                "items": items[-MAX_TRAIL:], "truncated": len(items) > MAX_TRAIL}
     return await db.read(run)

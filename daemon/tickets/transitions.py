@@ -24,13 +24,12 @@ from typing import Any
 from sqlalchemy import Connection, Table, bindparam, insert, select, update
 
 from daemon.core.durations import format_duration
-from daemon.core.events import AlertEvent, clamp_event, default_summary
+from daemon.core.events import AlertEvent, clamp_event
 from daemon.core.lifecycle import (
     UPSTREAM_RESOLVABLE_SOURCES,
     AlertSnapshot,
     AlertState,
     AutoClose,
-    EventDecision,
     ResolvedBy,
     decide_event,
     decide_expiry,
@@ -38,9 +37,16 @@ from daemon.core.lifecycle import (
     rmm_name,
 )
 from daemon.store.database import insert_ignore
-from daemon.store.models import Alert, OutboxAction, Ticket, TicketNote
+from daemon.store.models import Alert, AlertTrail, OutboxAction, Ticket, TicketNote
 from daemon.store.prepared import NumberedInsert, Prepared
 from daemon.tickets.placement import Placement, TicketPlacer
+from daemon.tickets.rows import (
+    ALERT_FIELDS,
+    event_reason,
+    new_alert_row,
+    new_ticket_row,
+    trail_row,
+)
 
 MAX_NOTE_CHARS = 100_000
 RESOLVE_ALERT = "resolve_alert"  # the outbox action an agent's close queues
@@ -72,11 +78,12 @@ class CloseResult:
     source: str | None  # the alert's source (what the outbox row is for)
 
 
-_ALERT_FIELDS = ("device", "site", "customer", "priority", "message", "expire_after_s")
 _ALERTS: Table = Alert.__table__  # type: ignore[assignment]
 _TICKETS: Table = Ticket.__table__  # type: ignore[assignment]
 _NOTES: Table = TicketNote.__table__  # type: ignore[assignment]
 _OUTBOX: Table = OutboxAction.__table__  # type: ignore[assignment]
+_TRAIL: Table = AlertTrail.__table__  # type: ignore[assignment]
+_INSERT_TRAIL = Prepared(insert(_TRAIL))
 
 # UPDATEs name the row by `row_id`; the other parameters given become the SET clause.
 _LOCK_ALERT = Prepared(
@@ -103,32 +110,6 @@ _INSERT_NOTE = Prepared(insert(_NOTES).returning(_NOTES.c.id))
 _INSERT_TICKETS = insert(_TICKETS).returning(_TICKETS.c.id, _TICKETS.c.alert_id)
 _NUMBERED_ALERTS = NumberedInsert(_ALERTS)
 _NUMBERED_TICKETS = NumberedInsert(_TICKETS)
-
-
-def _new_alert_row(channel: str, event: AlertEvent, decision: EventDecision, now: datetime
-                   ) -> dict[str, Any]:
-    """The row of an alert first seen in `event` (clamped), as `decision` (for no stored
-    alert) makes it."""
-    resolved = decision.new_state is AlertState.RESOLVED
-    return {
-        "source": event.source, "uid": event.uid, "state": decision.new_state.value,
-        "resolved_by": decision.resolved_by.value if decision.resolved_by else None,
-        "resolved_at": now if resolved else None, "first_seen_at": now,
-        "last_seen_at": now, "channels": [channel], "occurrences": 1,
-        **{name: getattr(event, name) for name in _ALERT_FIELDS},
-    }
-
-
-def _new_ticket_row(event: AlertEvent, alert_id: int, placement: Placement, now: datetime
-                    ) -> dict[str, Any]:
-    return {
-        "customer_id": placement.customer_id, "site_id": placement.site_id,
-        "asset_id": placement.asset_id, "end_user_id": placement.end_user_id,
-        "type": event.ticket.type or "alert", "status": "open", "priority": event.priority,
-        "summary": (event.ticket.summary or default_summary(event))[:500],
-        "details": event.ticket.details or event.message or "",
-        "alert_id": alert_id, "opened_at": now,
-    }
 
 
 class Transitions:
@@ -161,11 +142,13 @@ class Transitions:
         # statement on the alert. A conflict means the alert exists (on PostgreSQL the INSERT
         # waits for a racing transaction that inserted it to commit); lock it and decide.
         decision = decide_event(None, event.action)
-        new_id = self._insert_alert.scalar(conn, _new_alert_row(channel, event, decision, now))
+        new_id = self._insert_alert.scalar(conn, new_alert_row(channel, event, decision, now))
         if new_id is not None:
             ticket_id = None
             if decision.open_ticket:
                 ticket_id = self._insert_ticket(conn, event, new_id, now)
+            _INSERT_TRAIL.run(conn, trail_row(new_id, decision.outcome.value, now, channel,
+                                              reason=event_reason(event, decision)))
             return EventResult(event.source, event.uid, new_id, decision.outcome.value,
                                ticket_id, ticket_opened=ticket_id is not None)
         alert = _LOCK_ALERT.first(conn, key)
@@ -188,7 +171,7 @@ class Transitions:
             "resolved_at": alert["resolved_at"],
             # A twin fills in what the first copy lacked (a webhook knows more than a subject).
             **{name: alert[name] if alert[name] is not None else getattr(event, name)
-               for name in _ALERT_FIELDS},
+               for name in ALERT_FIELDS},
         }
         if decision.resolved_by is not None:
             changes.update(state=decision.new_state.value,
@@ -216,6 +199,8 @@ class Transitions:
                 f"Alert resolved in {rmm_name(event.source)} at {now:%Y-%m-%d %H:%M:%S} UTC "
                 f"(reported by {channel}); ticket left open because "
                 f"{decision.left_open_because}."), now)
+        _INSERT_TRAIL.run(conn, trail_row(alert["id"], decision.outcome.value, now, channel,
+                                          reason=event_reason(event, decision)))
         return EventResult(event.source, event.uid, alert["id"], decision.outcome.value,
                            ticket_id, ticket_opened=opened, ticket_closed=closing)
 
@@ -223,7 +208,7 @@ class Transitions:
                        now: datetime) -> int:
         placement = (self._placer.place(conn, event, now) if self._placer is not None
                      else Placement())
-        ticket_id = _INSERT_TICKET.scalar(conn, _new_ticket_row(event, alert_id, placement, now))
+        ticket_id = _INSERT_TICKET.scalar(conn, new_ticket_row(event, alert_id, placement, now))
         assert ticket_id is not None
         return int(ticket_id)
 
@@ -238,7 +223,7 @@ class Transitions:
         """
         events = [clamp_event(event) for _, event in arrivals]
         decisions = [decide_event(None, event.action) for event in events]
-        rows = [_new_alert_row(channel, event, decision, now)
+        rows = [new_alert_row(channel, event, decision, now)
                 for (channel, _), event, decision in zip(arrivals, events, decisions,
                                                          strict=True)]
         inserted = self._insert_new_alerts(conn, rows)
@@ -247,7 +232,7 @@ class Transitions:
                    if (event.source, event.uid) in inserted and decision.open_ticket]
         placements = (self._placer.place_many(conn, [event for event, _ in opening], now)
                       if self._placer is not None else [Placement()] * len(opening))
-        ticket_rows = [_new_ticket_row(event, alert_id, placement, now)
+        ticket_rows = [new_ticket_row(event, alert_id, placement, now)
                        for (event, alert_id), placement in zip(opening, placements,
                                                                strict=True)]
         if self._numbered:
@@ -256,6 +241,11 @@ class Transitions:
         else:
             tickets = {row.alert_id: row.id for row in conn.execute(
                 _INSERT_TICKETS, ticket_rows)} if ticket_rows else {}
+        _INSERT_TRAIL.run_many(conn, [
+            trail_row(inserted[(event.source, event.uid)], decision.outcome.value, now,
+                      channel, reason=event_reason(event, decision))
+            for (channel, _), event, decision in zip(arrivals, events, decisions, strict=True)
+            if (event.source, event.uid) in inserted])
         results: list[EventResult | None] = []
         for event, decision in zip(events, decisions, strict=True):
             alert_id = inserted.get((event.source, event.uid))
@@ -305,6 +295,11 @@ class Transitions:
                                  "resolved_by": ResolvedBy.EXPIRY.value, "resolved_at": now})
         closing = (decision.close_ticket and ticket is not None
                    and ticket["status"] == "open")
+        _INSERT_TRAIL.run(conn, trail_row(
+            alert_id, decision.outcome.value, now,
+            reason=f"open longer than its expire_after ({format_duration(after_s)})"
+            + (f"; ticket left open: {decision.left_open_because}"
+               if decision.left_open_because else "")))
         if ticket is not None and ticket["status"] == "open":
             said = (f"Alert expired: open longer than {format_duration(after_s)} with no "
                     f"resolve from {rmm_name(alert['source'])} (expire_after); alertd "
@@ -356,6 +351,12 @@ class Transitions:
                 "action": RESOLVE_ALERT, "source": alert["source"], "target": alert["uid"],
                 "alert_id": alert["id"], "status": "pending", "attempts": 0,
                 "next_attempt_at": now, "created_at": now})
+        if alert is not None:
+            _INSERT_TRAIL.run(conn, trail_row(
+                alert["id"], "ticket_closed", now, actor=actor,
+                reason="the alert resolved by its ticket; resolve queued upstream"
+                if outbox_id is not None else "the alert resolved by its ticket"
+                if decision.resolve_alert else "the alert was resolved already"))
         return CloseResult(ticket_id, alert_id, decision.resolve_alert, outbox_id,
                            alert["source"] if alert is not None else None)
 

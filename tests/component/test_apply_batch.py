@@ -5,12 +5,10 @@ message that fails."""
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from daemon.core.api_event import interpret_api_delivery
 from daemon.core.events import Channel, DeliveryStatus, RawDelivery
@@ -19,7 +17,8 @@ from daemon.intake.inbound import Inbound, Ingested
 from daemon.intake.pipeline import Pipeline
 from daemon.metrics import Metrics
 from daemon.store.database import Database
-from daemon.store.models import Alert, Delivery, Ticket
+from daemon.store.models import Delivery, Ticket
+from tests.component.test_ingest_group import state
 from tests.helpers import event_body
 
 
@@ -47,14 +46,6 @@ def backlog() -> list[Inbound]:
     batch[apply_batch.CHUNK * 2 + 7] = mail("new-1", "resolve")  # raised in the first chunk
     batch[apply_batch.CHUNK * 2 + 8] = UNREADABLE
     return batch
-
-
-def state(session: Session) -> dict[str, Any]:
-    alerts = {a.uid: (a.state, a.occurrences) for a in session.scalars(select(Alert))}
-    tickets = {uid: status for uid, status in session.execute(
-        select(Alert.uid, Ticket.status).join(Ticket, Ticket.alert_id == Alert.id))}
-    statuses = Counter(d.status for d in session.scalars(select(Delivery)))
-    return {"alerts": alerts, "tickets": tickets, "deliveries": statuses}
 
 
 def outcomes(answers: list[Ingested]) -> list[tuple[bool, Any, list[str]]]:
