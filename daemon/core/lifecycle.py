@@ -116,7 +116,11 @@ def decide_event(current: AlertSnapshot | None, action: AlertAction,
     if action is AlertAction.RAISE:
         if not current.has_ticket:
             # Resolve came first (channels race): the alert really was open for a while, so it
-            # gets the ticket it would have had in order, closed at once.
+            # gets the ticket it would have had in order - closed at once, or, under
+            # `auto_close = "never"`, left open and marked as the resolve would have left it.
+            if auto_close is AutoClose.NEVER:
+                return EventDecision(Outcome.LATE_RAISE, AlertState.RESOLVED,
+                                     open_ticket=True, left_open_because=LEFT_OPEN_NEVER)
             return EventDecision(Outcome.LATE_RAISE, AlertState.RESOLVED,
                                  open_ticket=True, close_ticket=True)
         return EventDecision(Outcome.LATE_TWIN, AlertState.RESOLVED)

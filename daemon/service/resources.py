@@ -197,8 +197,8 @@ async def scheduler(services: Services) -> AsyncIterator[None]:
                  id="delivery-sweep", max_instances=1, coalesce=True)
     jobs.add_job(services.outbox.kick, "interval", seconds=config.outbox.interval_s,
                  id="outbox", max_instances=1, coalesce=True)
-    # Always on: an email rule may set `expire_after` at any reload; with none set and no
-    # `[lifecycle] expire_after`, a run is one indexed query that finds nothing.
+    # Always on: an email rule may set `expire_after` at any reload. With none set and no
+    # `[lifecycle] expire_after`, a run reads one empty partial index.
     jobs.add_job(services.expiry.run_once, "interval", seconds=EXPIRY_INTERVAL_S,
                  id="alert-expiry", max_instances=1, coalesce=True)
     if config.sync.schedule != "off" and services.sync.enabled_sources():

@@ -115,7 +115,15 @@ class Alert(Base):
     """One upstream alert, unique per source and upstream id, whatever channels carried it."""
 
     __tablename__ = "alerts"
-    __table_args__ = (UniqueConstraint("source", "uid"),)
+    __table_args__ = (
+        UniqueConstraint("source", "uid"),
+        # The expiry job's lookup of the open alerts a rule gave an expiry: only those rows
+        # are in it (`expire_after_s` is cleared when an alert resolves), so intake writes it
+        # only for them and the job reads nothing else.
+        Index("ix_alerts_expire_after_s", "expire_after_s",
+              sqlite_where=text("expire_after_s IS NOT NULL"),
+              postgresql_where=text("expire_after_s IS NOT NULL")),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     source: Mapped[str] = mapped_column(String(64))
@@ -132,7 +140,8 @@ class Alert(Base):
     customer: Mapped[str | None] = mapped_column(String(255))
     priority: Mapped[str | None] = mapped_column(String(64))
     message: Mapped[str | None] = mapped_column(Text)
-    # The deciding email rule's `expire_after` in seconds (else its source's, from the config).
+    # While open: the opening email rule's `expire_after` in seconds (else its source's, from
+    # the config, applies). Cleared when the alert resolves.
     expire_after_s: Mapped[int | None] = mapped_column(Integer)
 
     ticket: Mapped[Ticket | None] = relationship(back_populates="alert", uselist=False)
@@ -175,7 +184,7 @@ class Ticket(Base):
 
 class AlertTrail(Base):
     """One decision alertd took about an alert, with its reason (issue 16, rule 7): what every
-    raise and resolve did, expiry, an agent's close, a placement by the sync."""
+    raise and resolve did, expiry, an agent's close."""
 
     __tablename__ = "alert_trail"
     # An alert's trail, newest first, in one index range.

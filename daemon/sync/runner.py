@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
@@ -45,7 +46,7 @@ from daemon.sync.listings import (
 from daemon.sync.planner import Planner
 from daemon.sync.records import ConfigProblem, PageState, Policy, SyncOp, UpAsset, UpCustomer
 from daemon.sync.report import SyncReport
-from daemon.tickets.placement import TicketPlacer
+from daemon.tickets.placement import Placement, TicketPlacer
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,9 @@ Progress = Callable[[str, int], None]  # (what, records done so far)
 
 class SyncRefused(Exception):
     """The sync cannot start: not configured, or another run holds the lock."""
+
+
+PLACE_PER_UNIT = 100  # tickets placed per transaction after a run
 
 
 class SyncRunner:
@@ -116,10 +120,7 @@ class SyncRunner:
             try:
                 await self._run(source, client, report, progress)
                 if not preview:  # tickets that opened with no customer, placed now if they can be
-                    placer = TicketPlacer(self._settings.fallback_end_user)
-                    now = self._clock()
-                    placed = await self._db.write(
-                        lambda s: placer.place_unplaced(s.connection(), now))
+                    placed = await self._place_unplaced()
                     if placed:
                         report.counts["tickets.placed"] = placed
                 report.status = "ok"
@@ -143,6 +144,17 @@ class SyncRunner:
         return report
 
     # --- one run ---------------------------------------------------------------------------
+
+    async def _place_unplaced(self) -> int:
+        """Place the open tickets without a customer that the records now place: found in a
+        read, then written a few per transaction (SQLite's one writer is not held long)."""
+        placer = TicketPlacer(self._settings.fallback_end_user)
+        placeable = await self._db.read(lambda s: placer.unplaced_placements(s.connection()))
+        placed = 0
+        for start in range(0, len(placeable), PLACE_PER_UNIT):
+            placed += await self._db.write(partial(
+                _place_batch, placer, placeable[start:start + PLACE_PER_UNIT], self._clock()))
+        return placed
 
     async def _run(self, source: str, client: Any, report: SyncReport,
                    progress: Progress | None) -> None:
@@ -275,6 +287,14 @@ class SyncRunner:
 
 
 # --- plumbing --------------------------------------------------------------------------------
+
+
+def _place_batch(placer: TicketPlacer, batch: list[tuple[int, int | None, Placement]],
+                 now: datetime, session: Session) -> int:
+    """One write unit of `SyncRunner._place_unplaced`: how many tickets it placed."""
+    return sum(placer.place_ticket(session.connection(), ticket_id, end_user_id, placement,
+                                   now)
+               for ticket_id, end_user_id, placement in batch)
 
 def _plan_batch(records: Iterable[T], plan: Callable[[T], tuple[list[SyncOp], str | None]],
                 entity: str, report: SyncReport) -> list[SyncOp]:

@@ -45,9 +45,10 @@ from daemon.store.prepared import Prepared
 # Placements kept per generation: a bound on memory, not a working-set estimate (one entry
 # per distinct device, customer and site an alert named).
 MAX_CACHED_PLACEMENTS = 20_000
-# Open tickets without a customer that one sync run tries to place (oldest first; the next
-# run takes the rest): bounds the run's last transaction.
-MAX_PLACED_PER_RUN = 5_000
+# Open tickets without a customer that one sync run looks at, newest first (a ticket that
+# nothing places ages out of them). Lookups are per distinct device/customer/site, so the
+# read costs little; only tickets that get a customer are written, a few at a time.
+MAX_UNPLACED_READ = 20_000
 
 
 @dataclass(frozen=True)
@@ -106,9 +107,12 @@ _UNPLACED = (select(_TICKETS.c.id, _TICKETS.c.end_user_id, _ALERTS.c.source, _AL
                     _ALERTS.c.device, _ALERTS.c.customer, _ALERTS.c.site)
              .join(_ALERTS, _ALERTS.c.id == _TICKETS.c.alert_id)
              .where(_TICKETS.c.status == "open", _TICKETS.c.customer_id.is_(None))
-             .order_by(_TICKETS.c.id).limit(MAX_PLACED_PER_RUN))
+             .order_by(_TICKETS.c.id.desc()).limit(MAX_UNPLACED_READ))
 _CUSTOMER_NAME = select(_CUSTOMERS.c.name).where(_CUSTOMERS.c.id == bindparam("id"))
-_PLACE_TICKET = (update(_TICKETS).where(_TICKETS.c.id == bindparam("row_id"))
+# Still open and still unplaced: a ticket closed or placed meanwhile is left as it is.
+_PLACE_TICKET = (update(_TICKETS).where(_TICKETS.c.id == bindparam("row_id"),
+                                        _TICKETS.c.status == "open",
+                                        _TICKETS.c.customer_id.is_(None))
                  .values(customer_id=bindparam("customer_id"), site_id=bindparam("site_id"),
                          asset_id=bindparam("asset_id"), end_user_id=bindparam("end_user_id")))
 _INSERT_NOTE = insert(TicketNote)
@@ -157,33 +161,45 @@ class TicketPlacer:
             placements.append(placement)
         return placements
 
-    def place_unplaced(self, conn: Connection, now: datetime) -> int:
-        """Give the open tickets placed at no customer the placement the synced records now
-        find for their alert (its device, customer and site names), each with a note by
-        alertd; how many were placed. Their end user becomes the one found when they had none
-        or the fallback user. Run by a sync once it has applied its changes."""
+    def unplaced_placements(self, conn: Connection
+                            ) -> list[tuple[int, int | None, Placement]]:
+        """(ticket id, its end user, placement) for each open ticket placed at no customer
+        that the synced records now place, by its alert's device, customer and site names
+        (read only; newest first, at most `MAX_UNPLACED_READ` looked at)."""
+        found: dict[tuple[str, str | None, str | None, str | None], Placement] = {}
+        placeable = []
+        for row in conn.execute(_UNPLACED).all():
+            key = (row.source, row.device, row.customer, row.site)
+            placement = found.get(key)
+            if placement is None:
+                placement = found[key] = self._look_up(conn, AlertEvent(
+                    row.source, row.uid, AlertAction.RAISE, device=row.device, site=row.site,
+                    customer=row.customer))
+            if placement.customer_id is not None:
+                placeable.append((row.id, row.end_user_id, placement))
+        return placeable
+
+    def place_ticket(self, conn: Connection, ticket_id: int, end_user_id: int | None,
+                     placement: Placement, now: datetime) -> bool:
+        """Give an unplaced open ticket `placement` (its end user too when it had none or
+        the fallback user), with a note by alertd; False when it was closed or placed
+        meanwhile (then nothing is written)."""
         fallback_user_id = (_FALLBACK_USER.scalar(conn, {"name": self._fallback})
                             if self._fallback else None)
-        placed = 0
-        for row in conn.execute(_UNPLACED).all():
-            found = self._look_up(conn, AlertEvent(row.source, row.uid, AlertAction.RAISE,
-                                                   device=row.device, site=row.site,
-                                                   customer=row.customer))
-            if found.customer_id is None:
-                continue
-            keeps_user = row.end_user_id not in (None, fallback_user_id)
-            end_user_id = row.end_user_id if keeps_user or found.end_user_id is None \
-                else found.end_user_id
-            conn.execute(_PLACE_TICKET, {"row_id": row.id, "customer_id": found.customer_id,
-                                         "site_id": found.site_id, "asset_id": found.asset_id,
-                                         "end_user_id": end_user_id})
-            name = conn.execute(_CUSTOMER_NAME, {"id": found.customer_id}).scalar()
-            conn.execute(_INSERT_NOTE, {
-                "ticket_id": row.id, "created_at": now, "author": "alertd",
-                "body": f"Placed at customer {name!r} by the sync: its alert named no "
-                        "customer alertd knew when the ticket opened."})
-            placed += 1
-        return placed
+        keeps_user = end_user_id not in (None, fallback_user_id)
+        placed = conn.execute(_PLACE_TICKET, {
+            "row_id": ticket_id, "customer_id": placement.customer_id,
+            "site_id": placement.site_id, "asset_id": placement.asset_id,
+            "end_user_id": end_user_id if keeps_user or placement.end_user_id is None
+            else placement.end_user_id})
+        if placed.rowcount != 1:
+            return False
+        name = conn.execute(_CUSTOMER_NAME, {"id": placement.customer_id}).scalar()
+        conn.execute(_INSERT_NOTE, {
+            "ticket_id": ticket_id, "created_at": now, "author": "alertd",
+            "body": f"Placed at customer {name!r} by the sync: its alert named no customer "
+                    "alertd knew when the ticket opened."})
+        return True
 
     @staticmethod
     def _look_up(conn: Connection, event: AlertEvent) -> Placement:

@@ -11,7 +11,7 @@ from daemon.core.lifecycle import AlertState, EventDecision
 from daemon.tickets.placement import Placement
 
 # An event's values kept on its alert (a twin fills in those still empty).
-ALERT_FIELDS = ("device", "site", "customer", "priority", "message", "expire_after_s")
+ALERT_FIELDS = ("device", "site", "customer", "priority", "message")
 
 
 def new_alert_row(channel: str, event: AlertEvent, decision: EventDecision, now: datetime
@@ -25,6 +25,10 @@ def new_alert_row(channel: str, event: AlertEvent, decision: EventDecision, now:
         "resolved_at": now if resolved else None, "first_seen_at": now,
         "last_seen_at": now, "channels": [channel], "occurrences": 1,
         **{name: getattr(event, name) for name in ALERT_FIELDS},
+        # Only the event that opens the alert sets its expiry: a rule's `expire_after` is
+        # for the alerts that rule opened, not those it reports a copy of. It is kept while
+        # the alert is open (the expiry job's partial index holds only those).
+        "expire_after_s": None if resolved else event.expire_after_s,
     }
 
 

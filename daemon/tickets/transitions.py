@@ -175,7 +175,8 @@ class Transitions:
         }
         if decision.resolved_by is not None:
             changes.update(state=decision.new_state.value,
-                           resolved_by=decision.resolved_by.value, resolved_at=now)
+                           resolved_by=decision.resolved_by.value, resolved_at=now,
+                           expire_after_s=None)  # expiry is for open alerts
         _UPDATE_ALERT.run(conn, changes)
         ticket_id = ticket["id"] if ticket is not None else None
         opened = False
@@ -193,12 +194,17 @@ class Transitions:
             assert ticket_id is not None
             self._close_ticket(conn, ticket_id, f"upstream:{event.source}", now)
             self._insert_note(conn, ticket_id, "alertd", note, now)
-        elif decision.left_open_because is not None and ticket is not None:
-            _UPDATE_TICKET.run(conn, {"row_id": ticket["id"], "upstream_resolved_at": now})
-            self._insert_note(conn, ticket["id"], "alertd", (
-                f"Alert resolved in {rmm_name(event.source)} at {now:%Y-%m-%d %H:%M:%S} UTC "
-                f"(reported by {channel}); ticket left open because "
-                f"{decision.left_open_because}."), now)
+        elif decision.left_open_because is not None and ticket_id is not None and (
+                opened or (ticket is not None and ticket["status"] == "open")):
+            # A late raise (the resolve came first) left open says so as the resolve would.
+            resolved_at = alert["resolved_at"] if opened else now
+            said = (f"Alert already resolved in {rmm_name(event.source)} when its raise "
+                    f"arrived (by {channel})" if opened else
+                    f"Alert resolved in {rmm_name(event.source)} at "
+                    f"{now:%Y-%m-%d %H:%M:%S} UTC (reported by {channel})")
+            _UPDATE_TICKET.run(conn, {"row_id": ticket_id, "upstream_resolved_at": resolved_at})
+            self._insert_note(conn, ticket_id, "alertd", (
+                f"{said}; ticket left open because {decision.left_open_because}."), now)
         _INSERT_TRAIL.run(conn, trail_row(alert["id"], decision.outcome.value, now, channel,
                                           reason=event_reason(event, decision)))
         return EventResult(event.source, event.uid, alert["id"], decision.outcome.value,
@@ -292,7 +298,8 @@ class Transitions:
         if decision is None:
             return None
         _UPDATE_ALERT.run(conn, {"row_id": alert_id, "state": decision.new_state.value,
-                                 "resolved_by": ResolvedBy.EXPIRY.value, "resolved_at": now})
+                                 "resolved_by": ResolvedBy.EXPIRY.value, "resolved_at": now,
+                                 "expire_after_s": None})
         closing = (decision.close_ticket and ticket is not None
                    and ticket["status"] == "open")
         _INSERT_TRAIL.run(conn, trail_row(
@@ -343,9 +350,9 @@ class Transitions:
         outbox_id = None
         if alert is not None and decision.resolve_alert:
             _UPDATE_ALERT.run(conn, {"row_id": alert["id"],
-                                         "state": AlertState.RESOLVED.value,
-                                         "resolved_by": ResolvedBy.TICKET.value,
-                                         "resolved_at": now})
+                                     "state": AlertState.RESOLVED.value,
+                                     "resolved_by": ResolvedBy.TICKET.value,
+                                     "resolved_at": now, "expire_after_s": None})
         if alert is not None and decision.resolve_upstream:
             outbox_id = self._insert_outbox.scalar(conn, {
                 "action": RESOLVE_ALERT, "source": alert["source"], "target": alert["uid"],

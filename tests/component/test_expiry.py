@@ -115,6 +115,21 @@ async def test_an_email_rules_expire_after_wins_over_its_sources(
     assert "open longer than 30m" in notes[-1]
 
 
+async def test_a_rules_expire_after_is_for_the_alerts_it_opened_not_their_twins(
+        make_config: Callable[..., Config], db: Database, db_url: str, tmp_path: Path) -> None:
+    services = services_with(make_config, db, db_url, tmp_path,
+                             'expire_after = { datto = "1d" }\n')
+    await deliver(services.pipeline, MAIL_UID, channel=Channel.API)  # opened by the API
+    accepted = await services.pipeline.submit(Inbound(
+        channel=Channel.SMTP, dedupe_key="m1", payload=datto_mail(MAIL_UID.upper()),
+        content_type="message/rfc822"))
+    result = await services.pipeline.process(accepted.delivery_id)
+    assert result is not None and [e.outcome for e in result.events] == ["twin"]
+    alert, _, _ = await alert_and_ticket(db, MAIL_UID)
+    assert alert.expire_after_s is None  # the source's 1d applies, not the twin rule's 30m
+    assert await expiry_at(services, 0.75).run_once() == 0
+
+
 async def test_without_expire_after_nothing_expires(
         make_config: Callable[..., Config], db: Database, db_url: str, tmp_path: Path) -> None:
     services = build_services(make_config(db_url=db_url), db)

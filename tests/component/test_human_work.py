@@ -117,6 +117,22 @@ async def test_auto_close_never_leaves_every_ticket_open(never_app: Api) -> None
     assert left["notes"][-1]["body"].endswith('ticket left open because auto_close is "never".')
 
 
+@pytest.mark.parametrize("order", [("raise", "resolve"), ("resolve", "raise")])
+async def test_under_never_either_order_leaves_the_ticket_open(
+        never_app: Api, order: tuple[str, str]) -> None:
+    """The same end state whatever the order: a resolve that arrives first (a tombstone)
+    and its late raise leave the ticket open and marked, as raise-then-resolve does."""
+    for step in order:
+        status, answer = await post_datto(never_app, datto_body(resolved=step == "resolve"))
+        assert status == 201, answer
+    status, listing = await never_app.call("GET", "/api/tickets", params={"alert_uid": UID})
+    [left] = listing["items"]
+    shown = await ticket(never_app, left["id"])
+    assert (shown["status"], shown["upstream_resolved"]) == ("open", True)
+    assert shown["alert"]["state"] == "resolved"
+    assert shown["notes"][-1]["body"].endswith('ticket left open because auto_close is "never".')
+
+
 async def test_auto_close_always_closes_worked_tickets_too(always_app: Api) -> None:
     ticket_id = await raised_ticket(always_app, "webhook")
     status, _ = await always_app.call("POST", f"/api/tickets/{ticket_id}/notes",

@@ -128,7 +128,8 @@ def test_an_upstream_resolve_closes_the_ticket_as_auto_close_says(
                                    ticket_touched=True))
     for action in AlertAction
     if not (snapshot is not None and snapshot.state is AlertState.OPEN
-            and action is AlertAction.RESOLVE)])
+            and action is AlertAction.RESOLVE)
+    and not (snapshot is TOMBSTONE and action is AlertAction.RAISE)])
 def test_auto_close_changes_nothing_but_the_resolve_of_an_open_alert(
         auto_close: AutoClose, current: AlertSnapshot | None, action: AlertAction) -> None:
     assert decide_event(current, action, auto_close) == decide_event(current, action,
@@ -167,3 +168,18 @@ def test_an_expired_alert_takes_no_later_event_for_a_new_one() -> None:
     expired = AlertSnapshot(AlertState.RESOLVED, ResolvedBy.EXPIRY, has_ticket=True)
     assert decide_event(expired, AlertAction.RESOLVE).outcome is Outcome.ALREADY_RESOLVED
     assert decide_event(expired, AlertAction.RAISE).outcome is Outcome.LATE_TWIN
+
+
+@pytest.mark.parametrize(("auto_close", "expected"), [
+    (AutoClose.UNTOUCHED, EventDecision(Outcome.LATE_RAISE, AlertState.RESOLVED,
+                                        open_ticket=True, close_ticket=True)),
+    (AutoClose.ALWAYS, EventDecision(Outcome.LATE_RAISE, AlertState.RESOLVED,
+                                     open_ticket=True, close_ticket=True)),
+    # Under "never" the order of raise and resolve must not matter: resolve-then-raise leaves
+    # the ticket open and marked, as raise-then-resolve does.
+    (AutoClose.NEVER, EventDecision(Outcome.LATE_RAISE, AlertState.RESOLVED,
+                                    open_ticket=True, left_open_because=LEFT_OPEN_NEVER)),
+])
+def test_a_late_raise_records_its_ticket_as_auto_close_would_have_left_it(
+        auto_close: AutoClose, expected: EventDecision) -> None:
+    assert decide_event(TOMBSTONE, AlertAction.RAISE, auto_close) == expected
