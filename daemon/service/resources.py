@@ -198,7 +198,7 @@ async def scheduler(services: Services) -> AsyncIterator[None]:
     jobs.add_job(services.outbox.kick, "interval", seconds=config.outbox.interval_s,
                  id="outbox", max_instances=1, coalesce=True)
     # Always on: an email rule may set `expire_after` at any reload. With none set and no
-    # `[lifecycle] expire_after`, a run reads one empty partial index.
+    # `[lifecycle] expire_after`, a run finds no non-null entry in one index.
     jobs.add_job(services.expiry.run_once, "interval", seconds=EXPIRY_INTERVAL_S,
                  id="alert-expiry", max_instances=1, coalesce=True)
     if config.sync.schedule != "off" and services.sync.enabled_sources():

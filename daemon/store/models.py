@@ -117,12 +117,11 @@ class Alert(Base):
     __tablename__ = "alerts"
     __table_args__ = (
         UniqueConstraint("source", "uid"),
-        # The expiry job's lookup of the open alerts a rule gave an expiry: only those rows
-        # are in it (`expire_after_s` is cleared when an alert resolves), so intake writes it
-        # only for them and the job reads nothing else.
-        Index("ix_alerts_expire_after_s", "expire_after_s",
-              sqlite_where=text("expire_after_s IS NOT NULL"),
-              postgresql_where=text("expire_after_s IS NOT NULL")),
+        # The expiry job's lookup of the open alerts a rule gave an expiry (the column is
+        # cleared when an alert resolves, so the non-null entries are just those). Not a
+        # partial index: its dialect-specific WHERE would load the PostgreSQL dialect on
+        # SQLite too (tests/system/test_idle_imports.py).
+        Index("ix_alerts_expire_after_s", "expire_after_s"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

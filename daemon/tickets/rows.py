@@ -27,7 +27,7 @@ def new_alert_row(channel: str, event: AlertEvent, decision: EventDecision, now:
         **{name: getattr(event, name) for name in ALERT_FIELDS},
         # Only the event that opens the alert sets its expiry: a rule's `expire_after` is
         # for the alerts that rule opened, not those it reports a copy of. It is kept while
-        # the alert is open (the expiry job's partial index holds only those).
+        # the alert is open (the expiry job reads only the non-null ones).
         "expire_after_s": None if resolved else event.expire_after_s,
     }
 
