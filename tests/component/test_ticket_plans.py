@@ -116,6 +116,6 @@ async def test_one_ticket_and_its_timeline_are_index_lookups(api: Api, db_url: s
     with plans(api.ctx.db, db_url) as found:
         status, _ = await api.call("GET", "/api/tickets/1")
         await alert_timeline(api.ctx.db, 1)  # the console's ticket page adds it
-    assert status == 200 and len(found) == 4  # ticket, notes, deliveries, outbox
+    assert status == 200 and len(found) == 5  # ticket, notes, trail, deliveries, outbox
     for plan in found:
         assert unbounded_reads(plan) == [], plan
