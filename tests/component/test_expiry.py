@@ -45,6 +45,16 @@ def expiry_at(services: Services, hours: float, auto_close: AutoClose = AutoClos
                        auto_close, clock=lambda: later)
 
 
+async def mail_outcome(services: Services) -> str:
+    """The Datto alert mail of MAIL_UID, through SMTP's way in; what its event did."""
+    accepted = await services.pipeline.submit(Inbound(
+        channel=Channel.SMTP, dedupe_key="m1", payload=datto_mail(MAIL_UID.upper()),
+        content_type="message/rfc822"))
+    result = await services.pipeline.process(accepted.delivery_id)
+    assert result is not None and len(result.events) == 1
+    return result.events[0].outcome
+
+
 async def alert_and_ticket(db: Database, uid: str) -> tuple[Alert, Ticket, list[str]]:
     def read(session: Any) -> tuple[Alert, Ticket, list[str]]:
         alert = session.scalars(select(Alert).where(Alert.uid == uid)).one()
@@ -100,11 +110,7 @@ async def test_an_email_rules_expire_after_wins_over_its_sources(
         make_config: Callable[..., Config], db: Database, db_url: str, tmp_path: Path) -> None:
     services = services_with(make_config, db, db_url, tmp_path,
                              'expire_after = { datto = "1d" }\n')
-    accepted = await services.pipeline.submit(Inbound(
-        channel=Channel.SMTP, dedupe_key="m1", payload=datto_mail(MAIL_UID.upper()),
-        content_type="message/rfc822"))
-    result = await services.pipeline.process(accepted.delivery_id)
-    assert result is not None and [e.outcome for e in result.events] == ["opened"]
+    assert await mail_outcome(services) == "opened"
     alert, _, _ = await alert_and_ticket(db, MAIL_UID)
     assert alert.expire_after_s == 1800  # the rule's 30m, kept on the alert
 
@@ -120,11 +126,7 @@ async def test_a_rules_expire_after_is_for_the_alerts_it_opened_not_their_twins(
     services = services_with(make_config, db, db_url, tmp_path,
                              'expire_after = { datto = "1d" }\n')
     await deliver(services.pipeline, MAIL_UID, channel=Channel.API)  # opened by the API
-    accepted = await services.pipeline.submit(Inbound(
-        channel=Channel.SMTP, dedupe_key="m1", payload=datto_mail(MAIL_UID.upper()),
-        content_type="message/rfc822"))
-    result = await services.pipeline.process(accepted.delivery_id)
-    assert result is not None and [e.outcome for e in result.events] == ["twin"]
+    assert await mail_outcome(services) == "twin"
     alert, _, _ = await alert_and_ticket(db, MAIL_UID)
     assert alert.expire_after_s is None  # the source's 1d applies, not the twin rule's 30m
     assert await expiry_at(services, 0.75).run_once() == 0
