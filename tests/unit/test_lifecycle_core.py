@@ -183,3 +183,45 @@ def test_an_expired_alert_takes_no_later_event_for_a_new_one() -> None:
 def test_a_late_raise_records_its_ticket_as_auto_close_would_have_left_it(
         auto_close: AutoClose, expected: EventDecision) -> None:
     assert decide_event(TOMBSTONE, AlertAction.RAISE, auto_close) == expected
+
+
+def _play(order: tuple[str, ...], auto_close: AutoClose) -> tuple[str, bool]:
+    """Play raise / resolve / note in `order` through the core's decisions, keeping what the
+    database would keep; the alert's state and whether its ticket ends open. A note needs a
+    ticket (before the raise there is none to write on)."""
+    alert: AlertSnapshot | None = None
+    ticket_open: bool | None = None  # None: no ticket
+    touched = False
+    for step in order:
+        if step == "note":
+            touched = touched or ticket_open is not None
+            continue
+        if alert is not None:
+            alert = AlertSnapshot(alert.state, alert.resolved_by, ticket_open is not None,
+                                  ticket_touched=touched)
+        decision = decide_event(alert, AlertAction(step), auto_close)
+        if decision.open_ticket:
+            ticket_open = not decision.close_ticket
+        elif decision.close_ticket and ticket_open:
+            ticket_open = False
+        alert = AlertSnapshot(decision.new_state, decision.resolved_by or
+                              (alert.resolved_by if alert else None))
+    assert alert is not None
+    return alert.state.value, bool(ticket_open)
+
+
+ORDERS = [("raise", "resolve", "note"), ("raise", "note", "resolve"),
+          ("resolve", "raise", "note"), ("resolve", "note", "raise"),
+          ("note", "raise", "resolve"), ("note", "resolve", "raise")]
+
+
+@pytest.mark.parametrize("order", ORDERS, ids=["-".join(o) for o in ORDERS])
+@pytest.mark.parametrize("auto_close", list(AutoClose))
+def test_every_order_of_raise_resolve_and_note_ends_as_auto_close_says(
+        order: tuple[str, ...], auto_close: AutoClose) -> None:
+    """The alert always ends resolved. Its ticket ends open only where a person was at work
+    on it when the resolve came (untouched), never (always), or always (never)."""
+    worked_before_resolve = order == ("raise", "note", "resolve")
+    expected_open = {AutoClose.UNTOUCHED: worked_before_resolve, AutoClose.ALWAYS: False,
+                     AutoClose.NEVER: True}[auto_close]
+    assert _play(order, auto_close) == ("resolved", expected_open)
