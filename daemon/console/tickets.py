@@ -10,7 +10,8 @@ from daemon.core.lifecycle import TicketAlreadyClosed
 from daemon.http.app import CONTEXT
 from daemon.store.queries import BadFilter
 from daemon.store.timeline import alert_timeline
-from daemon.tickets.transitions import MAX_NOTE_CHARS, TicketNotFound
+from daemon.tickets.statements import MAX_NOTE_CHARS
+from daemon.tickets.transitions import TicketNotFound
 
 ACTOR = "agent:console"  # sessions open with a shared API token: no person's name to use
 def _ticket_id(request: web.Request) -> int | None:

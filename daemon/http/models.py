@@ -16,7 +16,7 @@ from daemon.core.api_event import DETAILS_CHARS, MESSAGE_CHARS, SUMMARY_CHARS
 from daemon.core.events import MAX_ID
 from daemon.store.queries import MAX_PAGE
 from daemon.store.ticket_search import MAX_QUERY_CHARS
-from daemon.tickets.transitions import MAX_NOTE_CHARS
+from daemon.tickets.statements import MAX_NOTE_CHARS
 
 # At least one character that Python's str.strip() keeps: `\s` of JSON Schema (ECMA-262) and
 # of pydantic (Unicode White_Space) leave out the separators \x1c-\x1f, which strip() removes.

@@ -9,15 +9,25 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from daemon.core.clock import Clock, utcnow
-from daemon.core.lifecycle import AlertState, AutoClose
+from daemon.core.durations import format_duration
+from daemon.core.lifecycle import (
+    AlertSnapshot,
+    AlertState,
+    AutoClose,
+    ResolvedBy,
+    decide_expiry,
+    rmm_name,
+)
 from daemon.metrics import Metrics, source_label
 from daemon.store.database import Database
 from daemon.store.models import Alert
-from daemon.tickets.transitions import EventResult, Transitions
+from daemon.tickets import statements as sql
+from daemon.tickets.rows import trail_row
+from daemon.tickets.transitions import EventResult
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +62,46 @@ def due_alerts(session: Session, now: datetime, per_source_s: Mapping[str, int],
     return [(alert_id, after_s) for alert_id, _, after_s in due[:limit]]
 
 
+def expire_alert(conn: Connection, alert_id: int, after_s: int, auto_close: AutoClose,
+             now: datetime) -> EventResult | None:
+    """Resolve an alert open longer than `after_s` (its `expire_after`): by alertd, not
+    upstream (the RMM's alert is left as it is); its ticket closed as `auto_close` says,
+    with a note. None when the alert is no longer open."""
+    alert = sql.LOCK_ALERT_BY_ID.first(conn, {"id": alert_id})
+    if alert is None:
+        return None
+    ticket = sql.LOCK_TICKET_OF_ALERT.first(conn, {"alert_id": alert_id})
+    decision = decide_expiry(
+        AlertSnapshot(AlertState(alert["state"]), has_ticket=ticket is not None,
+                      ticket_touched=ticket is not None and ticket["touched_at"] is not None),
+        auto_close)
+    if decision is None:
+        return None
+    sql.UPDATE_ALERT.run(conn, {"row_id": alert_id, "state": decision.new_state.value,
+                             "resolved_by": ResolvedBy.EXPIRY.value, "resolved_at": now,
+                             "expire_after_s": None})
+    closing = (decision.close_ticket and ticket is not None
+               and ticket["status"] == "open")
+    sql.INSERT_TRAIL.run(conn, trail_row(
+        alert_id, decision.outcome.value, now,
+        reason=f"open longer than its expire_after ({format_duration(after_s)})"
+        + (f"; ticket left open: {decision.left_open_because}"
+           if decision.left_open_because else "")))
+    if ticket is not None and ticket["status"] == "open":
+        said = (f"Alert expired: open longer than {format_duration(after_s)} with no "
+                f"resolve from {rmm_name(alert['source'])} (expire_after); alertd "
+                "stopped waiting for it, and left the alert there as it is. ")
+        if closing:
+            sql.close_ticket(conn, ticket["id"], "alertd:expiry", now)
+            said += "Ticket closed by alertd."
+        else:
+            said += f"Ticket left open because {decision.left_open_because}."
+        sql.insert_note(conn, ticket["id"], "alertd", said, now)
+    return EventResult(alert["source"], alert["uid"], alert_id, decision.outcome.value,
+                       ticket["id"] if ticket is not None else None,
+                       ticket_closed=closing)
+
+
 class AlertExpiry:
     """The scheduled expiry of `alertd run` (every minute)."""
 
@@ -61,7 +111,7 @@ class AlertExpiry:
         self._metrics = metrics
         self._per_source_s = dict(per_source_s)
         self._clock = clock
-        self._transitions = Transitions(db.dialect_name, auto_close=auto_close)
+        self._auto_close = auto_close
 
     async def run_once(self) -> int:
         """Expire what is due now; how many alerts were expired. Each in a transaction of its
@@ -85,4 +135,4 @@ class AlertExpiry:
 
     def _expire(self, session: Session, *, alert_id: int, after_s: int, now: datetime
                 ) -> EventResult | None:
-        return self._transitions.expire(session.connection(), alert_id, after_s, now)
+        return expire_alert(session.connection(), alert_id, after_s, self._auto_close, now)

@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy import Connection
 
-from daemon.core.durations import format_duration
 from daemon.core.events import AlertEvent, clamp_event
 from daemon.core.lifecycle import (
     UPSTREAM_RESOLVABLE_SOURCES,
@@ -32,13 +31,12 @@ from daemon.core.lifecycle import (
     AutoClose,
     ResolvedBy,
     decide_event,
-    decide_expiry,
     decide_ticket_close,
     rmm_name,
 )
 from daemon.store.database import insert_ignore
-from daemon.store.models import Alert, AlertTrail, OutboxAction, Ticket, TicketNote
-from daemon.store.prepared import NumberedInsert, Prepared
+from daemon.store.prepared import Prepared
+from daemon.tickets import statements as sql
 from daemon.tickets.placement import Placement, TicketPlacer
 from daemon.tickets.rows import (
     ALERT_FIELDS,
@@ -48,7 +46,6 @@ from daemon.tickets.rows import (
     trail_row,
 )
 
-MAX_NOTE_CHARS = 100_000
 RESOLVE_ALERT = "resolve_alert"  # the outbox action an agent's close queues
 
 
@@ -78,38 +75,6 @@ class CloseResult:
     source: str | None  # the alert's source (what the outbox row is for)
 
 
-_ALERTS: Table = Alert.__table__  # type: ignore[assignment]
-_TICKETS: Table = Ticket.__table__  # type: ignore[assignment]
-_NOTES: Table = TicketNote.__table__  # type: ignore[assignment]
-_OUTBOX: Table = OutboxAction.__table__  # type: ignore[assignment]
-_TRAIL: Table = AlertTrail.__table__  # type: ignore[assignment]
-_INSERT_TRAIL = Prepared(insert(_TRAIL))
-
-# UPDATEs name the row by `row_id`; the other parameters given become the SET clause.
-_LOCK_ALERT = Prepared(
-    select(_ALERTS)
-    .where(_ALERTS.c.source == bindparam("source"), _ALERTS.c.uid == bindparam("uid"))
-    .with_for_update())
-_ALERT_ID = Prepared(select(_ALERTS.c.id).where(_ALERTS.c.source == bindparam("source"),
-                                                _ALERTS.c.uid == bindparam("uid")))
-_LOCK_ALERT_BY_ID = Prepared(select(_ALERTS).where(_ALERTS.c.id == bindparam("id"))
-                             .with_for_update())
-_UPDATE_ALERT = Prepared(update(_ALERTS).where(_ALERTS.c.id == bindparam("row_id")))
-_TICKET_ALERT = Prepared(select(_TICKETS.c.alert_id).where(_TICKETS.c.id == bindparam("id")))
-_LOCK_TICKET_OF_ALERT = Prepared(
-    select(_TICKETS.c.id, _TICKETS.c.status, _TICKETS.c.touched_at)
-    .where(_TICKETS.c.alert_id == bindparam("alert_id")).with_for_update())
-_LOCK_TICKET = Prepared(select(_TICKETS.c.id, _TICKETS.c.status)
-                        .where(_TICKETS.c.id == bindparam("id")).with_for_update())
-_TICKET_EXISTS = Prepared(select(_TICKETS.c.id).where(_TICKETS.c.id == bindparam("id")))
-_INSERT_TICKET = Prepared(insert(_TICKETS).returning(_TICKETS.c.id))
-_UPDATE_TICKET = Prepared(update(_TICKETS).where(_TICKETS.c.id == bindparam("row_id")))
-_TOUCH_TICKET = Prepared(update(_TICKETS).where(_TICKETS.c.id == bindparam("row_id"),
-                                                _TICKETS.c.touched_at.is_(None)))
-_INSERT_NOTE = Prepared(insert(_NOTES).returning(_NOTES.c.id))
-_INSERT_TICKETS = insert(_TICKETS).returning(_TICKETS.c.id, _TICKETS.c.alert_id)
-_NUMBERED_ALERTS = NumberedInsert(_ALERTS)
-_NUMBERED_TICKETS = NumberedInsert(_TICKETS)
 
 
 class Transitions:
@@ -122,14 +87,14 @@ class Transitions:
         # SQLite: one writer at a time, so new rows can be numbered here and inserted in one
         # executemany (daemon.store.prepared.NumberedInsert).
         self._numbered = dialect_name == "sqlite"
-        self._insert_alert = Prepared(insert_ignore(dialect_name, _ALERTS, "source", "uid")
-                                      .returning(_ALERTS.c.id))
-        self._insert_outbox = Prepared(insert_ignore(dialect_name, _OUTBOX, "action",
-                                                     "alert_id").returning(_OUTBOX.c.id))
+        self._insert_alert = Prepared(insert_ignore(dialect_name, sql.ALERTS, "source", "uid")
+                                      .returning(sql.ALERTS.c.id))
+        self._insert_outbox = Prepared(insert_ignore(dialect_name, sql.OUTBOX, "action",
+                                                     "alert_id").returning(sql.OUTBOX.c.id))
         # Many rows in one statement (SQLAlchemy's "insertmanyvalues"): a row that meets an
         # existing alert is not inserted and not returned.
-        self._insert_alerts = insert_ignore(dialect_name, _ALERTS, "source", "uid").returning(
-            _ALERTS.c.id, _ALERTS.c.source, _ALERTS.c.uid)
+        self._insert_alerts = insert_ignore(dialect_name, sql.ALERTS, "source", "uid").returning(
+            sql.ALERTS.c.id, sql.ALERTS.c.source, sql.ALERTS.c.uid)
 
     # --- events from the RMM ----------------------------------------------------------------
 
@@ -146,15 +111,15 @@ class Transitions:
         if new_id is not None:
             ticket_id = None
             if decision.open_ticket:
-                ticket_id = self._insert_ticket(conn, event, new_id, now)
-            _INSERT_TRAIL.run(conn, trail_row(new_id, decision.outcome.value, now, channel,
+                ticket_id = self.insert_ticket(conn, event, new_id, now)
+            sql.INSERT_TRAIL.run(conn, trail_row(new_id, decision.outcome.value, now, channel,
                                               reason=event_reason(event, decision)))
             return EventResult(event.source, event.uid, new_id, decision.outcome.value,
                                ticket_id, ticket_opened=ticket_id is not None)
-        alert = _LOCK_ALERT.first(conn, key)
+        alert = sql.LOCK_ALERT.first(conn, key)
         assert alert is not None  # alerts are never deleted
 
-        ticket = _LOCK_TICKET_OF_ALERT.first(conn, {"alert_id": alert["id"]})
+        ticket = sql.LOCK_TICKET_OF_ALERT.first(conn, {"alert_id": alert["id"]})
         decision = decide_event(
             AlertSnapshot(AlertState(alert["state"]),
                           ResolvedBy(alert["resolved_by"]) if alert["resolved_by"] else None,
@@ -177,11 +142,11 @@ class Transitions:
             changes.update(state=decision.new_state.value,
                            resolved_by=decision.resolved_by.value, resolved_at=now,
                            expire_after_s=None)  # expiry is for open alerts
-        _UPDATE_ALERT.run(conn, changes)
+        sql.UPDATE_ALERT.run(conn, changes)
         ticket_id = ticket["id"] if ticket is not None else None
         opened = False
         if decision.open_ticket:  # a late raise: the ticket it would have had, closed below
-            ticket_id = self._insert_ticket(conn, event, alert["id"], now)
+            ticket_id = self.insert_ticket(conn, event, alert["id"], now)
             opened = True
             note = (f"Alert already resolved in {event.source} when its raise arrived (by "
                     f"{channel}); ticket recorded closed by alertd.")
@@ -192,8 +157,8 @@ class Transitions:
             opened or (ticket is not None and ticket["status"] == "open"))
         if closing:
             assert ticket_id is not None
-            self._close_ticket(conn, ticket_id, f"upstream:{event.source}", now)
-            self._insert_note(conn, ticket_id, "alertd", note, now)
+            sql.close_ticket(conn, ticket_id, f"upstream:{event.source}", now)
+            sql.insert_note(conn, ticket_id, "alertd", note, now)
         elif decision.left_open_because is not None and ticket_id is not None and (
                 opened or (ticket is not None and ticket["status"] == "open")):
             # A late raise (the resolve came first) left open says so as the resolve would.
@@ -202,19 +167,19 @@ class Transitions:
                     f"arrived (by {channel})" if opened else
                     f"Alert resolved in {rmm_name(event.source)} at "
                     f"{now:%Y-%m-%d %H:%M:%S} UTC (reported by {channel})")
-            _UPDATE_TICKET.run(conn, {"row_id": ticket_id, "upstream_resolved_at": resolved_at})
-            self._insert_note(conn, ticket_id, "alertd", (
+            sql.UPDATE_TICKET.run(conn, {"row_id": ticket_id, "upstream_resolved_at": resolved_at})
+            sql.insert_note(conn, ticket_id, "alertd", (
                 f"{said}; ticket left open because {decision.left_open_because}."), now)
-        _INSERT_TRAIL.run(conn, trail_row(alert["id"], decision.outcome.value, now, channel,
+        sql.INSERT_TRAIL.run(conn, trail_row(alert["id"], decision.outcome.value, now, channel,
                                           reason=event_reason(event, decision)))
         return EventResult(event.source, event.uid, alert["id"], decision.outcome.value,
                            ticket_id, ticket_opened=opened, ticket_closed=closing)
 
-    def _insert_ticket(self, conn: Connection, event: AlertEvent, alert_id: int,
+    def insert_ticket(self, conn: Connection, event: AlertEvent, alert_id: int,
                        now: datetime) -> int:
         placement = (self._placer.place(conn, event, now) if self._placer is not None
                      else Placement())
-        ticket_id = _INSERT_TICKET.scalar(conn, new_ticket_row(event, alert_id, placement, now))
+        ticket_id = sql.INSERT_TICKET.scalar(conn, new_ticket_row(event, alert_id, placement, now))
         assert ticket_id is not None
         return int(ticket_id)
 
@@ -243,11 +208,11 @@ class Transitions:
                                                                strict=True)]
         if self._numbered:
             tickets = dict(zip((row["alert_id"] for row in ticket_rows),
-                               _NUMBERED_TICKETS.run(conn, ticket_rows), strict=True))
+                               sql.NUMBERED_TICKETS.run(conn, ticket_rows), strict=True))
         else:
             tickets = {row.alert_id: row.id for row in conn.execute(
-                _INSERT_TICKETS, ticket_rows)} if ticket_rows else {}
-        _INSERT_TRAIL.run_many(conn, [
+                sql.INSERT_TICKETS, ticket_rows)} if ticket_rows else {}
+        sql.INSERT_TRAIL.run_many(conn, [
             trail_row(inserted[(event.source, event.uid)], decision.outcome.value, now,
                       channel, reason=event_reason(event, decision))
             for (channel, _), event, decision in zip(arrivals, events, decisions, strict=True)
@@ -275,51 +240,10 @@ class Transitions:
                     for row in conn.execute(self._insert_alerts, rows)}
         # Point lookups on the unique index: cheaper than building an IN query per group.
         fresh = [row for row in rows
-                 if _ALERT_ID.scalar(conn, {"source": row["source"], "uid": row["uid"]})
+                 if sql.ALERT_ID.scalar(conn, {"source": row["source"], "uid": row["uid"]})
                  is None]
         return dict(zip(((row["source"], row["uid"]) for row in fresh),
-                        _NUMBERED_ALERTS.run(conn, fresh), strict=True))
-
-    # --- alerts that never clear -------------------------------------------------------------
-
-    def expire(self, conn: Connection, alert_id: int, after_s: int, now: datetime
-               ) -> EventResult | None:
-        """Resolve an alert open longer than `after_s` (its `expire_after`): by alertd, not
-        upstream (the RMM's alert is left as it is); its ticket closed as `auto_close` says,
-        with a note. None when the alert is no longer open."""
-        alert = _LOCK_ALERT_BY_ID.first(conn, {"id": alert_id})
-        if alert is None:
-            return None
-        ticket = _LOCK_TICKET_OF_ALERT.first(conn, {"alert_id": alert_id})
-        decision = decide_expiry(
-            AlertSnapshot(AlertState(alert["state"]), has_ticket=ticket is not None,
-                          ticket_touched=ticket is not None and ticket["touched_at"] is not None),
-            self._auto_close)
-        if decision is None:
-            return None
-        _UPDATE_ALERT.run(conn, {"row_id": alert_id, "state": decision.new_state.value,
-                                 "resolved_by": ResolvedBy.EXPIRY.value, "resolved_at": now,
-                                 "expire_after_s": None})
-        closing = (decision.close_ticket and ticket is not None
-                   and ticket["status"] == "open")
-        _INSERT_TRAIL.run(conn, trail_row(
-            alert_id, decision.outcome.value, now,
-            reason=f"open longer than its expire_after ({format_duration(after_s)})"
-            + (f"; ticket left open: {decision.left_open_because}"
-               if decision.left_open_because else "")))
-        if ticket is not None and ticket["status"] == "open":
-            said = (f"Alert expired: open longer than {format_duration(after_s)} with no "
-                    f"resolve from {rmm_name(alert['source'])} (expire_after); alertd "
-                    "stopped waiting for it, and left the alert there as it is. ")
-            if closing:
-                self._close_ticket(conn, ticket["id"], "alertd:expiry", now)
-                said += "Ticket closed by alertd."
-            else:
-                said += f"Ticket left open because {decision.left_open_because}."
-            self._insert_note(conn, ticket["id"], "alertd", said, now)
-        return EventResult(alert["source"], alert["uid"], alert_id, decision.outcome.value,
-                           ticket["id"] if ticket is not None else None,
-                           ticket_closed=closing)
+                        sql.NUMBERED_ALERTS.run(conn, fresh), strict=True))
 
     # --- agents' actions ---------------------------------------------------------------------
 
@@ -329,10 +253,10 @@ class Transitions:
 
         Raises `TicketNotFound`, or `TicketAlreadyClosed` (from the core) if it is closed.
         """
-        alert_id = _TICKET_ALERT.scalar(conn, {"id": ticket_id})
-        alert = (_LOCK_ALERT_BY_ID.first(conn, {"id": alert_id})
+        alert_id = sql.TICKET_ALERT.scalar(conn, {"id": ticket_id})
+        alert = (sql.LOCK_ALERT_BY_ID.first(conn, {"id": alert_id})
                  if alert_id is not None else None)
-        ticket = _LOCK_TICKET.first(conn, {"id": ticket_id})
+        ticket = sql.LOCK_TICKET.first(conn, {"id": ticket_id})
         if ticket is None:
             raise TicketNotFound(f"ticket {ticket_id} not found")
         decision = decide_ticket_close(
@@ -343,13 +267,13 @@ class Transitions:
             upstream_resolvable=alert is not None
             and alert["source"] in UPSTREAM_RESOLVABLE_SOURCES,
         )
-        _TOUCH_TICKET.run(conn, {"row_id": ticket_id, "touched_at": now})  # an agent's change
-        self._close_ticket(conn, ticket_id, actor, now)
+        sql.TOUCH_TICKET.run(conn, {"row_id": ticket_id, "touched_at": now})  # an agent's change
+        sql.close_ticket(conn, ticket_id, actor, now)
         if note:
-            self._insert_note(conn, ticket_id, actor, note, now)
+            sql.insert_note(conn, ticket_id, actor, note, now)
         outbox_id = None
         if alert is not None and decision.resolve_alert:
-            _UPDATE_ALERT.run(conn, {"row_id": alert["id"],
+            sql.UPDATE_ALERT.run(conn, {"row_id": alert["id"],
                                      "state": AlertState.RESOLVED.value,
                                      "resolved_by": ResolvedBy.TICKET.value,
                                      "resolved_at": now, "expire_after_s": None})
@@ -359,7 +283,7 @@ class Transitions:
                 "alert_id": alert["id"], "status": "pending", "attempts": 0,
                 "next_attempt_at": now, "created_at": now})
         if alert is not None:
-            _INSERT_TRAIL.run(conn, trail_row(
+            sql.INSERT_TRAIL.run(conn, trail_row(
                 alert["id"], "ticket_closed", now, actor=actor,
                 reason="the alert resolved by its ticket; resolve queued upstream"
                 if outbox_id is not None else "the alert resolved by its ticket"
@@ -370,21 +294,9 @@ class Transitions:
     def add_note(self, conn: Connection, ticket_id: int, author: str, body: str,
                  now: datetime) -> int:
         """Add a note to a ticket (open or closed); raises `TicketNotFound`."""
-        if _TICKET_EXISTS.first(conn, {"id": ticket_id}) is None:
+        if sql.TICKET_EXISTS.first(conn, {"id": ticket_id}) is None:
             raise TicketNotFound(f"ticket {ticket_id} not found")
         # An agent's note marks the ticket as worked on: an upstream resolve no longer closes
         # it under `auto_close = "untouched"`.
-        _TOUCH_TICKET.run(conn, {"row_id": ticket_id, "touched_at": now})
-        return self._insert_note(conn, ticket_id, author, body, now)
-
-    @staticmethod
-    def _close_ticket(conn: Connection, ticket_id: int, closed_by: str, now: datetime) -> None:
-        _UPDATE_TICKET.run(conn, {"row_id": ticket_id, "status": "closed",
-                                      "closed_at": now, "closed_by": closed_by})
-
-    @staticmethod
-    def _insert_note(conn: Connection, ticket_id: int, author: str, body: str,
-                     now: datetime) -> int:
-        return int(_INSERT_NOTE.scalar(conn, {
-            "ticket_id": ticket_id, "created_at": now, "author": author,
-            "body": body[:MAX_NOTE_CHARS]}))
+        sql.TOUCH_TICKET.run(conn, {"row_id": ticket_id, "touched_at": now})
+        return sql.insert_note(conn, ticket_id, author, body, now)

@@ -20,7 +20,7 @@ from daemon.http.app import create_app
 from daemon.service.wiring import ROUTES, Services, build_services
 from daemon.store.database import Database
 from daemon.store.models import ConsoleSession, Customer, Delivery, OutboxAction, Ticket
-from daemon.tickets.transitions import MAX_NOTE_CHARS
+from daemon.tickets.statements import MAX_NOTE_CHARS
 from tests.api_client import AUTH, TOKEN
 
 UID = "7d1f3c2a-9b4e-4e1a-8c55-0a1b2c3d4e5f"
