@@ -116,13 +116,13 @@ def decide_event(current: AlertSnapshot | None, action: AlertAction,
     if action is AlertAction.RAISE:
         if not current.has_ticket:
             # Resolve came first (channels race): the alert really was open for a while, so it
-            # gets the ticket it would have had in order - closed at once, or, under
-            # `auto_close = "never"`, left open and marked as the resolve would have left it.
-            if auto_close is AutoClose.NEVER:
-                return EventDecision(Outcome.LATE_RAISE, AlertState.RESOLVED,
-                                     open_ticket=True, left_open_because=LEFT_OPEN_NEVER)
-            return EventDecision(Outcome.LATE_RAISE, AlertState.RESOLVED,
-                                 open_ticket=True, close_ticket=True)
+            # gets the ticket it would have had in order, as the resolve would have left it
+            # (a new ticket is untouched): closed at once, unless `auto_close` keeps it open.
+            left_open_because = _left_open_because(
+                AlertSnapshot(current.state, current.resolved_by, has_ticket=True), auto_close)
+            return EventDecision(Outcome.LATE_RAISE, AlertState.RESOLVED, open_ticket=True,
+                                 close_ticket=left_open_because is None,
+                                 left_open_because=left_open_because)
         return EventDecision(Outcome.LATE_TWIN, AlertState.RESOLVED)
     # The RMM confirming a resolve we already know of (including the echo of our own
     # resolve call after an agent closed the ticket) changes nothing and sends nothing.

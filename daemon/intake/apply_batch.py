@@ -22,12 +22,14 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection
 
 from daemon.core.events import AlertEvent, Interpretation, RawDelivery, clamp_uid
+from daemon.core.lifecycle import AlertAction
 from daemon.intake import deliveries
-from daemon.intake.deliveries import ClaimedDelivery, DeliveryRows
+from daemon.intake.deliveries import DeliveryRows
 from daemon.intake.inbound import ProcessResult
 from daemon.tickets.transitions import Transitions
 
@@ -70,20 +72,14 @@ def apply_chunk(conn: Connection, rows: DeliveryRows, transitions: Transitions,
     or None where the delivery is done meanwhile or another process holds it."""
     claimed = [rows.claim(conn, raw.id) for raw, _ in chunk]
     results: list[ProcessResult | None] = [None] * len(chunk)
-    bulk = _bulk_candidates(chunk, claimed)
-    opened = transitions.open_new_alerts(
-        conn, [(chunk[i][0].channel, _only_event(chunk[i][1])) for i in bulk], now
-    ) if bulk else []
-    finished = []
-    for i, event_result in zip(bulk, opened, strict=True):
-        if event_result is not None:  # None: the alert exists; applied below, alone
-            claim = claimed[i]
-            assert claim is not None
-            result, changes = deliveries.outcome_of(chunk[i][1], (event_result,),
-                                                    claim.source, claim.attempts, now)
-            results[i] = replace(result, delivery_id=chunk[i][0].id)
-            finished.append({"row_id": chunk[i][0].id, **changes})
-    rows.finish_many(conn, finished)
+    opened = open_in_bulk(conn, transitions, [
+        (i, chunk[i][0].channel, chunk[i][1], claim.source, claim.attempts)
+        for i in new_alert_candidates([meaning for _, meaning in chunk])
+        if (claim := claimed[i]) is not None], now)
+    for i, (result, _) in opened.items():
+        results[i] = replace(result, delivery_id=chunk[i][0].id)
+    rows.finish_many(conn, [{"row_id": chunk[i][0].id, **changes}
+                            for i, (_, changes) in opened.items()])
     for i, ((raw, meaning), claim) in enumerate(zip(chunk, claimed, strict=True)):
         if results[i] is None and claim is not None:  # in order, after the new alerts
             results[i] = finish_one(conn, raw.id, raw.channel, claim.source, claim.attempts,
@@ -91,19 +87,35 @@ def apply_chunk(conn: Connection, rows: DeliveryRows, transitions: Transitions,
     return results
 
 
+def new_alert_candidates(meanings: Sequence[Meaning | None]) -> list[int]:
+    """Indexes of the meanings `open_in_bulk` may take: one raise, of an alert (as stored:
+    its uid clamped) that no other meaning of the batch names. None: an input left out."""
+    alerts_named = Counter((event.source, clamp_uid(event.uid)) for meaning in meanings
+                           if isinstance(meaning, Interpretation) for event in meaning.events)
+    return [i for i, meaning in enumerate(meanings)
+            if isinstance(meaning, Interpretation) and len(meaning.events) == 1
+            and meaning.events[0].action is AlertAction.RAISE
+            and alerts_named[(meaning.events[0].source, clamp_uid(meaning.events[0].uid))] == 1]
+
+
+# (index, channel, its meaning, its source, its attempts)
+BulkArrival = tuple[int, str, Meaning, "str | None", int]
+
+
+def open_in_bulk(conn: Connection, transitions: Transitions, arrivals: list[BulkArrival],
+                 now: datetime) -> dict[int, tuple[ProcessResult, dict[str, Any]]]:
+    """Open the new alerts among `arrivals` (`new_alert_candidates`) with a few statements;
+    by index, each opened one's result (delivery id still 0) and its delivery's columns.
+    Those whose alert exists are left out: apply them one by one."""
+    opened = transitions.open_new_alerts(
+        conn, [(channel, _only_event(meaning)) for _, channel, meaning, _, _ in arrivals],
+        now) if arrivals else []
+    return {i: deliveries.outcome_of(meaning, (event_result,), source, attempts, now)
+            for (i, _, meaning, source, attempts), event_result in zip(arrivals, opened,
+                                                                      strict=True)
+            if event_result is not None}
+
+
 def _only_event(meaning: Meaning) -> AlertEvent:
     assert isinstance(meaning, Interpretation)
     return meaning.events[0]
-
-
-def _bulk_candidates(chunk: Sequence[tuple[RawDelivery, Meaning]],
-                     claimed: Sequence[ClaimedDelivery | None]) -> list[int]:
-    """Indexes of the claimed deliveries that raise one event whose alert (as stored: its
-    uid clamped) no other delivery of the chunk names."""
-    alerts_named = Counter((event.source, clamp_uid(event.uid)) for _, meaning in chunk
-                           if isinstance(meaning, Interpretation) for event in meaning.events)
-    return [i for i, ((_, meaning), claim) in enumerate(zip(chunk, claimed, strict=True))
-            if claim is not None and isinstance(meaning, Interpretation)
-            and len(meaning.events) == 1
-            and alerts_named[(meaning.events[0].source,
-                              clamp_uid(meaning.events[0].uid))] == 1]

@@ -98,7 +98,7 @@ class DeliveryRows:
             firsts.setdefault((row["channel"], row["dedupe_key"]), row)
         found = {key: self.find(conn, *key) for key in firsts}
         absent = [key for key, stored in found.items() if stored is None]
-        for key, new_id in zip(absent, _NUMBERED.run(conn, [firsts[key] for key in absent]),
+        for key, new_id in zip(absent, self.insert_new_many(conn, [firsts[key] for key in absent]),
                                strict=True):
             found[key] = StoredRow(new_id, duplicate=False)
         answers = []
@@ -144,7 +144,7 @@ class DeliveryRows:
         for change in changes:
             by_columns.setdefault(frozenset(change), []).append(change)
         for same in by_columns.values():
-            conn.execute(_FINISH.statement, same)
+            _FINISH.run_many(conn, same)
 
     @staticmethod
     def claim(conn: Connection, delivery_id: int) -> ClaimedDelivery | None:

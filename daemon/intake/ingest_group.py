@@ -26,8 +26,8 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from daemon.core.events import Interpretation, clamp_uid
-from daemon.intake import deliveries
+from daemon.core.events import Interpretation
+from daemon.intake.apply_batch import new_alert_candidates, open_in_bulk
 from daemon.intake.deliveries import DeliveryRows, StoredRow
 from daemon.intake.inbound import ProcessResult
 from daemon.store.database import Database
@@ -140,22 +140,17 @@ class IngestGroups:
         now = max((items[i].now for i in bulk), default=None)
         if now is None:
             return
-        opened = self._transitions.open_new_alerts(
-            conn, [(items[i].channel, _only_event(items[i])) for i in bulk], now)
-        done = []
-        for i, event_result in zip(bulk, opened, strict=True):
-            if event_result is not None:  # None: the alert exists; applied one by one
-                done.append((i, *deliveries.outcome_of(items[i].meaning, (event_result,),
-                                                       items[i].source, 1, now)))
+        opened = open_in_bulk(conn, self._transitions, [
+            (i, items[i].channel, items[i].meaning, items[i].source, 1) for i in bulk], now)
         ids: list[int]
         if self._db.serializes_writes:
             ids = self._rows.insert_new_many(conn, [{**items[i].row, **changes}
-                                                    for i, _, changes in done])
+                                                    for i, (_, changes) in opened.items()])
         else:
             self._rows.finish_many(conn, [{"row_id": stored_ids[i], **changes}
-                                          for i, _, changes in done])
-            ids = [stored_ids[i] for i, _, _ in done]
-        for (i, result, _), delivery_id in zip(done, ids, strict=True):
+                                          for i, (_, changes) in opened.items()])
+            ids = [stored_ids[i] for i in opened]
+        for (i, (result, _)), delivery_id in zip(opened.items(), ids, strict=True):
             outcomes[i] = (StoredRow(delivery_id, False), replace(result,
                                                                   delivery_id=delivery_id))
 
@@ -164,22 +159,11 @@ def _alone_unit(item: IngestItem) -> Callable[[Session], Stored]:
     return lambda session: item.alone(session.connection())
 
 
-def _only_event(item: IngestItem) -> Any:
-    assert isinstance(item.meaning, Interpretation)
-    return item.meaning.events[0]
-
-
 def _bulk_candidates(items: list[IngestItem]) -> list[int]:
-    """Indexes of the items the group may apply in bulk: accepted, one event, and no other
-    item of the group names the same delivery or the same alert."""
+    """Indexes of the items the group may apply in bulk: accepted, a raise of a new-looking
+    alert no other item names (`new_alert_candidates`), and no other item of the group names
+    the same delivery."""
     deliveries_named = Counter(item.delivery_key for item in items)
-    # The alert as stored: two uids that differ only in what clamping removes name one alert.
-    alerts_named = Counter((event.source, clamp_uid(event.uid)) for item in items
-                           if isinstance(item.meaning, Interpretation)
-                           for event in item.meaning.events)
-    return [i for i, item in enumerate(items)
-            if not item.rejected and isinstance(item.meaning, Interpretation)
-            and len(item.meaning.events) == 1
-            and deliveries_named[item.delivery_key] == 1
-            and alerts_named[(item.meaning.events[0].source,
-                              clamp_uid(item.meaning.events[0].uid))] == 1]
+    return [i for i in new_alert_candidates([None if item.rejected else item.meaning
+                                             for item in items])
+            if deliveries_named[items[i].delivery_key] == 1]

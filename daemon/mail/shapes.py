@@ -133,8 +133,8 @@ def _plain_part(text: str) -> Message | None:
 # `"Quoted, Name" <addr>`, comma-separated, ASCII only. Anything else (comments, encoded
 # words, groups, obsolete syntax, empty list elements) is the modern parser's.
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
-_DOT_ATOM = rf"{_ATEXT}++(?:\.{_ATEXT}++)*+"
-_ADDR_SPEC = rf"{_DOT_ATOM}@[A-Za-z0-9-]++(?:\.[A-Za-z0-9-]++)*+"
+DOT_ATOM = rf"{_ATEXT}++(?:\.{_ATEXT}++)*+"  # RFC 5322 3.2.3 (also the SMTP listener's)
+_ADDR_SPEC = rf"{DOT_ATOM}@[A-Za-z0-9-]++(?:\.[A-Za-z0-9-]++)*+"
 _SIMPLE_MAILBOX = re.compile(rf"""
     [ \t]*+
     (?:

@@ -31,6 +31,7 @@ from daemon.intake.inbound import Inbound
 from daemon.intake.pipeline import Pipeline
 from daemon.log_summary import LogSummary
 from daemon.mail.parse import dedupe_key
+from daemon.mail.shapes import DOT_ATOM
 from daemon.metrics import ChannelHealth, Metrics
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,7 @@ log = logging.getLogger(__name__)
 # RFC 5321 4.1.1.4: a line holding only "." ends DATA; the CRLF before it ends the last line.
 _END_OF_DATA = b"\r\n.\r\n"
 # A reverse or forward path as nearly every sender writes it: <dot-atom@dot-atom>, ASCII.
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_PLAIN_PATH = re.compile(rf"<({_ATEXT}(?:\.{_ATEXT})*@{_ATEXT}(?:\.{_ATEXT})*)>")
+_PLAIN_PATH = re.compile(rf"<({DOT_ATOM}@{DOT_ATOM})>")
 # Unicode categories Cc (C0, DEL, C1) and Cs (surrogates: undecodable bytes), exactly.
 _CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 # Below this size a message's dedupe key (Message-ID, else SHA-256) takes under ~60 µs: less

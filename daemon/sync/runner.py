@@ -46,7 +46,7 @@ from daemon.sync.listings import (
 from daemon.sync.planner import Planner
 from daemon.sync.records import ConfigProblem, PageState, Policy, SyncOp, UpAsset, UpCustomer
 from daemon.sync.report import SyncReport
-from daemon.tickets.placement import Placement, TicketPlacer
+from daemon.tickets.placement import Placeable, TicketPlacer
 
 log = logging.getLogger(__name__)
 
@@ -289,12 +289,10 @@ class SyncRunner:
 # --- plumbing --------------------------------------------------------------------------------
 
 
-def _place_batch(placer: TicketPlacer, batch: list[tuple[int, int | None, Placement]],
-                 now: datetime, session: Session) -> int:
+def _place_batch(placer: TicketPlacer, batch: list[Placeable], now: datetime,
+                 session: Session) -> int:
     """One write unit of `SyncRunner._place_unplaced`: how many tickets it placed."""
-    return sum(placer.place_ticket(session.connection(), ticket_id, end_user_id, placement,
-                                   now)
-               for ticket_id, end_user_id, placement in batch)
+    return placer.place_tickets(session.connection(), batch, now)
 
 def _plan_batch(records: Iterable[T], plan: Callable[[T], tuple[list[SyncOp], str | None]],
                 entity: str, report: SyncReport) -> list[SyncOp]:

@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 from daemon.core.clock import Clock, utcnow
 from daemon.core.durations import format_duration
 from daemon.core.lifecycle import (
-    AlertSnapshot,
     AlertState,
     AutoClose,
     ResolvedBy,
@@ -46,6 +45,7 @@ def due_alerts(session: Session, now: datetime, per_source_s: Mapping[str, int],
     for alert_id, first_seen_at, own_s in session.execute(
             select(Alert.id, Alert.first_seen_at, Alert.expire_after_s)
             .where(Alert.expire_after_s > 0)):  # a range: SQLite's planner enters the index
+        # (not None: the query filter, restated for the type checker)
         if own_s is not None and first_seen_at + timedelta(seconds=own_s) <= now:
             due.append((alert_id, first_seen_at, own_s))
     # Per configured source: its open alerts, through the `state` index (only where
@@ -71,23 +71,18 @@ def expire_alert(conn: Connection, alert_id: int, after_s: int, auto_close: Auto
     if alert is None:
         return None
     ticket = sql.LOCK_TICKET_OF_ALERT.first(conn, {"alert_id": alert_id})
-    decision = decide_expiry(
-        AlertSnapshot(AlertState(alert["state"]), has_ticket=ticket is not None,
-                      ticket_touched=ticket is not None and ticket["touched_at"] is not None),
-        auto_close)
+    decision = decide_expiry(sql.snapshot(alert, ticket), auto_close)
     if decision is None:
         return None
-    sql.UPDATE_ALERT.run(conn, {"row_id": alert_id, "state": decision.new_state.value,
-                             "resolved_by": ResolvedBy.EXPIRY.value, "resolved_at": now,
-                             "expire_after_s": None})
-    closing = (decision.close_ticket and ticket is not None
-               and ticket["status"] == "open")
+    sql.UPDATE_ALERT.run(conn, {"row_id": alert_id, **sql.resolved(ResolvedBy.EXPIRY, now)})
+    ticket_open = ticket is not None and ticket["status"] == "open"
+    closing = decision.close_ticket and ticket_open
     sql.INSERT_TRAIL.run(conn, trail_row(
         alert_id, decision.outcome.value, now,
         reason=f"open longer than its expire_after ({format_duration(after_s)})"
         + (f"; ticket left open: {decision.left_open_because}"
            if decision.left_open_because else "")))
-    if ticket is not None and ticket["status"] == "open":
+    if ticket is not None and ticket_open:
         said = (f"Alert expired: open longer than {format_duration(after_s)} with no "
                 f"resolve from {rmm_name(alert['source'])} (expire_after); alertd "
                 "stopped waiting for it, and left the alert there as it is. ")

@@ -29,18 +29,9 @@ from sqlalchemy import Connection, Table, bindparam, func, insert, select, updat
 
 from daemon.core.events import AlertEvent
 from daemon.core.lifecycle import AlertAction
-from daemon.store.models import (
-    Alert,
-    Asset,
-    Customer,
-    EndUser,
-    ExternalRef,
-    Site,
-    SyncRun,
-    Ticket,
-    TicketNote,
-)
+from daemon.store.models import Asset, Customer, EndUser, ExternalRef, Site, SyncRun
 from daemon.store.prepared import Prepared
+from daemon.tickets import statements as sql
 
 # Placements kept per generation: a bound on memory, not a working-set estimate (one entry
 # per distinct device, customer and site an alert named).
@@ -57,6 +48,16 @@ class Placement:
     site_id: int | None = None
     asset_id: int | None = None
     end_user_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Placeable:
+    """An open ticket without a customer, and where the synced records now place it."""
+
+    ticket_id: int
+    end_user_id: int | None
+    placement: Placement
+    customer: str  # the placement's customer's name (for the note)
 
 
 def choose_end_user(asset_user_id: int | None, default_contact_id: int | None,
@@ -101,21 +102,19 @@ _FALLBACK_USER = Prepared(select(func.min(_USERS.c.id))
                           .where(_USERS.c.customer_id.is_(None),
                                  _USERS.c.name == bindparam("name"), _USERS.c.active))
 _INSERT_USER = insert(_USERS).returning(_USERS.c.id)
-_TICKETS: Table = Ticket.__table__  # type: ignore[assignment]
-_ALERTS: Table = Alert.__table__  # type: ignore[assignment]
-_UNPLACED = (select(_TICKETS.c.id, _TICKETS.c.end_user_id, _ALERTS.c.source, _ALERTS.c.uid,
-                    _ALERTS.c.device, _ALERTS.c.customer, _ALERTS.c.site)
-             .join(_ALERTS, _ALERTS.c.id == _TICKETS.c.alert_id)
-             .where(_TICKETS.c.status == "open", _TICKETS.c.customer_id.is_(None))
-             .order_by(_TICKETS.c.id.desc()).limit(MAX_UNPLACED_READ))
+_UNPLACED = (select(sql.TICKETS.c.id, sql.TICKETS.c.end_user_id, sql.ALERTS.c.source,
+                    sql.ALERTS.c.uid, sql.ALERTS.c.device, sql.ALERTS.c.customer,
+                    sql.ALERTS.c.site)
+             .join(sql.ALERTS, sql.ALERTS.c.id == sql.TICKETS.c.alert_id)
+             .where(sql.TICKETS.c.status == "open", sql.TICKETS.c.customer_id.is_(None))
+             .order_by(sql.TICKETS.c.id.desc()).limit(MAX_UNPLACED_READ))
 _CUSTOMER_NAME = select(_CUSTOMERS.c.name).where(_CUSTOMERS.c.id == bindparam("id"))
 # Still open and still unplaced: a ticket closed or placed meanwhile is left as it is.
-_PLACE_TICKET = (update(_TICKETS).where(_TICKETS.c.id == bindparam("row_id"),
-                                        _TICKETS.c.status == "open",
-                                        _TICKETS.c.customer_id.is_(None))
+_PLACE_TICKET = (update(sql.TICKETS).where(sql.TICKETS.c.id == bindparam("row_id"),
+                                           sql.TICKETS.c.status == "open",
+                                           sql.TICKETS.c.customer_id.is_(None))
                  .values(customer_id=bindparam("customer_id"), site_id=bindparam("site_id"),
                          asset_id=bindparam("asset_id"), end_user_id=bindparam("end_user_id")))
-_INSERT_NOTE = insert(TicketNote)
 _RUNS: Table = SyncRun.__table__  # type: ignore[assignment]
 _NEWEST_RUN = Prepared(select(_RUNS.c.id, _RUNS.c.status).order_by(_RUNS.c.id.desc()).limit(1))
 
@@ -161,12 +160,12 @@ class TicketPlacer:
             placements.append(placement)
         return placements
 
-    def unplaced_placements(self, conn: Connection
-                            ) -> list[tuple[int, int | None, Placement]]:
-        """(ticket id, its end user, placement) for each open ticket placed at no customer
-        that the synced records now place, by its alert's device, customer and site names
-        (read only; newest first, at most `MAX_UNPLACED_READ` looked at)."""
+    def unplaced_placements(self, conn: Connection) -> list[Placeable]:
+        """Each open ticket placed at no customer that the synced records now place, by its
+        alert's device, customer and site names (read only; newest first, at most
+        `MAX_UNPLACED_READ` looked at; each distinct name and customer looked up once)."""
         found: dict[tuple[str, str | None, str | None, str | None], Placement] = {}
+        names: dict[int, str] = {}
         placeable = []
         for row in conn.execute(_UNPLACED).all():
             key = (row.source, row.device, row.customer, row.site)
@@ -175,31 +174,38 @@ class TicketPlacer:
                 placement = found[key] = self._look_up(conn, AlertEvent(
                     row.source, row.uid, AlertAction.RAISE, device=row.device, site=row.site,
                     customer=row.customer))
-            if placement.customer_id is not None:
-                placeable.append((row.id, row.end_user_id, placement))
+            if placement.customer_id is None:
+                continue
+            if placement.customer_id not in names:
+                names[placement.customer_id] = conn.execute(
+                    _CUSTOMER_NAME, {"id": placement.customer_id}).scalar_one()
+            placeable.append(Placeable(row.id, row.end_user_id, placement,
+                                       names[placement.customer_id]))
         return placeable
 
-    def place_ticket(self, conn: Connection, ticket_id: int, end_user_id: int | None,
-                     placement: Placement, now: datetime) -> bool:
-        """Give an unplaced open ticket `placement` (its end user too when it had none or
-        the fallback user), with a note by alertd; False when it was closed or placed
-        meanwhile (then nothing is written)."""
+    def place_tickets(self, conn: Connection, placeables: list[Placeable], now: datetime
+                      ) -> int:
+        """Give each unplaced open ticket its placement (its end user too when it had none
+        or the fallback user), with a note by alertd; one closed or placed meanwhile is left
+        as it is. How many were placed."""
         fallback_user_id = (_FALLBACK_USER.scalar(conn, {"name": self._fallback})
                             if self._fallback else None)
-        keeps_user = end_user_id not in (None, fallback_user_id)
-        placed = conn.execute(_PLACE_TICKET, {
-            "row_id": ticket_id, "customer_id": placement.customer_id,
-            "site_id": placement.site_id, "asset_id": placement.asset_id,
-            "end_user_id": end_user_id if keeps_user or placement.end_user_id is None
-            else placement.end_user_id})
-        if placed.rowcount != 1:
-            return False
-        name = conn.execute(_CUSTOMER_NAME, {"id": placement.customer_id}).scalar()
-        conn.execute(_INSERT_NOTE, {
-            "ticket_id": ticket_id, "created_at": now, "author": "alertd",
-            "body": f"Placed at customer {name!r} by the sync: its alert named no customer "
-                    "alertd knew when the ticket opened."})
-        return True
+        placed = 0
+        for item in placeables:
+            keeps_user = item.end_user_id not in (None, fallback_user_id)
+            updated = conn.execute(_PLACE_TICKET, {
+                "row_id": item.ticket_id, "customer_id": item.placement.customer_id,
+                "site_id": item.placement.site_id, "asset_id": item.placement.asset_id,
+                "end_user_id": item.end_user_id
+                if keeps_user or item.placement.end_user_id is None
+                else item.placement.end_user_id})
+            if updated.rowcount != 1:
+                continue
+            sql.insert_note(conn, item.ticket_id, "alertd",
+                            f"Placed at customer {item.customer!r} by the sync: its alert named "
+                            "no customer alertd knew when the ticket opened.", now)
+            placed += 1
+        return placed
 
     @staticmethod
     def _look_up(conn: Connection, event: AlertEvent) -> Placement:

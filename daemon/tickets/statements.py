@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, insert, select, update
 
+from daemon.core.lifecycle import AlertSnapshot, AlertState, ResolvedBy
 from daemon.store.models import Alert, AlertTrail, OutboxAction, Ticket, TicketNote
 from daemon.store.prepared import NumberedInsert, Prepared
 
@@ -54,3 +57,17 @@ def insert_note(conn: Connection, ticket_id: int, author: str, body: str, now: d
                 ) -> int:
     return int(INSERT_NOTE.scalar(conn, {"ticket_id": ticket_id, "created_at": now,
                                          "author": author, "body": body[:MAX_NOTE_CHARS]}))
+
+
+def snapshot(alert: Mapping[str, Any], ticket: Mapping[str, Any] | None) -> AlertSnapshot:
+    """What the core decides from: a locked alert row and its locked ticket row (or None)."""
+    return AlertSnapshot(AlertState(alert["state"]),
+                         ResolvedBy(alert["resolved_by"]) if alert["resolved_by"] else None,
+                         has_ticket=ticket is not None,
+                         ticket_touched=ticket is not None and ticket["touched_at"] is not None)
+
+
+def resolved(resolved_by: ResolvedBy, now: datetime) -> dict[str, Any]:
+    """The alert columns a resolve sets, whoever resolves (expiry is for open alerts)."""
+    return {"state": AlertState.RESOLVED.value, "resolved_by": resolved_by.value,
+            "resolved_at": now, "expire_after_s": None}

@@ -26,8 +26,6 @@ from sqlalchemy import Connection
 from daemon.core.events import AlertEvent, clamp_event
 from daemon.core.lifecycle import (
     UPSTREAM_RESOLVABLE_SOURCES,
-    AlertSnapshot,
-    AlertState,
     AutoClose,
     ResolvedBy,
     decide_event,
@@ -120,13 +118,7 @@ class Transitions:
         assert alert is not None  # alerts are never deleted
 
         ticket = sql.LOCK_TICKET_OF_ALERT.first(conn, {"alert_id": alert["id"]})
-        decision = decide_event(
-            AlertSnapshot(AlertState(alert["state"]),
-                          ResolvedBy(alert["resolved_by"]) if alert["resolved_by"] else None,
-                          has_ticket=ticket is not None,
-                          ticket_touched=ticket is not None and ticket["touched_at"] is not None),
-            event.action, self._auto_close,
-        )
+        decision = decide_event(sql.snapshot(alert, ticket), event.action, self._auto_close)
         changes: dict[str, Any] = {
             "row_id": alert["id"], "occurrences": alert["occurrences"] + 1,
             "last_seen_at": now,
@@ -139,9 +131,7 @@ class Transitions:
                for name in ALERT_FIELDS},
         }
         if decision.resolved_by is not None:
-            changes.update(state=decision.new_state.value,
-                           resolved_by=decision.resolved_by.value, resolved_at=now,
-                           expire_after_s=None)  # expiry is for open alerts
+            changes.update(sql.resolved(decision.resolved_by, now))
         sql.UPDATE_ALERT.run(conn, changes)
         ticket_id = ticket["id"] if ticket is not None else None
         opened = False
@@ -261,9 +251,7 @@ class Transitions:
             raise TicketNotFound(f"ticket {ticket_id} not found")
         decision = decide_ticket_close(
             ticket["status"] == "open",
-            AlertSnapshot(AlertState(alert["state"]),
-                          ResolvedBy(alert["resolved_by"]) if alert["resolved_by"] else None)
-            if alert is not None else None,
+            sql.snapshot(alert, None) if alert is not None else None,
             upstream_resolvable=alert is not None
             and alert["source"] in UPSTREAM_RESOLVABLE_SOURCES,
         )
@@ -274,9 +262,7 @@ class Transitions:
         outbox_id = None
         if alert is not None and decision.resolve_alert:
             sql.UPDATE_ALERT.run(conn, {"row_id": alert["id"],
-                                     "state": AlertState.RESOLVED.value,
-                                     "resolved_by": ResolvedBy.TICKET.value,
-                                     "resolved_at": now, "expire_after_s": None})
+                                        **sql.resolved(ResolvedBy.TICKET, now)})
         if alert is not None and decision.resolve_upstream:
             outbox_id = self._insert_outbox.scalar(conn, {
                 "action": RESOLVE_ALERT, "source": alert["source"], "target": alert["uid"],
