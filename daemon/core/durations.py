@@ -27,3 +27,15 @@ def format_duration(seconds: int) -> str:
         if seconds and seconds % _UNIT_S[unit] == 0:
             return f"{seconds // _UNIT_S[unit]}{unit}"
     return f"{seconds}s"
+
+
+MIN_EXPIRE_AFTER_S = 60  # an alert is not "never clears" after less than a minute
+
+
+def parse_expire_after(text: str) -> int:
+    """An `expire_after` (configuration or rule) in whole seconds: a duration of 1m or more.
+    Raises ValueError with what is expected."""
+    seconds = parse_duration(text)
+    if seconds < MIN_EXPIRE_AFTER_S:
+        raise ValueError("must be at least 1m")
+    return seconds

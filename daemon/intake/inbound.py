@@ -41,12 +41,11 @@ def interpret_batch(interpreter: Interpreter | None, raws: Sequence[RawDelivery]
     for raw, outcome in zip(raws, interpret_many(raws), strict=True):
         if isinstance(outcome, Unprocessable):
             meanings.append(str(outcome))
-        elif isinstance(outcome, Exception):
+            continue
+        if isinstance(outcome, Exception):
             log.error("delivery %s: the %s interpreter failed", raw.id, raw.channel,
                       exc_info=outcome)
-            meanings.append(outcome)
-        else:
-            meanings.append(outcome)
+        meanings.append(outcome)
     return meanings
 
 

@@ -263,10 +263,10 @@ class AccountReader:
                         with contextlib.suppress(Exception):
                             running.result(timeout=STORE_TIMEOUT_S)
                 raise
-            if following is None or following_stored is None:
+            if following is None or following_stored is None:  # both set, or neither
                 break
             messages, stored = following, following_stored
-        return bool(batches)
+        return True
 
     def _settle(self, client: IMAPClient, folder: str, uidvalidity: int, batch: list[int],
                 messages: list[FetchedMessage], statuses: list[str]) -> None:

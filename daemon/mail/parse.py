@@ -272,6 +272,18 @@ def _parsed_addresses(value: str) -> list[tuple[str, str]]:
     return [(a.display_name, a.addr_spec) for a in header.addresses]  # type: ignore[attr-defined]
 
 
+def _read_addresses(value: str) -> list[tuple[str, str]] | None:
+    """A field the common shapes do not cover: by the modern parser, else by the lenient
+    split; None when neither can read it."""
+    try:
+        return _parsed_addresses(value)
+    except Exception:  # a header the parser rejects: fall back to the lenient split
+        try:
+            return email.utils.getaddresses([value])
+        except Exception:  # e.g. RecursionError on deeply nested comments
+            return None
+
+
 def _addresses(values: list[str], defects: list[str]) -> list[tuple[str, str]]:
     """(display name, lower-case addr-spec) pairs: the common shapes by `simple_addresses`,
     the rest by the modern header parser, which costs seconds on long lists: it reads
@@ -287,14 +299,10 @@ def _addresses(values: list[str], defects: list[str]) -> list[tuple[str, str]]:
         budget -= len(value)
         pairs = simple_addresses(value)
         if pairs is None:
-            try:
-                pairs = _parsed_addresses(value)
-            except Exception:  # a header the parser rejects: fall back to the lenient split
-                try:
-                    pairs = email.utils.getaddresses([value])
-                except Exception:  # e.g. RecursionError on deeply nested comments
-                    defects.append("unreadable address field ignored")
-                    continue
+            pairs = _read_addresses(value)
+        if pairs is None:
+            defects.append("unreadable address field ignored")
+            continue
         found += [(name, addr.lower()) for name, addr in pairs if addr and "@" in addr]
     return found
 

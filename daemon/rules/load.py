@@ -26,7 +26,7 @@ from typing import Any
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
-from daemon.core.durations import parse_duration
+from daemon.core.durations import parse_expire_after
 from daemon.core.events import is_source_name
 from daemon.core.tomllines import Path_, line_of, locate_keys, syntax_error_line
 from daemon.rules.model import (
@@ -74,10 +74,10 @@ def template_environment() -> SandboxedEnvironment:
 def ticket_template(env: SandboxedEnvironment, source: str) -> TicketTemplate:
     """Compile a ticket template; note its parts when it is only text and `{{ name }}`
     outputs. Raises `TemplateSyntaxError`."""
-    template = env.from_string(source)
-    body = env.parse(source).body
+    tree = env.parse(source)  # parsed once: walked here, then compiled
+    template = env.from_string(tree)
     parts: list[tuple[bool, str]] = []
-    for node in body:
+    for node in tree.body:
         if not isinstance(node, nodes.Output):
             return TicketTemplate(template)
         for child in node.nodes:
@@ -196,9 +196,7 @@ class _Compiler:
             if action is not RuleAction.RAISE:
                 self.issue((*path, "expire_after"), name, "is used only by raise rules")
             try:
-                expire_after_s = parse_duration(raw["expire_after"])
-                if expire_after_s < 60:
-                    raise ValueError("must be at least 1m")
+                expire_after_s = parse_expire_after(raw["expire_after"])
             except ValueError as err:
                 self.issue((*path, "expire_after"), name, str(err))
         ticket = {}

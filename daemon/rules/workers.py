@@ -40,8 +40,8 @@ C = TypeVar("C")
 I = TypeVar("I")  # noqa: E741 - item
 R = TypeVar("R")
 
-_LENGTH = struct.Struct("!Q")
-_COUNT = struct.Struct("!Q")  # a chunk starts with its number of items
+# A frame starts with its length; a chunk's payload with its number of items.
+_LENGTH = _COUNT = struct.Struct("!Q")
 _READY = b"ready"  # a new child's greeting
 _READ = b"read"  # a child has a chunk and starts on it
 START_TIMEOUT_S = 30.0  # a child's start, or its imports for a chunk, on a busy machine

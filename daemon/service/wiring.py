@@ -13,7 +13,6 @@ from daemon.config import Config
 from daemon.console.routes import setup_console_routes
 from daemon.core.api_event import interpret_api_delivery
 from daemon.core.events import Channel
-from daemon.core.lifecycle import AutoClose
 from daemon.http.api import setup_api_routes
 from daemon.http.app import AppContext, Readiness
 from daemon.http.auth import TokenStore, ensure_generated_token, read_token_file
@@ -58,7 +57,7 @@ def build_pipeline(config: Config, db: Database, metrics: Metrics, rules: RulesH
     return Pipeline(db, metrics, build_interpreters(config, rules),
                     max_attempts=section.max_attempts, retry_base_s=section.retry_base_s,
                     placer=TicketPlacer(config.sync.fallback_end_user),
-                    auto_close=AutoClose(config.lifecycle.auto_close),
+                    auto_close=config.lifecycle.auto_close,
                     on_submitted=queue.put if queue is not None else None)
 
 
@@ -145,4 +144,4 @@ def build_services(config: Config, db: Database) -> Services:
         queries=Queries(db), tokens=tokens, outbox=outbox, rmm=rmm,
         sync=SyncRunner(db, rmm, config.sync), checkpoints=ImapCheckpoints(db),
         expiry=AlertExpiry(db, metrics, config.lifecycle.expire_after,
-                           AutoClose(config.lifecycle.auto_close)))
+                           config.lifecycle.auto_close))
