@@ -42,11 +42,7 @@ TOKEN = "bench-token-0123456789"
 async def alertd_context(state_dir: Path, extra_toml: str = "", pool_size: int = 5
                          ) -> Services:
     """Config (defaults + `extra_toml`), migrated database and the wired services."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / "alertd.toml"
-    path.write_text(f'[daemon]\nstate_dir = "{state_dir}"\n[api]\ntokens = ["{TOKEN}"]\n'
-                    + extra_toml)
-    config = load_config(path, environ={})
+    config = bench_config(state_dir, extra_toml=extra_toml)
     db = Database(config.database.url, pool_size=pool_size)
     await db.upgrade()
     return build_services(config, db)
@@ -172,13 +168,17 @@ def _add_history(n: int, seen: datetime, alert: dict[str, Any], ticket: dict[str
                               "alertd."})
 
 
-def bench_config(state_dir: Path, db_url: str, schema: str = "") -> Config:
-    """The configuration of a benchmark's alertd on `db_url` (a PostgreSQL `schema`)."""
+def bench_config(state_dir: Path, db_url: str = "", schema: str = "", extra_toml: str = ""
+                 ) -> Config:
+    """The configuration of a benchmark's alertd: the defaults, the bench token, on `db_url`
+    (a PostgreSQL `schema`) when given, else the state directory's SQLite; `extra_toml`
+    appended."""
     state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / "alertd.toml"
+    database = (f'[database]\nurl = "{db_url}"\n' + (f'schema = "{schema}"\n' if schema else "")
+                if db_url else "")
     path.write_text(f'[daemon]\nstate_dir = "{state_dir}"\n[api]\ntokens = ["{TOKEN}"]\n'
-                    f'[database]\nurl = "{db_url}"\n'
-                    + (f'schema = "{schema}"\n' if schema else ""))
+                    + database + extra_toml)
     return load_config(path, environ={})
 
 
@@ -227,6 +227,23 @@ async def console_cookie(url: str) -> str:
             assert response.status == 303, response.status
         cookie = next(c for c in jar if c.key == "alertd_session")
     return f"alertd_session={cookie.value}"
+
+
+@contextlib.asynccontextmanager
+async def serving_alertd(config: Config, db: Database
+                         ) -> AsyncIterator[tuple[str, dict[str, str]]]:
+    """alertd's app on `db`, served on loopback: (its base URL, request headers with the
+    bench token and a signed-in console session). Stopped afterwards."""
+    from daemon.http.app import create_app
+    from daemon.service.wiring import ROUTES
+
+    ctx = build_services(config, db)
+    runner, url = await serve(create_app(ctx.http, ROUTES))
+    try:
+        yield url, {"Authorization": f"Bearer {TOKEN}", "Cookie": await console_cookie(url)}
+    finally:
+        await runner.cleanup()
+        await ctx.rmm.close()
 
 
 def cuts_ms(latencies: list[float]) -> tuple[float, float]:

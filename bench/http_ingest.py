@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from group_commit import GroupCommitWriter
-from servers import start_server
+from servers import py_spy, start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-webhook-secret-0123456789"
@@ -232,15 +232,10 @@ def profile(pid: int, name: str, args: argparse.Namespace) -> subprocess.Popen[b
     read them; `sort | head` shows the heaviest stacks)."""
     if not args.profile:
         return None
-    py_spy = Path(sys.executable).parent / "py-spy"
-    args.profile.mkdir(parents=True, exist_ok=True)
     out = args.profile / (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") + ".txt")
     # PYSPY_GIL=1: only the thread holding the interpreter lock (where the CPU goes).
     gil = ["--gil"] if os.environ.get("PYSPY_GIL") else []
-    return subprocess.Popen([str(py_spy if py_spy.exists() else "py-spy"), "record", "--pid",
-                             str(pid), "--duration", str(args.duration), "--rate", "200",
-                             "--format", "raw", "--output", str(out), *gil],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return py_spy(pid, out, "--duration", str(args.duration), *gil)
 
 
 def reset_postgres(url: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -32,3 +33,14 @@ def start_server(command: list[str], log_path: Path, ready: str, *, cwd: Path = 
                                + log_path.read_text()[-2000:])
         time.sleep(0.05)
     raise RuntimeError(f"server did not get ready in {timeout_s:.0f} s")
+
+
+def py_spy(pid: int, out: Path, *options: str) -> subprocess.Popen[bytes]:
+    """py-spy (the venv's, else the PATH's) sampling `pid` at 200 Hz into `out` as collapsed
+    stacks (flamegraph.pl or speedscope read them); `options` add to `py-spy record`."""
+    binary = Path(sys.executable).parent / "py-spy"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen([str(binary if binary.exists() else "py-spy"), "record", "--pid",
+                             str(pid), "--rate", "200", "--format", "raw", "--output",
+                             str(out), *options],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

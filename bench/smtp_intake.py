@@ -31,7 +31,6 @@ import signal
 import smtplib
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -39,9 +38,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-# Only the standard library at the top: every spawned client imports this module again, and
-# 50 imports of alertd (~1 s of CPU each) would compete with the servers. The servers' imports
-# are in the functions that run them.
+# Only the standard library at the top (bench/servers.py is nothing else): every spawned
+# client imports this module again, and 50 imports of alertd (~1 s of CPU each) would compete
+# with the servers. The servers' imports are in the functions that run them.
+from servers import py_spy
+
 if TYPE_CHECKING:
     from group_commit import GroupCommitWriter
 
@@ -111,12 +112,7 @@ def start_profiler(out: Path) -> subprocess.Popen[bytes]:
     """py-spy samples this process (the server under test, all threads; py-spy leaves idle
     ones out as well as it can tell) from the barrier on and writes collapsed stacks to `out`
     (flamegraph.pl or speedscope read them)."""
-    py_spy = Path(sys.executable).parent / "py-spy"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    profiler = subprocess.Popen([str(py_spy if py_spy.exists() else "py-spy"), "record",
-                                 "--pid", str(os.getpid()), "--rate", "200", "--format", "raw",
-                                 "--output", str(out)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    profiler = py_spy(os.getpid(), out)
     time.sleep(0.5)  # attached before the clock runs
     return profiler
 

@@ -123,17 +123,13 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import (  # noqa: E402
     ASSETS,
-    TOKEN,
     bench_config,
     bench_database,
-    console_cookie,
     cuts_ms,
     device_ref,
     fill,
-    serve,
+    serving_alertd,
 )
-from daemon.http.app import create_app  # noqa: E402
-from daemon.service.wiring import ROUTES, build_services  # noqa: E402
 
 OPERATIONS = ("tickets page", "tickets of a source", "one ticket", "console: tickets page",
               "console: one ticket", "close", "intake")
@@ -227,16 +223,10 @@ async def running_alertd(tmp: Path, backend: str, db_url: str, tickets: int,
         if postgres:
             await vacuum_analyze(config.database.url, schema)
         print(f"  {backend}: {tickets:,} tickets filled in {time.perf_counter() - started:.1f} s")
-        ctx = build_services(config, db)
-        runner, url = await serve(create_app(ctx.http, ROUTES))
-        try:
-            headers = {"Authorization": f"Bearer {TOKEN}", "Cookie": await console_cookie(url)}
+        async with serving_alertd(config, db) as (url, headers):
             open_ids = [n for n in range(1, tickets + 1) if n % 3]  # as `fill` leaves them
             random.Random(tickets).shuffle(open_ids)
             yield Target(tickets, url, headers, open_ids)
-        finally:
-            await runner.cleanup()
-            await ctx.rmm.close()
 
 
 async def measure(targets: list[Target], args: argparse.Namespace

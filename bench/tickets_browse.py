@@ -75,17 +75,14 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import (  # noqa: E402
     ASSETS,
-    TOKEN,
     bench_config,
     bench_database,
-    console_cookie,
     cuts_ms,
     fill,
     serve,
+    serving_alertd,
 )
 from daemon.config import Config  # noqa: E402
-from daemon.http.app import create_app  # noqa: E402
-from daemon.service.wiring import ROUTES, build_services  # noqa: E402
 from daemon.store.database import Database  # noqa: E402
 
 
@@ -157,11 +154,8 @@ async def measure(name: str, db_url: str, tmp: Path, args: argparse.Namespace,
 async def measure_app(config: Config, db: Database, args: argparse.Namespace
                       ) -> dict[str, tuple[float, float, float, float]]:
     """The scenarios against alertd on `db` (filled) and against the bare reference."""
-    ctx = build_services(config, db)
-    runner, url = await serve(create_app(ctx.http, ROUTES))
     results = {}
-    try:
-        headers = {"Authorization": f"Bearer {TOKEN}", "Cookie": await console_cookie(url)}
+    async with serving_alertd(config, db) as (url, headers):
         async with aiohttp.ClientSession(headers=headers) as session:
             answers: dict[str, Any] = {}
             for paths in scenarios(args.tickets, args.requests).values():
@@ -181,9 +175,6 @@ async def measure_app(config: Config, db: Database, args: argparse.Namespace
                       f"  p95 {ours[1] / bare[1]:5.1f}x")
         finally:
             await bare_runner.cleanup()
-    finally:
-        await runner.cleanup()
-        await ctx.rmm.close()
     return results
 
 
