@@ -134,23 +134,21 @@ class Transitions:
             changes.update(sql.resolved(decision.resolved_by, now))
         sql.UPDATE_ALERT.run(conn, changes)
         ticket_id = ticket["id"] if ticket is not None else None
-        opened = False
-        if decision.open_ticket:  # a late raise: the ticket it would have had, closed below
+        opened = decision.open_ticket  # a late raise: the ticket it would have had
+        if opened:
             ticket_id = self.insert_ticket(conn, event, alert["id"], now)
-            opened = True
-            note = (f"Alert already resolved in {event.source} when its raise arrived (by "
-                    f"{channel}); ticket recorded closed by alertd.")
-        else:
-            note = (f"Alert resolved in {event.source} (reported by {channel}); "
-                    "ticket closed by alertd.")
-        closing = decision.close_ticket and ticket_id is not None and (
-            opened or (ticket is not None and ticket["status"] == "open"))
+        ticket_open = opened or (ticket is not None and ticket["status"] == "open")
+        closing = decision.close_ticket and ticket_open
         if closing:
             assert ticket_id is not None
+            note = (f"Alert already resolved in {event.source} when its raise arrived (by "
+                    f"{channel}); ticket recorded closed by alertd." if opened else
+                    f"Alert resolved in {event.source} (reported by {channel}); ticket "
+                    "closed by alertd.")
             sql.close_ticket(conn, ticket_id, f"upstream:{event.source}", now)
             sql.insert_note(conn, ticket_id, "alertd", note, now)
-        elif decision.left_open_because is not None and ticket_id is not None and (
-                opened or (ticket is not None and ticket["status"] == "open")):
+        elif decision.left_open_because is not None and ticket_open:
+            assert ticket_id is not None
             # A late raise (the resolve came first) left open says so as the resolve would.
             resolved_at = alert["resolved_at"] if opened else now
             said = (f"Alert already resolved in {rmm_name(event.source)} when its raise "
@@ -188,9 +186,12 @@ class Transitions:
                 for (channel, _), event, decision in zip(arrivals, events, decisions,
                                                          strict=True)]
         inserted = self._insert_new_alerts(conn, rows)
-        opening = [(event, inserted[(event.source, event.uid)])
-                   for event, decision in zip(events, decisions, strict=True)
-                   if (event.source, event.uid) in inserted and decision.open_ticket]
+        # The events whose alert this inserted, with its id: everything below is theirs.
+        new = [(channel, event, decision, alert_id)
+               for (channel, _), event, decision in zip(arrivals, events, decisions, strict=True)
+               if (alert_id := inserted.get((event.source, event.uid))) is not None]
+        opening = [(event, alert_id) for _, event, decision, alert_id in new
+                   if decision.open_ticket]
         placements = (self._placer.place_many(conn, [event for event, _ in opening], now)
                       if self._placer is not None else [Placement()] * len(opening))
         ticket_rows = [new_ticket_row(event, alert_id, placement, now)
@@ -203,21 +204,15 @@ class Transitions:
             tickets = {row.alert_id: row.id for row in conn.execute(
                 sql.INSERT_TICKETS, ticket_rows)} if ticket_rows else {}
         sql.INSERT_TRAIL.run_many(conn, [
-            trail_row(inserted[(event.source, event.uid)], decision.outcome.value, now,
-                      channel, reason=event_reason(event, decision))
-            for (channel, _), event, decision in zip(arrivals, events, decisions, strict=True)
-            if (event.source, event.uid) in inserted])
-        results: list[EventResult | None] = []
-        for event, decision in zip(events, decisions, strict=True):
-            alert_id = inserted.get((event.source, event.uid))
-            if alert_id is None:
-                results.append(None)
-                continue
-            ticket_id = tickets.get(alert_id)
-            results.append(EventResult(event.source, event.uid, alert_id,
-                                       decision.outcome.value, ticket_id,
-                                       ticket_opened=ticket_id is not None))
-        return results
+            trail_row(alert_id, decision.outcome.value, now, channel,
+                      reason=event_reason(event, decision))
+            for channel, event, decision, alert_id in new])
+        results: dict[tuple[str, str], EventResult] = {
+            (event.source, event.uid): EventResult(
+                event.source, event.uid, alert_id, decision.outcome.value,
+                tickets.get(alert_id), ticket_opened=alert_id in tickets)
+            for _, event, decision, alert_id in new}
+        return [results.get((event.source, event.uid)) for event in events]
 
     def _insert_new_alerts(self, conn: Connection, rows: list[dict[str, Any]]
                            ) -> dict[tuple[str, str], int]:
