@@ -66,7 +66,8 @@ class Metrics:
             "alertd_tickets_opened_total", "Tickets opened for alerts",
             ["source"], registry=self.registry)
         self.tickets_closed = _Counter(
-            "alertd_tickets_closed_total", "Tickets closed, by whom (upstream or agent)",
+            "alertd_tickets_closed_total",
+            "Tickets closed, by whom (upstream, agent, expiry, cleared)",
             ["by"], registry=self.registry)
         self.outbox_enqueued = _Counter(
             "alertd_outbox_enqueued_total", "Upstream actions queued",

@@ -62,10 +62,13 @@ async def run(inv: Invocation, db: Database) -> int:
     try:
         if args.action == "close":
             result = await agent.close(args.id, actor(args), args.note)
+            resolved = ", ".join(map(str, result.alerts_resolved))
+            queued = ", ".join(map(str, result.outbox_ids))
             show(f"ticket {args.id} closed"
-                 + (f"; alert {result.alert_id} resolved" if result.alert_resolved else "")
-                 + (f"; upstream resolve queued (outbox {result.outbox_id})"
-                     if result.outbox_id else ""))
+                 + (f"; alert {resolved} resolved" if len(result.alerts_resolved) == 1
+                    else f"; alerts {resolved} resolved" if resolved else "")
+                 + (f"; upstream resolve queued (outbox {queued})" if len(result.outbox_ids) == 1
+                    else f"; upstream resolves queued (outbox {queued})" if queued else ""))
         elif args.action == "note":
             note_id = await agent.add_note(args.id, actor(args), args.text)
             show(f"note {note_id} added to ticket {args.id}")

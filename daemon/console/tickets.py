@@ -45,9 +45,10 @@ async def ticket_page(request: web.Request, error: str | None = None, status: in
     if ticket is None:
         return render(request, "error.html", status=404, title="Not found",
                       message=f"There is no ticket {request.match_info['id']}.")
-    timeline = (await alert_timeline(ctx.db, ticket["alert"]["id"]) if ticket["alert"]
-                else {"deliveries": [], "outbox": []})
+    timeline = (await alert_timeline(ctx.db, [alert["id"] for alert in ticket["alerts"]])
+                if ticket["alerts"] else {"trail": [], "deliveries": [], "outbox": []})
     return render(request, "ticket.html", status=status, ticket=ticket, timeline=timeline,
+                  uids={alert["id"]: alert["uid"] for alert in ticket["alerts"]},
                   error=error, max_note_chars=MAX_NOTE_CHARS)
 
 

@@ -22,7 +22,7 @@ from daemon.core.events import (
 from daemon.core.lifecycle import AlertAction
 
 _EVENT_KEYS = {"source", "uid", "action", "device", "device_id", "site", "customer", "priority",
-               "message", "ticket"}
+               "message", "ticket", "condition"}
 # The longest text each free field may have in the JSON form.
 MESSAGE_CHARS = 10_000
 SUMMARY_CHARS = 500
@@ -76,6 +76,7 @@ def parse_api_event(body: Any) -> AlertEvent:
         priority=_optional_str(body, "priority", 64),
         message=_optional_str(body, "message", MESSAGE_CHARS),
         device_ref=_optional_str(body, "device_id", 200),
+        condition=_optional_str(body, "condition", 255),
         ticket=TicketFields(
             type=_optional_str(ticket_body, "type", 64),
             summary=_optional_str(ticket_body, "summary", SUMMARY_CHARS),
@@ -115,6 +116,8 @@ def encode_event(event: AlertEvent) -> bytes:
             body[name] = value
     if event.device_ref is not None:
         body["device_id"] = event.device_ref
+    if event.condition is not None:
+        body["condition"] = event.condition
     ticket = {name: value for name in ("type", "summary", "details")
               if (value := getattr(event.ticket, name)) is not None}
     if ticket:

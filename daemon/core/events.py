@@ -61,6 +61,9 @@ class AlertEvent:
     # open longer (else `[lifecycle] expire_after` of its source, if any).
     expire_after_s: int | None = None
     rule: str | None = None  # the email rule that decided it (the alert's trail names it)
+    # The kind of check that raised it (Datto's category and type, Syncro's trigger, an email
+    # rule's `condition` group): with the device, its condition (daemon.core.conditions).
+    condition: str | None = None
 
 
 @dataclass(frozen=True)

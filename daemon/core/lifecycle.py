@@ -54,10 +54,17 @@ class Outcome(StrEnum):
     """What an incoming raise/resolve did; stored on the delivery and counted in metrics."""
 
     OPENED = "opened"  # new alert, new ticket
+    JOINED = "joined"  # new alert, joined the open ticket of its condition
+    REOPENED = "reopened"  # new alert, reopened its condition's ticket closed a moment ago
     TWIN = "twin"  # raise while open: another channel/occurrence of the same alert
     RESOLVED = "resolved"  # resolve while open: alert resolved, ticket closed
     # Resolve while open, the ticket left open (`auto_close`): it is marked resolved upstream.
     RESOLVED_LEFT_OPEN = "resolved_left_open"
+    # Resolve while open, the ticket left open: other alerts of its condition are still open.
+    RESOLVED_OTHERS_OPEN = "resolved_others_open"
+    # Resolve while open, the ticket to close once its condition stayed clear
+    # (`close_after_clear`): a raise of the condition before then keeps it open.
+    RESOLVED_CLEARING = "resolved_clearing"
     TOMBSTONE = "tombstone"  # resolve before any raise: resolved alert, no ticket
     LATE_RAISE = "late_raise"  # raise after a tombstone: its ticket is recorded, closed
     LATE_TWIN = "late_twin"  # raise after resolve of an alert that has its ticket: recorded only
@@ -74,6 +81,7 @@ class AlertSnapshot:
     resolved_by: ResolvedBy | None = None
     has_ticket: bool = False
     ticket_touched: bool = False  # an agent added a note to its ticket or changed it
+    others_open: bool = False  # other alerts of its ticket (its condition) are still open
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,8 @@ class EventDecision:
     close_ticket: bool = False
     # Set when the alert is resolved but its ticket stays open: why (said in a note).
     left_open_because: str | None = None
+    # Set instead of `close_ticket` when `close_after_clear` holds the close back: seconds.
+    close_after_s: int = 0
 
 
 LEFT_OPEN_TOUCHED = "it is being worked"
@@ -92,12 +102,18 @@ LEFT_OPEN_NEVER = 'auto_close is "never"'
 
 
 def decide_event(current: AlertSnapshot | None, action: AlertAction,
-                 auto_close: AutoClose = AutoClose.UNTOUCHED) -> EventDecision:
+                 auto_close: AutoClose = AutoClose.UNTOUCHED,
+                 close_after_clear_s: int = 0) -> EventDecision:
     """Decide what a raise or resolve from the RMM does to the alert it names.
 
     Every event is also recorded as an occurrence (channel, count, last seen) by the caller;
     this function decides only the state changes. An upstream resolve closes the ticket as
-    `auto_close` says: human work is not closed under someone's feet.
+    `auto_close` says: human work is not closed under someone's feet; a ticket with other
+    open alerts (its condition's) stays open; with `close_after_clear_s` the close waits
+    that long (`decide_clear_close` then decides again).
+
+    Which ticket a new alert gets (its own, or its condition's) is decided by
+    `daemon.core.conditions.choose_ticket`.
     """
     if current is None:
         if action is AlertAction.RAISE:
@@ -106,10 +122,16 @@ def decide_event(current: AlertSnapshot | None, action: AlertAction,
     if current.state is AlertState.OPEN:
         if action is AlertAction.RAISE:
             return EventDecision(Outcome.TWIN, AlertState.OPEN)
+        if current.others_open:
+            return EventDecision(Outcome.RESOLVED_OTHERS_OPEN, AlertState.RESOLVED,
+                                 ResolvedBy.UPSTREAM)
         left_open_because = _left_open_because(current, auto_close)
         if left_open_because is not None:
             return EventDecision(Outcome.RESOLVED_LEFT_OPEN, AlertState.RESOLVED,
                                  ResolvedBy.UPSTREAM, left_open_because=left_open_because)
+        if close_after_clear_s > 0 and current.has_ticket:
+            return EventDecision(Outcome.RESOLVED_CLEARING, AlertState.RESOLVED,
+                                 ResolvedBy.UPSTREAM, close_after_s=close_after_clear_s)
         return EventDecision(
             Outcome.RESOLVED, AlertState.RESOLVED, ResolvedBy.UPSTREAM, close_ticket=True
         )
@@ -135,10 +157,20 @@ def decide_expiry(current: AlertSnapshot, auto_close: AutoClose = AutoClose.UNTO
     as `auto_close` says (human work stays open). None when it is not open (any more)."""
     if current.state is not AlertState.OPEN:
         return None
+    if current.others_open:  # its ticket waits for the other alerts of its condition
+        return EventDecision(Outcome.EXPIRED, AlertState.RESOLVED, ResolvedBy.EXPIRY)
     left_open_because = _left_open_because(current, auto_close)
     return EventDecision(Outcome.EXPIRED, AlertState.RESOLVED, ResolvedBy.EXPIRY,
                          close_ticket=left_open_because is None,
                          left_open_because=left_open_because)
+
+
+def decide_clear_close(ticket_touched: bool, auto_close: AutoClose = AutoClose.UNTOUCHED
+                       ) -> str | None:
+    """A ticket whose condition stayed clear for `close_after_clear`: None to close it now,
+    else why it stays open (an agent started working on it while it waited)."""
+    return _left_open_because(AlertSnapshot(AlertState.RESOLVED, has_ticket=True,
+                                            ticket_touched=ticket_touched), auto_close)
 
 
 def _left_open_because(current: AlertSnapshot, auto_close: AutoClose) -> str | None:

@@ -98,6 +98,9 @@ class AlertEventBody(RequestBody):
     customer: Annotated[str, Field(max_length=255)] | None = None
     priority: Annotated[str, Field(max_length=64)] | None = None
     message: Annotated[str, Field(max_length=MESSAGE_CHARS)] | None = None
+    condition: Annotated[str, Field(
+        max_length=255, description="The kind of check that raised it: with device_id or "
+        "device, the alert's condition (one open ticket per condition)")] | None = None
     ticket: TicketFieldsBody | None = None
 
 

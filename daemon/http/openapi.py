@@ -59,6 +59,7 @@ TICKET_PROPS: dict[str, Any] = {
     "touched": {"type": "boolean"}, "touched_at": N_TIME,
     "upstream_resolved": {"type": "boolean"}, "upstream_resolved_at": N_TIME,
     "alert": nullable({"$ref": "#/components/schemas/AlertRef"}),
+    "condition": N_STR, "occurrences": INT, "last_raised_at": N_TIME, "close_due_at": N_TIME,
 }
 ALERT_PROPS: dict[str, Any] = {
     "id": INT, "source": STR, "uid": STR, "state": {"enum": ["open", "resolved"]},
@@ -66,7 +67,7 @@ ALERT_PROPS: dict[str, Any] = {
     "resolved_at": N_TIME, "expire_after_s": N_INT,
     "first_seen_at": TIME, "last_seen_at": TIME, "channels": {"type": "array", "items": STR},
     "occurrences": INT, "device": N_STR, "site": N_STR, "customer": N_STR, "priority": N_STR,
-    "message": N_STR, "ticket_id": N_INT,
+    "message": N_STR, "ticket_id": N_INT, "condition": N_STR,
 }
 DELIVERY_PROPS: dict[str, Any] = {
     "id": INT, "channel": {"enum": ["smtp", "imap", "webhook", "poll", "api"]},
@@ -81,8 +82,9 @@ TRAIL = obj({
         "reason": N_STR})},
     "truncated": {"type": "boolean"},
 })
-OUTCOMES = ["opened", "twin", "resolved", "resolved_left_open", "tombstone", "late_raise",
-            "late_twin", "already_resolved"]
+OUTCOMES = ["opened", "joined", "reopened", "twin", "resolved", "resolved_left_open",
+            "resolved_others_open", "resolved_clearing", "tombstone", "late_raise", "late_twin",
+            "already_resolved"]
 INGEST_RESULT = obj({
     "delivery_id": INT, "duplicate": {"type": "boolean"}, "status": nullable(DELIVERY_STATUS),
     "error": N_STR,
@@ -207,7 +209,8 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                 "AlertRef": ALERT_REF,
                 "Ticket": obj(TICKET_PROPS),
                 "TicketWithNotes": obj({**TICKET_PROPS,
-                                        "notes": {"type": "array", "items": NOTE}}),
+                                        "notes": {"type": "array", "items": NOTE},
+                                        "alerts": {"type": "array", "items": ALERT_REF}}),
                 "Alert": obj(ALERT_PROPS),
                 "Delivery": obj(DELIVERY_PROPS),
                 "DeliveryWithPayload": obj({

@@ -61,7 +61,8 @@ RULES_REPORT = obj({
     "ticket": nullable(obj({"type": STR, "priority": N_STR, "summary": STR, "details": STR})),
     "event": nullable(obj({"source": STR, "uid": STR, "action": {"enum": ["raise", "resolve"]},
                            "device": N_STR, "site": N_STR, "customer": N_STR,
-                           "priority": N_STR, "message": N_STR, "summary": N_STR})),
+                           "priority": N_STR, "message": N_STR, "summary": N_STR,
+                           "condition": N_STR})),
     "ignored_reason": N_STR,
 })
 

@@ -28,6 +28,7 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from daemon.core.clock import Clock, utcnow
+from daemon.core.conditions import DEFAULT_POLICY, ConditionPolicy
 from daemon.core.events import Channel, DeliveryStatus, Interpretation, RawDelivery, Unprocessable
 from daemon.core.lifecycle import AutoClose
 from daemon.intake import apply_batch, deliveries
@@ -70,6 +71,8 @@ class Pipeline:
         clock: Clock = utcnow,
         placer: TicketPlacer | None = None,
         auto_close: AutoClose = AutoClose.UNTOUCHED,
+        conditions: ConditionPolicy = DEFAULT_POLICY,
+        close_after_clear_s: int = 0,
         on_submitted: Callable[[int], None] | None = None,
     ):
         self._db = db
@@ -80,7 +83,8 @@ class Pipeline:
         self._on_submitted = on_submitted  # queues a submitted delivery for the worker
         self._report = IntakeAccounting(metrics)
         self._rows = DeliveryRows(db.dialect_name)
-        self._transitions = Transitions(db.dialect_name, placer, auto_close)
+        self._transitions = Transitions(db.dialect_name, placer, auto_close, conditions,
+                                        close_after_clear_s)
         self._groups = IngestGroups(db, self._rows, self._transitions)
 
     # --- the two ways in ------------------------------------------------------------------

@@ -59,7 +59,7 @@ def datto_upstream(alert: DattoAlert) -> Upstream:
     return Upstream(alert.uid, alert.resolved, AlertEvent(
         source="datto", uid=alert.uid, action=AlertAction.RAISE, device=alert.device_name,
         site=alert.site_name, priority=alert.priority, message=message,
-        device_ref=alert.device_uid))
+        device_ref=alert.device_uid, condition=alert.context_class))
 
 
 def syncro_upstream(alert: SyncroAlert) -> Upstream:
@@ -67,7 +67,7 @@ def syncro_upstream(alert: SyncroAlert) -> Upstream:
     return Upstream(alert.id, alert.resolved, AlertEvent(
         source="syncro", uid=alert.id, action=AlertAction.RAISE, device=alert.computer_name,
         message=alert.formatted_output or alert.description, device_ref=alert.asset_id,
-        ticket=TicketFields(summary=summary or None)))
+        condition=alert.trigger, ticket=TicketFields(summary=summary or None)))
 
 
 class Poller:

@@ -55,6 +55,7 @@ class SyncroAlert:
     computer_name: str | None
     description: str | None
     formatted_output: str | None
+    trigger: str | None = None  # which check raised it: with the asset, its condition
 
 
 def _text(value: Any) -> str | None:
@@ -80,6 +81,7 @@ def parse_syncro_alert(record: Mapping[str, Any]) -> SyncroAlert | None:
         description=_text(record.get("description")) or _text(properties.get("description")),
         formatted_output=_text(record.get("formatted_output"))
         or _text(properties.get("formatted_output")),
+        trigger=_text(properties.get("trigger")),
     )
 
 

@@ -177,6 +177,8 @@ def to_event(result: RuleResult, message: ParsedMessage, fallback_uid: str
         customer=values.get("customer"),
         priority=ticket.get("priority") or values.get("priority"),
         message=values.get("message") or message.subject or None,
+        # A `condition` group: with the device, the alert's condition (one ticket each).
+        condition=values.get("condition"),
         ticket=TicketFields(
             type=ticket.get("type") or None,
             summary=ticket.get("summary") or message.subject or None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from daemon.core.conditions import condition_key
 from daemon.core.events import Unprocessable
 from daemon.mail.parse import parse_message
 from daemon.rules.engine import decide_message, evaluate
@@ -41,7 +42,8 @@ def explain_message(rules: RuleSet, raw: bytes) -> dict[str, Any]:
     report["event"] = {"source": event.source, "uid": event.uid, "action": event.action.value,
                        "device": event.device, "site": event.site,
                        "customer": event.customer, "priority": event.priority,
-                       "message": event.message, "summary": event.ticket.summary}
+                       "message": event.message, "summary": event.ticket.summary,
+                       "condition": condition_key(event)}
     return report
 
 

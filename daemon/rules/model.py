@@ -21,7 +21,7 @@ class RuleAction(StrEnum):
 # Message fields a condition can test; "header:<name>" tests any header by name.
 FIELDS = ("from", "to", "subject", "original_subject", "body")
 # Fields a regex may extract (named groups) that become alert attributes.
-EVENT_FIELDS = ("alert_uid", "device", "site", "customer", "priority", "message")
+EVENT_FIELDS = ("alert_uid", "device", "site", "customer", "priority", "message", "condition")
 TICKET_KEYS = ("type", "priority", "summary", "details")
 
 

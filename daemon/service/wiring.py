@@ -32,6 +32,7 @@ from daemon.store.database import Database
 from daemon.store.queries import Queries
 from daemon.sync.runner import SyncRunner
 from daemon.tickets.agent import AgentActions
+from daemon.tickets.clearing import ClearedTickets
 from daemon.tickets.expiry import AlertExpiry
 from daemon.tickets.placement import TicketPlacer
 from daemon.webhooks.routes import setup_webhook_routes
@@ -58,6 +59,8 @@ def build_pipeline(config: Config, db: Database, metrics: Metrics, rules: RulesH
                     max_attempts=section.max_attempts, retry_base_s=section.retry_base_s,
                     placer=TicketPlacer(config.sync.fallback_end_user),
                     auto_close=config.lifecycle.auto_close,
+                    conditions=config.lifecycle.conditions,
+                    close_after_clear_s=config.lifecycle.close_after_clear,
                     on_submitted=queue.put if queue is not None else None)
 
 
@@ -100,6 +103,7 @@ class Services:
     sync: SyncRunner
     checkpoints: ImapCheckpoints
     expiry: AlertExpiry
+    cleared: ClearedTickets
     readiness: Readiness = field(default_factory=Readiness)
     health: ChannelHealth = field(default_factory=ChannelHealth)
 
@@ -144,4 +148,5 @@ def build_services(config: Config, db: Database) -> Services:
         queries=Queries(db), tokens=tokens, outbox=outbox, rmm=rmm,
         sync=SyncRunner(db, rmm, config.sync), checkpoints=ImapCheckpoints(db),
         expiry=AlertExpiry(db, metrics, config.lifecycle.expire_after,
-                           config.lifecycle.auto_close))
+                           config.lifecycle.auto_close),
+        cleared=ClearedTickets(db, metrics, config.lifecycle.auto_close))

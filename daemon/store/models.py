@@ -142,8 +142,12 @@ class Alert(Base):
     # While open: the opening email rule's `expire_after` in seconds (else its source's, from
     # the config, applies). Cleared when the alert resolves.
     expire_after_s: Mapped[int | None] = mapped_column(Integer)
-
-    ticket: Mapped[Ticket | None] = relationship(back_populates="alert", uselist=False)
+    # The ticket this alert belongs to: the one it opened, or the open ticket of its condition
+    # it joined (issue 16, rule 2). No foreign key (migration 0010): written only by the
+    # lifecycle, with the id of the ticket it has just locked.
+    ticket_id: Mapped[int | None] = mapped_column(BigId, index=True)
+    # Which condition the alert reports (daemon.core.conditions.condition_key), if known.
+    condition: Mapped[str | None] = mapped_column(String(255))
 
 
 class Ticket(Base):
@@ -155,6 +159,9 @@ class Ticket(Base):
     __table_args__ = (
         Index("ix_tickets_customer_id_id", "customer_id", "id"),
         Index("ix_tickets_site_id_id", "site_id", "id"),
+        # The newest ticket of a condition: open, a raise joins it; closed a moment ago, a
+        # raise reopens it (issue 16, rules 2 and 3).
+        Index("ix_tickets_condition_id", "condition", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -167,7 +174,8 @@ class Ticket(Base):
     site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"))
     asset_id: Mapped[int | None] = mapped_column(ForeignKey("assets.id"))
     end_user_id: Mapped[int | None] = mapped_column(ForeignKey("end_users.id"))
-    # unique: an alert has at most one ticket, enforced by the database.
+    # The alert that opened it (unique: an alert opens at most one ticket, enforced by the
+    # database). All of its alerts, this one included, name it in `alerts.ticket_id`.
     alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"), unique=True)
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -176,8 +184,16 @@ class Ticket(Base):
     touched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When its alert was resolved upstream while the ticket was left open.
     upstream_resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-    alert: Mapped[Alert | None] = relationship(back_populates="ticket")
+    # Its alerts' condition (rule 2): a raise of the same condition joins it while it is open.
+    condition: Mapped[str | None] = mapped_column(String(255))
+    # Raises counted on it: the one that opened it, those that joined it, those that reopened it.
+    occurrences: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # The last raise that opened, joined or reopened it: a raise within a burst of them adds
+    # no note of its own.
+    last_raised_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set when its alerts are all resolved and `close_after_clear` holds the close back: the
+    # ticket closes then, unless a raise of its condition comes first.
+    close_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     notes: Mapped[list[TicketNote]] = relationship(order_by="TicketNote.id")
 
 

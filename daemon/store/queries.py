@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, bindparam, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from daemon.core.clock import utc_iso
 from daemon.core.events import Channel, DeliveryStatus
@@ -38,6 +38,7 @@ from daemon.store.ticket_search import MAX_QUERY_CHARS, ticket_text_matches
 MAX_PAGE = 1000
 TICKET_STATUSES = ("open", "closed")
 OUTBOX_STATUSES = ("pending", "done", "dead", "dropped")
+MAX_TICKET_ALERTS = 100  # alerts listed with one ticket (GET /api/tickets/{id})
 
 
 # A select of any row shape (SQLAlchemy types a select by its columns).
@@ -160,6 +161,13 @@ def ticket_view(row: Any, notes: list[TicketNote] | None = None) -> dict[str, An
             "id": row.alert_id, "source": row.alert_source, "uid": row.alert_uid,
             "state": row.alert_state, "device": row.alert_device,
             "channels": list(row.alert_channels or ())},
+        # Its condition's raises (issue 16, rules 2 and 3): the alert that opened it, those
+        # that joined it, those that reopened it; `close_due_at` while `close_after_clear`
+        # holds its close back.
+        "condition": row.condition,
+        "occurrences": row.occurrences,
+        "last_raised_at": utc_iso(row.last_raised_at),
+        "close_due_at": utc_iso(row.close_due_at),
     }
     if notes is not None:
         view["notes"] = [
@@ -189,7 +197,8 @@ def alert_view(alert: Alert) -> dict[str, Any]:
         "customer": alert.customer,
         "priority": alert.priority,
         "message": alert.message,
-        "ticket_id": alert.ticket.id if alert.ticket else None,
+        "ticket_id": alert.ticket_id,
+        "condition": alert.condition,
     }
 
 
@@ -302,19 +311,31 @@ class Queries:
                                narrow=narrow)
 
     async def ticket(self, ticket_id: int) -> dict[str, Any] | None:
-        """One ticket with its notes, oldest first."""
+        """One ticket with its notes, oldest first, and its alerts (the newest
+        `MAX_TICKET_ALERTS`, oldest first: `occurrences` counts them all)."""
         query = _TICKET_ROWS.where(Ticket.id == ticket_id)
         notes = select(TicketNote).where(TicketNote.ticket_id == ticket_id).order_by(
             TicketNote.id)
+        alerts = (select(Alert.id, Alert.source, Alert.uid, Alert.state, Alert.device,
+                         Alert.channels)
+                  .where(Alert.ticket_id == ticket_id).order_by(Alert.id.desc())
+                  .limit(MAX_TICKET_ALERTS))
 
         def run(session: Session) -> dict[str, Any] | None:
             row = session.execute(query).first()
-            return ticket_view(row, list(session.scalars(notes))) if row else None
+            if row is None:
+                return None
+            view = ticket_view(row, list(session.scalars(notes)))
+            view["alerts"] = [
+                {"id": a.id, "source": a.source, "uid": a.uid, "state": a.state,
+                 "device": a.device, "channels": list(a.channels or ())}
+                for a in reversed(session.execute(alerts).all())]
+            return view
         return await self._db.read(run)
 
     async def alerts(self, page: Page, source: str | None = None, uid: str | None = None,
                      state: str | None = None) -> dict[str, Any]:
-        query = select(Alert).options(selectinload(Alert.ticket))
+        query = select(Alert)
         if source is not None:
             query = query.where(Alert.source == source)
         if uid is not None:
@@ -324,7 +345,7 @@ class Queries:
         return await self._page_of(query, Alert.id, page, alert_view)
 
     async def alert(self, alert_id: int) -> dict[str, Any] | None:
-        query = select(Alert).where(Alert.id == alert_id).options(selectinload(Alert.ticket))
+        query = select(Alert).where(Alert.id == alert_id)
 
         def run(session: Session) -> dict[str, Any] | None:
             alert = session.scalar(query)

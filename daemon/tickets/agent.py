@@ -36,12 +36,13 @@ class AgentActions:
         result = await self._db.write(lambda session: self._transitions.close_by_agent(
             session.connection(), ticket_id, actor, note, now))
         self._metrics.tickets_closed.labels("agent").inc()
-        if result.outbox_id is not None:
-            self._metrics.outbox_enqueued.labels(source_label(result.source), "resolve_alert").inc()
+        if result.outbox_ids:
+            self._metrics.outbox_enqueued.labels(source_label(result.source), "resolve_alert"
+                                                 ).inc(len(result.outbox_ids))
             if self._on_enqueued is not None:
                 self._on_enqueued()
-        log.info("ticket %s closed by %s alert=%s resolved=%s outbox=%s", ticket_id, actor,
-                 result.alert_id, result.alert_resolved, result.outbox_id)
+        log.info("ticket %s closed by %s alerts_resolved=%s outbox=%s", ticket_id, actor,
+                 list(result.alerts_resolved), list(result.outbox_ids))
         return result
 
     async def add_note(self, ticket_id: int, author: str, body: str) -> int:

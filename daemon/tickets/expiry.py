@@ -70,8 +70,8 @@ def expire_alert(conn: Connection, alert_id: int, after_s: int, auto_close: Auto
     alert = sql.LOCK_ALERT_BY_ID.first(conn, {"id": alert_id})
     if alert is None:
         return None
-    ticket = sql.LOCK_TICKET_OF_ALERT.first(conn, {"alert_id": alert_id})
-    decision = decide_expiry(sql.snapshot(alert, ticket), auto_close)
+    ticket, others_open = sql.lock_ticket_of(conn, alert, alert["state"] == "open")
+    decision = decide_expiry(sql.snapshot(alert, ticket, others_open), auto_close)
     if decision is None:
         return None
     sql.UPDATE_ALERT.run(conn, {"row_id": alert_id, **sql.resolved(ResolvedBy.EXPIRY, now)})
@@ -89,6 +89,8 @@ def expire_alert(conn: Connection, alert_id: int, after_s: int, auto_close: Auto
         if closing:
             sql.close_ticket(conn, ticket["id"], "alertd:expiry", now)
             said += "Ticket closed by alertd."
+        elif others_open:
+            said += "The ticket stays open for the other open alerts of its condition."
         else:
             said += f"Ticket left open because {decision.left_open_because}."
         sql.insert_note(conn, ticket["id"], "alertd", said, now)

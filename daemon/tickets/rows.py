@@ -14,10 +14,10 @@ from daemon.tickets.placement import Placement
 ALERT_FIELDS = ("device", "site", "customer", "priority", "message")
 
 
-def new_alert_row(channel: str, event: AlertEvent, decision: EventDecision, now: datetime
-                  ) -> dict[str, Any]:
+def new_alert_row(channel: str, event: AlertEvent, decision: EventDecision, now: datetime,
+                  condition: str | None) -> dict[str, Any]:
     """The row of an alert first seen in `event` (clamped), as `decision` (for no stored
-    alert) makes it."""
+    alert) makes it; its ticket is given after (`ticket_id`)."""
     resolved = decision.new_state is AlertState.RESOLVED
     return {
         "source": event.source, "uid": event.uid, "state": decision.new_state.value,
@@ -29,18 +29,19 @@ def new_alert_row(channel: str, event: AlertEvent, decision: EventDecision, now:
         # for the alerts that rule opened, not those it reports a copy of. It is kept while
         # the alert is open (the expiry job reads only the non-null ones).
         "expire_after_s": None if resolved else event.expire_after_s,
+        "condition": condition,
     }
 
 
-def new_ticket_row(event: AlertEvent, alert_id: int, placement: Placement, now: datetime
-                   ) -> dict[str, Any]:
+def new_ticket_row(event: AlertEvent, alert_id: int, placement: Placement, now: datetime,
+                   condition: str | None) -> dict[str, Any]:
     return {
         "customer_id": placement.customer_id, "site_id": placement.site_id,
         "asset_id": placement.asset_id, "end_user_id": placement.end_user_id,
         "type": event.ticket.type or "alert", "status": "open", "priority": event.priority,
         "summary": (event.ticket.summary or default_summary(event))[:500],
         "details": event.ticket.details or event.message or "",
-        "alert_id": alert_id, "opened_at": now,
+        "alert_id": alert_id, "opened_at": now, "condition": condition, "occurrences": 1,
     }
 
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
 
 from daemon.core.lifecycle import AlertSnapshot, AlertState, ResolvedBy
 from daemon.store.models import Alert, AlertTrail, OutboxAction, Ticket, TicketNote
@@ -31,12 +31,34 @@ ALERT_ID = Prepared(select(ALERTS.c.id).where(ALERTS.c.source == bindparam("sour
 LOCK_ALERT_BY_ID = Prepared(select(ALERTS).where(ALERTS.c.id == bindparam("id"))
                              .with_for_update())
 UPDATE_ALERT = Prepared(update(ALERTS).where(ALERTS.c.id == bindparam("row_id")))
-TICKET_ALERT = Prepared(select(TICKETS.c.alert_id).where(TICKETS.c.id == bindparam("id")))
+# An alert's ticket, as the lifecycle decides from it (the alert row names it).
 LOCK_TICKET_OF_ALERT = Prepared(
     select(TICKETS.c.id, TICKETS.c.status, TICKETS.c.touched_at)
-    .where(TICKETS.c.alert_id == bindparam("alert_id")).with_for_update())
+    .where(TICKETS.c.id == bindparam("ticket_id")).with_for_update())
+# Whether a ticket has an open alert besides the one being decided (rule 2).
+OTHER_OPEN_ALERT = Prepared(
+    select(ALERTS.c.id).where(ALERTS.c.ticket_id == bindparam("ticket_id"),
+                              ALERTS.c.state == AlertState.OPEN.value,
+                              ALERTS.c.id != bindparam("alert_id")).limit(1))
+# All alerts of a ticket, locked in id order (an agent's close resolves them all).
+LOCK_ALERTS_OF_TICKET = Prepared(
+    select(ALERTS).where(ALERTS.c.ticket_id == bindparam("ticket_id"))
+    .order_by(ALERTS.c.id).with_for_update())
+# The newest ticket of a condition (the (condition, id) index), locked.
+LOCK_NEWEST_OF_CONDITION = Prepared(
+    select(TICKETS.c.id, TICKETS.c.status, TICKETS.c.closed_at, TICKETS.c.occurrences,
+           TICKETS.c.last_raised_at)
+    .where(TICKETS.c.condition == bindparam("condition"))
+    .order_by(TICKETS.c.id.desc()).limit(1).with_for_update())
+# PostgreSQL: one transaction at a time decides a condition's ticket (released at commit), so
+# two processes never open two tickets for one condition. SQLite has one writer.
+LOCK_CONDITION = Prepared(select(func.pg_advisory_xact_lock(
+    func.hashtextextended(bindparam("condition"), 0))))
 LOCK_TICKET = Prepared(select(TICKETS.c.id, TICKETS.c.status)
                         .where(TICKETS.c.id == bindparam("id")).with_for_update())
+LOCK_CLEARING_TICKET = Prepared(
+    select(TICKETS.c.id, TICKETS.c.status, TICKETS.c.touched_at, TICKETS.c.close_due_at,
+           TICKETS.c.alert_id).where(TICKETS.c.id == bindparam("id")).with_for_update())
 TICKET_EXISTS = Prepared(select(TICKETS.c.id).where(TICKETS.c.id == bindparam("id")))
 INSERT_TICKET = Prepared(insert(TICKETS).returning(TICKETS.c.id))
 UPDATE_TICKET = Prepared(update(TICKETS).where(TICKETS.c.id == bindparam("row_id")))
@@ -49,8 +71,9 @@ NUMBERED_TICKETS = NumberedInsert(TICKETS)
 
 
 def close_ticket(conn: Connection, ticket_id: int, closed_by: str, now: datetime) -> None:
+    """Close a ticket (whoever closes it: a close waiting for `close_after_clear` is done)."""
     UPDATE_TICKET.run(conn, {"row_id": ticket_id, "status": "closed", "closed_at": now,
-                             "closed_by": closed_by})
+                             "closed_by": closed_by, "close_due_at": None})
 
 
 def insert_note(conn: Connection, ticket_id: int, author: str, body: str, now: datetime
@@ -59,12 +82,27 @@ def insert_note(conn: Connection, ticket_id: int, author: str, body: str, now: d
                                          "author": author, "body": body[:MAX_NOTE_CHARS]}))
 
 
-def snapshot(alert: Mapping[str, Any], ticket: Mapping[str, Any] | None) -> AlertSnapshot:
+def snapshot(alert: Mapping[str, Any], ticket: Mapping[str, Any] | None,
+             others_open: bool = False) -> AlertSnapshot:
     """What the core decides from: a locked alert row and its locked ticket row (or None)."""
     return AlertSnapshot(AlertState(alert["state"]),
                          ResolvedBy(alert["resolved_by"]) if alert["resolved_by"] else None,
                          has_ticket=ticket is not None,
-                         ticket_touched=ticket is not None and ticket["touched_at"] is not None)
+                         ticket_touched=ticket is not None and ticket["touched_at"] is not None,
+                         others_open=others_open)
+
+
+def lock_ticket_of(conn: Connection, alert: Mapping[str, Any], deciding_resolve: bool
+                   ) -> tuple[dict[str, Any] | None, bool]:
+    """The locked ticket of a locked alert (or None), and whether other alerts of that
+    ticket are open: asked only when it matters (`deciding_resolve`: the alert is open and
+    a resolve, an expiry, may close its ticket)."""
+    if alert["ticket_id"] is None:
+        return None, False
+    ticket = LOCK_TICKET_OF_ALERT.first(conn, {"ticket_id": alert["ticket_id"]})
+    others_open = deciding_resolve and ticket is not None and OTHER_OPEN_ALERT.first(
+        conn, {"ticket_id": alert["ticket_id"], "alert_id": alert["id"]}) is not None
+    return ticket, others_open
 
 
 def resolved(resolved_by: ResolvedBy, now: datetime) -> dict[str, Any]:

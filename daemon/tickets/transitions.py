@@ -18,14 +18,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection
 
+from daemon.core.conditions import (
+    DEFAULT_POLICY,
+    ConditionPolicy,
+    TicketChoice,
+    condition_key,
+)
 from daemon.core.events import AlertEvent, clamp_event
 from daemon.core.lifecycle import (
     UPSTREAM_RESOLVABLE_SOURCES,
+    AlertAction,
     AutoClose,
     ResolvedBy,
     decide_event,
@@ -35,6 +42,7 @@ from daemon.core.lifecycle import (
 from daemon.store.database import insert_ignore
 from daemon.store.prepared import Prepared
 from daemon.tickets import statements as sql
+from daemon.tickets.conditions import OUTCOME_OF_CHOICE, ConditionTickets
 from daemon.tickets.placement import Placement, TicketPlacer
 from daemon.tickets.rows import (
     ALERT_FIELDS,
@@ -62,6 +70,7 @@ class EventResult:
     ticket_id: int | None
     ticket_opened: bool = False
     ticket_closed: bool = False
+    ticket_reopened: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,10 @@ class CloseResult:
     alert_resolved: bool
     outbox_id: int | None
     source: str | None  # the alert's source (what the outbox row is for)
+    # Every alert of the ticket (its condition's) this close resolved, and their resolves
+    # queued upstream; `alert_id`, `alert_resolved`, `outbox_id` are the first of them.
+    alerts_resolved: tuple[int, ...] = ()
+    outbox_ids: tuple[int, ...] = ()
 
 
 
@@ -79,9 +92,13 @@ class Transitions:
     """Applies lifecycle decisions on one backend; every method runs inside a write unit."""
 
     def __init__(self, dialect_name: str, placer: TicketPlacer | None = None,
-                 auto_close: AutoClose = AutoClose.UNTOUCHED):
+                 auto_close: AutoClose = AutoClose.UNTOUCHED,
+                 conditions: ConditionPolicy = DEFAULT_POLICY,
+                 close_after_clear_s: int = 0):
         self._placer = placer  # a new ticket's customer, site, asset and end user
         self._auto_close = auto_close  # whether an upstream resolve closes worked tickets
+        self._close_after_clear_s = close_after_clear_s
+        self._conditions = ConditionTickets(dialect_name, conditions, self.insert_ticket)
         # SQLite: one writer at a time, so new rows can be numbered here and inserted in one
         # executemany (daemon.store.prepared.NumberedInsert).
         self._numbered = dialect_name == "sqlite"
@@ -105,20 +122,29 @@ class Transitions:
         # statement on the alert. A conflict means the alert exists (on PostgreSQL the INSERT
         # waits for a racing transaction that inserted it to commit); lock it and decide.
         decision = decide_event(None, event.action)
-        new_id = self._insert_alert.scalar(conn, new_alert_row(channel, event, decision, now))
+        condition = condition_key(event)
+        new_id = self._insert_alert.scalar(conn, new_alert_row(channel, event, decision, now,
+                                                               condition))
         if new_id is not None:
-            ticket_id = None
+            outcome, ticket_id, reason = decision.outcome, None, event_reason(event, decision)
+            got = None
             if decision.open_ticket:
-                ticket_id = self.insert_ticket(conn, event, new_id, now)
-            sql.INSERT_TRAIL.run(conn, trail_row(new_id, decision.outcome.value, now, channel,
-                                              reason=event_reason(event, decision)))
-            return EventResult(event.source, event.uid, new_id, decision.outcome.value,
-                               ticket_id, ticket_opened=ticket_id is not None)
+                got = self._conditions.ticket_for(conn, channel, event, new_id, condition, now)
+                outcome, ticket_id = OUTCOME_OF_CHOICE[got.choice], got.ticket_id
+                reason += f"; {got.reason}" if got.reason else ""
+            sql.INSERT_TRAIL.run(conn, trail_row(new_id, outcome.value, now, channel,
+                                              reason=reason))
+            return EventResult(event.source, event.uid, new_id, outcome.value, ticket_id,
+                               ticket_opened=got is not None and got.choice is TicketChoice.NEW,
+                               ticket_reopened=got is not None
+                               and got.choice is TicketChoice.REOPEN)
         alert = sql.LOCK_ALERT.first(conn, key)
         assert alert is not None  # alerts are never deleted
 
-        ticket = sql.LOCK_TICKET_OF_ALERT.first(conn, {"alert_id": alert["id"]})
-        decision = decide_event(sql.snapshot(alert, ticket), event.action, self._auto_close)
+        ticket, others_open = sql.lock_ticket_of(
+            conn, alert, event.action is AlertAction.RESOLVE and alert["state"] == "open")
+        decision = decide_event(sql.snapshot(alert, ticket, others_open), event.action,
+                                self._auto_close, self._close_after_clear_s)
         changes: dict[str, Any] = {
             "row_id": alert["id"], "occurrences": alert["occurrences"] + 1,
             "last_seen_at": now,
@@ -134,9 +160,13 @@ class Transitions:
             changes.update(sql.resolved(decision.resolved_by, now))
         sql.UPDATE_ALERT.run(conn, changes)
         ticket_id = ticket["id"] if ticket is not None else None
-        opened = decision.open_ticket  # a late raise: the ticket it would have had
-        if opened:
-            ticket_id = self.insert_ticket(conn, event, alert["id"], now)
+        reason = event_reason(event, decision)
+        opened = False
+        if decision.open_ticket:  # a late raise: the ticket it would have had
+            got = self._conditions.ticket_for(conn, channel, event, alert["id"],
+                                              alert["condition"], now, alert_open=False)
+            ticket_id, opened = got.ticket_id, got.choice is TicketChoice.NEW
+            reason += f"; {got.reason}" if got.reason else ""
         ticket_open = opened or (ticket is not None and ticket["status"] == "open")
         closing = decision.close_ticket and ticket_open
         if closing:
@@ -158,16 +188,26 @@ class Transitions:
             sql.UPDATE_TICKET.run(conn, {"row_id": ticket_id, "upstream_resolved_at": resolved_at})
             sql.insert_note(conn, ticket_id, "alertd", (
                 f"{said}; ticket left open because {decision.left_open_because}."), now)
+        elif decision.close_after_s and ticket_open:
+            assert ticket_id is not None
+            due = now + timedelta(seconds=decision.close_after_s)
+            sql.UPDATE_TICKET.run(conn, {"row_id": ticket_id, "close_due_at": due})
+            sql.insert_note(conn, ticket_id, "alertd", (
+                f"Alert resolved in {rmm_name(event.source)} at {now:%Y-%m-%d %H:%M:%S} UTC "
+                f"(reported by {channel}); the ticket closes at {due:%Y-%m-%d %H:%M:%S} UTC "
+                "unless its condition is raised again before (close_after_clear)."), now)
+            reason += f"; ticket {ticket_id} closes at {due:%Y-%m-%d %H:%M:%S} UTC if clear"
         sql.INSERT_TRAIL.run(conn, trail_row(alert["id"], decision.outcome.value, now, channel,
-                                          reason=event_reason(event, decision)))
+                                          reason=reason))
         return EventResult(event.source, event.uid, alert["id"], decision.outcome.value,
                            ticket_id, ticket_opened=opened, ticket_closed=closing)
 
     def insert_ticket(self, conn: Connection, event: AlertEvent, alert_id: int,
-                       now: datetime) -> int:
+                      now: datetime, condition: str | None = None) -> int:
         placement = (self._placer.place(conn, event, now) if self._placer is not None
                      else Placement())
-        ticket_id = sql.INSERT_TICKET.scalar(conn, new_ticket_row(event, alert_id, placement, now))
+        ticket_id = sql.INSERT_TICKET.scalar(
+            conn, new_ticket_row(event, alert_id, placement, now, condition))
         assert ticket_id is not None
         return int(ticket_id)
 
@@ -177,41 +217,47 @@ class Transitions:
         alert is new: a few statements for all of them instead of a few for each.
 
         `arrivals`: (channel, event) pairs whose (source, uid) are all different. For each,
-        the EventResult (opened or tombstone), or None where the alert exists (stored before,
-        or inserted meanwhile by another process): apply that one with `apply_event`.
+        the EventResult (opened or tombstone), or None where this cannot decide it: the
+        alert exists (stored before, or inserted meanwhile by another process), or its
+        condition decides its ticket (rule 2). Apply those with `apply_event`.
         """
         events = [clamp_event(event) for _, event in arrivals]
+        conditions = [condition_key(event) for event in events]
         decisions = [decide_event(None, event.action) for event in events]
-        rows = [new_alert_row(channel, event, decision, now)
-                for (channel, _), event, decision in zip(arrivals, events, decisions,
-                                                         strict=True)]
+        rows = [new_alert_row(channel, event, decision, now, condition)
+                for (channel, _), event, decision, condition
+                in zip(arrivals, events, decisions, conditions, strict=True)
+                if not (decision.open_ticket and self._conditions.decides(condition))]
         inserted = self._insert_new_alerts(conn, rows)
         # The events whose alert this inserted, with its id: everything below is theirs.
-        new = [(channel, event, decision, alert_id)
-               for (channel, _), event, decision in zip(arrivals, events, decisions, strict=True)
+        new = [(channel, event, decision, alert_id, condition)
+               for (channel, _), event, decision, condition
+               in zip(arrivals, events, decisions, conditions, strict=True)
                if (alert_id := inserted.get((event.source, event.uid))) is not None]
-        opening = [(event, alert_id) for _, event, decision, alert_id in new
+        opening = [(event, alert_id, condition) for _, event, decision, alert_id, condition in new
                    if decision.open_ticket]
-        placements = (self._placer.place_many(conn, [event for event, _ in opening], now)
+        placements = (self._placer.place_many(conn, [event for event, _, _ in opening], now)
                       if self._placer is not None else [Placement()] * len(opening))
-        ticket_rows = [new_ticket_row(event, alert_id, placement, now)
-                       for (event, alert_id), placement in zip(opening, placements,
-                                                               strict=True)]
+        ticket_rows = [new_ticket_row(event, alert_id, placement, now, condition)
+                       for (event, alert_id, condition), placement in zip(opening, placements,
+                                                                          strict=True)]
         if self._numbered:
             tickets = dict(zip((row["alert_id"] for row in ticket_rows),
                                sql.NUMBERED_TICKETS.run(conn, ticket_rows), strict=True))
         else:
             tickets = {row.alert_id: row.id for row in conn.execute(
                 sql.INSERT_TICKETS, ticket_rows)} if ticket_rows else {}
+        sql.UPDATE_ALERT.run_many(conn, [{"row_id": alert_id, "ticket_id": ticket_id}
+                                         for alert_id, ticket_id in tickets.items()])
         sql.INSERT_TRAIL.run_many(conn, [
             trail_row(alert_id, decision.outcome.value, now, channel,
                       reason=event_reason(event, decision))
-            for channel, event, decision, alert_id in new])
+            for channel, event, decision, alert_id, _ in new])
         results: dict[tuple[str, str], EventResult] = {
             (event.source, event.uid): EventResult(
                 event.source, event.uid, alert_id, decision.outcome.value,
                 tickets.get(alert_id), ticket_opened=alert_id in tickets)
-            for _, event, decision, alert_id in new}
+            for _, event, decision, alert_id, _ in new}
         return [results.get((event.source, event.uid)) for event in events]
 
     def _insert_new_alerts(self, conn: Connection, rows: list[dict[str, Any]]
@@ -234,43 +280,50 @@ class Transitions:
 
     def close_by_agent(self, conn: Connection, ticket_id: int, actor: str, note: str | None,
                        now: datetime) -> CloseResult:
-        """Close a ticket as an agent; resolve its open alert and queue the upstream resolve.
+        """Close a ticket as an agent; resolve its open alerts (all of its condition's) and
+        queue their upstream resolves.
 
         Raises `TicketNotFound`, or `TicketAlreadyClosed` (from the core) if it is closed.
         """
-        alert_id = sql.TICKET_ALERT.scalar(conn, {"id": ticket_id})
-        alert = (sql.LOCK_ALERT_BY_ID.first(conn, {"id": alert_id})
-                 if alert_id is not None else None)
+        alerts = [dict(row) for row in conn.execute(sql.LOCK_ALERTS_OF_TICKET.statement,
+                                                    {"ticket_id": ticket_id}).mappings()]
         ticket = sql.LOCK_TICKET.first(conn, {"id": ticket_id})
         if ticket is None:
             raise TicketNotFound(f"ticket {ticket_id} not found")
-        decision = decide_ticket_close(
-            ticket["status"] == "open",
-            sql.snapshot(alert, None) if alert is not None else None,
-            upstream_resolvable=alert is not None
-            and alert["source"] in UPSTREAM_RESOLVABLE_SOURCES,
-        )
+        decisions = [decide_ticket_close(ticket["status"] == "open", sql.snapshot(alert, None),
+                                         upstream_resolvable=alert["source"]
+                                         in UPSTREAM_RESOLVABLE_SOURCES)
+                     for alert in alerts]
+        if not alerts:  # a ticket without alerts (made before alerts kept their ticket)
+            decide_ticket_close(ticket["status"] == "open", None, upstream_resolvable=False)
         sql.TOUCH_TICKET.run(conn, {"row_id": ticket_id, "touched_at": now})  # an agent's change
         sql.close_ticket(conn, ticket_id, actor, now)
         if note:
             sql.insert_note(conn, ticket_id, actor, note, now)
-        outbox_id = None
-        if alert is not None and decision.resolve_alert:
-            sql.UPDATE_ALERT.run(conn, {"row_id": alert["id"],
-                                        **sql.resolved(ResolvedBy.TICKET, now)})
-        if alert is not None and decision.resolve_upstream:
-            outbox_id = self._insert_outbox.scalar(conn, {
-                "action": RESOLVE_ALERT, "source": alert["source"], "target": alert["uid"],
-                "alert_id": alert["id"], "status": "pending", "attempts": 0,
-                "next_attempt_at": now, "created_at": now})
-        if alert is not None:
+        resolved, outbox_ids = [], []
+        for alert, decision in zip(alerts, decisions, strict=True):
+            outbox_id = None
+            if decision.resolve_alert:
+                sql.UPDATE_ALERT.run(conn, {"row_id": alert["id"],
+                                            **sql.resolved(ResolvedBy.TICKET, now)})
+                resolved.append(alert["id"])
+            if decision.resolve_upstream:
+                outbox_id = self._insert_outbox.scalar(conn, {
+                    "action": RESOLVE_ALERT, "source": alert["source"], "target": alert["uid"],
+                    "alert_id": alert["id"], "status": "pending", "attempts": 0,
+                    "next_attempt_at": now, "created_at": now})
+                if outbox_id is not None:
+                    outbox_ids.append(outbox_id)
             sql.INSERT_TRAIL.run(conn, trail_row(
                 alert["id"], "ticket_closed", now, actor=actor,
                 reason="the alert resolved by its ticket; resolve queued upstream"
                 if outbox_id is not None else "the alert resolved by its ticket"
                 if decision.resolve_alert else "the alert was resolved already"))
-        return CloseResult(ticket_id, alert_id, decision.resolve_alert, outbox_id,
-                           alert["source"] if alert is not None else None)
+        first = alerts[0] if alerts else None
+        return CloseResult(ticket_id, first["id"] if first else None, bool(resolved),
+                           outbox_ids[0] if outbox_ids else None,
+                           first["source"] if first else None, tuple(resolved),
+                           tuple(outbox_ids))
 
     def add_note(self, conn: Connection, ticket_id: int, author: str, body: str,
                  now: datetime) -> int:

@@ -192,6 +192,9 @@ def parse_datto_webhook(body: Any, field_map: Mapping[str, FieldTarget]) -> Aler
         priority=mapped.get("priority") or values["alert_priority"],
         message=values["alert_message"],
         device_ref=values["device_uid"],
+        # Which check raised it: with the device, its condition (daemon.core.conditions).
+        condition=" / ".join(kind for key in ("alert_category", "alert_type")
+                             if (kind := values[key])) or None,
         ticket=TicketFields(type=mapped.get("type"), summary=mapped.get("summary"),
                             details=mapped.get("details") or details),
     )

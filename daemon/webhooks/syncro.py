@@ -204,6 +204,7 @@ def parse_syncro_webhook(body: Any) -> AlertEvent:
         message=output or description,
         device_ref=_id_text(attributes.get("asset_id")) or _id_text(
             asset.get("id") if isinstance(asset, dict) else None),
+        condition=_str(properties, "trigger"),  # which check: with the asset, its condition
         ticket=TicketFields(summary=summary[:500],
                             details="\n".join(detail_lines)),
     )

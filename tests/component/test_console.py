@@ -274,6 +274,27 @@ async def test_a_worked_ticket_resolved_upstream_stays_open_and_says_so(
     assert "resolved upstream</span>" in listing
 
 
+async def test_a_ticket_of_several_alerts_shows_them_all(console: Console) -> None:
+    """Issue 16, rule 2: the alerts of one condition share a ticket; the list counts its
+    raises, the ticket page names its condition, lists its alerts and merges their trails."""
+    uids = []
+    for n in (1, 2):
+        uids.append(f"disk-{n}<b>")
+        response = await console.client.post("/api/alerts", headers=AUTH, json={
+            "source": "datto", "uid": uids[-1], "action": "raise", "device": "WEB-01",
+            "condition": "Disk <i>Usage</i>"})
+        assert response.status == 201
+        ticket_id = int((await response.json())["events"][0]["ticket_id"])
+    await console.signin()
+    listing = await (await console.client.get("/ui/tickets")).text()
+    assert """title="Raised 2 times (its condition's alerts)">×2</span>""" in listing
+    html = await (await console.client.get(f"/ui/tickets/{ticket_id}")).text()
+    assert "<code>datto | web-01 | Disk &lt;i&gt;Usage&lt;/i&gt;</code>; raised 2 times" in html
+    assert html.count("<li>datto <code>disk-") == 2 and "disk-2&lt;b&gt;" in html
+    assert ('alert <code>disk-2&lt;b&gt;</code> <span class="decision">joined</span>'
+            in html)
+
+
 async def test_an_empty_note_is_refused_and_unknown_tickets_are_404(console: Console) -> None:
     ticket_id = await raise_ticket(console)
     await console.signin()

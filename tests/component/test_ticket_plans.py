@@ -115,7 +115,8 @@ async def test_a_tickets_page_does_work_bounded_by_the_page(
 async def test_one_ticket_and_its_timeline_are_index_lookups(api: Api, db_url: str) -> None:
     with plans(api.ctx.db, db_url) as found:
         status, _ = await api.call("GET", "/api/tickets/1")
-        await alert_timeline(api.ctx.db, 1)  # the console's ticket page adds it
-    assert status == 200 and len(found) == 5  # ticket, notes, trail, deliveries, outbox
+        await alert_timeline(api.ctx.db, [1])  # the console's ticket page adds it
+    # ticket, its alerts, notes, trail, deliveries, outbox
+    assert status == 200 and len(found) == 6
     for plan in found:
         assert unbounded_reads(plan) == [], plan

@@ -112,3 +112,62 @@ async def twins_across_two_daemons(tmp_path: Path) -> None:
             if daemon.process is not None:
                 assert await daemon.stop() == 0, "\n".join(daemon.log[-30:])
             daemon.close()
+
+
+CONDITIONS = 20
+ALERTS_PER_CONDITION = 8
+
+
+async def post_condition_hook(http: aiohttp.ClientSession, port: int, uid: str,
+                              device: int, resolved: bool) -> None:
+    body = {"alert_uid": uid, "alert_resolved": "true" if resolved else "false",
+            "state": SECRET, "device_hostname": f"PC-{device}", "alert_category": "Disk Usage",
+            "device_uid": f"00000000-0000-4000-8000-{device:012d}", "alert_message": "Disk"}
+    async with http.post(f"http://127.0.0.1:{port}/api/notify/datto", json=body) as response:
+        assert response.status == 201, await response.text()
+
+
+def test_raises_of_one_condition_across_two_daemons_share_one_ticket(tmp_path: Path) -> None:
+    require_postgres()
+    asyncio.run(conditions_across_two_daemons(tmp_path))
+
+
+async def conditions_across_two_daemons(tmp_path: Path) -> None:
+    """Issue 16, rule 2: new alerts of one condition racing into two processes (each
+    condition's raises sent at once, half to each daemon) make one ticket per condition: the
+    condition's advisory lock lets one transaction at a time choose its ticket."""
+    await reset_postgres()
+    config = database_toml(PG_URL) + f'[datto]\nwebhook_secret = "{SECRET}"\n'
+    daemons = [Daemon(tmp_path / name, config) for name in ("a", "b")]
+    db = pg_database()
+    try:
+        for daemon in daemons:
+            await daemon.start()
+        alerts = [(str(uuid.uuid4()), device) for device in range(CONDITIONS)
+                  for _ in range(ALERTS_PER_CONDITION)]
+        async with aiohttp.ClientSession() as http:
+            await asyncio.gather(*(
+                post_condition_hook(http, daemons[n % 2].port, uid, device, False)
+                for n, (uid, device) in enumerate(alerts)))
+        tickets = await db.read(lambda s: s.execute(
+            select(Ticket.condition, Ticket.occurrences, Ticket.status)).all())
+        assert sorted(occurrences for _, occurrences, _ in tickets) == \
+            [ALERTS_PER_CONDITION] * CONDITIONS, tickets
+        assert {status for _, _, status in tickets} == {"open"}
+        per_ticket = await db.read(lambda s: s.execute(
+            select(Alert.ticket_id, func.count()).group_by(Alert.ticket_id)).all())
+        assert sorted(n for _, n in per_ticket) == [ALERTS_PER_CONDITION] * CONDITIONS
+
+        # Every alert resolved, racing the same way: each ticket closes with its last alert.
+        async with aiohttp.ClientSession() as http:
+            await asyncio.gather(*(
+                post_condition_hook(http, daemons[(n + 1) % 2].port, uid, device, True)
+                for n, (uid, device) in enumerate(alerts)))
+        statuses = await db.read(lambda s: s.scalars(select(Ticket.status)).all())
+        assert statuses == ["closed"] * CONDITIONS
+    finally:
+        await db.dispose()
+        for daemon in daemons:
+            if daemon.process is not None:
+                assert await daemon.stop() == 0, "\n".join(daemon.log[-30:])
+            daemon.close()
