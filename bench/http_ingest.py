@@ -62,10 +62,12 @@ MESSAGE = "x" * 750
 DATTO_BODY = json.dumps({
     "alert_uid": "ALERT_ID", "alert_resolved": "false", "state": SECRET,
     "alert_message": MESSAGE, "alert_priority": "High", "alert_category": "Disk Usage",
-    "device_hostname": "BENCH-PC", "site_name": "Bench Site", "platform": "merlot"})
+    # A device of its own per alert: each request opens a ticket (one device's alerts of one
+    # category would join one ticket: issue 16, rule 2).
+    "device_hostname": "PC-ALERT_ID", "site_name": "Bench Site", "platform": "merlot"})
 SYNCRO_BODY = json.dumps({
     "text": "RMM Alert\nBENCH-PC\n\nLow Hd Space Trigger", "attributes": {
-        "id": "ALERT_ID", "customer_id": 31000042, "computer_name": "BENCH-PC",
+        "id": "ALERT_ID", "customer_id": 31000042, "computer_name": "PC-ALERT_ID",
         "resolved": False, "description": "Low Hd Space Trigger", "formatted_output": MESSAGE,
         "created_at": "2026-10-14T08:15:02.114-06:00",
         "customer": {"id": 31000042, "business_name": "Bench Customer"},

@@ -52,8 +52,16 @@ async def sample_data(url: str, db: Database) -> None:
         for source, uid, device, customer, message in ALERTS:
             async with session.post(f"{url}/api/alerts", json={
                     "source": source, "uid": uid, "action": "raise", "device": device,
-                    "customer": customer, "message": message, "priority": "High"}) as response:
+                    "customer": customer, "message": message, "priority": "High",
+                    "condition": message.split(":")[0]}) as response:
                 assert response.status == 201, await response.text()
+        # Two more raises of ticket 1's condition (the same check on the same device) join it.
+        for uid in ("3f0c6a51-8d47-4c2b-9d0e-2a6f5b1c7e91", "3f0c6a51-8d47-4c2b-9d0e-2a6f5b1c7e92"):
+            async with session.post(f"{url}/api/alerts", json={
+                    "source": "datto", "uid": uid, "action": "raise", "device": "FS-ACME-01",
+                    "customer": "Acme Dental", "condition": "Disk usage on C",
+                    "message": "Disk usage on C: above 90% (98% used)"}) as response:
+                assert (await response.json())["events"][0]["outcome"] == "joined"
         async with session.post(f"{url}/api/tickets/2/notes", json={
                 "body": "Restarted Netlogon; watching the DC for an hour.",
                 "actor": "dana"}) as response:
@@ -90,6 +98,7 @@ async def main() -> None:
                 await page.get_by_role("button", name="Sign in").click()
                 await page.wait_for_url("**/ui/tickets")
                 for name, path in (("tickets", "/ui/tickets"), ("ticket", "/ui/tickets/2"),
+                                   ("ticket-condition", "/ui/tickets/1"),
                                    ("deliveries", "/ui/deliveries"), ("webhooks", "/ui/webhooks"),
                                    ("status", "/ui/status")):
                     await page.goto(url + path)

@@ -293,6 +293,7 @@ async def test_a_ticket_of_several_alerts_shows_them_all(console: Console) -> No
     assert html.count("<li>datto <code>disk-") == 2 and "disk-2&lt;b&gt;" in html
     assert ('alert <code>disk-2&lt;b&gt;</code> <span class="decision">joined</span>'
             in html)
+    assert "Closing resolves its 2 open alerts in datto too." in html
 
 
 async def test_an_empty_note_is_refused_and_unknown_tickets_are_404(console: Console) -> None:
