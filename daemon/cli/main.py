@@ -14,6 +14,7 @@ from daemon.cli import (
     cmd_alerts,
     cmd_db,
     cmd_deliveries,
+    cmd_maintenance,
     cmd_outbox,
     cmd_rmm,
     cmd_rules,
@@ -31,8 +32,8 @@ from daemon.store.database import SchemaOutOfDate, redact_url
 from daemon.store.queries import BadFilter
 
 # In the order `alertd --help` lists them.
-COMMAND_GROUPS = (cmd_run, cmd_db, cmd_tickets, cmd_alerts, cmd_deliveries, cmd_rules,
-                  cmd_webhooks, cmd_outbox, cmd_sync, cmd_rmm)
+COMMAND_GROUPS = (cmd_run, cmd_db, cmd_tickets, cmd_alerts, cmd_maintenance, cmd_deliveries,
+                  cmd_rules, cmd_webhooks, cmd_outbox, cmd_sync, cmd_rmm)
 
 
 def build_parser() -> argparse.ArgumentParser:

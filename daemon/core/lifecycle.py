@@ -71,6 +71,11 @@ class Outcome(StrEnum):
     ALREADY_RESOLVED = "already_resolved"  # resolve after resolve (e.g. the echo of ours)
     # Not an event: the alert was open longer than its `expire_after` (resolved by alertd).
     EXPIRED = "expired"
+    # New alert inside a maintenance window covering it: stored, counted, no ticket.
+    SUPPRESSED = "suppressed"
+    # Not an event: a suppressed alert still open when no window covers it any more got its
+    # ticket (daemon.tickets.maintenance).
+    RELEASED = "released"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from daemon.core.events import Channel, is_source_name
 from daemon.core.lifecycle import TicketAlreadyClosed
 from daemon.http.api_admin import setup_admin_routes
 from daemon.http.api_browse import setup_browse_routes
+from daemon.http.api_maintenance import setup_maintenance_routes
 from daemon.http.api_status import setup_status_routes
 from daemon.http.app import CONTEXT
 from daemon.http.errors import ApiError
@@ -219,4 +220,5 @@ def setup_api_routes(app: web.Application) -> None:
     router.add_get("/api/sync/runs", list_sync_runs)
     setup_browse_routes(app)
     setup_admin_routes(app)
+    setup_maintenance_routes(app)
     setup_status_routes(app)

@@ -30,6 +30,7 @@ from daemon.store.database import Database
 from daemon.store.queries import Queries
 from daemon.sync.runner import SyncRunner
 from daemon.tickets.agent import AgentActions
+from daemon.tickets.windows import MaintenanceWindows
 
 log = logging.getLogger(__name__)
 _refusals_log = logging.getLogger("daemon.http.refusals")
@@ -72,6 +73,7 @@ class AppContext:
     browse: Browse
     activity: Activity
     health: ChannelHealth
+    maintenance: MaintenanceWindows
     # vendor -> () -> what to paste into the vendor (secrets included: the route masks
     # them); raises LookupError with what to configure when the vendor's secret is not set.
     webhook_setups: Mapping[str, Callable[[], dict[str, Any]]]

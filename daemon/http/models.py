@@ -8,15 +8,26 @@ answer 422 (valid JSON, invalid content), query parameters and headers 400.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    RootModel,
+    ValidationError,
+)
 
 from daemon.core.api_event import DETAILS_CHARS, MESSAGE_CHARS, SUMMARY_CHARS
 from daemon.core.events import MAX_ID
 from daemon.store.queries import MAX_PAGE
 from daemon.store.ticket_search import MAX_QUERY_CHARS
 from daemon.tickets.statements import MAX_NOTE_CHARS
+from daemon.tickets.windows import MAX_REASON_CHARS
 
 # At least one character that Python's str.strip() keeps: `\s` of JSON Schema (ECMA-262) and
 # of pydantic (Unicode White_Space) leave out the separators \x1c-\x1f, which strip() removes.
@@ -120,6 +131,63 @@ class NoteBody(RequestBody):
     actor: Actor = ""
 
 
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # year 1 at +01:00 is before year 1 in UTC
+        raise ValueError("is out of range") from None
+
+
+def _iso_text(value: object) -> object:
+    """Times are sent as text: lax mode alone would take a number as seconds since 1970."""
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 date-time string")
+    return value
+
+
+WindowTime = Annotated[AwareDatetime, Field(strict=False, description=(
+    "ISO 8601 with its offset, e.g. 2026-12-12T22:00:00+01:00")), BeforeValidator(_iso_text),
+    AfterValidator(_in_utc)]
+# Not blank, no NUL (PostgreSQL text cannot hold one).
+WINDOW_VALUE = r"^[^\x00]*[^\s\x1c-\x1f\x00][^\x00]*$"
+_PATTERN_RULES[WINDOW_VALUE] = "must not be empty or contain NUL characters"
+
+
+class _WindowBody(RequestBody):
+    starts_at: WindowTime
+    ends_at: WindowTime
+    reason: Annotated[str, Field(max_length=MAX_REASON_CHARS, pattern=NO_NUL,
+                                 description="Shown in notes and the trail")] = ""
+    actor: Actor = ""
+
+
+class AllWindowBody(_WindowBody):
+    """A window over every alert."""
+
+    scope: Literal["all"]
+
+
+class ScopedWindowBody(_WindowBody):
+    """A window over one customer, site or device: by name (without case) or synced id."""
+
+    scope: Literal["customer", "site", "device"]
+    value: Annotated[str, Field(max_length=255, pattern=WINDOW_VALUE, description=(
+        "The customer, site or device: its name (as the alert or the sync names it, without "
+        "case), its id in alertd, or for a device the RMM's own id"))]
+
+
+class MaintenanceBody(RootModel[Annotated[AllWindowBody | ScopedWindowBody,
+                                          Field(discriminator="scope")]]):
+    """POST /api/maintenance, as its OpenAPI document states it; a body is checked by the
+    model its `scope` names (errors then name the fields as sent). `ends_at` after
+    `starts_at` is checked when the window is stored (422)."""
+
+
+WINDOW_BODIES: dict[str, type[AllWindowBody | ScopedWindowBody]] = {
+    "all": AllWindowBody, "customer": ScopedWindowBody, "site": ScopedWindowBody,
+    "device": ScopedWindowBody}
+
+
 class RulesTestBody(RequestBody):
     """POST /api/rules/test."""
 
@@ -184,6 +252,10 @@ class DeliveryQuery(Paging):
     status: Literal["received", "processed", "ignored", "rejected", "failed"] | None = None
     channel: Literal["smtp", "imap", "webhook", "poll", "api"] | None = None
     source: Annotated[QueryText | None, Field(description="Source name")] = None
+
+
+class MaintenanceQuery(Paging):
+    state: Literal["scheduled", "active", "ended"] | None = None
 
 
 class OutboxQuery(Paging):

@@ -15,6 +15,8 @@ from typing import Any
 
 from daemon import __version__
 from daemon.core.events import MAX_ID
+from daemon.core.lifecycle import Outcome
+from daemon.http.api_maintenance import MAINTENANCE_PATHS, MAINTENANCE_SCHEMAS
 from daemon.http.models import (
     AlertEventBody,
     AlertQuery,
@@ -82,9 +84,8 @@ TRAIL = obj({
         "reason": N_STR})},
     "truncated": {"type": "boolean"},
 })
-OUTCOMES = ["opened", "joined", "reopened", "twin", "resolved", "resolved_left_open",
-            "resolved_others_open", "resolved_clearing", "tombstone", "late_raise", "late_twin",
-            "already_resolved"]
+# What an event can do (expiry and the maintenance release are not events).
+OUTCOMES = [o.value for o in Outcome if o not in (Outcome.EXPIRED, Outcome.RELEASED)]
 INGEST_RESULT = obj({
     "delivery_id": INT, "duplicate": {"type": "boolean"}, "status": nullable(DELIVERY_STATUS),
     "error": N_STR,
@@ -225,6 +226,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                 "SyncroNotification": SYNCRO_NOTIFICATION,
                 "IngestResult": INGEST_RESULT,
                 **ADMIN_SCHEMAS,
+                **MAINTENANCE_SCHEMAS,
             },
         },
         "paths": {
@@ -354,6 +356,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                                             "Sync runs"), **errors(400, 401)},
             }},
             **ADMIN_PATHS,
+            **MAINTENANCE_PATHS,
             "/api/openapi.json": {"get": {
                 "summary": "This document", "security": [],
                 "responses": {"200": {"description": "OpenAPI document",

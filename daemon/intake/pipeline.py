@@ -45,6 +45,7 @@ from daemon.intake.inbound import (
 from daemon.intake.ingest_group import IngestGroups, IngestItem
 from daemon.metrics import Metrics
 from daemon.store.database import Database
+from daemon.tickets.maintenance import MaintenanceSchedule
 from daemon.tickets.placement import TicketPlacer
 from daemon.tickets.transitions import Transitions
 
@@ -73,6 +74,7 @@ class Pipeline:
         auto_close: AutoClose = AutoClose.UNTOUCHED,
         conditions: ConditionPolicy = DEFAULT_POLICY,
         close_after_clear_s: int = 0,
+        maintenance: MaintenanceSchedule | None = None,
         on_submitted: Callable[[int], None] | None = None,
     ):
         self._db = db
@@ -84,8 +86,14 @@ class Pipeline:
         self._report = IntakeAccounting(metrics)
         self._rows = DeliveryRows(db.dialect_name)
         self._transitions = Transitions(db.dialect_name, placer, auto_close, conditions,
-                                        close_after_clear_s)
+                                        close_after_clear_s, maintenance)
         self._groups = IngestGroups(db, self._rows, self._transitions)
+
+    @property
+    def transitions(self) -> Transitions:
+        """The lifecycle it applies events with (the maintenance release gives tickets with
+        it too: the same conditions and windows)."""
+        return self._transitions
 
     # --- the two ways in ------------------------------------------------------------------
 

@@ -187,6 +187,7 @@ async def smtp_server(services: Services, shutdown: Shutdown) -> AsyncIterator[i
 
 EXPIRY_INTERVAL_S = 60  # how late past its `expire_after` an alert may expire
 CLEARED_INTERVAL_S = 30  # how late past its `close_after_clear` a ticket may close
+RELEASE_INTERVAL_S = 30  # how late after its window a suppressed alert gets its ticket
 
 
 @contextlib.asynccontextmanager
@@ -205,6 +206,9 @@ async def scheduler(services: Services) -> AsyncIterator[None]:
     # Always on too: tickets may wait for `close_after_clear` from before a reload set it to 0.
     jobs.add_job(services.cleared.run_once, "interval", seconds=CLEARED_INTERVAL_S,
                  id="ticket-cleared", max_instances=1, coalesce=True)
+    # Suppressed alerts get their ticket within a minute of their window's end.
+    jobs.add_job(services.release.run_once, "interval", seconds=RELEASE_INTERVAL_S,
+                 id="maintenance-release", max_instances=1, coalesce=True)
     if config.sync.schedule != "off" and services.sync.enabled_sources():
         jobs.add_job(services.sync.run_scheduled, CronTrigger.from_crontab(config.sync.schedule),
                      id="sync", max_instances=1, coalesce=True, misfire_grace_time=3600)

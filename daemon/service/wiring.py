@@ -34,7 +34,9 @@ from daemon.sync.runner import SyncRunner
 from daemon.tickets.agent import AgentActions
 from daemon.tickets.clearing import ClearedTickets
 from daemon.tickets.expiry import AlertExpiry
+from daemon.tickets.maintenance import MaintenanceRelease, MaintenanceSchedule, UpstreamCheck
 from daemon.tickets.placement import TicketPlacer
+from daemon.tickets.windows import MaintenanceWindows
 from daemon.webhooks.routes import setup_webhook_routes
 from daemon.webhooks.setup import WebhookNotConfigured, WebhookSetup, datto_setup, syncro_setup
 from daemon.webhooks.webhook_interpreter import webhook_interpreter
@@ -52,7 +54,8 @@ def build_interpreters(config: Config, rules: RulesHolder) -> dict[str, Interpre
 
 
 def build_pipeline(config: Config, db: Database, metrics: Metrics, rules: RulesHolder,
-                   queue: DeliveryQueue | None = None) -> Pipeline:
+                   queue: DeliveryQueue | None = None,
+                   maintenance: MaintenanceSchedule | None = None) -> Pipeline:
     """The pipeline with the configured interpreters; submitted deliveries go to `queue`."""
     section = config.pipeline
     return Pipeline(db, metrics, build_interpreters(config, rules),
@@ -61,7 +64,13 @@ def build_pipeline(config: Config, db: Database, metrics: Metrics, rules: RulesH
                     auto_close=config.lifecycle.auto_close,
                     conditions=config.lifecycle.conditions,
                     close_after_clear_s=config.lifecycle.close_after_clear,
+                    maintenance=maintenance if maintenance is not None
+                    else maintenance_schedule(config),
                     on_submitted=queue.put if queue is not None else None)
+
+
+def maintenance_schedule(config: Config) -> MaintenanceSchedule:
+    return MaintenanceSchedule([w.window() for w in config.lifecycle.maintenance])
 
 
 def api_tokens(config: Config) -> list[str]:
@@ -104,6 +113,8 @@ class Services:
     checkpoints: ImapCheckpoints
     expiry: AlertExpiry
     cleared: ClearedTickets
+    maintenance: MaintenanceWindows
+    release: MaintenanceRelease
     readiness: Readiness = field(default_factory=Readiness)
     health: ChannelHealth = field(default_factory=ChannelHealth)
 
@@ -114,6 +125,7 @@ class Services:
                           tokens=self.tokens, outbox=self.outbox, rmm=self.rmm,
                           rules=self.rules, sync=self.sync, browse=Browse(self.db),
                           activity=Activity(self.db), health=self.health,
+                          maintenance=self.maintenance,
                           webhook_setups=webhook_setups(self.config),
                           readiness=self.readiness)
 
@@ -131,6 +143,27 @@ class Services:
         return found
 
 
+def upstream_checks(config: Config, rmm: RmmClients) -> dict[str, UpstreamCheck]:
+    """Per source with polling on: whether the RMM resolved an alert (the maintenance release
+    asks before it opens a suppressed alert's ticket)."""
+    checks: dict[str, UpstreamCheck] = {}
+    if rmm.datto is not None and config.datto.poll_interval_s > 0:
+        datto = rmm.datto
+
+        async def datto_resolved(uid: str) -> bool | None:
+            alert = await datto.alert(uid)
+            return None if alert is None else alert.resolved
+        checks["datto"] = datto_resolved
+    if rmm.syncro is not None and config.syncro.poll_interval_s > 0:
+        syncro = rmm.syncro
+
+        async def syncro_resolved(uid: str) -> bool | None:
+            alert = await syncro.alert(uid)
+            return None if alert is None else alert.resolved
+        checks["syncro"] = syncro_resolved
+    return checks
+
+
 def build_services(config: Config, db: Database) -> Services:
     """Wire one alertd on `db`; call from a running event loop (the RMM clients' HTTP session).
     Raises `RulesError` when the rules file is invalid."""
@@ -140,7 +173,9 @@ def build_services(config: Config, db: Database) -> Services:
     rmm = build_clients(config.datto, config.syncro)
     outbox = OutboxWorker(db, rmm.resolvers, metrics, OutboxPolicy.of(config.outbox))
     queue = DeliveryQueue()
-    pipeline = build_pipeline(config, db, metrics, rules, queue)
+    schedule = maintenance_schedule(config)
+    pipeline = build_pipeline(config, db, metrics, rules, queue, schedule)
+    placer = TicketPlacer(config.sync.fallback_end_user)
     return Services(
         config=config, db=db, metrics=metrics, rules=rules, pipeline=pipeline,
         worker=DeliveryWorker(pipeline, queue),
@@ -149,4 +184,8 @@ def build_services(config: Config, db: Database) -> Services:
         sync=SyncRunner(db, rmm, config.sync), checkpoints=ImapCheckpoints(db),
         expiry=AlertExpiry(db, metrics, config.lifecycle.expire_after,
                            config.lifecycle.auto_close),
-        cleared=ClearedTickets(db, metrics, config.lifecycle.auto_close))
+        cleared=ClearedTickets(db, metrics, config.lifecycle.auto_close),
+        maintenance=MaintenanceWindows(db, schedule, config.lifecycle.maintenance),
+        release=MaintenanceRelease(db, metrics, schedule, placer,
+                                   pipeline.transitions.release_ticket,
+                                   upstream_checks(config, rmm)))

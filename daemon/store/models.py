@@ -148,6 +148,12 @@ class Alert(Base):
     ticket_id: Mapped[int | None] = mapped_column(BigId, index=True)
     # Which condition the alert reports (daemon.core.conditions.condition_key), if known.
     condition: Mapped[str | None] = mapped_column(String(255))
+    # The maintenance window that held its ticket back ("window 3", "weekly window 'patch
+    # night'"): while it has no ticket and is open, it gets one when no window covers it.
+    suppressed_by: Mapped[str | None] = mapped_column(String(100), index=True)
+    # While suppressed: what its ticket is to be made of when the window ends (the raise's
+    # ticket fields and device id, which the alert itself does not keep).
+    held: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class Ticket(Base):
@@ -212,6 +218,23 @@ class AlertTrail(Base):
     channel: Mapped[str | None] = mapped_column(String(16))  # which channel reported it
     actor: Mapped[str | None] = mapped_column(String(200))  # an agent, for their actions
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+class MaintenanceWindow(Base):
+    """A maintenance window set through the API or the CLI (issue 16, rule 4): raises in its
+    scope between `starts_at` and `ends_at` open no ticket. Ending one early moves `ends_at`."""
+
+    __tablename__ = "maintenance_windows"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16))  # all | customer | site | device
+    value: Mapped[str] = mapped_column(String(255))  # a name or an id ("" for all)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(200))
+    ended_by: Mapped[str | None] = mapped_column(String(200))  # who ended it early
 
 
 class TicketNote(Base):

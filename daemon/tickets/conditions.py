@@ -29,6 +29,7 @@ from daemon.core.durations import format_duration
 from daemon.core.events import AlertEvent
 from daemon.core.lifecycle import Outcome, rmm_name
 from daemon.tickets import statements as sql
+from daemon.tickets.placement import Placement
 
 # The outcome of a new alert's raise, by the ticket it got.
 OUTCOME_OF_CHOICE = {TicketChoice.NEW: Outcome.OPENED, TicketChoice.JOIN: Outcome.JOINED,
@@ -49,8 +50,8 @@ class ConditionTickets:
     """Gives new alerts their ticket by condition, on one backend."""
 
     def __init__(self, dialect_name: str, policy: ConditionPolicy,
-                 insert_ticket: Callable[[Connection, AlertEvent, int, datetime, str | None],
-                                         int]):
+                 insert_ticket: Callable[[Connection, AlertEvent, int, datetime, str | None,
+                                          Placement | None], int]):
         self.policy = policy
         self._lock_conditions = dialect_name == "postgresql"
         self._insert_ticket = insert_ticket
@@ -60,12 +61,13 @@ class ConditionTickets:
         return condition is not None and self.policy.active
 
     def ticket_for(self, conn: Connection, channel: str, event: AlertEvent, alert_id: int,
-                   condition: str | None, now: datetime, alert_open: bool = True
-                   ) -> TicketOfAlert:
+                   condition: str | None, now: datetime, alert_open: bool = True,
+                   placement: Placement | None = None) -> TicketOfAlert:
         """Give the stored alert `alert_id` (new: no ticket yet) its ticket, and say which.
 
         `alert_open` is False for a raise that came after its own resolve: it may join its
-        condition's open ticket, but never reopens one (`choose_ticket`).
+        condition's open ticket, but never reopens one (`choose_ticket`). `placement`: where
+        a new ticket belongs, when the caller looked it up already.
         """
         newest = None
         choice = TicketChoice.NEW
@@ -78,7 +80,7 @@ class ConditionTickets:
                                                             newest["closed_at"]),
                 self.policy, now, alert_open)
         if newest is None or choice is TicketChoice.NEW:
-            ticket_id = self._insert_ticket(conn, event, alert_id, now, condition)
+            ticket_id = self._insert_ticket(conn, event, alert_id, now, condition, placement)
             result = TicketOfAlert(ticket_id, TicketChoice.NEW)
         else:
             result = self._raise_again(conn, channel, event, newest, choice, now)

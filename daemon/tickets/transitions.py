@@ -16,7 +16,7 @@ hot path: `daemon.store.prepared`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,6 +34,7 @@ from daemon.core.lifecycle import (
     UPSTREAM_RESOLVABLE_SOURCES,
     AlertAction,
     AutoClose,
+    Outcome,
     ResolvedBy,
     decide_event,
     decide_ticket_close,
@@ -42,7 +43,8 @@ from daemon.core.lifecycle import (
 from daemon.store.database import insert_ignore
 from daemon.store.prepared import Prepared
 from daemon.tickets import statements as sql
-from daemon.tickets.conditions import OUTCOME_OF_CHOICE, ConditionTickets
+from daemon.tickets.conditions import OUTCOME_OF_CHOICE, ConditionTickets, TicketOfAlert
+from daemon.tickets.maintenance import MaintenanceSchedule, held
 from daemon.tickets.placement import Placement, TicketPlacer
 from daemon.tickets.rows import (
     ALERT_FIELDS,
@@ -88,14 +90,23 @@ class CloseResult:
 
 
 
+@dataclass(frozen=True)
+class Suppressed:
+    """A new alert's ticket held back by a maintenance window."""
+
+    reason: str
+
+
 class Transitions:
     """Applies lifecycle decisions on one backend; every method runs inside a write unit."""
 
     def __init__(self, dialect_name: str, placer: TicketPlacer | None = None,
                  auto_close: AutoClose = AutoClose.UNTOUCHED,
                  conditions: ConditionPolicy = DEFAULT_POLICY,
-                 close_after_clear_s: int = 0):
+                 close_after_clear_s: int = 0,
+                 maintenance: MaintenanceSchedule | None = None):
         self._placer = placer  # a new ticket's customer, site, asset and end user
+        self._maintenance = maintenance  # windows that hold new alerts' tickets back
         self._auto_close = auto_close  # whether an upstream resolve closes worked tickets
         self._close_after_clear_s = close_after_clear_s
         self._conditions = ConditionTickets(dialect_name, conditions, self.insert_ticket)
@@ -127,17 +138,20 @@ class Transitions:
                                                                condition))
         if new_id is not None:
             outcome, ticket_id, reason = decision.outcome, None, event_reason(event, decision)
-            got = None
+            choice = None
             if decision.open_ticket:
-                got = self._conditions.ticket_for(conn, channel, event, new_id, condition, now)
-                outcome, ticket_id = OUTCOME_OF_CHOICE[got.choice], got.ticket_id
+                got = self._ticket_or_window(conn, channel, event, new_id, condition, now)
+                if isinstance(got, Suppressed):
+                    outcome = Outcome.SUPPRESSED
+                else:
+                    choice, ticket_id = got.choice, got.ticket_id
+                    outcome = OUTCOME_OF_CHOICE[choice]
                 reason += f"; {got.reason}" if got.reason else ""
             sql.INSERT_TRAIL.run(conn, trail_row(new_id, outcome.value, now, channel,
                                               reason=reason))
             return EventResult(event.source, event.uid, new_id, outcome.value, ticket_id,
-                               ticket_opened=got is not None and got.choice is TicketChoice.NEW,
-                               ticket_reopened=got is not None
-                               and got.choice is TicketChoice.REOPEN)
+                               ticket_opened=choice is TicketChoice.NEW,
+                               ticket_reopened=choice is TicketChoice.REOPEN)
         alert = sql.LOCK_ALERT.first(conn, key)
         assert alert is not None  # alerts are never deleted
 
@@ -162,10 +176,14 @@ class Transitions:
         ticket_id = ticket["id"] if ticket is not None else None
         reason = event_reason(event, decision)
         opened = False
+        outcome = decision.outcome
         if decision.open_ticket:  # a late raise: the ticket it would have had
-            got = self._conditions.ticket_for(conn, channel, event, alert["id"],
-                                              alert["condition"], now, alert_open=False)
-            ticket_id, opened = got.ticket_id, got.choice is TicketChoice.NEW
+            got = self._ticket_or_window(conn, channel, event, alert["id"], alert["condition"],
+                                         now, alert_open=False)
+            if isinstance(got, Suppressed):
+                outcome = Outcome.SUPPRESSED
+            else:
+                ticket_id, opened = got.ticket_id, got.choice is TicketChoice.NEW
             reason += f"; {got.reason}" if got.reason else ""
         ticket_open = opened or (ticket is not None and ticket["status"] == "open")
         closing = decision.close_ticket and ticket_open
@@ -197,15 +215,42 @@ class Transitions:
                 f"(reported by {channel}); the ticket closes at {due:%Y-%m-%d %H:%M:%S} UTC "
                 "unless its condition is raised again before (close_after_clear)."), now)
             reason += f"; ticket {ticket_id} closes at {due:%Y-%m-%d %H:%M:%S} UTC if clear"
-        sql.INSERT_TRAIL.run(conn, trail_row(alert["id"], decision.outcome.value, now, channel,
+        sql.INSERT_TRAIL.run(conn, trail_row(alert["id"], outcome.value, now, channel,
                                           reason=reason))
-        return EventResult(event.source, event.uid, alert["id"], decision.outcome.value,
+        return EventResult(event.source, event.uid, alert["id"], outcome.value,
                            ticket_id, ticket_opened=opened, ticket_closed=closing)
 
+    def _ticket_or_window(self, conn: Connection, channel: str, event: AlertEvent,
+                          alert_id: int, condition: str | None, now: datetime,
+                          alert_open: bool = True) -> TicketOfAlert | Suppressed:
+        """The ticket a new alert gets, or `Suppressed` when an open maintenance window
+        covers it (the alert is marked, and keeps what its ticket is to be made of)."""
+        placement = None
+        if self._maintenance is not None and self._maintenance.any_open(conn, now):
+            placement = (self._placer.place(conn, event, now) if self._placer is not None
+                         else Placement())
+            window = self._maintenance.window_for(conn, event, placement, now)
+            if window is not None:
+                sql.UPDATE_ALERT.run(conn, {"row_id": alert_id, "suppressed_by": window.label,
+                                            "held": held(event)})
+                return Suppressed(f"suppressed by {window.label}")
+        return self._conditions.ticket_for(conn, channel, event, alert_id, condition, now,
+                                           alert_open, placement)
+
+    def release_ticket(self, conn: Connection, event: AlertEvent, alert: Mapping[str, Any],
+                       now: datetime) -> tuple[int, str]:
+        """The ticket of a suppressed alert (locked, still open) that no window covers any
+        more: its own, or its condition's (`daemon.tickets.maintenance`). (ticket id, how)"""
+        got = self._conditions.ticket_for(conn, alert["channels"][0], event, alert["id"],
+                                          alert["condition"], now)
+        return got.ticket_id, got.reason or f"opened ticket {got.ticket_id}"
+
     def insert_ticket(self, conn: Connection, event: AlertEvent, alert_id: int,
-                      now: datetime, condition: str | None = None) -> int:
-        placement = (self._placer.place(conn, event, now) if self._placer is not None
-                     else Placement())
+                      now: datetime, condition: str | None = None,
+                      placement: Placement | None = None) -> int:
+        if placement is None:
+            placement = (self._placer.place(conn, event, now) if self._placer is not None
+                         else Placement())
         ticket_id = sql.INSERT_TICKET.scalar(
             conn, new_ticket_row(event, alert_id, placement, now, condition))
         assert ticket_id is not None
@@ -224,10 +269,13 @@ class Transitions:
         events = [clamp_event(event) for _, event in arrivals]
         conditions = [condition_key(event) for event in events]
         decisions = [decide_event(None, event.action) for event in events]
+        # While a maintenance window is open, each new alert is checked against it alone.
+        held_back = self._maintenance is not None and self._maintenance.any_open(conn, now)
         rows = [new_alert_row(channel, event, decision, now, condition)
                 for (channel, _), event, decision, condition
                 in zip(arrivals, events, decisions, conditions, strict=True)
-                if not (decision.open_ticket and self._conditions.decides(condition))]
+                if not (decision.open_ticket
+                        and (held_back or self._conditions.decides(condition)))]
         inserted = self._insert_new_alerts(conn, rows)
         # The events whose alert this inserted, with its id: everything below is theirs.
         new = [(channel, event, decision, alert_id, condition)

@@ -1,0 +1,166 @@
+"""The maintenance windows set through the API and the CLI (issue 16, rule 4): add, list, end.
+
+A window is never deleted: ending it (DELETE /api/maintenance/{id}, `alertd maintenance end`)
+moves its end to now, so what it suppressed stays explained. This process rereads the
+windows at once; another alertd process within `maintenance.REFRESH_S` seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from daemon.config.lifecycle_sections import WeeklyWindowConfig
+from daemon.core.clock import Clock, utc_iso, utcnow
+from daemon.core.maintenance import Scope
+from daemon.store.database import Database
+from daemon.store.models import Alert, MaintenanceWindow
+from daemon.store.queries import Page
+from daemon.tickets.maintenance import MaintenanceSchedule
+
+MAX_REASON_CHARS = 2000
+WINDOW_STATES = ("scheduled", "active", "ended")
+
+
+class WindowNotFound(LookupError):
+    pass
+
+
+class WindowRefused(ValueError):
+    """A window that cannot be (a value for scope all, an end before its start...)."""
+
+
+def check_window(scope: Scope, value: str, starts_at: datetime, ends_at: datetime) -> None:
+    """Raises WindowRefused with the reason a window cannot be set."""
+    if starts_at.tzinfo is None or ends_at.tzinfo is None:
+        raise WindowRefused("starts_at and ends_at need a time zone (e.g. Z or +01:00)")
+    if ends_at <= starts_at:
+        raise WindowRefused("a window must end after it starts (ends_at after starts_at)")
+    if (scope is Scope.ALL) != (not value.strip()):
+        raise WindowRefused('scope "all" takes no value; every other scope needs one')
+
+
+def _state(row: Any, now: datetime) -> str:
+    return ("scheduled" if now < row.starts_at else "active" if now < row.ends_at
+            else "ended")
+
+
+def _suppressed(session: Session, window_ids: Sequence[int]) -> dict[str, int]:
+    """How many alerts each window suppressed (the suppressed_by index)."""
+    labels = [f"window {n}" for n in window_ids]
+    if not labels:
+        return {}
+    return dict(session.execute(  # type: ignore[arg-type]
+        select(Alert.suppressed_by, func.count()).where(Alert.suppressed_by.in_(labels))
+        .group_by(Alert.suppressed_by)).all())
+
+
+def window_view(row: Any, now: datetime, suppressed: int) -> dict[str, Any]:
+    return {"id": row.id, "scope": row.scope, "value": row.value,
+            "starts_at": utc_iso(row.starts_at), "ends_at": utc_iso(row.ends_at),
+            "reason": row.reason, "state": _state(row, now), "suppressed": suppressed,
+            "created_at": utc_iso(row.created_at), "created_by": row.created_by,
+            "ended_by": row.ended_by}
+
+
+def weekly_view(window: WeeklyWindowConfig, now: datetime, suppressed: int) -> dict[str, Any]:
+    occurrence = window.window().weekly.open_at(now)  # type: ignore[union-attr]
+    return {"name": window.name, "scope": window.scope.value, "value": window.value,
+            "days": window.days, "start": window.start, "duration_s": window.duration,
+            "time_zone": window.time_zone, "reason": window.reason,
+            "active": occurrence is not None,
+            "active_until": utc_iso(occurrence[1]) if occurrence else None,
+            "suppressed": suppressed}
+
+
+class MaintenanceWindows:
+    def __init__(self, db: Database, schedule: MaintenanceSchedule,
+                 weekly: Sequence[WeeklyWindowConfig] = (), clock: Clock = utcnow):
+        self._db = db
+        self._schedule = schedule
+        self._weekly = tuple(weekly)
+        self._clock = clock
+
+    async def add(self, scope: Scope, value: str, starts_at: datetime, ends_at: datetime,
+                  reason: str, actor: str) -> dict[str, Any]:
+        """Store a window; raises WindowRefused."""
+        value = value.strip()
+        check_window(scope, value, starts_at, ends_at)
+        now = self._clock()
+
+        def add(session: Session) -> int:
+            row = MaintenanceWindow(scope=scope.value, value=value, starts_at=starts_at,
+                                    ends_at=ends_at, reason=reason[:MAX_REASON_CHARS],
+                                    created_at=now, created_by=actor[:200])
+            session.add(row)
+            session.flush()
+            return row.id
+        window_id = await self._db.write(add)
+        self._schedule.invalidate()
+        found = await self.get(window_id)
+        assert found is not None
+        return found
+
+    async def get(self, window_id: int) -> dict[str, Any] | None:
+        now = self._clock()
+
+        def run(session: Session) -> dict[str, Any] | None:
+            row = session.get(MaintenanceWindow, window_id)
+            if row is None:
+                return None
+            return window_view(row, now, _suppressed(session, [row.id]).get(f"window {row.id}",
+                                                                            0))
+        return await self._db.read(run)
+
+    async def listing(self, page: Page, state: str | None = None) -> dict[str, Any]:
+        """The stored windows, newest first (optionally only those in `state`), and the
+        configured weekly ones (`weekly`)."""
+        now = self._clock()
+        query = select(MaintenanceWindow)
+        if state == "scheduled":
+            query = query.where(MaintenanceWindow.starts_at > now)
+        elif state == "active":
+            query = query.where(MaintenanceWindow.starts_at <= now,
+                                MaintenanceWindow.ends_at > now)
+        elif state == "ended":
+            query = query.where(MaintenanceWindow.ends_at <= now)
+        if page.before_id is not None:
+            query = query.where(MaintenanceWindow.id < page.before_id)
+        query = query.order_by(MaintenanceWindow.id.desc()).limit(page.limit)
+
+        def run(session: Session) -> dict[str, Any]:
+            rows = list(session.scalars(query))
+            counts = _suppressed(session, [row.id for row in rows])
+            weekly_counts = dict(session.execute(  # type: ignore[arg-type]
+                select(Alert.suppressed_by, func.count())
+                .where(Alert.suppressed_by.in_([w.window().label for w in self._weekly]))
+                .group_by(Alert.suppressed_by)).all()) if self._weekly else {}
+            items = [window_view(row, now, counts.get(f"window {row.id}", 0)) for row in rows]
+            return {"items": items,
+                    "next_before_id": items[-1]["id"] if len(items) == page.limit else None,
+                    "weekly": [weekly_view(w, now, weekly_counts.get(w.window().label, 0))
+                               for w in self._weekly]}
+        return await self._db.read(run)
+
+    async def end(self, window_id: int, actor: str) -> dict[str, Any]:
+        """End a window now (one not started yet is cancelled: it starts and ends now); ending
+        an ended window changes nothing. Raises WindowNotFound."""
+        now = self._clock()
+
+        def end(session: Session) -> None:
+            row = session.get(MaintenanceWindow, window_id, with_for_update=True)
+            if row is None:
+                raise WindowNotFound(f"maintenance window {window_id} not found")
+            if row.ends_at > now:
+                row.starts_at = min(row.starts_at, now)
+                row.ends_at = now
+                row.ended_by = actor[:200]
+        await self._db.write(end)
+        self._schedule.invalidate()
+        found = await self.get(window_id)
+        assert found is not None
+        return found

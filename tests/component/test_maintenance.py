@@ -1,0 +1,258 @@
+"""Issue 16, rule 4: maintenance windows through the real app - the API, Datto webhooks, alert
+mail, the release job, weekly windows from the configuration - on each backend. Answers are
+validated against the OpenAPI document (tests.api_client)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+from daemon.config import Config, ConfigError
+from daemon.core.clock import utcnow
+from daemon.http.app import create_app
+from daemon.service.wiring import ROUTES, build_services
+from daemon.store.database import Database
+from daemon.store.models import Alert, Customer, Ticket
+from daemon.tickets.maintenance import MaintenanceRelease
+from tests.api_client import Api
+from tests.component.test_conditions import MAIL_RULES, datto, ticket, uid
+from tests.webhook_samples import CONFIG
+
+MakeApp = Callable[[str], Awaitable[Api]]
+
+
+@pytest.fixture
+def make_app(aiohttp_client: Callable[..., Any], make_config: Callable[..., Config],
+             db: Database, db_url: str, tmp_path: Path) -> MakeApp:
+    async def make(lifecycle: str = "") -> Api:
+        rules = tmp_path / "rules.toml"
+        rules.write_text(MAIL_RULES)
+        config = make_config(f'{CONFIG}\n[rules]\npath = "{rules}"\n[lifecycle]\n{lifecycle}',
+                             db_url=db_url)
+        ctx = build_services(config, db)
+        return Api(await aiohttp_client(create_app(ctx.http, ROUTES)), ctx)
+    return make
+
+
+@pytest.fixture
+async def app(make_app: MakeApp) -> Api:
+    return await make_app("")
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+async def add_window(app: Api, scope: str = "all", value: str | None = None,
+                     minutes: float = 60, **extra: Any) -> dict[str, Any]:
+    now = utcnow()
+    body = {"scope": scope, "starts_at": iso(now - timedelta(minutes=1)),
+            "ends_at": iso(now + timedelta(minutes=minutes)), "reason": "patch night", **extra}
+    if value is not None:
+        body["value"] = value
+    status, window = await app.call("POST", "/api/maintenance", body=body)
+    assert status == 201, window
+    assert isinstance(window, dict)
+    return window
+
+
+def release_job(app: Api, minutes_later: float = 0) -> MaintenanceRelease:
+    """The release job of `app`, its clock `minutes_later` from now."""
+    release = app.ctx.release
+    later = utcnow() + timedelta(minutes=minutes_later)
+    release._clock = lambda: later  # type: ignore[method-assign]
+    return release
+
+
+async def end(app: Api, window_id: int) -> dict[str, Any]:
+    status, window = await app.call("DELETE", f"/api/maintenance/{window_id}")
+    assert status == 200, window
+    assert isinstance(window, dict)
+    return window
+
+
+async def test_a_window_suppresses_raises_in_scope_and_releases_them_when_it_ends(
+        app: Api) -> None:
+    window = await add_window(app, "device", "fs-acme-01")  # datto_body's device, any case
+    assert window["state"] == "active" and window["suppressed"] == 0
+    held = await datto(app, 1)
+    assert (held["outcome"], held["ticket_id"]) == ("suppressed", None)
+    other = await datto(app, 2, device_hostname="WS-OTHER",
+                        device_uid="0b1c2d3e-aaaa-bbbb-cccc-ffffffffffff")
+    assert other["outcome"] == "opened"  # another device: not in scope
+    status, listing = await app.call("GET", "/api/maintenance")
+    assert status == 200 and listing["items"][0]["suppressed"] == 1
+    status, trail = await app.call("GET", f"/api/alerts/{held['alert_id']}/trail")
+    assert trail["items"][-1]["decision"] == "suppressed"
+    assert f"suppressed by window {window['id']}" in trail["items"][-1]["reason"]
+
+    assert await release_job(app).run_once() == []  # still inside the window
+    ended = await end(app, window["id"])
+    assert ended["state"] == "ended" and ended["ended_by"] == "agent:api"
+    released = await release_job(app).run_once()
+    assert [(r.alert_id, r.outcome) for r in released] == [(held["alert_id"], "released")]
+    view = await ticket(app, released[0].ticket_id)
+    # The ticket is made of the raise, as it would have been without the window.
+    assert view["summary"] == "FS-ACME-01 - Disk C: 97% used" and view["priority"] == "High"
+    assert "during maintenance (window" in view["notes"][0]["body"]
+    assert await release_job(app).run_once() == []  # once
+
+
+async def test_a_resolve_during_the_window_resolves_quietly(app: Api) -> None:
+    await add_window(app)
+    held = await datto(app, 1)
+    assert held["outcome"] == "suppressed"
+    assert (await datto(app, 1, resolved=True))["outcome"] == "resolved"
+    assert await release_job(app, minutes_later=120).run_once() == []
+    count = await app.ctx.db.read(lambda s: len(s.scalars(select(Ticket)).all()))
+    assert count == 0
+
+
+async def test_an_existing_ticket_closes_as_usual_inside_a_window(app: Api) -> None:
+    opened = await datto(app, 1)
+    await add_window(app)
+    assert (await datto(app, 1, resolved=True))["outcome"] == "resolved"
+    assert (await ticket(app, opened["ticket_id"]))["status"] == "closed"
+
+
+async def test_released_alerts_of_one_condition_share_one_ticket(app: Api) -> None:
+    window = await add_window(app)
+    assert [(await datto(app, n))["outcome"] for n in (1, 2, 3)] == ["suppressed"] * 3
+    await end(app, window["id"])
+    released = await release_job(app).run_once()
+    assert [r.outcome for r in released] == ["released"] * 3
+    assert len({r.ticket_id for r in released}) == 1
+    view = await ticket(app, released[0].ticket_id)
+    assert view["occurrences"] == 3 and len(view["alerts"]) == 3
+
+
+async def test_a_window_over_a_synced_customer_covers_its_devices(app: Api) -> None:
+    """The value names the customer; the alert names only its device and site: the sync's
+    records place it at that customer."""
+    now = utcnow()
+    await app.ctx.db.write(lambda s: s.add(Customer(id=7, name="Acme Dental", active=True,
+                                                    updated_at=now)))
+    window = await add_window(app, "customer", "ACME DENTAL")
+    held = await datto(app, 1, site_name="Whatever", fields={"Client": "Acme Dental"})
+    assert held["outcome"] == "suppressed"
+    by_id = await add_window(app, "customer", "7")
+    await end(app, window["id"])
+    assert (await datto(app, 2, fields={"Client": "Acme Dental"}))["outcome"] == "suppressed"
+    assert by_id["suppressed"] == 0  # counted when read
+    status, read = await app.call("GET", f"/api/maintenance/{by_id['id']}")
+    assert status == 200 and read["suppressed"] == 1
+
+
+async def test_the_release_asks_the_rmm_first(app: Api) -> None:
+    window = await add_window(app)
+    held = [await datto(app, n) for n in (1, 2)]
+    await end(app, window["id"])
+    release = release_job(app)
+    asked = []
+
+    async def resolved_upstream(alert_uid: str) -> bool | None:
+        asked.append(alert_uid)
+        return alert_uid == uid(1)
+    release._checks = {"datto": resolved_upstream}
+    released = await release.run_once()
+    assert asked == [uid(1), uid(2)]
+    assert [(r.alert_id, r.outcome, r.ticket_id is None) for r in released] == [
+        (held[0]["alert_id"], "resolved", True), (held[1]["alert_id"], "released", False)]
+    state = await app.ctx.db.read(lambda s: s.scalar(
+        select(Alert.resolved_by).where(Alert.id == held[0]["alert_id"])))
+    assert state == "upstream"
+
+
+async def test_a_scheduled_window_suppresses_nothing_yet(app: Api) -> None:
+    now = utcnow()
+    status, window = await app.call("POST", "/api/maintenance", body={
+        "scope": "all", "starts_at": iso(now + timedelta(hours=1)),
+        "ends_at": iso(now + timedelta(hours=2))})
+    assert status == 201 and window["state"] == "scheduled"
+    assert (await datto(app, 1))["outcome"] == "opened"
+    cancelled = await end(app, window["id"])  # not started: cancelled
+    assert cancelled["state"] == "ended"
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    ({"scope": "all", "starts_at": "2026-12-12T22:00:00Z", "ends_at": "2026-12-12T21:00:00Z"},
+     "a window must end after it starts (ends_at after starts_at)"),
+    ({"scope": "all", "value": "x", "starts_at": "2026-12-12T22:00:00Z",
+      "ends_at": "2026-12-12T23:00:00Z"}, "unknown field(s): value"),
+    ({"scope": "site", "starts_at": "2026-12-12T22:00:00Z", "ends_at": "2026-12-12T23:00:00Z"},
+     "'value' is required"),
+    ({"scope": "device", "value": " ", "starts_at": "2026-12-12T22:00:00Z",
+      "ends_at": "2026-12-12T23:00:00Z"}, "'value' must not be empty or contain NUL"),
+    ({"scope": "all", "starts_at": "2026-12-12T22:00:00", "ends_at": "2026-12-12T23:00:00Z"},
+     "'starts_at' input should have timezone info"),
+    ({"scope": "all", "starts_at": "0001-01-01T00:00:00+01:00",
+      "ends_at": "2026-12-12T23:00:00Z"}, "'starts_at' is out of range"),
+    ({"scope": "everything"}, "'scope' is one of all, customer, site, device"),
+    (["all"], "'scope' is one of all, customer, site, device"),
+])
+async def test_a_window_that_cannot_be_is_refused_with_its_reason(
+        app: Api, body: Any, reason: str) -> None:
+    status, answer = await app.call("POST", "/api/maintenance", body=body)
+    assert status == 422 and reason in answer["detail"], answer
+    status, listing = await app.call("GET", "/api/maintenance")
+    assert listing["items"] == []
+
+
+async def test_unknown_windows_are_404(app: Api) -> None:
+    for method in ("GET", "DELETE"):
+        status, _ = await app.call(method, "/api/maintenance/99")
+        assert status == 404
+
+
+WEEKLY = '''
+[[lifecycle.maintenance]]
+name = "patch night"
+scope = "site"
+value = "Acme Dental"
+days = ["{day}"]
+start = "{start}"
+duration = "2h"
+time_zone = "Europe/Berlin"
+reason = "Windows updates"
+'''
+
+
+async def test_a_weekly_window_from_the_configuration(make_app: MakeApp) -> None:
+    now = utcnow().astimezone(ZoneInfo("Europe/Berlin"))
+    started = now - timedelta(minutes=30)
+    day = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[started.weekday()]
+    app = await make_app(WEEKLY.format(day=day, start=started.strftime("%H:%M")))
+    assert (await datto(app, 1))["outcome"] == "suppressed"  # datto_body's site
+    status, listing = await app.call("GET", "/api/maintenance")
+    assert status == 200
+    weekly = listing["weekly"][0]
+    assert (weekly["name"], weekly["active"], weekly["suppressed"]) == ("patch night", True, 1)
+    released = await release_job(app, minutes_later=120).run_once()
+    assert [r.outcome for r in released] == ["released"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ('time_zone = "Europe/Berlin"', 'time_zone = "Mars/Olympus_Mons"'),
+    ('days = ["mon"]', 'days = ["someday"]'),
+    ('start = "22:00"', 'start = "25:00"'),
+    ('duration = "2h"', 'duration = "8d"'),
+])
+def test_a_weekly_window_that_cannot_be_is_a_config_error(
+        make_config: Callable[..., Config], change: str, message: str) -> None:
+    text = WEEKLY.format(day="mon", start="22:00").replace(change, message)
+    with pytest.raises(ConfigError) as err:
+        make_config("[lifecycle]\n" + text)
+    assert "lifecycle.maintenance" in str(err.value), str(err.value)
+
+
+def test_an_unknown_time_zone_is_named(make_config: Callable[..., Config]) -> None:
+    text = WEEKLY.format(day="mon", start="22:00").replace("Europe/Berlin", "Mars/Base")
+    with pytest.raises(ConfigError, match="'Mars/Base' is not a time zone alertd knows"):
+        make_config("[lifecycle]\n" + text)
+
