@@ -69,7 +69,7 @@ ALERT_PROPS: dict[str, Any] = {
     "resolved_at": N_TIME, "expire_after_s": N_INT,
     "first_seen_at": TIME, "last_seen_at": TIME, "channels": {"type": "array", "items": STR},
     "occurrences": INT, "device": N_STR, "site": N_STR, "customer": N_STR, "priority": N_STR,
-    "message": N_STR, "ticket_id": N_INT, "condition": N_STR,
+    "message": N_STR, "ticket_id": N_INT, "condition": N_STR, "suppressed_by": N_STR,
 }
 DELIVERY_PROPS: dict[str, Any] = {
     "id": INT, "channel": {"enum": ["smtp", "imap", "webhook", "poll", "api"]},

@@ -199,6 +199,8 @@ def alert_view(alert: Alert) -> dict[str, Any]:
         "message": alert.message,
         "ticket_id": alert.ticket_id,
         "condition": alert.condition,
+        # The maintenance window that held its ticket back, if one did (issue 16, rule 4).
+        "suppressed_by": alert.suppressed_by,
     }
 
 
