@@ -21,7 +21,7 @@ from typing import TypeVar
 from daemon.core.api_event import fit_event
 from daemon.core.clock import Clock, utcnow
 from daemon.core.events import AlertEvent, Channel, TicketFields
-from daemon.core.lifecycle import AlertAction
+from daemon.core.lifecycle import AlertAction, rmm_name
 from daemon.intake.inbound import Inbound
 from daemon.intake.pipeline import Pipeline
 from daemon.metrics import ChannelHealth
@@ -78,7 +78,8 @@ class Poller:
                  list_open: Callable[[], AsyncIterator[Upstream]],
                  lookup: Callable[[str], Awaitable[Upstream | None]], *,
                  grace_s: float = 300.0, clock: Clock = utcnow,
-                 health: ChannelHealth | None = None):
+                 health: ChannelHealth | None = None,
+                 on_unknown: Callable[[str, str, str], Awaitable[object]] | None = None):
         self.source = source
         self._health = health
         self._pipeline = pipeline
@@ -87,6 +88,8 @@ class Poller:
         self._lookup = lookup
         self._grace_s = grace_s
         self._clock = clock
+        # (source, uid, reason): an open alert the RMM does not know; its trail says so
+        self._on_unknown = on_unknown
 
     async def poll(self) -> PollResult:
         result = PollResult(self.source)
@@ -116,6 +119,10 @@ class Poller:
                 continue
             if current is None:
                 result.unknown_upstream.append(uid)
+                if self._on_unknown is not None:
+                    await self._on_unknown(self.source, uid, (
+                        f"{rmm_name(self.source)} no longer knows this alert (polling looked "
+                        "it up: not found); left open here"))
             elif current.resolved:
                 resolve = AlertEvent(source=self.source, uid=uid, action=AlertAction.RESOLVE)
                 await self._deliver(resolve, started)
@@ -140,7 +147,8 @@ class Poller:
 def _api_poller(source: str, open_alerts: Callable[[], AsyncIterator[T]],
                 fetch: Callable[[str], Awaitable[T | None]], to_upstream: Callable[[T], Upstream],
                 pipeline: Pipeline, queries: Queries, grace_s: float,
-                health: ChannelHealth | None) -> Poller:
+                health: ChannelHealth | None,
+                on_unknown: Callable[[str, str, str], Awaitable[object]] | None) -> Poller:
     async def list_open() -> AsyncIterator[Upstream]:
         async for alert in open_alerts():
             yield to_upstream(alert)
@@ -149,16 +157,21 @@ def _api_poller(source: str, open_alerts: Callable[[], AsyncIterator[T]],
         alert = await fetch(uid)
         return to_upstream(alert) if alert is not None else None
 
-    return Poller(source, pipeline, queries, list_open, lookup, grace_s=grace_s, health=health)
+    return Poller(source, pipeline, queries, list_open, lookup, grace_s=grace_s, health=health,
+                  on_unknown=on_unknown)
 
 
 def datto_poller(client: DattoClient, pipeline: Pipeline, queries: Queries,
-                 grace_s: float = 300.0, health: ChannelHealth | None = None) -> Poller:
+                 grace_s: float = 300.0, health: ChannelHealth | None = None,
+                 on_unknown: Callable[[str, str, str], Awaitable[object]] | None = None
+                 ) -> Poller:
     return _api_poller("datto", client.open_alerts, client.alert, datto_upstream, pipeline,
-                       queries, grace_s, health)
+                       queries, grace_s, health, on_unknown)
 
 
 def syncro_poller(client: SyncroClient, pipeline: Pipeline, queries: Queries,
-                  grace_s: float = 300.0, health: ChannelHealth | None = None) -> Poller:
+                  grace_s: float = 300.0, health: ChannelHealth | None = None,
+                  on_unknown: Callable[[str, str, str], Awaitable[object]] | None = None
+                  ) -> Poller:
     return _api_poller("syncro", client.active_alerts, client.alert, syncro_upstream, pipeline,
-                       queries, grace_s, health)
+                       queries, grace_s, health, on_unknown)

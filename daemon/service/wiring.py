@@ -36,6 +36,7 @@ from daemon.tickets.clearing import ClearedTickets
 from daemon.tickets.expiry import AlertExpiry
 from daemon.tickets.maintenance import MaintenanceRelease, MaintenanceSchedule, UpstreamCheck
 from daemon.tickets.placement import TicketPlacer
+from daemon.tickets.stale import StaleMarks
 from daemon.tickets.windows import MaintenanceWindows
 from daemon.webhooks.routes import setup_webhook_routes
 from daemon.webhooks.setup import WebhookNotConfigured, WebhookSetup, datto_setup, syncro_setup
@@ -134,11 +135,11 @@ class Services:
         found: list[tuple[Poller, float]] = []
         if self.rmm.datto is not None and self.config.datto.poll_interval_s > 0:
             found.append((datto_poller(self.rmm.datto, self.pipeline, self.queries,
-                                       health=self.health),
+                                       health=self.health, on_unknown=StaleMarks(self.db)),
                           self.config.datto.poll_interval_s))
         if self.rmm.syncro is not None and self.config.syncro.poll_interval_s > 0:
             found.append((syncro_poller(self.rmm.syncro, self.pipeline, self.queries,
-                                        health=self.health),
+                                        health=self.health, on_unknown=StaleMarks(self.db)),
                           self.config.syncro.poll_interval_s))
         return found
 

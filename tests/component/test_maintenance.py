@@ -4,6 +4,7 @@ validated against the OpenAPI document (tests.api_client)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,9 @@ from sqlalchemy import select
 
 from daemon.config import Config, ConfigError
 from daemon.core.clock import utcnow
+from daemon.core.events import Channel
 from daemon.http.app import create_app
+from daemon.intake.inbound import Inbound
 from daemon.service.wiring import ROUTES, build_services
 from daemon.store.database import Database
 from daemon.store.models import Alert, Customer, Ticket
@@ -256,3 +259,49 @@ def test_an_unknown_time_zone_is_named(make_config: Callable[..., Config]) -> No
     with pytest.raises(ConfigError, match="'Mars/Base' is not a time zone alertd knows"):
         make_config("[lifecycle]\n" + text)
 
+
+
+async def test_mail_in_a_window_is_suppressed_too(app: Api) -> None:
+    await add_window(app, "device", "FS-ACME-01")
+    accepted = await app.ctx.pipeline.submit(Inbound(
+        channel=Channel.SMTP, dedupe_key="mail-1", content_type="message/rfc822",
+        payload=(f"From: rmm@example-msp.com\r\nTo: alerts@example-msp.com\r\n"
+                 f"Subject: Alert on device: FS-ACME-01, reason Disk usage - "
+                 f"Alert{{{uid(1)}}}\r\nMessage-ID: <m1@x>\r\n\r\nbody\r\n").encode()))
+    result = await app.ctx.pipeline.process(accepted.delivery_id)
+    assert result is not None and result.events[0].outcome == "suppressed"
+
+
+STEPS = ("raise", "resolve", "start", "end")
+ORDERS = [order for order in itertools.permutations(STEPS)
+          if order.index("start") < order.index("end")]
+
+
+def expected_tickets(order: tuple[str, ...]) -> int:
+    """One closed ticket, unless the raise came inside the window and the alert was resolved
+    before the window's end (quietly, no ticket): either while suppressed, or before its
+    raise (a late raise inside the window is suppressed too)."""
+    inside = order.index("start") < order.index("raise") < order.index("end")
+    return 0 if inside and order.index("resolve") < order.index("end") else 1
+
+
+@pytest.mark.parametrize("order", ORDERS, ids=["-".join(o) for o in ORDERS])
+async def test_every_order_of_raise_resolve_and_a_window(app: Api,
+                                                         order: tuple[str, ...]) -> None:
+    window: dict[str, Any] = {}
+    for step in order:
+        if step == "start":
+            window = await add_window(app)
+        elif step == "end":
+            await end(app, window["id"])
+            await release_job(app).run_once()  # the job's next run
+        else:
+            await datto(app, 1, resolved=step == "resolve")
+    await release_job(app, minutes_later=5).run_once()
+
+    def read(session: Any) -> tuple[list[str], str]:
+        return (list(session.scalars(select(Ticket.status))),
+                session.scalar(select(Alert.state)))
+    statuses, alert_state = await app.ctx.db.read(read)
+    assert alert_state == "resolved"
+    assert statuses == ["closed"] * expected_tickets(order), order

@@ -16,8 +16,9 @@ from daemon.rmm.datto import DattoClient, DattoLimits
 from daemon.rmm.poll import datto_poller, syncro_poller
 from daemon.rmm.syncro import SyncroClient
 from daemon.store.database import Database
-from daemon.store.models import Alert, Delivery, OutboxAction, Ticket
+from daemon.store.models import Alert, AlertTrail, Delivery, OutboxAction, Ticket
 from daemon.store.queries import Queries
+from daemon.tickets.stale import StaleMarks
 from tests.fakes.datto import DattoFake
 from tests.fakes.syncro import SyncroFake
 from tests.helpers import deliver
@@ -51,7 +52,8 @@ async def test_datto_poll_raises_unseen_alerts_and_closes_those_resolved_upstrea
         # Within the grace period, alertd's open alerts are not judged by the listing.
         fresh = await datto_poller(client, pipeline, Queries(db), grace_s=300).poll()
         assert sorted(fresh.raised) == sorted(missed) and fresh.resolved == []
-        poller = datto_poller(client, pipeline, Queries(db), grace_s=0)
+        poller = datto_poller(client, pipeline, Queries(db), grace_s=0,
+                              on_unknown=StaleMarks(db))
         first = await poller.poll()
         second = await poller.poll()
 
@@ -65,6 +67,14 @@ async def test_datto_poll_raises_unseen_alerts_and_closes_those_resolved_upstrea
     assert rows[by_mail] == ("open", "open", "api")
     assert rows[resolved_upstream] == ("resolved", "closed", "api,poll")
     assert rows[unknown_upstream] == ("open", "open", "api")  # alertd cannot tell why: kept
+    # ... and says so in its trail, once however often polling looks it up.
+    trail = await db.read(lambda s: list(s.execute(
+        select(AlertTrail.decision, AlertTrail.channel, AlertTrail.reason).join(
+            Alert, Alert.id == AlertTrail.alert_id).where(Alert.uid == unknown_upstream)
+        .order_by(AlertTrail.id))))
+    assert [(d, c) for d, c, _ in trail] == [("opened", "api"), ("stale", "poll:datto")]
+    assert trail[-1][2] == ("Datto RMM no longer knows this alert (polling looked it up: not "
+                            "found); left open here")
     # Resolved upstream: nothing is owed back to Datto.
     assert await db.read(lambda s: count(s, OutboxAction)) == 0
     poll_deliveries = await db.read(lambda s: s.scalar(
