@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -62,6 +62,17 @@ async def sample_data(url: str, db: Database) -> None:
                     "customer": "Acme Dental", "condition": "Disk usage on C",
                     "message": "Disk usage on C: above 90% (98% used)"}) as response:
                 assert (await response.json())["events"][0]["outcome"] == "joined"
+        # A maintenance window on one server, and an alert it holds back.
+        async with session.post(f"{url}/api/maintenance", json={
+                "scope": "device", "value": "SQL-NORTH-01", "starts_at": now.isoformat(),
+                "ends_at": (now + timedelta(hours=3)).isoformat(),
+                "reason": "SQL Server upgrade, change 2291", "actor": "dana"}) as response:
+            assert response.status == 201
+        async with session.post(f"{url}/api/alerts", json={
+                "source": "datto", "uid": "c0ffee00-1111-4222-8333-444455556667",
+                "action": "raise", "device": "SQL-NORTH-01",
+                "message": "Service 'MSSQLSERVER' stopped"}) as response:
+            assert (await response.json())["events"][0]["outcome"] == "suppressed"
         async with session.post(f"{url}/api/tickets/2/notes", json={
                 "body": "Restarted Netlogon; watching the DC for an hour.",
                 "actor": "dana"}) as response:
@@ -77,7 +88,11 @@ async def main() -> None:
         config_path = Path(tmp) / "alertd.toml"
         config_path.write_text(f'[daemon]\nstate_dir = "{tmp}"\n[api]\ntokens = ["{TOKEN}"]\n'
                                '[datto]\nwebhook_secret = "shared-secret-for-the-docs-0001"\n'
-                               '[http]\npublic_url = "https://alertd.example-msp.com"\n')
+                               '[http]\npublic_url = "https://alertd.example-msp.com"\n'
+                               '[[lifecycle.maintenance]]\nname = "patch night"\n'
+                               'scope = "customer"\nvalue = "Harbor Law"\ndays = ["sat"]\n'
+                               'start = "22:00"\nduration = "6h"\n'
+                               'time_zone = "America/Chicago"\nreason = "Windows updates"\n')
         config = load_config(config_path, environ={})
         db = Database(config.database.url)
         await db.upgrade()
@@ -99,6 +114,7 @@ async def main() -> None:
                 await page.wait_for_url("**/ui/tickets")
                 for name, path in (("tickets", "/ui/tickets"), ("ticket", "/ui/tickets/2"),
                                    ("ticket-condition", "/ui/tickets/1"),
+                                   ("maintenance", "/ui/maintenance"),
                                    ("deliveries", "/ui/deliveries"), ("webhooks", "/ui/webhooks"),
                                    ("status", "/ui/status")):
                     await page.goto(url + path)

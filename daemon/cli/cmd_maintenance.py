@@ -116,7 +116,7 @@ async def run(inv: Invocation, db: Database) -> int:
         show("weekly windows ([[lifecycle.maintenance]]):")
         show(table([[w["name"], "active" if w["active"] else "", w["scope"], w["value"],
                      ",".join(w["days"]), w["start"],
-                     f"{w['duration_s'] // 3600}h{w['duration_s'] % 3600 // 60:02d}m",
+                     w["duration"],
                      w["time_zone"], w["suppressed"]] for w in listing["weekly"]],
                    ["NAME", "STATE", "SCOPE", "VALUE", "DAYS", "START", "FOR", "TIME ZONE",
                     "SUPPRESSED"]))

@@ -6,7 +6,16 @@ from pathlib import Path
 
 from aiohttp import web
 
-from daemon.console import admin, browse, deliveries, outbox, rules, signin, tickets
+from daemon.console import (
+    admin,
+    browse,
+    deliveries,
+    maintenance,
+    outbox,
+    rules,
+    signin,
+    tickets,
+)
 from daemon.console.security import console_middleware
 from daemon.console.state import (
     CONSOLE,
@@ -61,6 +70,9 @@ def setup_console_routes(app: web.Application) -> None:
     router.add_get("/ui/deliveries/{id}", deliveries.delivery_page)
     router.add_get("/ui/deliveries/{id}/raw", deliveries.delivery_raw)
     router.add_post("/ui/deliveries/{id}/replay", deliveries.replay)
+    router.add_get("/ui/maintenance", maintenance.maintenance_page)
+    router.add_post("/ui/maintenance", maintenance.add_window)
+    router.add_post("/ui/maintenance/{id}/end", maintenance.end_window)
     router.add_get("/ui/outbox", outbox.outbox_page)
     router.add_post("/ui/outbox/{id}/{action:retry|drop}", outbox.change)
     router.add_get("/ui/rules", rules.rules_page)

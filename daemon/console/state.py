@@ -21,7 +21,8 @@ SESSION_COOKIE = "alertd_session"
 SIGNIN_COOKIE = "alertd_signin"  # double-submit nonce of the sign-in form (no session yet)
 # The pages in the navigation bar: (path, label).
 NAVIGATION = (("/ui/tickets", "Tickets"), ("/ui/browse", "Customers & assets"),
-              ("/ui/deliveries", "Deliveries"), ("/ui/outbox", "Outbox"), ("/ui/rules", "Rules"),
+              ("/ui/maintenance", "Maintenance"), ("/ui/deliveries", "Deliveries"),
+              ("/ui/outbox", "Outbox"), ("/ui/rules", "Rules"),
               ("/ui/webhooks", "Webhooks"), ("/ui/sync", "Sync"), ("/ui/status", "Status"))
 
 

@@ -99,7 +99,7 @@ WINDOW = obj({
 })
 WEEKLY_WINDOW = obj({
     "name": STR, "scope": SCOPE, "value": STR, "days": {"type": "array", "items": STR},
-    "start": STR, "duration_s": INT, "time_zone": STR, "reason": STR,
+    "start": STR, "duration_s": INT, "duration": STR, "time_zone": STR, "reason": STR,
     "active": {"type": "boolean"}, "active_until": N_TIME, "suppressed": INT,
 })
 MAINTENANCE_SCHEMAS: dict[str, Any] = {

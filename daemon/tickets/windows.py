@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from daemon.config.lifecycle_sections import WeeklyWindowConfig
 from daemon.core.clock import Clock, utc_iso, utcnow
+from daemon.core.durations import format_duration
 from daemon.core.maintenance import Scope
 from daemon.store.database import Database
 from daemon.store.models import Alert, MaintenanceWindow
@@ -71,6 +72,7 @@ def weekly_view(window: WeeklyWindowConfig, now: datetime, suppressed: int) -> d
     occurrence = window.window().weekly.open_at(now)  # type: ignore[union-attr]
     return {"name": window.name, "scope": window.scope.value, "value": window.value,
             "days": window.days, "start": window.start, "duration_s": window.duration,
+            "duration": format_duration(window.duration),
             "time_zone": window.time_zone, "reason": window.reason,
             "active": occurrence is not None,
             "active_until": utc_iso(occurrence[1]) if occurrence else None,

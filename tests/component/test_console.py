@@ -20,6 +20,7 @@ from daemon.http.app import create_app
 from daemon.service.wiring import ROUTES, Services, build_services
 from daemon.store.database import Database
 from daemon.store.models import ConsoleSession, Customer, Delivery, OutboxAction, Ticket
+from daemon.store.queries import Page
 from daemon.tickets.statements import MAX_NOTE_CHARS
 from tests.api_client import AUTH, TOKEN
 
@@ -164,7 +165,8 @@ async def test_a_token_removed_by_reload_ends_its_sessions(console: Console) -> 
 
 # --- headers, escaping ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", ["/ui/signin", "/ui/tickets", "/ui/tickets/1", "/ui/nowhere"])
+@pytest.mark.parametrize("path", ["/ui/signin", "/ui/tickets", "/ui/tickets/1", "/ui/maintenance",
+                                  "/ui/nowhere"])
 async def test_every_page_carries_the_security_headers(console: Console, path: str) -> None:
     await raise_ticket(console)
     await console.signin()
@@ -294,6 +296,40 @@ async def test_a_ticket_of_several_alerts_shows_them_all(console: Console) -> No
     assert ('alert <code>disk-2&lt;b&gt;</code> <span class="decision">joined</span>'
             in html)
     assert "Closing resolves its 2 open alerts in datto too." in html
+
+
+async def test_maintenance_windows_are_set_listed_and_ended(console: Console) -> None:
+    """Issue 16, rule 4: the maintenance page sets a window from now, shows it (its text as
+    text), refuses what cannot be with the reason, and ends it."""
+    await console.signin()
+    csrf = await console.csrf("/ui/maintenance")
+    refused = await console.client.post("/ui/maintenance", data={
+        "csrf": csrf, "scope": "device", "value": "WEB-01", "start": "now", "duration": "4x"})
+    assert refused.status == 400
+    assert "Duration: expected a duration such as" in await refused.text()
+    refused = await console.client.post("/ui/maintenance", data={
+        "csrf": csrf, "scope": "device", "value": "", "start": "now", "duration": "4h"})
+    assert refused.status == 400
+    assert "every other scope needs one" in await refused.text()
+    refused = await console.client.post("/ui/maintenance", data={
+        "csrf": csrf, "scope": "all", "start": "tomorrow", "duration": "4h"})
+    assert refused.status == 400 and "Start &#39;tomorrow&#39;" in await refused.text()
+    added = await console.client.post("/ui/maintenance", allow_redirects=False, data={
+        "csrf": csrf, "scope": "device", "value": "WEB-01<b>", "start": "now",
+        "duration": "4h", "reason": "swap <script>"})
+    assert added.status == 303
+    windows = await console.services.maintenance.listing(Page(10))
+    assert [(w["scope"], w["value"], w["state"], w["created_by"])
+            for w in windows["items"]] == [("device", "WEB-01<b>", "active", "agent:console")]
+    html = await (await console.client.get("/ui/maintenance")).text()
+    assert "<code>WEB-01&lt;b&gt;</code>" in html and "swap &lt;script&gt;" in html
+    ended = await console.client.post(f"/ui/maintenance/{windows['items'][0]['id']}/end",
+                                      data={"csrf": csrf}, allow_redirects=False)
+    assert ended.status == 303
+    assert (await console.services.maintenance.get(windows["items"][0]["id"]))["state"] == \
+        "ended"
+    missing = await console.client.post("/ui/maintenance/99/end", data={"csrf": csrf})
+    assert missing.status == 404
 
 
 async def test_an_empty_note_is_refused_and_unknown_tickets_are_404(console: Console) -> None:

@@ -132,6 +132,33 @@ async def test_closing_with_a_note_queues_the_resolve(daemon: Daemon, browser: A
     assert "upstream resolve pending" in await page.locator("ol.timeline").inner_text()
 
 
+async def test_a_maintenance_window_set_in_the_console_suppresses_alerts(
+        daemon: Daemon, browser: Any) -> None:
+    page = await signed_in_page(browser, daemon)
+    await page.goto(daemon.url("/ui/maintenance"))
+    form = page.get_by_role("form", name="Set a window")
+    await form.get_by_label("Scope").select_option("all")
+    await form.get_by_label("Duration (e.g. 90m, 4h, 2d)").fill("90m")
+    await form.get_by_label("Reason").fill("Patch night")
+    await form.get_by_role("button", name="Set window").click()
+    await page.wait_for_load_state()
+    row = page.locator("table.list tbody tr").first
+    text = (await row.inner_text()).lower()
+    assert "active" in text and "patch night" in text
+    body = {"alert_uid": UID, "alert_resolved": "false", "state": DATTO_SECRET,
+            "alert_message": "Disk full", "device_hostname": "FS-01"}
+    async with aiohttp.ClientSession() as session, session.post(
+            daemon.url("/api/notify/datto"), json=body) as response:
+        answer = await response.json()
+    assert answer["events"][0]["outcome"] == "suppressed"  # held back: no ticket
+    assert (await api_get(daemon, "/api/tickets"))["items"] == []
+    await page.reload()
+    assert await row.locator("td").nth(5).inner_text() == "1"  # suppressed
+    await row.get_by_role("button", name="End now").click()
+    await page.wait_for_load_state()
+    assert "ended" in (await page.locator("table.list tbody tr").first.inner_text()).lower()
+
+
 async def test_a_cross_site_form_post_is_refused(daemon: Daemon, browser: Any,
                                                  aiohttp_server: Any) -> None:
     ticket_id = await hostile_webhook(daemon)
@@ -175,7 +202,7 @@ async def test_every_page_renders(daemon: Daemon, browser: Any) -> None:
     delivery_id = (await api_get(daemon, "/api/deliveries"))["items"][0]["id"]
     pages = [href for href in await page.locator("header.top nav a").evaluate_all(
         "links => links.map(a => a.getAttribute('href'))")]
-    assert len(pages) == 8
+    assert len(pages) == 9
     for path in (*pages, f"/ui/tickets/{ticket_id}", "/ui/tickets?status=open",
                  f"/ui/deliveries/{delivery_id}", "/ui/browse/sites", "/ui/browse/assets",
                  "/ui/browse/end-users"):
