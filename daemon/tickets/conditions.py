@@ -93,9 +93,12 @@ class ConditionTickets:
         """Join, reopen or record on `ticket` (locked) another raise of its condition."""
         ticket_id = int(ticket["id"])
         occurrences = ticket["occurrences"] + 1
-        # A raise cancels a close waiting for the condition to stay clear.
+        # A raise cancels a close waiting for the condition to stay clear, and makes a ticket
+        # left open after its alerts were resolved upstream (`auto_close`) current again.
         changes: dict[str, Any] = {"row_id": ticket_id, "occurrences": occurrences,
                                    "last_raised_at": now, "close_due_at": None}
+        if choice is TicketChoice.JOIN:
+            changes["upstream_resolved_at"] = None
         said = f"{rmm_name(event.source)} raised its condition again: alert {event.uid} " \
                f"(by {channel}); {occurrences} raises on this ticket."
         if choice is TicketChoice.RECORD:

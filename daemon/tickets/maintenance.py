@@ -172,7 +172,7 @@ class MaintenanceRelease:
         due = []
         for alert in rows:
             event = held_event(dict(alert))
-            placement = self._placer.place(conn, event, now)
+            placement = self._placer.locate(conn, event)
             if self._schedule.window_for(conn, event, placement, now) is None:
                 due.append((int(alert["id"]), str(alert["source"]), str(alert["uid"])))
         return due
@@ -186,7 +186,7 @@ class MaintenanceRelease:
             return None  # resolved, or released by another process, meanwhile
         window = alert["suppressed_by"]
         if resolved_upstream:
-            sql.UPDATE_ALERT.run(conn, {"row_id": alert_id, "held": None,
+            sql.UPDATE_ALERT.run(conn, {"row_id": alert_id,
                                         **sql.resolved(ResolvedBy.UPSTREAM, now)})
             sql.INSERT_TRAIL.run(conn, trail_row(
                 alert_id, Outcome.RESOLVED.value, now, reason=(

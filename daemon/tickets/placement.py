@@ -133,6 +133,11 @@ class TicketPlacer:
     def place(self, conn: Connection, event: AlertEvent, now: datetime) -> Placement:
         return self.place_many(conn, [event], now)[0]
 
+    def locate(self, conn: Connection, event: AlertEvent) -> Placement:
+        """Where the synced records place `event` (customer, site, asset), reading only: no
+        end user is chosen and the fallback user is never created (a read transaction)."""
+        return self._look_up(conn, event)
+
     def place_many(self, conn: Connection, events: list[AlertEvent], now: datetime
                    ) -> list[Placement]:
         """Each event's placement, in order (the newest sync run is looked up once)."""

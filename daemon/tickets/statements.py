@@ -108,4 +108,4 @@ def lock_ticket_of(conn: Connection, alert: Mapping[str, Any], deciding_resolve:
 def resolved(resolved_by: ResolvedBy, now: datetime) -> dict[str, Any]:
     """The alert columns a resolve sets, whoever resolves (expiry is for open alerts)."""
     return {"state": AlertState.RESOLVED.value, "resolved_by": resolved_by.value,
-            "resolved_at": now, "expire_after_s": None}
+            "resolved_at": now, "expire_after_s": None, "held": None}

@@ -294,3 +294,16 @@ async def test_the_trail_and_counts_say_what_each_raise_did(app: Api) -> None:
     assert outcomes == dict.fromkeys(outcomes, 1.0)
     count = await app.ctx.db.read(lambda s: s.scalar(select(func.count()).select_from(Ticket)))
     assert count == 1
+
+
+async def test_a_raise_joining_a_ticket_left_open_makes_it_current_again(app: Api) -> None:
+    """Rule 1 left the worked ticket open after its alert resolved upstream; the condition is
+    raised again: the ticket is no longer 'resolved upstream'."""
+    ticket_id = (await datto(app, 1))["ticket_id"]
+    status, _ = await app.call("POST", f"/api/tickets/{ticket_id}/notes", body={"body": "on it"})
+    assert status == 201
+    assert (await datto(app, 1, resolved=True))["outcome"] == "resolved_left_open"
+    assert (await ticket(app, ticket_id))["upstream_resolved"] is True
+    assert (await datto(app, 2))["outcome"] == "joined"
+    view = await ticket(app, ticket_id)
+    assert (view["status"], view["upstream_resolved"], view["occurrences"]) == ("open", False, 2)
