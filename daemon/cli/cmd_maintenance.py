@@ -87,7 +87,10 @@ async def run(inv: Invocation, db: Database) -> int:
                 seconds = parse_duration(args.duration)
             except ValueError as err:
                 raise CliError(f"--for: {err}") from None
-            ends_at = starts_at + timedelta(seconds=seconds)
+            try:
+                ends_at = starts_at + timedelta(seconds=seconds)
+            except OverflowError:
+                raise CliError("--for: the window would end after the year 9999") from None
         try:
             window = await windows.add(Scope(args.scope), args.value, starts_at, ends_at,
                                        args.reason, actor(args))

@@ -37,9 +37,12 @@ def _time_zone(name: str) -> str:
 
 def _clock_time(text: str) -> str:
     try:
-        time.fromisoformat(text)
+        parsed = time.fromisoformat(text)
     except (TypeError, ValueError):
         raise ValueError(f'expected a time of day such as "22:00", got {text!r}') from None
+    if parsed.tzinfo is not None:  # the window's time_zone says where; an offset would lie
+        raise ValueError(f"{text!r}: give the local time without an offset (time_zone says "
+                         "where)")
     return text
 
 

@@ -65,11 +65,17 @@ async def add_window(request: web.Request) -> web.Response:
     except ValueError as err:
         return await maintenance_page(request, f"Duration: {err}.", 400, form)
     try:
+        ends_at = starts_at + timedelta(seconds=seconds)
+    except OverflowError:
+        return await maintenance_page(request, "The window would end after the year 9999.",
+                                      400, form)
+    try:
         await request.app[CONTEXT].maintenance.add(
             Scope(form["scope"]), form["value"] if form["scope"] != "all" else "", starts_at,
-            starts_at + timedelta(seconds=seconds), form["reason"], ACTOR)
-    except (WindowRefused, OverflowError) as err:
-        return await maintenance_page(request, f"{str(err).capitalize()}.", 400, form)
+            ends_at, form["reason"], ACTOR)
+    except WindowRefused as err:
+        return await maintenance_page(request, f"{str(err)[:1].upper()}{str(err)[1:]}.", 400,
+                                      form)
     return redirect("/ui/maintenance")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
@@ -28,7 +28,9 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # datetime.weekday
 @dataclass(frozen=True)
 class Weekly:
     """A window that opens every week on `days` at `start` (local time in `zone`) for
-    `duration`. Local time: "22:00" stays 22:00 across daylight saving time."""
+    `duration` of real time. Local time: "22:00" stays 22:00 across daylight saving time; a
+    start that does not exist that night (the clocks skip it) is read with the offset from
+    before the change (02:30 on the night 02:00-03:00 is skipped opens at 03:30)."""
 
     days: frozenset[int]  # 0 = Monday
     start: time
@@ -36,14 +38,16 @@ class Weekly:
     zone: ZoneInfo
 
     def open_at(self, now: datetime) -> tuple[datetime, datetime] | None:
-        """The occurrence (its start and end, UTC-aware) that is open at `now`, or None."""
+        """The occurrence (its start and end, in UTC) that is open at `now`, or None."""
         local_now = now.astimezone(self.zone)
         # An occurrence open now started at most `duration` ago: look back that many days.
         for days_back in range(self.duration.days + 2):
             day = local_now.date() - timedelta(days=days_back)
             if day.weekday() not in self.days:
                 continue
-            starts = datetime.combine(day, self.start, tzinfo=self.zone)
+            # In UTC before adding: arithmetic on a zone's wall clock would give a window
+            # across a clock change an hour more or less than its duration (or none at all).
+            starts = datetime.combine(day, self.start, tzinfo=self.zone).astimezone(UTC)
             ends = starts + self.duration
             if starts <= now < ends:
                 return starts, ends

@@ -122,6 +122,11 @@ class Alert(Base):
         # partial index: its dialect-specific WHERE would load the PostgreSQL dialect on
         # SQLite too (tests/system/test_idle_imports.py).
         Index("ix_alerts_expire_after_s", "expire_after_s"),
+        # A ticket's alerts, and its open ones (a resolve asks whether others are open).
+        Index("ix_alerts_ticket_id_state", "ticket_id", "state"),
+        # The suppressed alerts waiting for their ticket (the column is cleared when one gets
+        # its ticket or is resolved, so the entries are just those).
+        Index("ix_alerts_held_since", "held_since"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -145,7 +150,7 @@ class Alert(Base):
     # The ticket this alert belongs to: the one it opened, or the open ticket of its condition
     # it joined (issue 16, rule 2). No foreign key (migration 0010): written only by the
     # lifecycle, with the id of the ticket it has just locked.
-    ticket_id: Mapped[int | None] = mapped_column(BigId, index=True)
+    ticket_id: Mapped[int | None] = mapped_column(BigId)
     # Which condition the alert reports (daemon.core.conditions.condition_key), if known.
     condition: Mapped[str | None] = mapped_column(String(255))
     # The maintenance window that held its ticket back ("window 3", "weekly window 'patch
@@ -154,6 +159,8 @@ class Alert(Base):
     # While suppressed: what its ticket is to be made of when the window ends (the raise's
     # ticket fields and device id, which the alert itself does not keep).
     held: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # When it was suppressed, while it waits for its ticket (cleared as `held` is).
+    held_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Ticket(Base):

@@ -56,6 +56,12 @@ class ConditionTickets:
         self._lock_conditions = dialect_name == "postgresql"
         self._insert_ticket = insert_ticket
 
+    def lock(self, conn: Connection, condition: str) -> None:
+        """Take the condition's lock until the transaction ends (PostgreSQL; SQLite has one
+        writer): one transaction at a time decides or changes its ticket's alerts."""
+        if self._lock_conditions:
+            sql.LOCK_CONDITION.first(conn, {"condition": condition})
+
     def decides(self, condition: str | None) -> bool:
         """Whether a new alert of `condition` needs `ticket_for` (else: a ticket of its own)."""
         return condition is not None and self.policy.active
@@ -72,8 +78,7 @@ class ConditionTickets:
         newest = None
         choice = TicketChoice.NEW
         if condition is not None and self.policy.active:
-            if self._lock_conditions:
-                sql.LOCK_CONDITION.first(conn, {"condition": condition})
+            self.lock(conn, condition)
             newest = sql.LOCK_NEWEST_OF_CONDITION.first(conn, {"condition": condition})
             choice = choose_ticket(
                 None if newest is None else ConditionTicket(newest["status"] == "open",
@@ -83,16 +88,23 @@ class ConditionTickets:
             ticket_id = self._insert_ticket(conn, event, alert_id, now, condition, placement)
             result = TicketOfAlert(ticket_id, TicketChoice.NEW)
         else:
-            result = self._raise_again(conn, channel, event, newest, choice, now)
+            result = self._raise_again(conn, channel, event, newest, choice, now, alert_open)
         sql.UPDATE_ALERT.run(conn, {"row_id": alert_id, "ticket_id": result.ticket_id})
         return result
 
     def _raise_again(self, conn: Connection, channel: str, event: AlertEvent,
-                     ticket: dict[str, Any], choice: TicketChoice, now: datetime
-                     ) -> TicketOfAlert:
+                     ticket: dict[str, Any], choice: TicketChoice, now: datetime,
+                     alert_open: bool) -> TicketOfAlert:
         """Join, reopen or record on `ticket` (locked) another raise of its condition."""
         ticket_id = int(ticket["id"])
         occurrences = ticket["occurrences"] + 1
+        if not alert_open and choice is TicketChoice.JOIN:
+            # Resolved before its raise arrived: counted, nothing more. The ticket's other
+            # alerts decide when it closes (a close waiting for the condition to stay clear
+            # still waits: this raise is not a new occurrence of the problem).
+            sql.UPDATE_TICKET.run(conn, {"row_id": ticket_id, "occurrences": occurrences})
+            return TicketOfAlert(ticket_id, choice, f"counted on open ticket {ticket_id} of "
+                                 "its condition (resolved before its raise arrived)")
         # A raise cancels a close waiting for the condition to stay clear, and makes a ticket
         # left open after its alerts were resolved upstream (`auto_close`) current again.
         changes: dict[str, Any] = {"row_id": ticket_id, "occurrences": occurrences,

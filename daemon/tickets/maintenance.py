@@ -13,11 +13,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from daemon.core.clock import Clock, utcnow
@@ -34,8 +34,12 @@ from daemon.tickets.rows import trail_row
 log = logging.getLogger(__name__)
 
 REFRESH_S = 5.0  # how long another process's new window may go unnoticed
+# How long the synced record a window's value names is remembered: the lookup by name reads
+# the whole customers or sites table, so it is not repeated at every refresh.
+RECORD_TTL_S = 300.0
 MAX_RELEASED_PER_RUN = 500
 _RECORDS = {Scope.CUSTOMER: Customer, Scope.SITE: Site, Scope.DEVICE: Asset}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def stored_window(row: Any) -> Window:
@@ -67,6 +71,7 @@ class MaintenanceSchedule:
         self._clock = clock
         self._windows: list[Window] = []
         self._read_at: float | None = None
+        self._records: dict[tuple[Scope, str], tuple[int | None, float]] = {}
 
     def invalidate(self) -> None:
         self._read_at = None
@@ -78,10 +83,19 @@ class MaintenanceSchedule:
                                 .order_by(MaintenanceWindow.id)).all()
             found = [*self._weekly, *(stored_window(row) for row in rows)]
             self._windows = [Window(w.label, w.scope, w.value,
-                                    record_id(conn, w.scope, w.value), w.starts_at, w.ends_at,
-                                    w.weekly) for w in found]
+                                    self._record_id(conn, w.scope, w.value), w.starts_at,
+                                    w.ends_at, w.weekly) for w in found]
             self._read_at = self._clock()
         return self._windows
+
+    def _record_id(self, conn: Connection, scope: Scope, value: str) -> int | None:
+        key = (scope, value)
+        known = self._records.get(key)
+        if known is None or self._clock() - known[1] >= RECORD_TTL_S:
+            if len(self._records) >= 1000:  # values of windows long over: start afresh
+                self._records.clear()
+            known = self._records[key] = (record_id(conn, scope, value), self._clock())
+        return known[0]
 
     def window_for(self, conn: Connection, event: AlertEvent, placement: Placement,
                    now: datetime) -> Window | None:
@@ -165,25 +179,38 @@ class MaintenanceRelease:
         return released
 
     def _due(self, conn: Connection, now: datetime) -> list[tuple[int, str, str]]:
-        """The suppressed alerts still open that no open window covers now."""
-        rows = conn.execute(select(Alert.__table__).where(
-            Alert.suppressed_by.is_not(None), Alert.ticket_id.is_(None),
-            Alert.state == "open").order_by(Alert.id).limit(MAX_RELEASED_PER_RUN)).mappings()
-        due = []
-        for alert in rows:
-            event = held_event(dict(alert))
-            placement = self._placer.locate(conn, event)
-            if self._schedule.window_for(conn, event, placement, now) is None:
-                due.append((int(alert["id"]), str(alert["source"]), str(alert["uid"])))
-        return due
+        """The suppressed alerts waiting for their ticket that no open window covers now (at
+        most `MAX_RELEASED_PER_RUN`, oldest first; those still covered are passed over, so
+        a long window never holds back the alerts of one that ended)."""
+        due: list[tuple[int, str, str]] = []
+        after = (_EPOCH, 0)
+        while len(due) < MAX_RELEASED_PER_RUN:
+            # The held_since index holds just the waiting alerts (cleared when one gets its
+            # ticket or resolves): a range, so SQLite's planner enters it.
+            rows = conn.execute(select(Alert.__table__).where(
+                tuple_(Alert.held_since, Alert.id) > tuple_(*after))
+                .order_by(Alert.held_since, Alert.id).limit(MAX_RELEASED_PER_RUN)
+            ).mappings().all()
+            for alert in rows:
+                event = held_event(dict(alert))
+                placement = self._placer.locate(conn, event)
+                if self._schedule.window_for(conn, event, placement, now) is None:
+                    due.append((int(alert["id"]), str(alert["source"]), str(alert["uid"])))
+            if len(rows) < MAX_RELEASED_PER_RUN:
+                break
+            after = (rows[-1]["held_since"], rows[-1]["id"])
+        return due[:MAX_RELEASED_PER_RUN]
 
     def _release(self, session: Session, *, alert_id: int, resolved_upstream: bool | None,
                  now: datetime) -> Released | None:
         conn = session.connection()
         alert = sql.LOCK_ALERT_BY_ID.first(conn, {"id": alert_id})
-        if (alert is None or alert["state"] != "open" or alert["ticket_id"] is not None
-                or alert["suppressed_by"] is None):
-            return None  # resolved, or released by another process, meanwhile
+        if alert is None or alert["held_since"] is None:
+            return None  # released by another process meanwhile
+        if alert["state"] != "open" or alert["ticket_id"] is not None:
+            # Nothing to wait for any more (a resolve clears it too; this is the safety net).
+            sql.UPDATE_ALERT.run(conn, {"row_id": alert_id, "held": None, "held_since": None})
+            return None
         window = alert["suppressed_by"]
         if resolved_upstream:
             sql.UPDATE_ALERT.run(conn, {"row_id": alert_id,
@@ -196,7 +223,7 @@ class MaintenanceRelease:
                             Outcome.RESOLVED.value)
         event = held_event(alert)
         ticket_id, reason = self._give_ticket(conn, event, alert, now)
-        sql.UPDATE_ALERT.run(conn, {"row_id": alert_id, "held": None})
+        sql.UPDATE_ALERT.run(conn, {"row_id": alert_id, "held": None, "held_since": None})
         sql.insert_note(conn, ticket_id, "alertd", (
             f"Alert {alert['uid']} was raised at {alert['first_seen_at']:%Y-%m-%d %H:%M:%S} "
             f"UTC during maintenance ({window}) and is still open now that no window covers "

@@ -40,10 +40,13 @@ OTHER_OPEN_ALERT = Prepared(
     select(ALERTS.c.id).where(ALERTS.c.ticket_id == bindparam("ticket_id"),
                               ALERTS.c.state == AlertState.OPEN.value,
                               ALERTS.c.id != bindparam("alert_id")).limit(1))
-# All alerts of a ticket, locked in id order (an agent's close resolves them all).
-LOCK_ALERTS_OF_TICKET = Prepared(
-    select(ALERTS).where(ALERTS.c.ticket_id == bindparam("ticket_id"))
+# The open alerts of a ticket, locked in id order (an agent's close resolves them all).
+LOCK_OPEN_ALERTS_OF_TICKET = Prepared(
+    select(ALERTS).where(ALERTS.c.ticket_id == bindparam("ticket_id"),
+                         ALERTS.c.state == AlertState.OPEN.value)
     .order_by(ALERTS.c.id).with_for_update())
+TICKET_CONDITION = Prepared(select(TICKETS.c.condition, TICKETS.c.alert_id)
+                            .where(TICKETS.c.id == bindparam("id")))
 # The newest ticket of a condition (the (condition, id) index), locked.
 LOCK_NEWEST_OF_CONDITION = Prepared(
     select(TICKETS.c.id, TICKETS.c.status, TICKETS.c.closed_at, TICKETS.c.occurrences,
@@ -108,4 +111,4 @@ def lock_ticket_of(conn: Connection, alert: Mapping[str, Any], deciding_resolve:
 def resolved(resolved_by: ResolvedBy, now: datetime) -> dict[str, Any]:
     """The alert columns a resolve sets, whoever resolves (expiry is for open alerts)."""
     return {"state": AlertState.RESOLVED.value, "resolved_by": resolved_by.value,
-            "resolved_at": now, "expire_after_s": None, "held": None}
+            "resolved_at": now, "expire_after_s": None, "held": None, "held_since": None}

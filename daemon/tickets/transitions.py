@@ -178,7 +178,12 @@ class Transitions:
         opened = False
         outcome = decision.outcome
         if decision.open_ticket:  # a late raise: the ticket it would have had
-            got = self._ticket_or_window(conn, channel, event, alert["id"], alert["condition"],
+            # Its condition: the resolve that came first may have named none (a mail rule
+            # without a condition group); the raise does.
+            condition = alert["condition"] or condition_key(event)
+            if condition != alert["condition"]:
+                sql.UPDATE_ALERT.run(conn, {"row_id": alert["id"], "condition": condition})
+            got = self._ticket_or_window(conn, channel, event, alert["id"], condition,
                                          now, alert_open=False)
             if isinstance(got, Suppressed):
                 outcome = Outcome.SUPPRESSED
@@ -231,8 +236,11 @@ class Transitions:
                          else Placement())
             window = self._maintenance.window_for(conn, event, placement, now)
             if window is not None:
+                # An open alert waits for its ticket; a late raise (resolved already) never
+                # gets one.
                 sql.UPDATE_ALERT.run(conn, {"row_id": alert_id, "suppressed_by": window.label,
-                                            "held": held(event)})
+                                            **({"held": held(event), "held_since": now}
+                                               if alert_open else {})})
                 return Suppressed(f"suppressed by {window.label}")
         return self._conditions.ticket_for(conn, channel, event, alert_id, condition, now,
                                            alert_open, placement)
@@ -333,23 +341,26 @@ class Transitions:
 
         Raises `TicketNotFound`, or `TicketAlreadyClosed` (from the core) if it is closed.
         """
-        alerts = [dict(row) for row in conn.execute(sql.LOCK_ALERTS_OF_TICKET.statement,
+        found = sql.TICKET_CONDITION.first(conn, {"id": ticket_id})
+        if found is not None and found["condition"] is not None:
+            # The condition first: a raise joining this ticket right now (its alert not yet
+            # committed, so not among those locked below) then either commits before this
+            # close, and is resolved by it, or waits and finds the ticket closed.
+            self._conditions.lock(conn, found["condition"])
+        alerts = [dict(row) for row in conn.execute(sql.LOCK_OPEN_ALERTS_OF_TICKET.statement,
                                                     {"ticket_id": ticket_id}).mappings()]
         ticket = sql.LOCK_TICKET.first(conn, {"id": ticket_id})
-        if ticket is None:
+        if ticket is None or found is None:
             raise TicketNotFound(f"ticket {ticket_id} not found")
-        decisions = [decide_ticket_close(ticket["status"] == "open", sql.snapshot(alert, None),
-                                         upstream_resolvable=alert["source"]
-                                         in UPSTREAM_RESOLVABLE_SOURCES)
-                     for alert in alerts]
-        if not alerts:  # a ticket without alerts (made before alerts kept their ticket)
-            decide_ticket_close(ticket["status"] == "open", None, upstream_resolvable=False)
+        decide_ticket_close(ticket["status"] == "open", None, upstream_resolvable=False)
         sql.TOUCH_TICKET.run(conn, {"row_id": ticket_id, "touched_at": now})  # an agent's change
         sql.close_ticket(conn, ticket_id, actor, now)
         if note:
             sql.insert_note(conn, ticket_id, actor, note, now)
         resolved, outbox_ids = [], []
-        for alert, decision in zip(alerts, decisions, strict=True):
+        for alert in alerts:
+            decision = decide_ticket_close(True, sql.snapshot(alert, None),
+                                           alert["source"] in UPSTREAM_RESOLVABLE_SOURCES)
             outbox_id = None
             if decision.resolve_alert:
                 sql.UPDATE_ALERT.run(conn, {"row_id": alert["id"],
@@ -365,11 +376,14 @@ class Transitions:
             sql.INSERT_TRAIL.run(conn, trail_row(
                 alert["id"], "ticket_closed", now, actor=actor,
                 reason="the alert resolved by its ticket; resolve queued upstream"
-                if outbox_id is not None else "the alert resolved by its ticket"
-                if decision.resolve_alert else "the alert was resolved already"))
+                if outbox_id is not None else "the alert resolved by its ticket"))
+        if not alerts and found["alert_id"] is not None:
+            sql.INSERT_TRAIL.run(conn, trail_row(found["alert_id"], "ticket_closed", now,
+                                              actor=actor,
+                                              reason="the alert was resolved already"))
         first = alerts[0] if alerts else None
-        return CloseResult(ticket_id, first["id"] if first else None, bool(resolved),
-                           outbox_ids[0] if outbox_ids else None,
+        return CloseResult(ticket_id, first["id"] if first else found["alert_id"],
+                           bool(resolved), outbox_ids[0] if outbox_ids else None,
                            first["source"] if first else None, tuple(resolved),
                            tuple(outbox_ids))
 

@@ -8,7 +8,7 @@ windows at once; another alertd process within `maintenance.REFRESH_S` seconds.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -35,14 +35,21 @@ class WindowRefused(ValueError):
     """A window that cannot be (a value for scope all, an end before its start...)."""
 
 
-def check_window(scope: Scope, value: str, starts_at: datetime, ends_at: datetime) -> None:
-    """Raises WindowRefused with the reason a window cannot be set."""
+def check_window(scope: Scope, value: str, starts_at: datetime, ends_at: datetime
+                 ) -> tuple[datetime, datetime]:
+    """The window's start and end in UTC; raises WindowRefused with the reason a window
+    cannot be set."""
     if starts_at.tzinfo is None or ends_at.tzinfo is None:
         raise WindowRefused("starts_at and ends_at need a time zone (e.g. Z or +01:00)")
+    try:
+        starts_at, ends_at = starts_at.astimezone(UTC), ends_at.astimezone(UTC)
+    except OverflowError:  # year 1 at +01:00 is before year 1 in UTC
+        raise WindowRefused("starts_at or ends_at is out of range") from None
     if ends_at <= starts_at:
         raise WindowRefused("a window must end after it starts (ends_at after starts_at)")
     if (scope is Scope.ALL) != (not value.strip()):
         raise WindowRefused('scope "all" takes no value; every other scope needs one')
+    return starts_at, ends_at
 
 
 def _state(row: Any, now: datetime) -> str:
@@ -91,7 +98,7 @@ class MaintenanceWindows:
                   reason: str, actor: str) -> dict[str, Any]:
         """Store a window; raises WindowRefused."""
         value = value.strip()
-        check_window(scope, value, starts_at, ends_at)
+        starts_at, ends_at = check_window(scope, value, starts_at, ends_at)
         now = self._clock()
 
         def add(session: Session) -> int:

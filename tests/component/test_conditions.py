@@ -307,3 +307,29 @@ async def test_a_raise_joining_a_ticket_left_open_makes_it_current_again(app: Ap
     assert (await datto(app, 2))["outcome"] == "joined"
     view = await ticket(app, ticket_id)
     assert (view["status"], view["upstream_resolved"], view["occurrences"]) == ("open", False, 2)
+
+
+async def test_a_late_raise_does_not_hold_a_clearing_close_back(make_app: MakeApp) -> None:
+    """The mail copy of an alert, resolved already, arrives after its ticket started waiting
+    for the condition to stay clear: counted, but the close still comes."""
+    app = await make_app('close_after_clear = "10m"\n')
+    ticket_id = (await datto(app, 1))["ticket_id"]
+    assert (await datto(app, 2, resolved=True))["outcome"] == "tombstone"
+    assert (await datto(app, 1, resolved=True))["outcome"] == "resolved_clearing"
+    late = await datto(app, 2)
+    assert (late["outcome"], late["ticket_id"]) == ("late_raise", ticket_id)
+    view = await ticket(app, ticket_id)
+    assert view["close_due_at"] is not None and view["occurrences"] == 2
+    later = utcnow() + timedelta(minutes=11)
+    assert await ClearedTickets(app.ctx.db, app.ctx.metrics, clock=lambda: later).run_once() == 1
+
+
+async def test_a_late_raise_brings_the_condition_its_resolve_lacked(app: Api) -> None:
+    """The resolve came by API without a condition, the raise by webhook with one: the late
+    raise joins its condition's open ticket."""
+    ticket_id = (await datto(app, 1))["ticket_id"]
+    status, body = await app.call("POST", "/api/alerts", body={
+        "source": "datto", "uid": uid(2), "action": "resolve"})
+    assert status == 201 and body["events"][0]["outcome"] == "tombstone"
+    late = await datto(app, 2)
+    assert (late["outcome"], late["ticket_id"]) == ("late_raise", ticket_id)

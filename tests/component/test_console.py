@@ -311,6 +311,13 @@ async def test_maintenance_windows_are_set_listed_and_ended(console: Console) ->
         "csrf": csrf, "scope": "device", "value": "", "start": "now", "duration": "4h"})
     assert refused.status == 400
     assert "every other scope needs one" in await refused.text()
+    for start in ("9999-12-31T20:00-05:00", "0001-01-01T00:30+01:00"):
+        refused = await console.client.post("/ui/maintenance", data={
+            "csrf": csrf, "scope": "all", "start": start, "duration": "2h"})
+        assert refused.status == 400 and "out of range" in await refused.text()
+    refused = await console.client.post("/ui/maintenance", data={
+        "csrf": csrf, "scope": "all", "start": "9999-12-31T23:00+00:00", "duration": "2h"})
+    assert refused.status == 400 and "after the year 9999" in await refused.text()
     refused = await console.client.post("/ui/maintenance", data={
         "csrf": csrf, "scope": "all", "start": "tomorrow", "duration": "4h"})
     assert refused.status == 400 and "Start &#39;tomorrow&#39;" in await refused.text()

@@ -22,6 +22,7 @@ from daemon.intake.inbound import Inbound
 from daemon.service.wiring import ROUTES, build_services
 from daemon.store.database import Database
 from daemon.store.models import Alert, Customer, Ticket
+from daemon.tickets import maintenance
 from daemon.tickets.maintenance import MaintenanceRelease
 from tests.api_client import Api
 from tests.component.test_conditions import MAIL_RULES, datto, ticket, uid
@@ -305,3 +306,18 @@ async def test_every_order_of_raise_resolve_and_a_window(app: Api,
     statuses, alert_state = await app.ctx.db.read(read)
     assert alert_state == "resolved"
     assert statuses == ["closed"] * expected_tickets(order), order
+
+
+async def test_a_long_window_never_holds_back_the_alerts_of_one_that_ended(
+        app: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(maintenance, "MAX_RELEASED_PER_RUN", 2)
+    await add_window(app, "device", "FS-LONG", minutes=14 * 24 * 60)  # a two-week site move
+    for n in (1, 2, 3):
+        held = await datto(app, n, device_hostname="FS-LONG",
+                           device_uid=f"0b1c2d3e-aaaa-bbbb-cccc-00000000000{n}")
+        assert held["outcome"] == "suppressed"
+    short = await add_window(app, "device", "FS-ACME-01")
+    assert (await datto(app, 4))["outcome"] == "suppressed"
+    await end(app, short["id"])
+    released = await release_job(app).run_once()
+    assert [(r.uid, r.outcome) for r in released] == [(uid(4), "released")]

@@ -77,12 +77,29 @@ def test_a_weekly_window_keeps_its_local_start_across_daylight_saving() -> None:
     # 2026-03-29: Berlin's clocks skip 02:00-03:00, so 02:30 does not exist that night; the
     # window starts at 02:30 in the offset before the change (01:30 UTC), for two hours.
     summer = window.open_at(datetime(2026, 3, 29, 2, 0, tzinfo=UTC))
-    assert summer is not None and summer[1] - summer[0] == timedelta(hours=2)
+    assert summer == (datetime(2026, 3, 29, 1, 30, tzinfo=UTC),
+                      datetime(2026, 3, 29, 3, 30, tzinfo=UTC))  # two hours of real time
     # Winter and summer: the same local hour, different UTC hours.
     january = window.open_at(datetime(2026, 1, 4, 1, 45, tzinfo=UTC))  # 02:45 CET
     july = window.open_at(datetime(2026, 7, 5, 0, 45, tzinfo=UTC))  # 02:45 CEST
     assert january is not None and july is not None
     assert january[0].astimezone(UTC).hour == 1 and july[0].astimezone(UTC).hour == 0
+
+
+@pytest.mark.parametrize(("zone", "night", "start"), [
+    ("America/New_York", datetime(2026, 3, 8, 7, 30, tzinfo=UTC), "02:00"),  # clocks forward
+    ("Europe/Berlin", datetime(2026, 3, 29, 1, 45, tzinfo=UTC), "02:30"),
+    ("Europe/Berlin", datetime(2026, 10, 25, 1, 30, tzinfo=UTC), "02:00"),  # clocks back
+])
+def test_a_window_at_a_clock_change_lasts_its_duration(zone: str, night: datetime,
+                                                       start: str) -> None:
+    """Starting in the hour the clocks skip or repeat, a one-hour window is open for one
+    hour of real time: never zero, never two."""
+    window = Weekly(parse_days(["sun"]), time.fromisoformat(start), timedelta(hours=1),
+                    ZoneInfo(zone))
+    minutes_open = sum(window.open_at(night - timedelta(hours=3) + timedelta(minutes=m))
+                       is not None for m in range(0, 6 * 60))
+    assert minutes_open == 60
 
 
 def test_a_window_longer_than_a_day_covers_the_days_after() -> None:

@@ -25,7 +25,8 @@ def upgrade() -> None:
     op.add_column("alerts", sa.Column("condition", sa.String(length=255), nullable=True))
     # No foreign key: SQLite cannot add one to a table in place, and alertd writes the
     # column only in the lifecycle's transaction, with the id of the ticket it just locked.
-    op.create_index("ix_alerts_ticket_id", "alerts", ["ticket_id"])
+    # A ticket's alerts, and its open ones (a resolve asks whether others are still open).
+    op.create_index("ix_alerts_ticket_id_state", "alerts", ["ticket_id", "state"])
     op.add_column("tickets", sa.Column("condition", sa.String(length=255), nullable=True))
     op.add_column("tickets", sa.Column("occurrences", sa.Integer(), nullable=False,
                                        server_default="1"))
@@ -49,7 +50,7 @@ def downgrade() -> None:
         batch_op.drop_column("last_raised_at")
         batch_op.drop_column("occurrences")
         batch_op.drop_column("condition")
-    op.drop_index("ix_alerts_ticket_id", table_name="alerts")
+    op.drop_index("ix_alerts_ticket_id_state", table_name="alerts")
     with op.batch_alter_table("alerts") as batch_op:
         batch_op.drop_column("condition")
         batch_op.drop_column("ticket_id")

@@ -34,13 +34,19 @@ def upgrade() -> None:
     # Nullable, no default: SQLite adds it in place.
     op.add_column("alerts", sa.Column("suppressed_by", sa.String(length=100), nullable=True))
     op.add_column("alerts", sa.Column("held", sa.JSON(), nullable=True))
+    op.add_column("alerts", sa.Column("held_since", sa.DateTime(timezone=True), nullable=True))
+    # The suppressed alerts waiting for their ticket: cleared when one gets it or resolves,
+    # so the release job reads only those, however many were suppressed before.
+    op.create_index("ix_alerts_held_since", "alerts", ["held_since"])
     # The suppressed alerts still waiting for their ticket (the release job's lookup).
     op.create_index("ix_alerts_suppressed_by", "alerts", ["suppressed_by"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_alerts_held_since", table_name="alerts")
     op.drop_index("ix_alerts_suppressed_by", table_name="alerts")
     with op.batch_alter_table("alerts") as batch_op:
+        batch_op.drop_column("held_since")
         batch_op.drop_column("held")
         batch_op.drop_column("suppressed_by")
     op.drop_index("ix_maintenance_windows_ends_at", table_name="maintenance_windows")
