@@ -90,6 +90,10 @@ class Metrics:
         self.auth_failures = _Counter(
             "alertd_auth_failures_total", "Requests refused for missing or wrong credentials",
             ["realm"], registry=self.registry)
+        self.webhook_secrets = _Counter(
+            "alertd_webhook_secret_used_total",
+            "Webhook requests by the secret they authenticated with (current or previous)",
+            ["route", "secret"], registry=self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

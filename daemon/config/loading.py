@@ -21,7 +21,8 @@ from pydantic import ValidationError
 from daemon.config.root import Config
 from daemon.core.tomllines import Path_, format_path, line_of, locate_keys, syntax_error_line
 
-SECRET_NAMES = ("api_key", "api_secret", "webhook_secret", "webhook_token", "password")
+SECRET_NAMES = ("api_key", "api_secret", "webhook_secret", "webhook_token",
+                "previous_webhook_secret", "previous_webhook_token", "password")
 
 
 def packaged_rules_path() -> Path:

@@ -20,6 +20,8 @@ class DattoConfig(Section):
     api_key: SecretStr | None = None
     api_secret: SecretStr | None = None
     webhook_secret: SecretStr | None = None
+    # While the secret is rotated: the one being replaced, accepted as well until removed.
+    previous_webhook_secret: SecretStr | None = None
     # A key of the webhook body's free `fields` object -> the ticket field it fills.
     webhook_fields: dict[str, FieldTarget] = {}
     # Seconds between polls of the open alerts (0: off). Halo's integration polls about every
@@ -45,6 +47,8 @@ class SyncroConfig(Section):
     api_key: SecretStr | None = None
     webhook_auth: Literal["none", "token"] = "token"
     webhook_token: SecretStr | None = None
+    # While the token is rotated: the one being replaced, accepted as well until removed.
+    previous_webhook_token: SecretStr | None = None
     poll_interval_s: float = Field(default=0.0, ge=0)
     # Re-read each webhook's alert by the API and trust its `resolved` flag over the body's.
     verify_webhooks: bool = False

@@ -34,6 +34,8 @@ from daemon.tickets.windows import MaintenanceWindows
 
 log = logging.getLogger(__name__)
 _refusals_log = logging.getLogger("daemon.http.refusals")
+_secrets_log = logging.getLogger("daemon.webhooks.secrets")
+SECRET_USE_LOG_S = 3600.0
 
 # Paths under /api that answer without the API token. Webhook routes (/api/notify/...) carry
 # their own per-vendor authentication.
@@ -80,6 +82,9 @@ class AppContext:
     readiness: Readiness = field(default_factory=Readiness)
     # Refused requests (API tokens, webhook secrets), logged as one line per cause and minute.
     refusals: LogSummary = field(default_factory=lambda: LogSummary(_refusals_log))
+    # Which webhook secret senders use (current or previous), logged at most once an hour.
+    secret_use: LogSummary = field(default_factory=lambda: LogSummary(
+        _secrets_log, interval_s=SECRET_USE_LOG_S))
 
 
 CONTEXT = web.AppKey("alertd.context", AppContext)

@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from pydantic import SecretStr
 
 from daemon.core.canonical import canonical_json, sha256_hex
 from daemon.core.events import Channel
@@ -40,6 +41,31 @@ def _secret_matches(presented: str, expected: str) -> bool:
     return hmac.compare_digest(presented.encode(), expected.encode())
 
 
+CURRENT, PREVIOUS = "current", "previous"
+
+
+def _which_secret(presented: str, current: SecretStr | None, previous: SecretStr | None
+                  ) -> str | None:
+    """Which configured secret `presented` is: "current", "previous" (the one being rotated
+    out), or None. Both are compared, in constant time each, whatever the first gave."""
+    matches = [(name, _secret_matches(presented, secret.get_secret_value()))
+               for name, secret in ((CURRENT, current), (PREVIOUS, previous))
+               if secret is not None]
+    return next((name for name, matched in matches if matched), None)
+
+
+def _used(ctx: AppContext, route: str, which: str, setting: str) -> None:
+    """Count which secret a caller used; say so in the log at most once an hour per route
+    and secret (a sender still on the previous one is what blocks removing it)."""
+    ctx.metrics.webhook_secrets.labels(route, which).inc()
+    if which == PREVIOUS:
+        ctx.secret_use.note(f"webhook {route}", f"a sender authenticated with {setting}: "
+                            "update it to the current one, then remove the previous one")
+    else:
+        ctx.secret_use.note(f"webhook {route}", "senders use the current secret",
+                            logging.INFO)
+
+
 def _refuse(ctx: AppContext, route: str, status: int, detail: str) -> ApiError:
     ctx.metrics.auth_failures.labels(route).inc()
     # One line per cause and minute: a misconfigured or hostile sender must not flood the log.
@@ -51,7 +77,8 @@ def _refuse(ctx: AppContext, route: str, status: int, detail: str) -> ApiError:
 
 
 def _webhook_secrets(ctx: AppContext) -> list[str]:
-    secrets = (ctx.config.datto.webhook_secret, ctx.config.syncro.webhook_token)
+    secrets = (ctx.config.datto.webhook_secret, ctx.config.syncro.webhook_token,
+               ctx.config.datto.previous_webhook_secret, ctx.config.syncro.previous_webhook_token)
     return [secret.get_secret_value() for secret in secrets if secret is not None]
 
 
@@ -79,11 +106,13 @@ async def syncro_webhook(request: web.Request) -> web.Response:
             raise _refuse(ctx, "syncro_webhook", 403, "Syncro webhooks are off: "
                           "[syncro] webhook_token is not set (or set webhook_auth = \"none\")")
         presented = request.query.get("token")
-        if presented is None or not _secret_matches(
-                presented, config.webhook_token.get_secret_value()):
+        which = None if presented is None else _which_secret(
+            presented, config.webhook_token, config.previous_webhook_token)
+        if which is None:
             raise _refuse(ctx, "syncro_webhook", 401,
                           "missing or wrong token: the URL must end in ?token=<token> "
                           "(see `alertd webhook-config syncro`)")
+        _used(ctx, "syncro_webhook", which, "[syncro] previous_webhook_token")
     _, body = await read_json_body(request)
     stored = syncro.stored_form(body)
     if config.verify_webhooks and ctx.rmm.syncro is not None:
@@ -121,18 +150,23 @@ async def datto_webhook(request: web.Request) -> web.Response:
     if config.webhook_secret is None:
         raise _refuse(ctx, "datto_webhook", 403,
                       "Datto webhooks are off: [datto] webhook_secret is not set")
-    expected = config.webhook_secret.get_secret_value()
+    current, previous = config.webhook_secret, config.previous_webhook_secret
     query_token = request.query.get("token")
-    if query_token is not None and not _secret_matches(query_token, expected):
+    by_query = None if query_token is None else _which_secret(query_token, current, previous)
+    if query_token is not None and by_query is None:
         raise _refuse(ctx, "datto_webhook", 401, "wrong token in ?token=")
     _, body = await read_json_body(request)
     state = body.get(datto.SECRET_FIELD) if isinstance(body, dict) else None
-    if state is not None and not (isinstance(state, str) and _secret_matches(state, expected)):
+    by_state = (_which_secret(state, current, previous) if isinstance(state, str)
+                else None)
+    if state is not None and by_state is None:
         raise _refuse(ctx, "datto_webhook", 401, "wrong secret in the 'state' field")
-    if state is None and query_token is None:
+    which = by_state or by_query
+    if which is None:
         raise _refuse(ctx, "datto_webhook", 401,
                       "missing secret: send it as the 'state' field (or ?token=); see "
                       "`alertd webhook-config datto`")
+    _used(ctx, "datto_webhook", which, "[datto] previous_webhook_secret")
     return await ingest_and_answer(ctx, _inbound(ctx, datto.SOURCE, datto.without_secret(body),
                                                  request))
 
