@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
@@ -15,6 +15,10 @@ DATTO_PLATFORMS = ("pinotage", "merlot", "concord", "vidal", "zinfandel", "syrah
 FieldTarget = Literal["summary", "details", "type", "priority", "device", "site", "customer"]
 
 
+# A ticket's type column holds 64 characters; one line.
+TicketType = Annotated[str, Field(max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")]
+
+
 class DattoConfig(Section):
     api_url: str = ""
     api_key: SecretStr | None = None
@@ -24,6 +28,9 @@ class DattoConfig(Section):
     previous_webhook_secret: SecretStr | None = None
     # A key of the webhook body's free `fields` object -> the ticket field it fills.
     webhook_fields: dict[str, FieldTarget] = {}
+    # The type of tickets made by webhook and by polling (Halo's "Default Ticket Type"),
+    # unless a mapped webhook field gives one; "" is "alert". Email rules set their own.
+    ticket_type: TicketType = ""
     # Seconds between polls of the open alerts (0: off). Halo's integration polls about every
     # 15 minutes; the reads cost one request per 250 alerts.
     poll_interval_s: float = Field(default=0.0, ge=0)
@@ -47,6 +54,9 @@ class SyncroConfig(Section):
     api_key: SecretStr | None = None
     webhook_auth: Literal["none", "token"] = "token"
     webhook_token: SecretStr | None = None
+    # The type of tickets made by webhook and by polling (Halo's "New Alert Ticket Type");
+    # "" is "alert". Email rules set their own.
+    ticket_type: TicketType = ""
     # While the token is rotated: the one being replaced, accepted as well until removed.
     previous_webhook_token: SecretStr | None = None
     poll_interval_s: float = Field(default=0.0, ge=0)

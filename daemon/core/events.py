@@ -179,6 +179,14 @@ def clamp_event(event: AlertEvent) -> AlertEvent:
     return replace(event, **changes) if changes else event
 
 
+def with_ticket_type(event: AlertEvent, ticket_type: str) -> AlertEvent:
+    """`event` with `ticket_type` as its ticket's type, unless it names one itself or
+    `ticket_type` is empty (a source's configured type for webhook and polling tickets)."""
+    if not ticket_type or event.ticket.type is not None:
+        return event
+    return replace(event, ticket=replace(event.ticket, type=ticket_type))
+
+
 def _clamp_ticket(ticket: TicketFields) -> TicketFields:
     """`ticket` fitted as `clamp_event` fits an event; the same object when it fits."""
     type_, summary, details = (None if value is None else value.replace("\x00", "")

@@ -51,7 +51,9 @@ def build_interpreters(config: Config, rules: RulesHolder) -> dict[str, Interpre
     email = email_interpreter(rules)
     return {Channel.API.value: interpret_api_delivery, Channel.SMTP.value: email,
             Channel.IMAP.value: email, Channel.POLL.value: interpret_api_delivery,
-            Channel.WEBHOOK.value: webhook_interpreter(config.datto.webhook_fields)}
+            Channel.WEBHOOK.value: webhook_interpreter(config.datto.webhook_fields,
+                                                       config.datto.ticket_type,
+                                                       config.syncro.ticket_type)}
 
 
 def build_pipeline(config: Config, db: Database, metrics: Metrics, rules: RulesHolder,
@@ -135,11 +137,13 @@ class Services:
         found: list[tuple[Poller, float]] = []
         if self.rmm.datto is not None and self.config.datto.poll_interval_s > 0:
             found.append((datto_poller(self.rmm.datto, self.pipeline, self.queries,
-                                       health=self.health, on_unknown=StaleMarks(self.db)),
+                                       health=self.health, on_unknown=StaleMarks(self.db),
+                                       ticket_type=self.config.datto.ticket_type),
                           self.config.datto.poll_interval_s))
         if self.rmm.syncro is not None and self.config.syncro.poll_interval_s > 0:
             found.append((syncro_poller(self.rmm.syncro, self.pipeline, self.queries,
-                                        health=self.health, on_unknown=StaleMarks(self.db)),
+                                        health=self.health, on_unknown=StaleMarks(self.db),
+                                        ticket_type=self.config.syncro.ticket_type),
                           self.config.syncro.poll_interval_s))
         return found
 
