@@ -61,6 +61,12 @@ async def _probe(what: str, call: Callable[[], Awaitable[Any]]) -> Probe:
     return Probe(what, True)
 
 
+# Ids no alert has: resolving one asks only whether the key may resolve (404: it may; a
+# refusal: it may not), and resolves nothing.
+NO_DATTO_ALERT = "00000000-0000-0000-0000-000000000000"
+NO_SYNCRO_ALERT = "0"
+
+
 async def _first(iterator: Any) -> None:
     async for _ in iterator:
         break
@@ -85,6 +91,7 @@ async def check_datto(client: DattoClient | None) -> CheckResult:
                 client.paged("/api/v2/account/sites", "sites", page_size=1))),
             await _probe("devices (read)", lambda: _first(
                 client.paged("/api/v2/account/devices", "devices", page_size=1))),
+            await _probe("alerts (resolve)", lambda: client.resolve_alert(NO_DATTO_ALERT)),
         ]
     except RmmError as err:
         return _failure("datto", err)
@@ -108,6 +115,9 @@ async def check_syncro(client: SyncroClient | None) -> CheckResult:
                 client.paged("/customers", "customers"))),
             await _probe("Assets - List/Search", lambda: _first(
                 client.paged("/customer_assets", "assets"))),
+            await _probe("Settings (asset types and fields)", client.settings),
+            await _probe("RMM Alerts - resolve (DELETE)",
+                         lambda: client.resolve_alert(NO_SYNCRO_ALERT)),
         ]
     except RmmError as err:
         return _failure("syncro", err)

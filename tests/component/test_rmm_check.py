@@ -80,11 +80,15 @@ async def test_datto_check_tells_each_failure_apart(
     assert refused.status == "bad_credentials"
     assert "not-the-secret" not in json.dumps(refused.as_json())
 
+    assert [p.what for p in ok.probes] == [
+        "alerts (read)", "sites (read)", "devices (read)", "alerts (resolve)"]
     fake.deny(r"^/api/v2/account/devices")
+    fake.deny(r"^/api/v2/alert/[^/]+/resolve")
     missing = await datto_check(session, url)
     assert missing.status == "missing_permission"
-    assert [p.what for p in missing.probes if not p.ok] == ["devices (read)"]
-    assert "devices (read)" in missing.message
+    assert [p.what for p in missing.probes if not p.ok] == ["devices (read)",
+                                                             "alerts (resolve)"]
+    assert "devices (read), alerts (resolve)" in missing.message
 
 
 async def test_syncro_check_tells_each_failure_apart(
@@ -106,10 +110,14 @@ async def test_syncro_check_tells_each_failure_apart(
     assert refused.status == "bad_credentials"
     assert "not-the-token" not in json.dumps(refused.as_json())
 
+    assert [p.what for p in ok.probes][-2:] == ["Settings (asset types and fields)",
+                                                "RMM Alerts - resolve (DELETE)"]
     fake.deny("/api/v1/customer_assets")
+    fake.deny("/api/v1/rmm_alerts/0")
     missing = await syncro_check(session, url)
     assert missing.status == "missing_permission"
-    assert [p.what for p in missing.probes if not p.ok] == ["Assets - List/Search"]
+    assert [p.what for p in missing.probes if not p.ok] == ["Assets - List/Search",
+                                                             "RMM Alerts - resolve (DELETE)"]
 
 
 async def test_the_check_over_the_api(
