@@ -59,7 +59,10 @@ class SyncroConfig(Section):
     ticket_type: TicketType = ""
     # While the token is rotated: the one being replaced, accepted as well until removed.
     previous_webhook_token: SecretStr | None = None
-    poll_interval_s: float = Field(default=0.0, ge=0)
+    # Seconds between polls of the active alerts (0: off), with the API key set. On by
+    # default: an alert a technician clears by hand in Syncro sends no notification, and
+    # polling is what closes its ticket (docs/operations.md).
+    poll_interval_s: float = Field(default=300.0, ge=0)
     # Re-read each webhook's alert by the API and trust its `resolved` flag over the body's.
     verify_webhooks: bool = False
 

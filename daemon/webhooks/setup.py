@@ -74,10 +74,20 @@ def syncro_setup(config: Config) -> WebhookSetup:
     else:
         warnings.append("[syncro] webhook_auth = \"none\": anyone who can reach this URL can "
                         "raise and resolve Syncro alerts in alertd.")
+    if not config.syncro.api_configured or config.syncro.poll_interval_s <= 0:
+        warnings.append("alerts cleared by hand in Syncro send no notification: without "
+                        "polling ([syncro] api_url and api_key, poll_interval_s > 0) their "
+                        "tickets stay open until closed in alertd.")
     return WebhookSetup(
         vendor="syncro", url=url,
-        settings={"events": ["RMM Alert - was created", "RMM Alert - was auto-resolved"]},
+        settings={"events": ["RMM Alert - was created", "RMM Alert - was auto-resolved"],
+                  "manual_resolves": MANUAL_RESOLVES},
         warnings=warnings)
+
+
+MANUAL_RESOLVES = ("An alert a technician clears by hand in Syncro sends no notification: "
+                   "polling closes its ticket (every [syncro] poll_interval_s, 5 minutes by "
+                   "default, for alerts alertd has had open for 5 minutes or more).")
 
 
 def format_setup(setup: WebhookSetup) -> str:
@@ -112,6 +122,7 @@ def format_setup(setup: WebhookSetup) -> str:
             f"URL:    {setup.url}",
             "Events: " + ", ".join(setup.settings["events"]),
             "",
+            setup.settings["manual_resolves"],
         ]
         if "?token=" in setup.url:
             lines.append("The URL carries the token from [syncro] webhook_token: keep it "
