@@ -4,7 +4,7 @@ need the daemon's services (replay), so both run the same code."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -151,21 +151,16 @@ class Services:
 def upstream_checks(config: Config, rmm: RmmClients) -> dict[str, UpstreamCheck]:
     """Per source with polling on: whether the RMM resolved an alert (the maintenance release
     asks before it opens a suppressed alert's ticket)."""
+    def resolved_by(fetch: Callable[[str], Awaitable[Any]]) -> UpstreamCheck:
+        async def resolved(uid: str) -> bool | None:
+            alert = await fetch(uid)  # a DattoAlert or SyncroAlert; None: unknown there
+            return None if alert is None else bool(alert.resolved)
+        return resolved
     checks: dict[str, UpstreamCheck] = {}
     if rmm.datto is not None and config.datto.poll_interval_s > 0:
-        datto = rmm.datto
-
-        async def datto_resolved(uid: str) -> bool | None:
-            alert = await datto.alert(uid)
-            return None if alert is None else alert.resolved
-        checks["datto"] = datto_resolved
+        checks["datto"] = resolved_by(rmm.datto.alert)
     if rmm.syncro is not None and config.syncro.poll_interval_s > 0:
-        syncro = rmm.syncro
-
-        async def syncro_resolved(uid: str) -> bool | None:
-            alert = await syncro.alert(uid)
-            return None if alert is None else alert.resolved
-        checks["syncro"] = syncro_resolved
+        checks["syncro"] = resolved_by(rmm.syncro.alert)
     return checks
 
 

@@ -6,64 +6,24 @@ OpenAPI document (tests.api_client)."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
 
-from daemon.config import Config
 from daemon.core.clock import utcnow
 from daemon.core.events import Channel
-from daemon.http.app import create_app
 from daemon.intake.inbound import Inbound
-from daemon.service.wiring import ROUTES, build_services
-from daemon.store.database import Database
 from daemon.store.models import Alert, OutboxAction, Ticket
 from daemon.tickets.clearing import ClearedTickets
 from tests.api_client import Api
 from tests.component.test_webhooks import datto_body, post_datto, post_syncro
-from tests.webhook_samples import CONFIG, syncro_body
+from tests.lifecycle_app import MakeApp, uid
+from tests.webhook_samples import syncro_body
 
 DEVICE = "0b1c2d3e-aaaa-bbbb-cccc-0123456789ab"  # datto_body's device_uid
 CONDITION = f"datto | {DEVICE} | Disk Usage"
-ROOT = Path(__file__).resolve().parents[2]
-# The packaged rules, the raise rule extracting the device and the kind of check from Datto's
-# subject convention ("Alert on device: FS-01, reason Disk usage - Alert{...}").
-MAIL_RULES = (ROOT / "rules.example.toml").read_text().replace(
-    '''subject = { regex = \'\'\'Alert\\{(?P<alert_uid>''',
-    '''subject = { regex = \'\'\'device: (?P<device>[^,]+), reason (?P<condition>.+?) - '''
-    '''Alert\\{(?P<alert_uid>''')
-assert "(?P<condition>" in MAIL_RULES
-
-MakeApp = Callable[[str], Awaitable[Api]]
-
-
-def uid(n: int) -> str:
-    return f"5e0c8b1a-7d2f-4c3e-9a6b-{n:012d}"
-
-
-@pytest.fixture
-def make_app(aiohttp_client: Callable[..., Any], make_config: Callable[..., Config],
-             db: Database, db_url: str, tmp_path: Path) -> MakeApp:
-    """The app with `lifecycle` as its [lifecycle] section (and the mail rules above)."""
-    async def make(lifecycle: str = "") -> Api:
-        rules = tmp_path / "rules.toml"
-        rules.write_text(MAIL_RULES)
-        config = make_config(f'{CONFIG}\n[rules]\npath = "{rules}"\n[lifecycle]\n{lifecycle}',
-                             db_url=db_url)
-        ctx = build_services(config, db)
-        return Api(await aiohttp_client(create_app(ctx.http, ROUTES)), ctx)
-    return make
-
-
-@pytest.fixture
-async def app(make_app: MakeApp) -> Api:
-    return await make_app("")
-
-
 async def datto(app: Api, n: int, resolved: bool = False, **extra: Any) -> dict[str, Any]:
     """A Datto webhook for alert `n`; its event (outcome, ticket_id)."""
     status, answer = await post_datto(app, datto_body(resolved=resolved, uid=uid(n), **extra))

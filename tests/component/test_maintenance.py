@@ -5,9 +5,8 @@ validated against the OpenAPI document (tests.api_client)."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,36 +16,13 @@ from sqlalchemy import select
 from daemon.config import Config, ConfigError
 from daemon.core.clock import utcnow
 from daemon.core.events import Channel
-from daemon.http.app import create_app
 from daemon.intake.inbound import Inbound
-from daemon.service.wiring import ROUTES, build_services
-from daemon.store.database import Database
 from daemon.store.models import Alert, Customer, Ticket
 from daemon.tickets import maintenance
 from daemon.tickets.maintenance import MaintenanceRelease
 from tests.api_client import Api
-from tests.component.test_conditions import MAIL_RULES, datto, ticket, uid
-from tests.webhook_samples import CONFIG
-
-MakeApp = Callable[[str], Awaitable[Api]]
-
-
-@pytest.fixture
-def make_app(aiohttp_client: Callable[..., Any], make_config: Callable[..., Config],
-             db: Database, db_url: str, tmp_path: Path) -> MakeApp:
-    async def make(lifecycle: str = "") -> Api:
-        rules = tmp_path / "rules.toml"
-        rules.write_text(MAIL_RULES)
-        config = make_config(f'{CONFIG}\n[rules]\npath = "{rules}"\n[lifecycle]\n{lifecycle}',
-                             db_url=db_url)
-        ctx = build_services(config, db)
-        return Api(await aiohttp_client(create_app(ctx.http, ROUTES)), ctx)
-    return make
-
-
-@pytest.fixture
-async def app(make_app: MakeApp) -> Api:
-    return await make_app("")
+from tests.component.test_conditions import datto, ticket
+from tests.lifecycle_app import MakeApp, uid
 
 
 def iso(moment: datetime) -> str:
