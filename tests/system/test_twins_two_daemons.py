@@ -5,15 +5,18 @@ resolve from either channel closes it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import smtplib
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 from sqlalchemy import func, select
 
+from daemon.store.database import Database
 from daemon.store.models import Alert, Ticket
 from tests.conftest import PG_URL, database_toml, pg_database, require_postgres, reset_postgres
 from tests.daemon_process import Daemon, received_left
@@ -64,12 +67,9 @@ async def race(daemons: list[Daemon], sends: list[tuple[str, str, bool]]) -> lis
     return per_daemon
 
 
-def test_email_and_webhook_twins_across_two_daemons(tmp_path: Path) -> None:
-    require_postgres()  # synchronous: it runs its own event loop to probe the server
-    asyncio.run(twins_across_two_daemons(tmp_path))
-
-
-async def twins_across_two_daemons(tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def two_daemons(tmp_path: Path) -> AsyncIterator[tuple[list[Daemon], Database]]:
+    """Two `alertd run` processes on one fresh PostgreSQL database, and that database."""
     await reset_postgres()
     config = database_toml(PG_URL) + f'[datto]\nwebhook_secret = "{SECRET}"\n'
     daemons = [Daemon(tmp_path / name, config) for name in ("a", "b")]
@@ -77,6 +77,22 @@ async def twins_across_two_daemons(tmp_path: Path) -> None:
     try:
         for daemon in daemons:
             await daemon.start()
+        yield daemons, db
+    finally:
+        await db.dispose()
+        for daemon in daemons:
+            if daemon.process is not None:
+                assert await daemon.stop() == 0, "\n".join(daemon.log[-30:])
+            daemon.close()
+
+
+def test_email_and_webhook_twins_across_two_daemons(tmp_path: Path) -> None:
+    require_postgres()  # synchronous: it runs its own event loop to probe the server
+    asyncio.run(twins_across_two_daemons(tmp_path))
+
+
+async def twins_across_two_daemons(tmp_path: Path) -> None:
+    async with two_daemons(tmp_path) as (daemons, db):
         uids = [str(uuid.uuid4()) for _ in range(ALERTS)]
         raises = [(channel, uid, False) for uid in uids for channel in ("mail", "hook")]
         random.shuffle(raises)
@@ -106,12 +122,6 @@ async def twins_across_two_daemons(tmp_path: Path) -> None:
             select(Alert.uid).join(Ticket, Ticket.alert_id == Alert.id)
             .where(Ticket.status == "closed"))))
         assert closed_uids == set(uids[:100])
-    finally:
-        await db.dispose()
-        for daemon in daemons:
-            if daemon.process is not None:
-                assert await daemon.stop() == 0, "\n".join(daemon.log[-30:])
-            daemon.close()
 
 
 CONDITIONS = 20
@@ -136,13 +146,7 @@ async def conditions_across_two_daemons(tmp_path: Path) -> None:
     """Issue 16, rule 2: new alerts of one condition racing into two processes (each
     condition's raises sent at once, half to each daemon) make one ticket per condition: the
     condition's advisory lock lets one transaction at a time choose its ticket."""
-    await reset_postgres()
-    config = database_toml(PG_URL) + f'[datto]\nwebhook_secret = "{SECRET}"\n'
-    daemons = [Daemon(tmp_path / name, config) for name in ("a", "b")]
-    db = pg_database()
-    try:
-        for daemon in daemons:
-            await daemon.start()
+    async with two_daemons(tmp_path) as (daemons, db):
         alerts = [(str(uuid.uuid4()), device) for device in range(CONDITIONS)
                   for _ in range(ALERTS_PER_CONDITION)]
         async with aiohttp.ClientSession() as http:
@@ -165,9 +169,3 @@ async def conditions_across_two_daemons(tmp_path: Path) -> None:
                 for n, (uid, device) in enumerate(alerts)))
         statuses = await db.read(lambda s: s.scalars(select(Ticket.status)).all())
         assert statuses == ["closed"] * CONDITIONS
-    finally:
-        await db.dispose()
-        for daemon in daemons:
-            if daemon.process is not None:
-                assert await daemon.stop() == 0, "\n".join(daemon.log[-30:])
-            daemon.close()
