@@ -9,6 +9,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+# What a secret given by file or environment holds for a command that does not read it.
+UNREAD_SECRET = "(not read by this command)"  # noqa: S105 - a placeholder, not a secret
 
 
 @dataclass(frozen=True)

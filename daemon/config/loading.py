@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from daemon.config.base import UNREAD_SECRET
 from daemon.config.root import Config
 from daemon.core.tomllines import Path_, format_path, line_of, locate_keys, syntax_error_line
 
@@ -59,10 +60,6 @@ class ConfigError(Exception):
     def __init__(self, issues: list[ConfigIssue]):
         super().__init__("\n".join(str(i) for i in issues))
         self.issues = issues
-
-
-# What a secret given by file or environment holds for a command that does not read it.
-UNREAD_SECRET = "(not read by this command)"  # noqa: S105 - a placeholder, not a secret
 
 
 def _resolve_secrets(

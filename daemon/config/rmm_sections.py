@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from daemon.config.base import Section
+from daemon.config.base import UNREAD_SECRET, Section
 
 # Datto RMM's platforms: `[datto] api_url = "merlot"` means https://merlot-api.centrastage.net.
 DATTO_PLATFORMS = ("pinotage", "merlot", "concord", "vidal", "zinfandel", "syrah")
@@ -17,6 +17,17 @@ FieldTarget = Literal["summary", "details", "type", "priority", "device", "site"
 
 # A ticket's type column holds 64 characters; one line.
 TicketType = Annotated[str, Field(max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")]
+
+
+def _secret_checks(current: SecretStr | None, previous: SecretStr | None, names: str) -> None:
+    """A blank secret would let a blank credential in; a previous secret equal to the
+    current one would make a rotation look finished that never happened."""
+    for secret in (current, previous):
+        if secret is not None and not secret.get_secret_value().strip():
+            raise ValueError(f"{names}: a secret must not be empty (remove the key instead)")
+    if (current is not None and previous is not None
+            and current.get_secret_value() == previous.get_secret_value() != UNREAD_SECRET):
+        raise ValueError(f"{names}: the previous secret is the current one")
 
 
 class DattoConfig(Section):
@@ -39,6 +50,12 @@ class DattoConfig(Section):
     def api_configured(self) -> bool:
         return bool(self.api_url and self.api_key and self.api_secret)
 
+    @model_validator(mode="after")
+    def _secrets(self) -> DattoConfig:
+        _secret_checks(self.webhook_secret, self.previous_webhook_secret,
+                       "webhook_secret, previous_webhook_secret")
+        return self
+
     @field_validator("api_url")
     @classmethod
     def _platform_or_url(cls, value: str) -> str:
@@ -59,10 +76,11 @@ class SyncroConfig(Section):
     ticket_type: TicketType = ""
     # While the token is rotated: the one being replaced, accepted as well until removed.
     previous_webhook_token: SecretStr | None = None
-    # Seconds between polls of the active alerts (0: off), with the API key set. On by
-    # default: an alert a technician clears by hand in Syncro sends no notification, and
-    # polling is what closes its ticket (docs/operations.md).
-    poll_interval_s: float = Field(default=300.0, ge=0)
+    # Seconds between polls of the active alerts (0: off), with the API key set. An alert a
+    # technician clears by hand in Syncro sends no notification: polling is what closes its
+    # ticket (docs/operations.md). Off by default: turned on, its first poll raises every
+    # active alert alertd has not seen, which an upgrade must not do unasked.
+    poll_interval_s: float = Field(default=0.0, ge=0)
     # Re-read each webhook's alert by the API and trust its `resolved` flag over the body's.
     verify_webhooks: bool = False
 
@@ -76,6 +94,12 @@ class SyncroConfig(Section):
     @property
     def api_configured(self) -> bool:
         return bool(self.api_url and self.api_key)
+
+    @model_validator(mode="after")
+    def _secrets(self) -> SyncroConfig:
+        _secret_checks(self.webhook_token, self.previous_webhook_token,
+                       "webhook_token, previous_webhook_token")
+        return self
 
 
 class OutboxConfig(Section):

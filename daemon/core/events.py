@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -185,6 +186,21 @@ def with_ticket_type(event: AlertEvent, ticket_type: str) -> AlertEvent:
     if not ticket_type or event.ticket.type is not None:
         return event
     return replace(event, ticket=replace(event.ticket, type=ticket_type))
+
+
+def typed(interpret: Callable[[RawDelivery], Interpretation], types: Mapping[str, str]
+          ) -> Callable[[RawDelivery], Interpretation]:
+    """`interpret` giving the events of each source the ticket type `types` names for it
+    (`with_ticket_type`). Applied when a delivery is interpreted, so a replay takes the type
+    configured then, whatever channel stored it."""
+    if not any(types.values()):
+        return interpret
+
+    def interpret_typed(delivery: RawDelivery) -> Interpretation:
+        meaning = interpret(delivery)
+        return replace(meaning, events=tuple(
+            with_ticket_type(event, types.get(event.source, "")) for event in meaning.events))
+    return interpret_typed
 
 
 def _clamp_ticket(ticket: TicketFields) -> TicketFields:

@@ -55,9 +55,7 @@ class Inbound:
 
     `dedupe_key` makes a sender's retry the same delivery: (channel, dedupe_key) is unique.
     `rejected_reason`: refused at the edge (authenticated but invalid), stored as `rejected`
-    with the reason and never processed. `events`: what the input means when the channel
-    already knows (polling builds the event itself): applied as they are, not interpreted
-    again; the payload is kept for a replay. `document`: the payload's JSON value when the
+    with the reason and never processed. `document`: the payload's JSON value when the
     channel parsed it already (`json.loads(payload)` must give the same), so it is not
     decoded twice.
     """
@@ -69,17 +67,17 @@ class Inbound:
     source: str | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
     rejected_reason: str | None = None
-    events: tuple[AlertEvent, ...] | None = None
     document: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of_event(cls, channel: Channel, event: AlertEvent, dedupe_key: str,
                  meta: Mapping[str, Any]) -> Inbound:
         """An event the channel built itself, stored in the normalised form of the API
-        (`POST /api/alerts`), which is also how a replay reads it back."""
+        (`POST /api/alerts`) and read back by the channel's interpreter, now as at a replay
+        (which adds what the configuration says then: a source's ticket type)."""
         event = fit_event(event)
         return cls(channel, dedupe_key, encode_event(event), "application/json", event.source,
-                   meta, events=(event,))
+                   meta)
 
 
 @dataclass(frozen=True)

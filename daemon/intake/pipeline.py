@@ -376,9 +376,6 @@ class Pipeline:
     def _interpret_inbound(self, inbound: Inbound) -> Interpretation | str:
         if inbound.rejected_reason is not None:
             return inbound.rejected_reason
-        if inbound.events is not None:  # the channel built them: nothing to interpret
-            return Interpretation(events=inbound.events,
-                                  trace={"interpreter": inbound.channel.value})
         return self._interpret(RawDelivery(0, inbound.channel.value, inbound.source,
                                            inbound.content_type, inbound.payload,
                                            dict(inbound.meta), inbound.document))

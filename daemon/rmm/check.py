@@ -67,6 +67,20 @@ NO_DATTO_ALERT = "00000000-0000-0000-0000-000000000000"
 NO_SYNCRO_ALERT = "0"
 
 
+async def _resolve_probe(what: str, resolve: Callable[[], Awaitable[Any]]) -> Probe:
+    """Whether the key may resolve: an alert id that cannot exist is "not found" when it may,
+    refused when it may not. Another answer proves neither: shown, not held against it."""
+    try:
+        await resolve()
+    except PermissionDenied as err:
+        return Probe(what, False, str(err))
+    except (AuthFailed, Unreachable, WrongEndpoint):
+        raise
+    except RmmError as err:
+        return Probe(what, True, f"not confirmed: {err}")
+    return Probe(what, True)
+
+
 async def _first(iterator: Any) -> None:
     async for _ in iterator:
         break
@@ -91,7 +105,8 @@ async def check_datto(client: DattoClient | None) -> CheckResult:
                 client.paged("/api/v2/account/sites", "sites", page_size=1))),
             await _probe("devices (read)", lambda: _first(
                 client.paged("/api/v2/account/devices", "devices", page_size=1))),
-            await _probe("alerts (resolve)", lambda: client.resolve_alert(NO_DATTO_ALERT)),
+            await _resolve_probe("alerts (resolve)",
+                                 lambda: client.resolve_alert(NO_DATTO_ALERT)),
         ]
     except RmmError as err:
         return _failure("datto", err)
@@ -115,9 +130,8 @@ async def check_syncro(client: SyncroClient | None) -> CheckResult:
                 client.paged("/customers", "customers"))),
             await _probe("Assets - List/Search", lambda: _first(
                 client.paged("/customer_assets", "assets"))),
-            await _probe("Settings (asset types and fields)", client.settings),
-            await _probe("RMM Alerts - resolve (DELETE)",
-                         lambda: client.resolve_alert(NO_SYNCRO_ALERT)),
+            await _resolve_probe("RMM Alerts - resolve (DELETE)",
+                                 lambda: client.resolve_alert(NO_SYNCRO_ALERT)),
         ]
     except RmmError as err:
         return _failure("syncro", err)

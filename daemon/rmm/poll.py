@@ -1,4 +1,6 @@
-"""The polling channel (optional, off by default): what email and webhooks missed.
+"""The polling channel (optional, off by default; `[datto]/[syncro] poll_interval_s`): what
+email and webhooks missed, and resolves they do not report (an alert cleared by hand in
+Syncro).
 
 Each poll of one source lists its open alerts upstream, then:
 - raises every alert alertd has never seen, as a delivery on channel `poll` (so it is stored,
@@ -20,7 +22,7 @@ from typing import TypeVar
 
 from daemon.core.api_event import fit_event
 from daemon.core.clock import Clock, utcnow
-from daemon.core.events import AlertEvent, Channel, TicketFields, with_ticket_type
+from daemon.core.events import AlertEvent, Channel, TicketFields
 from daemon.core.lifecycle import AlertAction, rmm_name
 from daemon.intake.inbound import Inbound
 from daemon.intake.pipeline import Pipeline
@@ -79,8 +81,7 @@ class Poller:
                  lookup: Callable[[str], Awaitable[Upstream | None]], *,
                  grace_s: float = 300.0, clock: Clock = utcnow,
                  health: ChannelHealth | None = None,
-                 on_unknown: Callable[[str, str, str], Awaitable[object]] | None = None,
-                 ticket_type: str = ""):
+                 on_unknown: Callable[[str, str, str], Awaitable[object]] | None = None):
         self.source = source
         self._health = health
         self._pipeline = pipeline
@@ -91,7 +92,6 @@ class Poller:
         self._clock = clock
         # (source, uid, reason): an open alert the RMM does not know; its trail says so
         self._on_unknown = on_unknown
-        self._ticket_type = ticket_type  # the source's type for the tickets it opens
 
     async def poll(self) -> PollResult:
         result = PollResult(self.source)
@@ -140,7 +140,7 @@ class Poller:
             self._health.record_error(f"poll:{self.source}", error)
 
     async def _deliver(self, event: AlertEvent, started: datetime) -> None:
-        event = fit_event(with_ticket_type(event, self._ticket_type))
+        event = fit_event(event)
         await self._pipeline.ingest(Inbound.of_event(
             Channel.POLL, event, dedupe_key=f"{event.source}:{event.uid}:{event.action.value}",
             meta={"polled_at": started.isoformat()}))
@@ -150,8 +150,7 @@ def _api_poller(source: str, open_alerts: Callable[[], AsyncIterator[T]],
                 fetch: Callable[[str], Awaitable[T | None]], to_upstream: Callable[[T], Upstream],
                 pipeline: Pipeline, queries: Queries, grace_s: float,
                 health: ChannelHealth | None,
-                on_unknown: Callable[[str, str, str], Awaitable[object]] | None,
-                ticket_type: str) -> Poller:
+                on_unknown: Callable[[str, str, str], Awaitable[object]] | None) -> Poller:
     async def list_open() -> AsyncIterator[Upstream]:
         async for alert in open_alerts():
             yield to_upstream(alert)
@@ -161,20 +160,20 @@ def _api_poller(source: str, open_alerts: Callable[[], AsyncIterator[T]],
         return to_upstream(alert) if alert is not None else None
 
     return Poller(source, pipeline, queries, list_open, lookup, grace_s=grace_s, health=health,
-                  on_unknown=on_unknown, ticket_type=ticket_type)
+                  on_unknown=on_unknown)
 
 
 def datto_poller(client: DattoClient, pipeline: Pipeline, queries: Queries,
                  grace_s: float = 300.0, health: ChannelHealth | None = None,
-                 on_unknown: Callable[[str, str, str], Awaitable[object]] | None = None,
-                 ticket_type: str = "") -> Poller:
+                 on_unknown: Callable[[str, str, str], Awaitable[object]] | None = None
+                 ) -> Poller:
     return _api_poller("datto", client.open_alerts, client.alert, datto_upstream, pipeline,
-                       queries, grace_s, health, on_unknown, ticket_type)
+                       queries, grace_s, health, on_unknown)
 
 
 def syncro_poller(client: SyncroClient, pipeline: Pipeline, queries: Queries,
                   grace_s: float = 300.0, health: ChannelHealth | None = None,
-                  on_unknown: Callable[[str, str, str], Awaitable[object]] | None = None,
-                  ticket_type: str = "") -> Poller:
+                  on_unknown: Callable[[str, str, str], Awaitable[object]] | None = None
+                  ) -> Poller:
     return _api_poller("syncro", client.active_alerts, client.alert, syncro_upstream, pipeline,
-                       queries, grace_s, health, on_unknown, ticket_type)
+                       queries, grace_s, health, on_unknown)

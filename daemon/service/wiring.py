@@ -12,7 +12,7 @@ from typing import Any
 from daemon.config import Config
 from daemon.console.routes import setup_console_routes
 from daemon.core.api_event import interpret_api_delivery
-from daemon.core.events import Channel
+from daemon.core.events import Channel, typed
 from daemon.http.api import setup_api_routes
 from daemon.http.app import AppContext, Readiness
 from daemon.http.auth import TokenStore, ensure_generated_token, read_token_file
@@ -49,11 +49,12 @@ ROUTES = (setup_api_routes, setup_webhook_routes, setup_console_routes)
 def build_interpreters(config: Config, rules: RulesHolder) -> dict[str, Interpreter]:
     """Which interpreter reads which channel."""
     email = email_interpreter(rules)
+    # Webhook and polling tickets take their source's `ticket_type` (email rules set theirs).
+    types = {"datto": config.datto.ticket_type, "syncro": config.syncro.ticket_type}
     return {Channel.API.value: interpret_api_delivery, Channel.SMTP.value: email,
-            Channel.IMAP.value: email, Channel.POLL.value: interpret_api_delivery,
-            Channel.WEBHOOK.value: webhook_interpreter(config.datto.webhook_fields,
-                                                       config.datto.ticket_type,
-                                                       config.syncro.ticket_type)}
+            Channel.IMAP.value: email, Channel.POLL.value: typed(interpret_api_delivery, types),
+            Channel.WEBHOOK.value: typed(webhook_interpreter(config.datto.webhook_fields),
+                                         types)}
 
 
 def build_pipeline(config: Config, db: Database, metrics: Metrics, rules: RulesHolder,
@@ -137,13 +138,11 @@ class Services:
         found: list[tuple[Poller, float]] = []
         if self.rmm.datto is not None and self.config.datto.poll_interval_s > 0:
             found.append((datto_poller(self.rmm.datto, self.pipeline, self.queries,
-                                       health=self.health, on_unknown=StaleMarks(self.db),
-                                       ticket_type=self.config.datto.ticket_type),
+                                       health=self.health, on_unknown=StaleMarks(self.db)),
                           self.config.datto.poll_interval_s))
         if self.rmm.syncro is not None and self.config.syncro.poll_interval_s > 0:
             found.append((syncro_poller(self.rmm.syncro, self.pipeline, self.queries,
-                                        health=self.health, on_unknown=StaleMarks(self.db),
-                                        ticket_type=self.config.syncro.ticket_type),
+                                        health=self.health, on_unknown=StaleMarks(self.db)),
                           self.config.syncro.poll_interval_s))
         return found
 

@@ -50,7 +50,7 @@ def _which_secret(presented: str, current: SecretStr | None, previous: SecretStr
     out), or None. Both are compared, in constant time each, whatever the first gave."""
     matches = [(name, _secret_matches(presented, secret.get_secret_value()))
                for name, secret in ((CURRENT, current), (PREVIOUS, previous))
-               if secret is not None]
+               if secret is not None and secret.get_secret_value()]
     return next((name for name, matched in matches if matched), None)
 
 
@@ -161,7 +161,9 @@ async def datto_webhook(request: web.Request) -> web.Response:
                 else None)
     if state is not None and by_state is None:
         raise _refuse(ctx, "datto_webhook", 401, "wrong secret in the 'state' field")
-    which = by_state or by_query
+    # "previous" when either credential is the previous secret: that sender must be updated
+    # before the previous secret goes, whatever the other credential says.
+    which = PREVIOUS if PREVIOUS in (by_state, by_query) else by_state or by_query
     if which is None:
         raise _refuse(ctx, "datto_webhook", 401,
                       "missing secret: send it as the 'state' field (or ?token=); see "

@@ -74,20 +74,21 @@ def syncro_setup(config: Config) -> WebhookSetup:
     else:
         warnings.append("[syncro] webhook_auth = \"none\": anyone who can reach this URL can "
                         "raise and resolve Syncro alerts in alertd.")
-    if not config.syncro.api_configured or config.syncro.poll_interval_s <= 0:
-        warnings.append("alerts cleared by hand in Syncro send no notification: without "
-                        "polling ([syncro] api_url and api_key, poll_interval_s > 0) their "
-                        "tickets stay open until closed in alertd.")
+    polling = config.syncro.api_configured and config.syncro.poll_interval_s > 0
+    if polling:
+        manual = ("An alert a technician clears by hand in Syncro sends no notification: "
+                  f"polling closes its ticket (every {config.syncro.poll_interval_s:g} s, for "
+                  "alerts alertd has had open for 5 minutes or more).")
+    else:
+        manual = "An alert a technician clears by hand in Syncro sends no notification."
+        warnings.append("alerts cleared by hand in Syncro keep their tickets open until "
+                        "closed in alertd: turn on polling ([syncro] api_url, api_key and "
+                        "poll_interval_s = 300) to close them.")
     return WebhookSetup(
         vendor="syncro", url=url,
         settings={"events": ["RMM Alert - was created", "RMM Alert - was auto-resolved"],
-                  "manual_resolves": MANUAL_RESOLVES},
+                  "manual_resolves": manual},
         warnings=warnings)
-
-
-MANUAL_RESOLVES = ("An alert a technician clears by hand in Syncro sends no notification: "
-                   "polling closes its ticket (every [syncro] poll_interval_s, 5 minutes by "
-                   "default, for alerts alertd has had open for 5 minutes or more).")
 
 
 def format_setup(setup: WebhookSetup) -> str:

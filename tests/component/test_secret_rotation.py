@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from daemon.config import Config
+from daemon.config import Config, ConfigError
 from daemon.http.app import create_app
 from daemon.service.wiring import ROUTES, build_services
 from daemon.store.database import Database
@@ -94,3 +94,30 @@ async def test_neither_secret_is_stored(hooks: Api) -> None:
     payloads = await hooks.ctx.db.read(lambda s: list(s.scalars(select(Delivery.payload))))
     assert payloads and not any(OLD_DATTO.encode() in p or NEW_DATTO.encode() in p
                                 for p in payloads)
+
+
+async def test_a_request_with_the_previous_secret_anywhere_counts_as_previous(
+        hooks: Api) -> None:
+    """The body's `state` updated, the URL's ?token= not: the sender still needs the
+    previous secret, so the rotation must not look finished."""
+    status, _ = await post_datto(hooks, datto_body(state=NEW_DATTO),
+                                 params={"token": OLD_DATTO})
+    assert status == 201
+    assert (used(hooks, "datto_webhook", "previous"), used(hooks, "datto_webhook", "current")) \
+        == (1.0, 0.0)
+
+
+@pytest.mark.parametrize(("section", "keys", "message"), [
+    ("datto", 'webhook_secret = "s3cret-value"\nprevious_webhook_secret = ""',
+     "a secret must not be empty"),
+    ("datto", 'webhook_secret = "s3cret-value"\nprevious_webhook_secret = "s3cret-value"',
+     "the previous secret is the current one"),
+    ("syncro", 'webhook_token = " "', "a secret must not be empty"),
+    ("syncro", 'webhook_token = "t0ken-value"\nprevious_webhook_token = "t0ken-value"',
+     "the previous secret is the current one"),
+])
+def test_a_secret_that_would_weaken_the_check_is_a_config_error(
+        make_config: Callable[..., Config], section: str, keys: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as err:
+        make_config(f"[{section}]\n{keys}\n")
+    assert "s3cret-value" not in str(err.value) and "t0ken-value" not in str(err.value)

@@ -67,8 +67,7 @@ async def test_polling_tickets_take_their_sources_type(
     server = await aiohttp_server(fake.app)
     async with aiohttp.ClientSession() as session:
         client = DattoClient(session, str(server.make_url("")), "k", "s")
-        poller = datto_poller(client, hooks.ctx.pipeline, Queries(hooks.ctx.db),
-                              ticket_type=hooks.ctx.config.datto.ticket_type)
+        poller = datto_poller(client, hooks.ctx.pipeline, Queries(hooks.ctx.db))
         assert (await poller.poll()).raised == [missed]
     assert await ticket_types(hooks.ctx.db) == {missed: "Alert (Datto)"}
 
