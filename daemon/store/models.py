@@ -122,7 +122,9 @@ class Alert(Base):
         # partial index: its dialect-specific WHERE would load the PostgreSQL dialect on
         # SQLite too (tests/system/test_idle_imports.py).
         Index("ix_alerts_expire_after_s", "expire_after_s"),
-        # A ticket's alerts, and its open ones (a resolve asks whether others are open).
+        # A ticket's alerts in order (its page), and its open ones (a resolve asks whether
+        # others are open; a flapping condition's ticket may hold thousands of resolved ones).
+        Index("ix_alerts_ticket_id_id", "ticket_id", "id"),
         Index("ix_alerts_ticket_id_state", "ticket_id", "state"),
         # The suppressed alerts waiting for their ticket (the column is cleared when one gets
         # its ticket or is resolved, so the entries are just those).

@@ -25,7 +25,9 @@ def upgrade() -> None:
     op.add_column("alerts", sa.Column("condition", sa.String(length=255), nullable=True))
     # No foreign key: SQLite cannot add one to a table in place, and alertd writes the
     # column only in the lifecycle's transaction, with the id of the ticket it just locked.
-    # A ticket's alerts, and its open ones (a resolve asks whether others are still open).
+    # A ticket's alerts in order (its page), and its open ones (a resolve asks whether others
+    # are still open; a flapping condition's ticket may hold thousands of resolved ones).
+    op.create_index("ix_alerts_ticket_id_id", "alerts", ["ticket_id", "id"])
     op.create_index("ix_alerts_ticket_id_state", "alerts", ["ticket_id", "state"])
     op.add_column("tickets", sa.Column("condition", sa.String(length=255), nullable=True))
     op.add_column("tickets", sa.Column("occurrences", sa.Integer(), nullable=False,
@@ -51,6 +53,7 @@ def downgrade() -> None:
         batch_op.drop_column("occurrences")
         batch_op.drop_column("condition")
     op.drop_index("ix_alerts_ticket_id_state", table_name="alerts")
+    op.drop_index("ix_alerts_ticket_id_id", table_name="alerts")
     with op.batch_alter_table("alerts") as batch_op:
         batch_op.drop_column("condition")
         batch_op.drop_column("ticket_id")
