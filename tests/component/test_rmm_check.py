@@ -82,6 +82,13 @@ async def test_datto_check_tells_each_failure_apart(
 
     assert [p.what for p in ok.probes] == [
         "alerts (read)", "sites (read)", "devices (read)", "alerts (resolve)"]
+    # An answer that is neither "not found" nor a refusal proves nothing: shown, not held
+    # against the key.
+    fake.fail_path("POST", r"/resolve$", 400)
+    unsure = await datto_check(session, url)
+    assert unsure.status == "ok"
+    assert unsure.probes[-1].ok and unsure.probes[-1].detail.startswith("not confirmed: ")
+    fake.clear_failures()
     fake.deny(r"^/api/v2/account/devices")
     fake.deny(r"^/api/v2/alert/[^/]+/resolve")
     missing = await datto_check(session, url)
