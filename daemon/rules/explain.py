@@ -88,6 +88,8 @@ def format_explanation(report: dict[str, Any]) -> str:
         event = report["event"]
         lines.append(f"lifecycle: {event['action']} {event['source']} alert {event['uid']}: "
                      f"{_EFFECT[event['action']]}")
+        lines.append(f"condition: {event['condition']}" if event["condition"] else
+                     "condition: none (no device or no condition group: a ticket of its own)")
     if report["ignored_reason"]:
         lines.append(f"lifecycle: nothing ({report['ignored_reason']})")
     if report["error"]:
