@@ -67,13 +67,6 @@ def datto_setup(config: Config) -> WebhookSetup:
 def syncro_setup(config: Config) -> WebhookSetup:
     url = config.public_url.rstrip("/") + SYNCRO_PATH
     warnings = _warnings(config)
-    if config.syncro.webhook_auth == "token":
-        if config.syncro.webhook_token is None:
-            raise WebhookNotConfigured(_suggestion("syncro", "webhook_token"))
-        url += "?token=" + quote(config.syncro.webhook_token.get_secret_value(), safe="")
-    else:
-        warnings.append("[syncro] webhook_auth = \"none\": anyone who can reach this URL can "
-                        "raise and resolve Syncro alerts in alertd.")
     polling = config.syncro.api_configured and config.syncro.poll_interval_s > 0
     if polling:
         manual = ("An alert a technician clears by hand in Syncro sends no notification: "
@@ -84,6 +77,13 @@ def syncro_setup(config: Config) -> WebhookSetup:
         warnings.append("alerts cleared by hand in Syncro keep their tickets open until "
                         "closed in alertd: turn on polling ([syncro] api_url, api_key and "
                         "poll_interval_s = 300) to close them.")
+    if config.syncro.webhook_auth == "token":
+        if config.syncro.webhook_token is None:
+            raise WebhookNotConfigured(_suggestion("syncro", "webhook_token"))
+        url += "?token=" + quote(config.syncro.webhook_token.get_secret_value(), safe="")
+    else:
+        warnings.append("[syncro] webhook_auth = \"none\": anyone who can reach this URL can "
+                        "raise and resolve Syncro alerts in alertd.")
     return WebhookSetup(
         vendor="syncro", url=url,
         settings={"events": ["RMM Alert - was created", "RMM Alert - was auto-resolved"],
