@@ -42,8 +42,13 @@ _RECORDS = {Scope.CUSTOMER: Customer, Scope.SITE: Site, Scope.DEVICE: Asset}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def window_label(window_id: int) -> str:
+    """How the trail, notes and `alerts.suppressed_by` name a stored window."""
+    return f"window {window_id}"
+
+
 def stored_window(row: Any) -> Window:
-    return Window(f"window {row.id}", Scope(row.scope), row.value, starts_at=row.starts_at,
+    return Window(window_label(row.id), Scope(row.scope), row.value, starts_at=row.starts_at,
                   ends_at=row.ends_at)
 
 

@@ -88,8 +88,6 @@ class CloseResult:
     outbox_ids: tuple[int, ...] = ()
 
 
-
-
 @dataclass(frozen=True)
 class Suppressed:
     """A new alert's ticket held back by a maintenance window."""
@@ -170,6 +168,10 @@ class Transitions:
             **{name: alert[name] if alert[name] is not None else getattr(event, name)
                for name in ALERT_FIELDS},
         }
+        if decision.open_ticket and alert["condition"] is None:
+            # A late raise: the resolve that came first may have named no condition (a mail
+            # rule without a condition group); the raise may.
+            changes["condition"] = condition_key(event)
         if decision.resolved_by is not None:
             changes.update(sql.resolved(decision.resolved_by, now))
         sql.UPDATE_ALERT.run(conn, changes)
@@ -178,13 +180,9 @@ class Transitions:
         opened = False
         outcome = decision.outcome
         if decision.open_ticket:  # a late raise: the ticket it would have had
-            # Its condition: the resolve that came first may have named none (a mail rule
-            # without a condition group); the raise does.
-            condition = alert["condition"] or condition_key(event)
-            if condition != alert["condition"]:
-                sql.UPDATE_ALERT.run(conn, {"row_id": alert["id"], "condition": condition})
-            got = self._ticket_or_window(conn, channel, event, alert["id"], condition,
-                                         now, alert_open=False)
+            got = self._ticket_or_window(conn, channel, event, alert["id"],
+                                         changes.get("condition", alert["condition"]), now,
+                                         alert_open=False)
             if isinstance(got, Suppressed):
                 outcome = Outcome.SUPPRESSED
             else:

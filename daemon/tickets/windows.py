@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session
 from daemon.config.lifecycle_sections import WeeklyWindowConfig
 from daemon.core.clock import Clock, utc_iso, utcnow
 from daemon.core.durations import format_duration
-from daemon.core.maintenance import Scope
+from daemon.core.maintenance import Scope, Weekly
 from daemon.store.database import Database
 from daemon.store.models import Alert, MaintenanceWindow
 from daemon.store.queries import Page
-from daemon.tickets.maintenance import MaintenanceSchedule
+from daemon.tickets.maintenance import MaintenanceSchedule, window_label
 
 MAX_REASON_CHARS = 2000
 WINDOW_STATES = ("scheduled", "active", "ended")
@@ -57,9 +57,8 @@ def _state(row: Any, now: datetime) -> str:
             else "ended")
 
 
-def _suppressed(session: Session, window_ids: Sequence[int]) -> dict[str, int]:
-    """How many alerts each window suppressed (the suppressed_by index)."""
-    labels = [f"window {n}" for n in window_ids]
+def _suppressed(session: Session, labels: Sequence[str]) -> dict[str, int]:
+    """How many alerts each window (by its label) suppressed (the suppressed_by index)."""
     if not labels:
         return {}
     return dict(session.execute(  # type: ignore[arg-type]
@@ -75,8 +74,9 @@ def window_view(row: Any, now: datetime, suppressed: int) -> dict[str, Any]:
             "ended_by": row.ended_by}
 
 
-def weekly_view(window: WeeklyWindowConfig, now: datetime, suppressed: int) -> dict[str, Any]:
-    occurrence = window.window().weekly.open_at(now)  # type: ignore[union-attr]
+def weekly_view(window: WeeklyWindowConfig, weekly: Weekly, now: datetime, suppressed: int
+                ) -> dict[str, Any]:
+    occurrence = weekly.open_at(now)
     return {"name": window.name, "scope": window.scope.value, "value": window.value,
             "days": window.days, "start": window.start, "duration_s": window.duration,
             "duration": format_duration(window.duration),
@@ -91,7 +91,8 @@ class MaintenanceWindows:
                  weekly: Sequence[WeeklyWindowConfig] = (), clock: Clock = utcnow):
         self._db = db
         self._schedule = schedule
-        self._weekly = tuple(weekly)
+        # Each configured window with the one its decisions use (label, zone, days).
+        self._weekly = [(config, config.window()) for config in weekly]
         self._clock = clock
 
     async def add(self, scope: Scope, value: str, starts_at: datetime, ends_at: datetime,
@@ -121,8 +122,8 @@ class MaintenanceWindows:
             row = session.get(MaintenanceWindow, window_id)
             if row is None:
                 return None
-            return window_view(row, now, _suppressed(session, [row.id]).get(f"window {row.id}",
-                                                                            0))
+            label = window_label(row.id)
+            return window_view(row, now, _suppressed(session, [label]).get(label, 0))
         return await self._db.read(run)
 
     async def listing(self, page: Page, state: str | None = None) -> dict[str, Any]:
@@ -143,16 +144,14 @@ class MaintenanceWindows:
 
         def run(session: Session) -> dict[str, Any]:
             rows = list(session.scalars(query))
-            counts = _suppressed(session, [row.id for row in rows])
-            weekly_counts = dict(session.execute(  # type: ignore[arg-type]
-                select(Alert.suppressed_by, func.count())
-                .where(Alert.suppressed_by.in_([w.window().label for w in self._weekly]))
-                .group_by(Alert.suppressed_by)).all()) if self._weekly else {}
-            items = [window_view(row, now, counts.get(f"window {row.id}", 0)) for row in rows]
+            counts = _suppressed(session, [window_label(row.id) for row in rows]
+                                 + [window.label for _, window in self._weekly])
+            items = [window_view(row, now, counts.get(window_label(row.id), 0)) for row in rows]
             return {"items": items,
                     "next_before_id": items[-1]["id"] if len(items) == page.limit else None,
-                    "weekly": [weekly_view(w, now, weekly_counts.get(w.window().label, 0))
-                               for w in self._weekly]}
+                    "weekly": [weekly_view(config, window.weekly, now,
+                                           counts.get(window.label, 0))
+                               for config, window in self._weekly if window.weekly]}
         return await self._db.read(run)
 
     async def end(self, window_id: int, actor: str) -> dict[str, Any]:
