@@ -87,6 +87,11 @@ class Metrics:
         self.outbox_sent = _Counter(
             "alertd_outbox_sent_total", "Outbox sends by outcome (done, retry, dead)",
             ["source", "outcome"], registry=self.registry)
+        # Targets are named in the configuration: a bounded set of series.
+        self.notifications = _Counter(
+            "alertd_notifications_total",
+            "Notification rows by target and outcome (done, digested, deferred, retry, dead)",
+            ["target", "outcome"], registry=self.registry)
         self.auth_failures = _Counter(
             "alertd_auth_failures_total", "Requests refused for missing or wrong credentials",
             ["realm"], registry=self.registry)

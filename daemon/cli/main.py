@@ -15,6 +15,7 @@ from daemon.cli import (
     cmd_db,
     cmd_deliveries,
     cmd_maintenance,
+    cmd_notify,
     cmd_outbox,
     cmd_rmm,
     cmd_rules,
@@ -33,7 +34,7 @@ from daemon.store.queries import BadFilter
 
 # In the order `alertd --help` lists them.
 COMMAND_GROUPS = (cmd_run, cmd_db, cmd_tickets, cmd_alerts, cmd_maintenance, cmd_deliveries,
-                  cmd_rules, cmd_webhooks, cmd_outbox, cmd_sync, cmd_rmm)
+                  cmd_rules, cmd_webhooks, cmd_outbox, cmd_notify, cmd_sync, cmd_rmm)
 
 
 def build_parser() -> argparse.ArgumentParser:

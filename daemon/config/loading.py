@@ -23,7 +23,9 @@ from daemon.config.root import Config
 from daemon.core.tomllines import Path_, format_path, line_of, locate_keys, syntax_error_line
 
 SECRET_NAMES = ("api_key", "api_secret", "webhook_secret", "webhook_token",
-                "previous_webhook_secret", "previous_webhook_token", "password")
+                "previous_webhook_secret", "previous_webhook_token", "password",
+                # [[notify]]: a webhook's signing secret; a chat webhook's URL (a credential)
+                "secret", "url")
 
 
 def packaged_rules_path() -> Path:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pydantic import field_validator
+
 from daemon.config.base import Section
 from daemon.config.http_sections import ApiConfig, ConsoleConfig, HttpConfig
 from daemon.config.lifecycle_sections import LifecycleConfig
 from daemon.config.mail_sections import ImapConfig, SmtpConfig
+from daemon.config.notify_sections import NotifyTarget, unique_names
 from daemon.config.rmm_sections import DattoConfig, OutboxConfig, SyncroConfig
 from daemon.config.runtime_sections import (
     DaemonConfig,
@@ -35,6 +38,9 @@ class Config(Section):
     syncro: SyncroConfig = SyncroConfig()
     outbox: OutboxConfig = OutboxConfig()
     sync: SyncConfig = SyncConfig()
+    notify: tuple[NotifyTarget, ...] = ()
+
+    _notify = field_validator("notify")(unique_names)
 
     @property
     def public_url(self) -> str:

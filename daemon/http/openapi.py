@@ -168,7 +168,10 @@ def _webhook(summary: str, description: str, body: dict[str, Any], token: str
 
 OUTBOX_STATUS = {"enum": ["pending", "done", "dead", "dropped"]}
 OUTBOX_PROPS: dict[str, Any] = {
-    "id": INT, "action": STR, "source": STR, "target": STR, "alert_id": N_INT,
+    # action "resolve_alert": source = the RMM, target = the alert's uid; action "notify":
+    # source = the [[notify]] target's name, target = the event, ticket_id = its ticket.
+    "id": INT, "action": {"enum": ["resolve_alert", "notify"]}, "source": STR, "target": STR,
+    "alert_id": N_INT, "ticket_id": N_INT,
     "status": OUTBOX_STATUS, "attempts": INT, "next_attempt_at": N_TIME, "last_error": N_STR,
     "created_at": TIME, "done_at": N_TIME,
 }
@@ -323,7 +326,8 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                 "answered 422 and stores no alert.",
                 {"$ref": "#/components/schemas/DattoWebhook"}, "The [datto] webhook_secret")},
             "/api/outbox": {"get": {
-                "summary": "List outbox rows (resolve calls owed to the RMMs), newest first",
+                "summary": "List outbox rows (resolve calls owed to the RMMs, notifications "
+                           "owed to [[notify]] targets), newest first",
                 "parameters": parameters_of(OutboxQuery),
                 "responses": {"200": answer(listing("#/components/schemas/OutboxRow"),
                                             "Outbox rows"), **errors(400, 401)},

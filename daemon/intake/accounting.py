@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from daemon.core.events import DeliveryStatus
 from daemon.intake.inbound import ProcessResult
@@ -13,8 +14,11 @@ log = logging.getLogger("daemon.intake.pipeline")  # the lines read as the pipel
 
 
 class IntakeAccounting:
-    def __init__(self, metrics: Metrics):
+    def __init__(self, metrics: Metrics, on_events: Callable[[], None] | None = None):
         self._metrics = metrics
+        # Wakes the outbox worker when notifications are configured: an event may have
+        # queued one (the worker runs at most once a second however often it is woken).
+        self._on_events = on_events
 
     def stored(self, channel: str, delivery_id: int, dedupe_key: str, source: str | None,
                duplicate: bool, rejected: bool, quiet: bool = False) -> None:
@@ -42,6 +46,8 @@ class IntakeAccounting:
             log.info("delivery %s channel=%s alert %s %s/%s %s ticket=%s", delivery_id,
                      channel, event.alert_id, event.source, event.uid, event.outcome,
                      event.ticket_id)
+        if result.events and self._on_events is not None:
+            self._on_events()
         if result.status is not DeliveryStatus.PROCESSED:
             log.warning("delivery %s %s: %s", delivery_id, result.status, result.error)
 

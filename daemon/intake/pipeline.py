@@ -46,6 +46,7 @@ from daemon.intake.ingest_group import IngestGroups, IngestItem
 from daemon.metrics import Metrics
 from daemon.store.database import Database
 from daemon.tickets.maintenance import MaintenanceSchedule
+from daemon.tickets.notices import NO_NOTICES, Notices
 from daemon.tickets.placement import TicketPlacer
 from daemon.tickets.transitions import Transitions
 
@@ -76,6 +77,8 @@ class Pipeline:
         close_after_clear_s: int = 0,
         maintenance: MaintenanceSchedule | None = None,
         on_submitted: Callable[[int], None] | None = None,
+        notices: Notices = NO_NOTICES,
+        on_notices: Callable[[], None] | None = None,
     ):
         self._db = db
         self._interpreters = dict(interpreters)
@@ -83,10 +86,10 @@ class Pipeline:
         self._retry_base_s = retry_base_s
         self._clock = clock
         self._on_submitted = on_submitted  # queues a submitted delivery for the worker
-        self._report = IntakeAccounting(metrics)
+        self._report = IntakeAccounting(metrics, on_notices if notices.any else None)
         self._rows = DeliveryRows(db.dialect_name)
         self._transitions = Transitions(db.dialect_name, placer, auto_close, conditions,
-                                        close_after_clear_s, maintenance)
+                                        close_after_clear_s, maintenance, notices)
         self._groups = IngestGroups(db, self._rows, self._transitions)
 
     @property

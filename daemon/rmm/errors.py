@@ -3,8 +3,10 @@ need to tell it apart: retry later, stop for a while, or fix the configuration."
 
 from __future__ import annotations
 
+from daemon.core.delivery import DeliveryError
 
-class RmmError(Exception):
+
+class RmmError(DeliveryError):
     """Base class. `retryable`: trying again later can succeed without anyone changing
     anything. The message never contains credentials."""
 

@@ -1,5 +1,5 @@
-"""The outbox worker: sends what alertd owes the RMMs (today: resolve an alert after an agent
-closed its ticket), reliably and without duplicates.
+"""The outbox worker: sends what alertd owes the RMMs (resolve an alert after an agent closed
+its ticket) and the `[[notify]]` targets (a ticket's change), reliably and without duplicates.
 
 A row is queued in the transaction that closes the ticket (daemon.tickets.transitions). The
 worker claims due rows with a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so several
@@ -13,9 +13,15 @@ outcome:
 - a failure retrying cannot fix (credentials refused, permission missing, another 4xx) ->
   `dead` at once, with the reason; `alertd outbox retry` puts it back once the cause is fixed.
 
-Rows of a source without configured API credentials wait, untouched, as `pending`.
-The only window for a second send is a crash after the RMM answered and before `done` was
-committed; both RMMs treat a repeated resolve as done.
+Rows of a source without configured API credentials, or of a target no longer configured,
+wait, untouched, as `pending`. The only window for a second send is a crash after the
+receiver answered and before `done` was committed; both RMMs treat a repeated resolve as done,
+and a notification carries its row id (`X-Alertd-Delivery`) for receivers to drop a repeat.
+
+Storm control (notifications): more messages to one target than its `storm_limit_per_minute`
+in the last minute, and the rows due for it go out as one digest; with none left this minute,
+they wait (their attempt not counted) until one is, and then go as one digest. The count is
+per alertd process.
 """
 
 from __future__ import annotations
@@ -24,20 +30,23 @@ import asyncio
 import logging
 import random
 import time
+from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, and_, bindparam, false, or_, select, update
 from sqlalchemy.orm import Session
 
 from daemon.config.rmm_sections import OutboxConfig
 from daemon.core.clock import Clock, utcnow
+from daemon.core.delivery import DeliveryError
 from daemon.metrics import Metrics, source_label
-from daemon.rmm.errors import Blocked, RmmError
+from daemon.rmm.errors import Blocked
 from daemon.store.database import Database
 from daemon.store.models import OutboxAction
+from daemon.tickets.notices import NOTIFY
 from daemon.tickets.transitions import RESOLVE_ALERT
 
 log = logging.getLogger(__name__)
@@ -45,8 +54,22 @@ log = logging.getLogger(__name__)
 PENDING, DONE, DEAD, DROPPED = "pending", "done", "dead", "dropped"
 
 
+STORM_WINDOW = timedelta(minutes=1)
+MIN_RUN_GAP_S = 1.0
+
+
 class Resolver(Protocol):
     async def resolve_alert(self, uid: str) -> bool: ...
+
+
+class Notifier(Protocol):
+    """A `[[notify]]` target (`daemon.notify.notifier`)."""
+
+    @property
+    def per_minute(self) -> int: ...
+
+    async def send(self, rows: Sequence[ClaimedAction]) -> None:
+        """One row: its message; more: one digest. Raises DeliveryError."""
 
 
 @dataclass(frozen=True)
@@ -70,9 +93,12 @@ class OutboxPolicy:
 class ClaimedAction:
     id: int
     action: str
-    source: str
-    target: str
+    source: str  # an RMM for a resolve; the target's name for a notification
+    target: str  # the alert's uid for a resolve; the event for a notification
     attempts: int  # including this one
+    ticket_id: int | None = None
+    payload: Mapping[str, Any] | None = None
+    created_at: datetime | None = None
 
 
 class OutboxRefused(Exception):
@@ -82,13 +108,20 @@ class OutboxRefused(Exception):
 _OUTBOX: Table = OutboxAction.__table__  # type: ignore[assignment]
 _SET_OUTCOME = (update(_OUTBOX)
                 .where(_OUTBOX.c.id == bindparam("row_id"), _OUTBOX.c.status == PENDING))
+_DEFER = (update(_OUTBOX).where(_OUTBOX.c.id == bindparam("row_id"), _OUTBOX.c.status == PENDING)
+          .values(next_attempt_at=bindparam("next_attempt_at"),
+                  attempts=bindparam("attempts")))
 
 
 class OutboxWorker:
     def __init__(self, db: Database, resolvers: Mapping[str, Resolver], metrics: Metrics,
-                 policy: OutboxPolicy = OutboxPolicy(), clock: Clock = utcnow):
+                 policy: OutboxPolicy = OutboxPolicy(), clock: Clock = utcnow,
+                 notifiers: Mapping[str, Notifier] | None = None):
         self._db = db
         self._resolvers = dict(resolvers)
+        self._notifiers = dict(notifiers or {})
+        # Per target, when its last messages went (storm control).
+        self._sent: defaultdict[str, deque[datetime]] = defaultdict(deque)
         self._metrics = metrics
         self._policy = policy
         self._clock = clock
@@ -102,7 +135,7 @@ class OutboxWorker:
         self._wake.set()
 
     def start(self) -> None:
-        if self._resolvers:
+        if self._resolvers or self._notifiers:
             self._task = asyncio.create_task(self._loop(), name="outbox-worker")
             self.kick()
 
@@ -121,6 +154,9 @@ class OutboxWorker:
                     pass  # a full batch: there may be more due right away
             except Exception:  # the database is down: the next kick tries again
                 log.exception("outbox: could not process due rows")
+            # Intake wakes it for every event when notifications are configured: one look a
+            # second at most keeps its claims off the intake's writes.
+            await asyncio.sleep(MIN_RUN_GAP_S)
 
     async def run_due(self) -> int:
         """Claim and send one batch of due rows; return how many were claimed."""
@@ -129,11 +165,23 @@ class OutboxWorker:
             return 0
         gate = asyncio.Semaphore(self._policy.concurrency)
 
-        async def send(row: ClaimedAction) -> None:
+        async def send(rows: list[ClaimedAction]) -> None:
             async with gate:
-                await self._send(row)
+                if rows[0].action == NOTIFY:
+                    await self._notify(rows)
+                else:
+                    await self._send(rows[0])
 
-        await asyncio.gather(*(send(row) for row in claimed))
+        notices: defaultdict[str, list[ClaimedAction]] = defaultdict(list)
+        messages: list[list[ClaimedAction]] = []
+        for row in claimed:
+            if row.action == NOTIFY:
+                notices[row.source].append(row)
+            else:
+                messages.append([row])
+        for name, rows in notices.items():
+            messages.extend(await self._storm_plan(name, rows))
+        await asyncio.gather(*(send(rows) for rows in messages))
         return len(claimed)
 
     # --- steps ---------------------------------------------------------------------------
@@ -141,9 +189,15 @@ class OutboxWorker:
     def _claim(self, session: Session) -> list[ClaimedAction]:
         now = self._clock()
         query = (select(_OUTBOX.c.id, _OUTBOX.c.action, _OUTBOX.c.source, _OUTBOX.c.target,
-                        _OUTBOX.c.attempts)
+                        _OUTBOX.c.attempts, _OUTBOX.c.ticket_id, _OUTBOX.c.payload,
+                        _OUTBOX.c.created_at)
                  .where(_OUTBOX.c.status == PENDING, _OUTBOX.c.next_attempt_at <= now,
-                        _OUTBOX.c.source.in_(sorted(self._resolvers)))
+                        or_(and_(_OUTBOX.c.action == RESOLVE_ALERT,
+                                 _OUTBOX.c.source.in_(sorted(self._resolvers)))
+                            if self._resolvers else false(),
+                            and_(_OUTBOX.c.action == NOTIFY,
+                                 _OUTBOX.c.source.in_(sorted(self._notifiers)))
+                            if self._notifiers else false()))
                  .order_by(_OUTBOX.c.next_attempt_at, _OUTBOX.c.id)
                  .limit(self._policy.batch)
                  .with_for_update(skip_locked=True))
@@ -153,7 +207,8 @@ class OutboxWorker:
         lease_until = now + timedelta(seconds=self._policy.lease_s)
         session.execute(update(_OUTBOX).where(_OUTBOX.c.id.in_([r.id for r in rows]))
                         .values(attempts=_OUTBOX.c.attempts + 1, next_attempt_at=lease_until))
-        return [ClaimedAction(r.id, r.action, r.source, r.target, r.attempts + 1) for r in rows]
+        return [ClaimedAction(r.id, r.action, r.source, r.target, r.attempts + 1, r.ticket_id,
+                              r.payload, r.created_at) for r in rows]
 
     async def _send(self, row: ClaimedAction) -> None:
         resolver = self._resolvers[row.source]
@@ -161,7 +216,7 @@ class OutboxWorker:
             if row.action != RESOLVE_ALERT:
                 raise ValueError(f"unknown outbox action {row.action!r}")
             resolved_now = await resolver.resolve_alert(row.target)
-        except RmmError as err:
+        except DeliveryError as err:
             await self._failed(row, err, permanent=not err.retryable)
         except Exception as err:  # a bug: keep the row, retry with backoff, say why
             log.exception("outbox %s: unexpected error", row.id)
@@ -175,7 +230,60 @@ class OutboxWorker:
             log.info("outbox %s: %s %s/%s done%s", row.id, row.action, row.source, row.target,
                      f" ({note})" if note else "")
 
-    async def _failed(self, row: ClaimedAction, err: Exception, permanent: bool) -> None:
+    async def _storm_plan(self, name: str, rows: list[ClaimedAction]
+                          ) -> list[list[ClaimedAction]]:
+        """The messages `rows` (due for target `name`) go as: each alone while the target's
+        limit allows, else all as one digest; none (they wait) when this minute's are spent."""
+        now = self._clock()
+        sent = self._sent[name]
+        while sent and sent[0] <= now - STORM_WINDOW:
+            sent.popleft()
+        left = self._notifiers[name].per_minute - len(sent)
+        if len(rows) <= left:
+            sent.extend([now] * len(rows))
+            return [[row] for row in rows]
+        if left >= 1:
+            sent.append(now)
+            return [rows]
+        until = sent[0] + STORM_WINDOW
+        await self._db.write(lambda s: s.execute(_DEFER, [
+            {"row_id": row.id, "next_attempt_at": until, "attempts": row.attempts - 1}
+            for row in rows]))
+        self._metrics.notifications.labels(name, "deferred").inc(len(rows))
+        log.info("notify %s: over %d messages a minute; %d waiting for a digest at %s",
+                 name, self._notifiers[name].per_minute, len(rows), f"{until:%H:%M:%S}")
+        return []
+
+    async def _notify(self, rows: list[ClaimedAction]) -> None:
+        """Send one message (or one digest) to a target; every row shares the outcome."""
+        name = rows[0].source
+        try:
+            await self._notifiers[name].send(rows)
+        except DeliveryError as err:
+            await self._failed_all(rows, err, permanent=not err.retryable)
+            return
+        except Exception as err:  # a bug: keep the rows, retry with backoff, say why
+            log.exception("notify %s: unexpected error", name)
+            await self._failed_all(rows, err, permanent=False)
+            return
+        note = f"sent in a digest of {len(rows)}" if len(rows) > 1 else None
+        now = self._clock()
+        await self._db.write(lambda s: s.execute(_SET_OUTCOME, [
+            {"row_id": row.id, "status": DONE, "done_at": now, "last_error": note}
+            for row in rows]))
+        self._metrics.notifications.labels(name, "digested" if note else "done").inc(len(rows))
+        log.info("notify %s: %s sent (outbox %s)", name,
+                 rows[0].target if len(rows) == 1 else f"digest of {len(rows)}",
+                 ", ".join(str(row.id) for row in rows))
+
+    async def _failed_all(self, rows: list[ClaimedAction], err: Exception, permanent: bool
+                          ) -> None:
+        retry_at = self._retry_at(rows[0].attempts, err, self._clock())  # a digest stays one
+        for row in rows:
+            await self._failed(row, err, permanent, retry_at)
+
+    async def _failed(self, row: ClaimedAction, err: Exception, permanent: bool,
+                      retry_at: datetime | None = None) -> None:
         now = self._clock()
         reason = str(err)[:1000] or type(err).__name__
         values: dict[str, Any] = {"row_id": row.id, "last_error": reason}
@@ -183,10 +291,13 @@ class OutboxWorker:
             values["status"] = DEAD
             outcome = "dead"
         else:
-            values["next_attempt_at"] = self._retry_at(row.attempts, err, now)
+            values["next_attempt_at"] = retry_at or self._retry_at(row.attempts, err, now)
             outcome = "retry"
         await self._db.write(lambda s: s.execute(_SET_OUTCOME, values))
-        self._metrics.outbox_sent.labels(source_label(row.source), outcome).inc()
+        if row.action == NOTIFY:
+            self._metrics.notifications.labels(row.source, outcome).inc()
+        else:
+            self._metrics.outbox_sent.labels(source_label(row.source), outcome).inc()
         level = logging.ERROR if outcome == "dead" else logging.WARNING
         log.log(level, "outbox %s: %s %s/%s attempt %d failed (%s): %s", row.id, row.action,
                 row.source, row.target, row.attempts, outcome, reason)

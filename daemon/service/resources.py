@@ -88,6 +88,7 @@ async def outbox_worker(services: Services) -> AsyncIterator[None]:
     finally:
         # An interrupted send keeps its row pending; its lease expires and it is sent again.
         await services.outbox.stop()
+        await services.notifiers.close()
 
 
 @contextlib.asynccontextmanager

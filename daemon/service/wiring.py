@@ -20,6 +20,7 @@ from daemon.intake.inbound import Interpreter
 from daemon.intake.pipeline import Pipeline
 from daemon.intake.worker import DeliveryQueue, DeliveryWorker
 from daemon.metrics import ChannelHealth, Metrics
+from daemon.notify.notifier import Notifiers
 from daemon.rmm.clients import RmmClients, build_clients
 from daemon.rmm.outbox import OutboxPolicy, OutboxWorker
 from daemon.rmm.poll import Poller, datto_poller, syncro_poller
@@ -35,6 +36,7 @@ from daemon.tickets.agent import AgentActions
 from daemon.tickets.clearing import ClearedTickets
 from daemon.tickets.expiry import AlertExpiry
 from daemon.tickets.maintenance import MaintenanceRelease, MaintenanceSchedule, UpstreamCheck
+from daemon.tickets.notices import Notices
 from daemon.tickets.placement import TicketPlacer
 from daemon.tickets.stale import StaleMarks
 from daemon.tickets.windows import MaintenanceWindows
@@ -59,8 +61,11 @@ def build_interpreters(config: Config, rules: RulesHolder) -> dict[str, Interpre
 
 def build_pipeline(config: Config, db: Database, metrics: Metrics, rules: RulesHolder,
                    queue: DeliveryQueue | None = None,
-                   maintenance: MaintenanceSchedule | None = None) -> Pipeline:
-    """The pipeline with the configured interpreters; submitted deliveries go to `queue`."""
+                   maintenance: MaintenanceSchedule | None = None,
+                   notices: Notices | None = None,
+                   on_notices: Callable[[], None] | None = None) -> Pipeline:
+    """The pipeline with the configured interpreters; submitted deliveries go to `queue`;
+    notifications are queued for `[[notify]]` (`on_notices` wakes their sender)."""
     section = config.pipeline
     return Pipeline(db, metrics, build_interpreters(config, rules),
                     max_attempts=section.max_attempts, retry_base_s=section.retry_base_s,
@@ -70,7 +75,9 @@ def build_pipeline(config: Config, db: Database, metrics: Metrics, rules: RulesH
                     close_after_clear_s=config.lifecycle.close_after_clear,
                     maintenance=maintenance if maintenance is not None
                     else maintenance_schedule(config),
-                    on_submitted=queue.put if queue is not None else None)
+                    on_submitted=queue.put if queue is not None else None,
+                    notices=notices if notices is not None else Notices(config.notify),
+                    on_notices=on_notices)
 
 
 def maintenance_schedule(config: Config) -> MaintenanceSchedule:
@@ -119,6 +126,7 @@ class Services:
     cleared: ClearedTickets
     maintenance: MaintenanceWindows
     release: MaintenanceRelease
+    notifiers: Notifiers
     readiness: Readiness = field(default_factory=Readiness)
     health: ChannelHealth = field(default_factory=ChannelHealth)
 
@@ -170,21 +178,27 @@ def build_services(config: Config, db: Database) -> Services:
     tokens = TokenStore(api_tokens(config))
     rules = RulesHolder(load_rules(config.rules.path))
     rmm = build_clients(config.datto, config.syncro)
-    outbox = OutboxWorker(db, rmm.resolvers, metrics, OutboxPolicy.of(config.outbox))
+    queries = Queries(db)
+    notices = Notices(config.notify)
+    notifiers = Notifiers(config.notify, queries, config.public_url)
+    outbox = OutboxWorker(db, rmm.resolvers, metrics, OutboxPolicy.of(config.outbox),
+                          notifiers=notifiers.by_name)
     queue = DeliveryQueue()
     schedule = maintenance_schedule(config)
-    pipeline = build_pipeline(config, db, metrics, rules, queue, schedule)
+    pipeline = build_pipeline(config, db, metrics, rules, queue, schedule, notices,
+                              on_notices=outbox.kick)
     placer = TicketPlacer(config.sync.fallback_end_user)
     return Services(
         config=config, db=db, metrics=metrics, rules=rules, pipeline=pipeline,
         worker=DeliveryWorker(pipeline, queue),
-        agent=AgentActions(db, metrics, on_enqueued=outbox.kick),
-        queries=Queries(db), tokens=tokens, outbox=outbox, rmm=rmm,
+        agent=AgentActions(db, metrics, on_enqueued=outbox.kick, notices=notices),
+        queries=queries, tokens=tokens, outbox=outbox, rmm=rmm,
         sync=SyncRunner(db, rmm, config.sync), checkpoints=ImapCheckpoints(db),
         expiry=AlertExpiry(db, metrics, config.lifecycle.expire_after,
-                           config.lifecycle.auto_close),
-        cleared=ClearedTickets(db, metrics, config.lifecycle.auto_close),
+                           config.lifecycle.auto_close, notices=notices),
+        cleared=ClearedTickets(db, metrics, config.lifecycle.auto_close, notices=notices),
         maintenance=MaintenanceWindows(db, schedule, config.lifecycle.maintenance),
         release=MaintenanceRelease(db, metrics, schedule, placer,
                                    pipeline.transitions.release_ticket,
-                                   upstream_checks(config, rmm)))
+                                   upstream_checks(config, rmm)),
+        notifiers=notifiers)

@@ -257,7 +257,8 @@ class TicketNote(Base):
 
 
 class OutboxAction(Base):
-    """An action alertd owes an upstream system (today: resolve an alert); sent by a worker."""
+    """An action alertd owes an upstream system (resolve an alert) or a `[[notify]]` target
+    (tell of a ticket's change); sent by a worker."""
 
     __tablename__ = "outbox"
     # One resolve per alert, however many times its ticket is closed or the echo arrives.
@@ -273,6 +274,9 @@ class OutboxAction(Base):
     # Indexed on its own: an alert's outbox rows (the console's ticket page) are found
     # without reading the whole outbox; (action, alert_id) cannot be entered by alert_id.
     alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"), index=True)
+    # A notification (action "notify"): the ticket it tells of, and what the event adds.
+    ticket_id: Mapped[int | None] = mapped_column(BigId)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -236,7 +236,8 @@ def delivery_view(delivery: Delivery, with_payload: bool = False) -> dict[str, A
 def outbox_view(row: OutboxAction) -> dict[str, Any]:
     return {
         "id": row.id, "action": row.action, "source": row.source, "target": row.target,
-        "alert_id": row.alert_id, "status": row.status, "attempts": row.attempts,
+        "alert_id": row.alert_id, "ticket_id": row.ticket_id, "status": row.status,
+        "attempts": row.attempts,
         "next_attempt_at": utc_iso(row.next_attempt_at) if row.status == "pending" else None,
         "last_error": row.last_error, "created_at": utc_iso(row.created_at),
         "done_at": utc_iso(row.done_at),

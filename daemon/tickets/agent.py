@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from daemon.core.clock import Clock, utcnow
 from daemon.metrics import Metrics, source_label
 from daemon.store.database import Database
+from daemon.tickets.notices import NO_NOTICES, Notices
 from daemon.tickets.transitions import CloseResult, Transitions
 
 log = logging.getLogger(__name__)
@@ -20,12 +21,14 @@ class AgentActions:
     """What a technician does to a ticket, from the API, the CLI or (later) the console."""
 
     def __init__(self, db: Database, metrics: Metrics, clock: Clock = utcnow,
-                 on_enqueued: Callable[[], None] | None = None):
+                 on_enqueued: Callable[[], None] | None = None,
+                 notices: Notices = NO_NOTICES):
         self._db = db
         self._metrics = metrics
         self._clock = clock
         self._on_enqueued = on_enqueued  # wakes the outbox worker: send the resolve now
-        self._transitions = Transitions(db.dialect_name)
+        self._notices = notices
+        self._transitions = Transitions(db.dialect_name, notices=notices)
 
     async def close(self, ticket_id: int, actor: str, note: str | None = None) -> CloseResult:
         """Close a ticket as an agent; resolve its open alert and queue the upstream resolve.
@@ -39,8 +42,8 @@ class AgentActions:
         if result.outbox_ids:
             self._metrics.outbox_enqueued.labels(source_label(result.source), "resolve_alert"
                                                  ).inc(len(result.outbox_ids))
-            if self._on_enqueued is not None:
-                self._on_enqueued()
+        if (result.outbox_ids or self._notices.any) and self._on_enqueued is not None:
+            self._on_enqueued()  # the resolves, and a notification of the close
         log.info("ticket %s closed by %s alerts_resolved=%s outbox=%s", ticket_id, actor,
                  list(result.alerts_resolved), list(result.outbox_ids))
         return result

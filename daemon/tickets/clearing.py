@@ -18,6 +18,7 @@ from daemon.metrics import Metrics
 from daemon.store.database import Database
 from daemon.store.models import Ticket
 from daemon.tickets import statements as sql
+from daemon.tickets.notices import NO_NOTICES, TICKET_UPSTREAM_RESOLVED, Notices
 from daemon.tickets.rows import trail_row
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,8 @@ def due_tickets(session: Session, now: datetime, limit: int = MAX_PER_RUN) -> li
                                 .order_by(Ticket.close_due_at).limit(limit)))
 
 
-def close_cleared(conn: Connection, ticket_id: int, auto_close: AutoClose, now: datetime
-                  ) -> bool | None:
+def close_cleared(conn: Connection, ticket_id: int, auto_close: AutoClose, now: datetime,
+                  notices: Notices = NO_NOTICES) -> bool | None:
     """Close ticket `ticket_id` if its close is (still) due: True when closed, False when left
     open (an agent worked on it meanwhile), None when nothing was due any more.
 
@@ -48,6 +49,9 @@ def close_cleared(conn: Connection, ticket_id: int, auto_close: AutoClose, now: 
     if left_open_because is None:
         sql.close_ticket(conn, ticket_id, CLEARED_BY, now)
         said = "Its condition stayed clear (close_after_clear): ticket closed by alertd."
+        # The upstream resolve is what closed it, a while later.
+        notices.queue(conn, TICKET_UPSTREAM_RESOLVED, now, source=None, ticket_id=ticket_id,
+                      alert_id=ticket["alert_id"], closed_by=CLEARED_BY)
     else:
         sql.UPDATE_TICKET.run(conn, {"row_id": ticket_id, "close_due_at": None,
                                      "upstream_resolved_at": now})
@@ -64,7 +68,9 @@ class ClearedTickets:
     """The scheduled job of `alertd run` that closes cleared tickets (every 30 s)."""
 
     def __init__(self, db: Database, metrics: Metrics,
-                 auto_close: AutoClose = AutoClose.UNTOUCHED, clock: Clock = utcnow):
+                 auto_close: AutoClose = AutoClose.UNTOUCHED, clock: Clock = utcnow,
+                 notices: Notices = NO_NOTICES):
+        self._notices = notices
         self._db = db
         self._metrics = metrics
         self._auto_close = auto_close
@@ -86,4 +92,5 @@ class ClearedTickets:
         return closed
 
     def _close(self, session: Session, *, ticket_id: int, now: datetime) -> bool | None:
-        return close_cleared(session.connection(), ticket_id, self._auto_close, now)
+        return close_cleared(session.connection(), ticket_id, self._auto_close, now,
+                             self._notices)

@@ -25,6 +25,7 @@ from daemon.metrics import Metrics, source_label
 from daemon.store.database import Database
 from daemon.store.models import Alert
 from daemon.tickets import statements as sql
+from daemon.tickets.notices import NO_NOTICES, TICKET_CLOSED, Notices
 from daemon.tickets.rows import trail_row
 from daemon.tickets.transitions import EventResult
 
@@ -63,7 +64,7 @@ def due_alerts(session: Session, now: datetime, per_source_s: Mapping[str, int],
 
 
 def expire_alert(conn: Connection, alert_id: int, after_s: int, auto_close: AutoClose,
-             now: datetime) -> EventResult | None:
+                 now: datetime, notices: Notices = NO_NOTICES) -> EventResult | None:
     """Resolve an alert open longer than `after_s` (its `expire_after`): by alertd, not
     upstream (the RMM's alert is left as it is); its ticket closed as `auto_close` says,
     with a note. None when the alert is no longer open."""
@@ -89,6 +90,8 @@ def expire_alert(conn: Connection, alert_id: int, after_s: int, auto_close: Auto
         if closing:
             sql.close_ticket(conn, ticket["id"], "alertd:expiry", now)
             said += "Ticket closed by alertd."
+            notices.queue(conn, TICKET_CLOSED, now, source=alert["source"],
+                          ticket_id=ticket["id"], alert_id=alert_id, closed_by="alertd:expiry")
         elif others_open:
             said += "The ticket stays open for the other open alerts of its condition."
         else:
@@ -103,7 +106,9 @@ class AlertExpiry:
     """The scheduled expiry of `alertd run` (every minute)."""
 
     def __init__(self, db: Database, metrics: Metrics, per_source_s: Mapping[str, int],
-                 auto_close: AutoClose = AutoClose.UNTOUCHED, clock: Clock = utcnow):
+                 auto_close: AutoClose = AutoClose.UNTOUCHED, clock: Clock = utcnow,
+                 notices: Notices = NO_NOTICES):
+        self._notices = notices
         self._db = db
         self._metrics = metrics
         self._per_source_s = dict(per_source_s)
@@ -132,4 +137,5 @@ class AlertExpiry:
 
     def _expire(self, session: Session, *, alert_id: int, after_s: int, now: datetime
                 ) -> EventResult | None:
-        return expire_alert(session.connection(), alert_id, after_s, self._auto_close, now)
+        return expire_alert(session.connection(), alert_id, after_s, self._auto_close, now,
+                            self._notices)

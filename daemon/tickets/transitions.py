@@ -45,6 +45,16 @@ from daemon.store.prepared import Prepared
 from daemon.tickets import statements as sql
 from daemon.tickets.conditions import OUTCOME_OF_CHOICE, ConditionTickets, TicketOfAlert
 from daemon.tickets.maintenance import MaintenanceSchedule, held
+from daemon.tickets.notices import (
+    ALERT_SUPPRESSED,
+    NO_NOTICES,
+    TICKET_CLOSED,
+    TICKET_OPENED,
+    TICKET_REOPENED,
+    TICKET_UPSTREAM_RESOLVED,
+    Facts,
+    Notices,
+)
 from daemon.tickets.placement import Placement, TicketPlacer
 from daemon.tickets.rows import (
     ALERT_FIELDS,
@@ -102,7 +112,9 @@ class Transitions:
                  auto_close: AutoClose = AutoClose.UNTOUCHED,
                  conditions: ConditionPolicy = DEFAULT_POLICY,
                  close_after_clear_s: int = 0,
-                 maintenance: MaintenanceSchedule | None = None):
+                 maintenance: MaintenanceSchedule | None = None,
+                 notices: Notices = NO_NOTICES):
+        self.notices = notices  # who is told of a ticket's change (`[[notify]]`)
         self._placer = placer  # a new ticket's customer, site, asset and end user
         self._maintenance = maintenance  # windows that hold new alerts' tickets back
         self._auto_close = auto_close  # whether an upstream resolve closes worked tickets
@@ -144,6 +156,11 @@ class Transitions:
                 else:
                     choice, ticket_id = got.choice, got.ticket_id
                     outcome = OUTCOME_OF_CHOICE[choice]
+                    if choice is TicketChoice.NEW or choice is TicketChoice.REOPEN:
+                        self.notices.queue(
+                            conn, TICKET_OPENED if choice is TicketChoice.NEW
+                            else TICKET_REOPENED, now, source=event.source,
+                            ticket_id=ticket_id, alert_id=new_id)
                 reason += f"; {got.reason}" if got.reason else ""
             sql.INSERT_TRAIL.run(conn, trail_row(new_id, outcome.value, now, channel,
                                               reason=reason))
@@ -198,6 +215,10 @@ class Transitions:
                     "closed by alertd.")
             sql.close_ticket(conn, ticket_id, f"upstream:{event.source}", now)
             sql.insert_note(conn, ticket_id, "alertd", note, now)
+            if not opened:  # a ticket recorded closed at once asks nothing of anyone
+                self.notices.queue(conn, TICKET_UPSTREAM_RESOLVED, now, source=event.source,
+                                   ticket_id=ticket_id, alert_id=alert["id"],
+                                   closed_by=f"upstream:{event.source}")
         elif decision.left_open_because is not None and ticket_open:
             assert ticket_id is not None
             # A late raise (the resolve came first) left open says so as the resolve would.
@@ -209,6 +230,10 @@ class Transitions:
             sql.UPDATE_TICKET.run(conn, {"row_id": ticket_id, "upstream_resolved_at": resolved_at})
             sql.insert_note(conn, ticket_id, "alertd", (
                 f"{said}; ticket left open because {decision.left_open_because}."), now)
+            self.notices.queue(conn, TICKET_OPENED if opened else TICKET_UPSTREAM_RESOLVED,
+                               now, source=event.source, ticket_id=ticket_id,
+                               alert_id=alert["id"],
+                               left_open_because=decision.left_open_because)
         elif decision.close_after_s and ticket_open:
             assert ticket_id is not None
             due = now + timedelta(seconds=decision.close_after_s)
@@ -218,6 +243,9 @@ class Transitions:
                 f"(reported by {channel}); the ticket closes at {due:%Y-%m-%d %H:%M:%S} UTC "
                 "unless its condition is raised again before (close_after_clear)."), now)
             reason += f"; ticket {ticket_id} closes at {due:%Y-%m-%d %H:%M:%S} UTC if clear"
+        elif opened and ticket_id is not None:
+            self.notices.queue(conn, TICKET_OPENED, now, source=event.source,
+                               ticket_id=ticket_id, alert_id=alert["id"])
         sql.INSERT_TRAIL.run(conn, trail_row(alert["id"], outcome.value, now, channel,
                                           reason=reason))
         return EventResult(event.source, event.uid, alert["id"], outcome.value,
@@ -239,6 +267,12 @@ class Transitions:
                 sql.UPDATE_ALERT.run(conn, {"row_id": alert_id, "suppressed_by": window.label,
                                             **({"held": held(event), "held_since": now}
                                                if alert_open else {})})
+                if alert_open:
+                    self.notices.queue(
+                        conn, ALERT_SUPPRESSED, now, source=event.source, alert_id=alert_id,
+                        facts=Facts(self.notices.customer_name(conn, placement.customer_id),
+                                    event.priority),
+                        window=window.label)
                 return Suppressed(f"suppressed by {window.label}")
         return self._conditions.ticket_for(conn, channel, event, alert_id, condition, now,
                                            alert_open, placement)
@@ -249,6 +283,11 @@ class Transitions:
         more: its own, or its condition's (`daemon.tickets.maintenance`). (ticket id, how)"""
         got = self._conditions.ticket_for(conn, alert["channels"][0], event, alert["id"],
                                           alert["condition"], now)
+        if got.choice is TicketChoice.NEW or got.choice is TicketChoice.REOPEN:
+            self.notices.queue(conn, TICKET_OPENED if got.choice is TicketChoice.NEW
+                               else TICKET_REOPENED, now, source=event.source,
+                               ticket_id=got.ticket_id, alert_id=alert["id"],
+                               window=alert["suppressed_by"])
         return got.ticket_id, got.reason or f"opened ticket {got.ticket_id}"
 
     def insert_ticket(self, conn: Connection, event: AlertEvent, alert_id: int,
@@ -303,6 +342,9 @@ class Transitions:
                 sql.INSERT_TICKETS, ticket_rows)} if ticket_rows else {}
         sql.UPDATE_ALERT.run_many(conn, [{"row_id": alert_id, "ticket_id": ticket_id}
                                          for alert_id, ticket_id in tickets.items()])
+        self.notices.queue_opened(conn, {
+            tickets[alert_id]: (event.source, alert_id)
+            for event, alert_id, _ in opening if alert_id in tickets}, now)
         sql.INSERT_TRAIL.run_many(conn, [
             trail_row(alert_id, decision.outcome.value, now, channel,
                       reason=event_reason(event, decision))
@@ -379,6 +421,10 @@ class Transitions:
             sql.INSERT_TRAIL.run(conn, trail_row(found["alert_id"], "ticket_closed", now,
                                               actor=actor,
                                               reason="the alert was resolved already"))
+        self.notices.queue(conn, TICKET_CLOSED, now,
+                           source=alerts[0]["source"] if alerts else None,
+                           ticket_id=ticket_id, alert_id=found["alert_id"], closed_by=actor,
+                           note=note or None)
         first = alerts[0] if alerts else None
         return CloseResult(ticket_id, first["id"] if first else found["alert_id"],
                            bool(resolved), outbox_ids[0] if outbox_ids else None,

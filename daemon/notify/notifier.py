@@ -1,0 +1,142 @@
+"""The `[[notify]]` targets at work: each turns outbox rows into one message and sends it.
+
+The outbox worker (`daemon.rmm.outbox`) claims the rows, decides between single messages and
+a digest (storm control) and records the outcome; a `Notifier` reads what the rows tell of
+(the ticket and alert as they are now, the event as it was), renders and sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import aiohttp
+
+from daemon import __version__
+from daemon.config.notify_sections import ChatTarget, EmailTarget, WebhookTarget
+from daemon.notify.messages import TemplateFailed, Templates, digest, document
+from daemon.notify.transports import (
+    NotifyError,
+    post_json,
+    send_mail,
+    slack_body,
+    teams_body,
+    webhook_request,
+)
+from daemon.store.queries import Queries
+
+log = logging.getLogger(__name__)
+
+Target = WebhookTarget | ChatTarget | EmailTarget
+
+
+class NoticeRow(Protocol):
+    """What the notifier reads of a claimed outbox row."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def target(self) -> str: ...  # the event
+    @property
+    def ticket_id(self) -> int | None: ...
+    @property
+    def payload(self) -> Mapping[str, Any] | None: ...
+    @property
+    def created_at(self) -> datetime | None: ...
+
+
+def _iso(moment: datetime | None) -> str:
+    return (moment or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class Notifier:
+    """One target: `send` delivers one row as a message, or several as one digest."""
+
+    def __init__(self, target: Target, queries: Queries | None, public_url: str,
+                 session: aiohttp.ClientSession):
+        self.target = target
+        self.templates = Templates.of(target.subject, target.template)
+        self._queries = queries
+        self._public_url = public_url.rstrip("/")
+        self._session = session
+
+    @property
+    def per_minute(self) -> int:
+        return self.target.storm_limit_per_minute
+
+    async def send(self, rows: Sequence[NoticeRow]) -> None:
+        """Send `rows` (one: its message; more: a digest). Raises NotifyError."""
+        documents = [await self._document(row) for row in rows]
+        if len(documents) == 1:
+            await self._deliver(documents[0])
+        else:
+            await self._deliver_digest(digest(documents, self.per_minute, self._public_url))
+
+    async def send_test(self) -> None:
+        """A test message through the target's templates and transport (`alertd notify
+        test`). Raises NotifyError, whose text says what failed."""
+        now = _iso(None)
+        sample_ticket = {
+            "id": 0, "summary": "alertd test notification", "status": "open",
+            "type": "alert", "priority": "Low", "customer": "Test customer",
+            "site": "Test site", "asset": "TEST-DEVICE", "opened_at": now, "closed_at": None,
+            "closed_by": None, "occurrences": 1, "alert": None,
+            "alerts": [{"source": "test", "uid": "test", "state": "open"}]}
+        await self._deliver(document(0, "test", now, sample_ticket, {
+            "source": "test", "uid": "test", "message": "alertd test notification"},
+            {"note": f"sent by `alertd notify test {self.target.name}`"}, self._public_url))
+
+    async def _document(self, row: NoticeRow) -> dict[str, Any]:
+        assert self._queries is not None
+        payload = dict(row.payload or {})
+        ticket = (await self._queries.ticket(row.ticket_id)
+                  if row.ticket_id is not None else None)
+        if ticket is not None:
+            ticket.pop("notes", None)  # agents' words stay in alertd
+        alert_id = payload.pop("alert_id", None)
+        alert = await self._queries.alert(alert_id) if alert_id is not None else None
+        payload.pop("source", None)
+        return document(row.id, row.target, _iso(row.created_at), ticket, alert, payload,
+                        self._public_url)
+
+    async def _deliver(self, doc: dict[str, Any]) -> None:
+        try:
+            subject, text = self.templates.render(doc)
+        except TemplateFailed as err:
+            raise NotifyError(str(err), retryable=False) from None
+        await self._transport(doc, subject, text, doc["url"])
+
+    async def _deliver_digest(self, doc: dict[str, Any]) -> None:
+        await self._transport(doc, doc["subject"], doc["text"], f"{self._public_url}/ui/tickets")
+
+    async def _transport(self, doc: dict[str, Any], subject: str, text: str, url: str) -> None:
+        target = self.target
+        if isinstance(target, WebhookTarget):
+            body, headers = webhook_request(target.secret.get_secret_value(),
+                                            {**doc, "subject": subject, "text": text})
+            await post_json(self._session, target.url, body, headers, target.timeout_s,
+                            show_url=True)
+        elif isinstance(target, ChatTarget):
+            body = (slack_body(subject, text) if target.kind == "slack"
+                    else teams_body(subject, text, url))
+            await post_json(self._session, target.url.get_secret_value(), body, {},
+                            target.timeout_s, show_url=False)
+        else:
+            await asyncio.to_thread(send_mail, target, subject, text, int(doc["id"]))
+
+
+class Notifiers:
+    """The configured targets by name, on one HTTP session (built by the composition root
+    from a running event loop; closed at shutdown)."""
+
+    def __init__(self, targets: Sequence[Target], queries: Queries | None, public_url: str):
+        """`queries`: where rows are read (None: test messages only)."""
+        self.session = aiohttp.ClientSession(headers={"User-Agent": f"alertd/{__version__}"})
+        self.by_name = {target.name: Notifier(target, queries, public_url, self.session)
+                        for target in targets}
+
+    async def close(self) -> None:
+        await self.session.close()
