@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from daemon.config.base import UNREAD_SECRET
+from daemon.config.notify_sections import NOTIFY_KINDS
 from daemon.config.root import Config
 from daemon.core.tomllines import Path_, format_path, line_of, locate_keys, syntax_error_line
 
@@ -183,6 +184,8 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None,
     except ValidationError as err:
         for error in err.errors(include_url=False):
             loc = tuple(error["loc"])
+            if len(loc) > 2 and loc[0] == "notify" and loc[2] in NOTIFY_KINDS:
+                loc = (*loc[:2], *loc[3:])  # the kind pydantic chose is no key of the file
             message = error["msg"]
             if error["type"] == "extra_forbidden":
                 message = "unknown key"

@@ -25,6 +25,7 @@ NOTIFY_EVENTS = ("ticket.opened", "ticket.reopened", "ticket.closed",
                  "ticket.upstream_resolved", "alert.suppressed")
 NotifyEvent = Literal["ticket.opened", "ticket.reopened", "ticket.closed",
                       "ticket.upstream_resolved", "alert.suppressed"]
+NOTIFY_KINDS = ("webhook", "teams", "slack", "email")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 _ADDRESS = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+")
 

@@ -95,15 +95,17 @@ class Templates:
         return subject, text.strip()[:MAX_TEXT_CHARS]
 
 
-def ticket_part(ticket: Mapping[str, Any], public_url: str) -> dict[str, Any]:
-    """The ticket as a notification shows it: names, not ids; the opening alert's text where
+def ticket_part(ticket: Mapping[str, Any], alert: Mapping[str, Any] | None, public_url: str
+                ) -> dict[str, Any]:
+    """The ticket as a notification shows it: names, not ids; the alert's own words where
     the ticket is not placed on synced records."""
-    alert = ticket.get("alert") or {}
+    alert = {**(ticket.get("alert") or {}), **(alert or {})}
     return {
         "id": ticket["id"], "url": f"{public_url}/ui/tickets/{ticket['id']}",
         "title": ticket["summary"], "state": ticket["status"], "type": ticket["type"],
         "priority": ticket["priority"],
-        "customer": ticket["customer"], "site": ticket["site"],
+        "customer": ticket["customer"] or alert.get("customer"),
+        "site": ticket["site"] or alert.get("site"),
         "device": ticket["asset"] or alert.get("device"),
         "opened_at": ticket["opened_at"], "closed_at": ticket["closed_at"],
         "closed_by": ticket["closed_by"], "occurrences": ticket.get("occurrences", 1),
@@ -124,7 +126,7 @@ def document(delivery_id: int, event: str, occurred_at: str, ticket: Mapping[str
              alert: Mapping[str, Any] | None, details: Mapping[str, Any], public_url: str
              ) -> dict[str, Any]:
     """One notification as JSON (the webhook body, the templates' context)."""
-    part = ticket_part(ticket, public_url) if ticket is not None else None
+    part = ticket_part(ticket, alert, public_url) if ticket is not None else None
     return {
         "id": delivery_id, "event": event, "what": EVENT_WORDS.get(event, event),
         "occurred_at": occurred_at, "ticket": part, "alert": alert_part(alert),

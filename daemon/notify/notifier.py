@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -56,12 +56,12 @@ class Notifier:
     """One target: `send` delivers one row as a message, or several as one digest."""
 
     def __init__(self, target: Target, queries: Queries | None, public_url: str,
-                 session: aiohttp.ClientSession):
+                 session: Callable[[], aiohttp.ClientSession]):
         self.target = target
         self.templates = Templates.of(target.subject, target.template)
         self._queries = queries
         self._public_url = public_url.rstrip("/")
-        self._session = session
+        self._session = session  # the shared HTTP session, opened at the first send
 
     @property
     def per_minute(self) -> int:
@@ -117,12 +117,12 @@ class Notifier:
         if isinstance(target, WebhookTarget):
             body, headers = webhook_request(target.secret.get_secret_value(),
                                             {**doc, "subject": subject, "text": text})
-            await post_json(self._session, target.url, body, headers, target.timeout_s,
+            await post_json(self._session(), target.url, body, headers, target.timeout_s,
                             show_url=True)
         elif isinstance(target, ChatTarget):
             body = (slack_body(subject, text) if target.kind == "slack"
                     else teams_body(subject, text, url))
-            await post_json(self._session, target.url.get_secret_value(), body, {},
+            await post_json(self._session(), target.url.get_secret_value(), body, {},
                             target.timeout_s, show_url=False)
         else:
             await asyncio.to_thread(send_mail, target, subject, text, int(doc["id"]))
@@ -134,9 +134,16 @@ class Notifiers:
 
     def __init__(self, targets: Sequence[Target], queries: Queries | None, public_url: str):
         """`queries`: where rows are read (None: test messages only)."""
-        self.session = aiohttp.ClientSession(headers={"User-Agent": f"alertd/{__version__}"})
-        self.by_name = {target.name: Notifier(target, queries, public_url, self.session)
+        self._http: aiohttp.ClientSession | None = None
+        self.by_name = {target.name: Notifier(target, queries, public_url, self._session)
                         for target in targets}
 
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(headers={"User-Agent": f"alertd/{__version__}"})
+        return self._http
+
     async def close(self) -> None:
-        await self.session.close()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None

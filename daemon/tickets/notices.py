@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, insert, select
+from sqlalchemy import Connection, Table, bindparam, func, insert, select
 
 from daemon.config.notify_sections import NOTIFY_EVENTS
 from daemon.store.models import Customer
@@ -35,8 +35,10 @@ assert set(NOTIFY_EVENTS) == {TICKET_OPENED, TICKET_REOPENED, TICKET_CLOSED,
 
 _INSERT = Prepared(insert(sql.OUTBOX))
 _CUSTOMERS: Table = Customer.__table__  # type: ignore[assignment]
+# The customer: the synced record the ticket is placed on, else the name the alert gave.
 _FACTS = Prepared(select(sql.ALERTS.c.source, sql.TICKETS.c.priority,
-                         _CUSTOMERS.c.name.label("customer"))
+                         func.coalesce(_CUSTOMERS.c.name, sql.ALERTS.c.customer)
+                         .label("customer"))
                   .select_from(sql.TICKETS)
                   .outerjoin(sql.ALERTS, sql.ALERTS.c.id == sql.TICKETS.c.alert_id)
                   .outerjoin(_CUSTOMERS, _CUSTOMERS.c.id == sql.TICKETS.c.customer_id)

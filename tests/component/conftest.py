@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +10,7 @@ import pytest
 
 from daemon.config import Config
 from daemon.http.app import create_app
-from daemon.service.wiring import ROUTES, build_services
+from daemon.service.wiring import ROUTES, Services, build_services
 from daemon.store.database import Database
 from tests.api_client import Api
 from tests.lifecycle_app import MAIL_RULES, MakeApp
@@ -18,8 +18,8 @@ from tests.webhook_samples import CONFIG
 
 
 @pytest.fixture
-def make_app(aiohttp_client: Callable[..., Any], make_config: Callable[..., Config],
-             db: Database, db_url: str, tmp_path: Path) -> MakeApp:
+async def make_app(aiohttp_client: Callable[..., Any], make_config: Callable[..., Config],
+                   db: Database, db_url: str, tmp_path: Path) -> AsyncIterator[MakeApp]:
     """The app with `lifecycle` as its [lifecycle] section (and MAIL_RULES)."""
     async def make(lifecycle: str = "") -> Api:
         rules = tmp_path / "rules.toml"
@@ -27,8 +27,12 @@ def make_app(aiohttp_client: Callable[..., Any], make_config: Callable[..., Conf
         config = make_config(f'{CONFIG}\n[rules]\npath = "{rules}"\n[lifecycle]\n{lifecycle}',
                              db_url=db_url)
         ctx = build_services(config, db)
+        built.append(ctx)
         return Api(await aiohttp_client(create_app(ctx.http, ROUTES)), ctx)
-    return make
+    built: list[Services] = []
+    yield make
+    for ctx in built:
+        await ctx.notifiers.close()
 
 
 @pytest.fixture
