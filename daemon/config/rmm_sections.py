@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -30,6 +31,9 @@ def _secret_checks(current: SecretStr | None, previous: SecretStr | None, names:
         raise ValueError(f"{names}: the previous secret is the current one")
 
 
+_ADDRESS = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+")
+
+
 class DattoConfig(Section):
     api_url: str = ""
     api_key: SecretStr | None = None
@@ -45,10 +49,23 @@ class DattoConfig(Section):
     # Seconds between polls of the open alerts (0: off). Halo's integration polls about every
     # 15 minutes; the reads cost one request per 250 alerts.
     poll_interval_s: float = Field(default=0.0, ge=0)
+    # Halo's "From Address": Datto alert mail (mail a rule with source = "datto" decides) is
+    # taken only from these senders; other senders' is kept as a rejected delivery. Empty:
+    # any sender (Datto sets the sender per account: there is no one default to assume).
+    email_from: tuple[str, ...] = ()
 
     @property
     def api_configured(self) -> bool:
         return bool(self.api_url and self.api_key and self.api_secret)
+
+    @field_validator("email_from")
+    @classmethod
+    def _addresses(cls, addresses: tuple[str, ...]) -> tuple[str, ...]:
+        for address in addresses:
+            if not _ADDRESS.fullmatch(address):
+                raise ValueError(f"{address!r} is not a mail address (the sender only, "
+                                 "without a display name)")
+        return tuple(address.casefold() for address in addresses)
 
     @model_validator(mode="after")
     def _secrets(self) -> DattoConfig:

@@ -73,6 +73,9 @@ class Interpretation:
 
     events: tuple[AlertEvent, ...] = ()
     ignored_reason: str | None = None
+    # Understood and refused (mail claiming to be Datto's from another sender): kept as a
+    # `rejected` delivery with this reason, replayable once the configuration says otherwise.
+    rejected_reason: str | None = None
     trace: Any = None
 
 

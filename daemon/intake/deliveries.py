@@ -187,6 +187,8 @@ def outcome_of(meaning: Interpretation | str, events: tuple[EventResult, ...],
                                "outcome": None}
     if isinstance(meaning, str):
         outcome = ProcessResult(0, DeliveryStatus.FAILED, error=meaning)
+    elif meaning.rejected_reason is not None:
+        outcome = ProcessResult(0, DeliveryStatus.REJECTED, error=meaning.rejected_reason)
     elif not meaning.events:
         outcome = ProcessResult(0, DeliveryStatus.IGNORED, error=meaning.ignored_reason)
     else:

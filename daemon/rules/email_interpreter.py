@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import logging
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from daemon.core.events import Interpretation, RawDelivery, Unprocessable
@@ -55,6 +55,24 @@ def interpret_mail(rules: RuleSet, delivery: RawDelivery) -> Interpretation:
     return Interpretation(events=(event,), trace=trace)
 
 
+def senders_checked(meaning: Interpretation, senders: Mapping[str, frozenset[str]]
+                    ) -> Interpretation:
+    """`meaning`, or its refusal when it names a source whose mail alertd takes only from
+    configured senders (`[datto] email_from`) and it came from another (pure)."""
+    allowed = [senders[event.source] for event in meaning.events if senders.get(event.source)]
+    if not allowed:
+        return meaning
+    sender = ((meaning.trace or {}).get("message") or {}).get("from") or ""
+    if all(sender.casefold() in addresses for addresses in allowed):
+        return meaning
+    source = next(event.source for event in meaning.events if senders.get(event.source))
+    return Interpretation(
+        rejected_reason=(f"{source} alert mail from {sender or 'no sender'!r}, which is not "
+                         f"a [{source}] email_from address ("
+                         f"{', '.join(sorted(senders[source]))})"),
+        trace=meaning.trace)
+
+
 class EmailInterpreter:
     """The interpreter of stored mail; reads `holder.rules` at each call (or batch).
 
@@ -69,17 +87,43 @@ class EmailInterpreter:
 
     def __init__(self, holder: RulesHolder, pool: WorkerPool | None = None,
                  parallel_min_batch: int = PARALLEL_MIN_BATCH,
-                 parallel_min_mean_bytes: int = PARALLEL_MIN_MEAN_BYTES):
+                 parallel_min_mean_bytes: int = PARALLEL_MIN_MEAN_BYTES,
+                 senders: Mapping[str, frozenset[str]] | None = None):
         self.holder = holder
+        # Per source, the only addresses its alert mail is taken from (empty: any).
+        self._senders = {source: addresses for source, addresses in (senders or {}).items()
+                         if addresses}
+        # Sources that could be limited to their senders and are not: said once, in the log.
+        self._unchecked = {source for source, addresses in (senders or {}).items()
+                           if not addresses}
         self._pool = pool
         self._parallel_min_batch = parallel_min_batch
         self._parallel_min_mean_bytes = parallel_min_mean_bytes
 
     def __call__(self, delivery: RawDelivery) -> Interpretation:
-        return interpret_mail(self.holder.rules, delivery)
+        return self._checked(interpret_mail(self.holder.rules, delivery))
+
+    def _checked(self, meaning: Interpretation) -> Interpretation:
+        if self._unchecked:
+            for event in meaning.events:
+                if event.source in self._unchecked:
+                    self._unchecked.discard(event.source)
+                    log.warning("%s alert mail is taken from any sender (this one: %s): set "
+                                "[%s] email_from to your account's sender address",
+                                event.source, (meaning.trace or {}).get("message", {})
+                                .get("from"), event.source)
+        return senders_checked(meaning, self._senders) if self._senders else meaning
 
     def interpret_many(self, deliveries: Sequence[RawDelivery]
                        ) -> list[Interpretation | Exception]:
+        outcomes = self._interpret_many(deliveries)
+        if not (self._senders or self._unchecked):
+            return outcomes
+        return [self._checked(outcome) if isinstance(outcome, Interpretation) else outcome
+                for outcome in outcomes]
+
+    def _interpret_many(self, deliveries: Sequence[RawDelivery]
+                        ) -> list[Interpretation | Exception]:
         rules = self.holder.rules  # one rule set for the whole batch, even across a SIGHUP
         sizes = [len(delivery.payload) for delivery in deliveries]
         if (self._pool is not None and rules.text is not None
@@ -99,11 +143,12 @@ class EmailInterpreter:
             self._pool.close()
 
 
-def email_interpreter(holder: RulesHolder) -> EmailInterpreter:
+def email_interpreter(holder: RulesHolder, senders: Mapping[str, frozenset[str]] | None = None
+                      ) -> EmailInterpreter:
     """The interpreter of stored mail, with one worker process per core (at most 4; none on
-    one core) for large batches."""
+    one core) for large batches; `senders`: see `senders_checked`."""
     workers = default_workers()
-    return EmailInterpreter(holder, WorkerPool(workers) if workers else None)
+    return EmailInterpreter(holder, WorkerPool(workers) if workers else None, senders=senders)
 
 
 def _outcome(rules: RuleSet, delivery: RawDelivery) -> Interpretation | Exception:

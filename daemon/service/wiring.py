@@ -50,7 +50,7 @@ ROUTES = (setup_api_routes, setup_webhook_routes, setup_console_routes)
 
 def build_interpreters(config: Config, rules: RulesHolder) -> dict[str, Interpreter]:
     """Which interpreter reads which channel."""
-    email = email_interpreter(rules)
+    email = email_interpreter(rules, {"datto": frozenset(config.datto.email_from)})
     # Webhook and polling tickets take their source's `ticket_type` (email rules set theirs).
     types = {"datto": config.datto.ticket_type, "syncro": config.syncro.ticket_type}
     return {Channel.API.value: interpret_api_delivery, Channel.SMTP.value: email,
