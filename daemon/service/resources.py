@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -189,6 +189,17 @@ async def smtp_server(services: Services, shutdown: Shutdown) -> AsyncIterator[i
 EXPIRY_INTERVAL_S = 60  # how late past its `expire_after` an alert may expire
 CLEARED_INTERVAL_S = 30  # how late past its `close_after_clear` a ticket may close
 RELEASE_INTERVAL_S = 30  # how late after its window a suppressed alert gets its ticket
+MAIL_DEVICES_INTERVAL_S = 60  # how late a Datto mail alert's ticket gets its device's asset
+
+
+def _then_notify(services: Services, job: Callable[[], Awaitable[Any]]
+                 ) -> Callable[[], Awaitable[None]]:
+    """`job`, then a wake-up of the outbox worker: the job may have queued notifications."""
+    async def run() -> None:
+        await job()
+        if services.notifiers.by_name:
+            services.outbox.kick()
+    return run
 
 
 @contextlib.asynccontextmanager
@@ -202,14 +213,20 @@ async def scheduler(services: Services) -> AsyncIterator[None]:
                  id="outbox", max_instances=1, coalesce=True)
     # Always on: an email rule may set `expire_after` at any reload. With none set and no
     # `[lifecycle] expire_after`, a run finds no non-null entry in one index.
-    jobs.add_job(services.expiry.run_once, "interval", seconds=EXPIRY_INTERVAL_S,
+    jobs.add_job(_then_notify(services, services.expiry.run_once), "interval",
+                 seconds=EXPIRY_INTERVAL_S,
                  id="alert-expiry", max_instances=1, coalesce=True)
     # Always on too: tickets may wait for `close_after_clear` from before a reload set it to 0.
-    jobs.add_job(services.cleared.run_once, "interval", seconds=CLEARED_INTERVAL_S,
+    jobs.add_job(_then_notify(services, services.cleared.run_once), "interval",
+                 seconds=CLEARED_INTERVAL_S,
                  id="ticket-cleared", max_instances=1, coalesce=True)
     # Suppressed alerts get their ticket within a minute of their window's end.
-    jobs.add_job(services.release.run_once, "interval", seconds=RELEASE_INTERVAL_S,
-                 id="maintenance-release", max_instances=1, coalesce=True)
+    jobs.add_job(_then_notify(services, services.release.run_once), "interval",
+                 seconds=RELEASE_INTERVAL_S, id="maintenance-release", max_instances=1,
+                 coalesce=True)
+    if services.mail_devices is not None:
+        jobs.add_job(services.mail_devices.run_once, "interval", seconds=MAIL_DEVICES_INTERVAL_S,
+                     id="datto-mail-devices", max_instances=1, coalesce=True)
     if config.sync.schedule != "off" and services.sync.enabled_sources():
         jobs.add_job(services.sync.run_scheduled, CronTrigger.from_crontab(config.sync.schedule),
                      id="sync", max_instances=1, coalesce=True, misfire_grace_time=3600)

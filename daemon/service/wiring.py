@@ -22,6 +22,7 @@ from daemon.intake.worker import DeliveryQueue, DeliveryWorker
 from daemon.metrics import ChannelHealth, Metrics
 from daemon.notify.notifier import Notifiers
 from daemon.rmm.clients import RmmClients, build_clients
+from daemon.rmm.mail_devices import MailAlertDevices
 from daemon.rmm.outbox import OutboxPolicy, OutboxWorker
 from daemon.rmm.poll import Poller, datto_poller, syncro_poller
 from daemon.rules.email_interpreter import RulesHolder, email_interpreter
@@ -127,6 +128,7 @@ class Services:
     maintenance: MaintenanceWindows
     release: MaintenanceRelease
     notifiers: Notifiers
+    mail_devices: MailAlertDevices | None  # with the Datto API: mail alerts' devices
     readiness: Readiness = field(default_factory=Readiness)
     health: ChannelHealth = field(default_factory=ChannelHealth)
 
@@ -201,4 +203,6 @@ def build_services(config: Config, db: Database) -> Services:
         release=MaintenanceRelease(db, metrics, schedule, placer,
                                    pipeline.transitions.release_ticket,
                                    upstream_checks(config, rmm)),
-        notifiers=notifiers)
+        notifiers=notifiers,
+        mail_devices=MailAlertDevices(db, rmm.datto, placer) if rmm.datto is not None
+        else None)

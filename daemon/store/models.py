@@ -155,6 +155,9 @@ class Alert(Base):
     ticket_id: Mapped[int | None] = mapped_column(BigId)
     # Which condition the alert reports (daemon.core.conditions.condition_key), if known.
     condition: Mapped[str | None] = mapped_column(String(255))
+    # The RMM's id of its device, when a copy carried it (webhook, poll) or the API named it
+    # for a mail alert (daemon.rmm.mail_devices; "" when Datto named none).
+    device_ref: Mapped[str | None] = mapped_column(String(200))
     # The maintenance window that held its ticket back ("window 3", "weekly window 'patch
     # night'"): while it has no ticket and is open, it gets one when no window covers it.
     suppressed_by: Mapped[str | None] = mapped_column(String(100), index=True)

@@ -11,7 +11,7 @@ from daemon.core.lifecycle import AlertState, EventDecision
 from daemon.tickets.placement import Placement
 
 # An event's values kept on its alert (a twin fills in those still empty).
-ALERT_FIELDS = ("device", "site", "customer", "priority", "message")
+ALERT_FIELDS = ("device", "site", "customer", "priority", "message", "device_ref")
 
 
 def new_alert_row(channel: str, event: AlertEvent, decision: EventDecision, now: datetime,

@@ -182,7 +182,8 @@ class Transitions:
             "state": alert["state"], "resolved_by": alert["resolved_by"],
             "resolved_at": alert["resolved_at"],
             # A twin fills in what the first copy lacked (a webhook knows more than a subject).
-            **{name: alert[name] if alert[name] is not None else getattr(event, name)
+            # ("" is a device id asked for and not found: a copy that names one fills it.)
+            **{name: alert[name] if alert[name] not in (None, "") else getattr(event, name)
                for name in ALERT_FIELDS},
         }
         if decision.open_ticket and alert["condition"] is None:
