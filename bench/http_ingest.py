@@ -5,7 +5,7 @@ group commit (the reference of ../shared/perf-notes.md), in the same run.
 
     .venv/bin/python bench/http_ingest.py [--duration 10] [--connections 50]
         [--routes datto,syncro,api] [--postgres postgresql+asyncpg://127.0.0.1/test]
-        [--processes 2] [--profile DIR]
+        [--processes 2] [--profile DIR] [--notify]
 
 Each target is its own server process: the bare handler, then `alertd run` itself (the real
 daemon with its default logging, SMTP listener and scheduler). The load comes from wrk
@@ -15,6 +15,10 @@ daemon with its default logging, SMTP listener and scheduler). The load comes fr
 non-2xx answers, the server's CPU time per request (user + system, all its threads: steadier
 than the rate on a busy machine) and its peak RSS (VmHWM). Compare ratios within one run
 only (../shared/perf-notes.md).
+
+`--notify`: alertd also has a `[[notify]]` webhook target for `ticket.opened` (a local sink
+answering 204), so every ticket queues a notification: the cost of notifications on intake.
+Its storm limit (1000 a minute) turns the rest into digests, as it would in a real storm.
 """
 
 from __future__ import annotations
@@ -118,17 +122,39 @@ def serve_bare(db_path: Path) -> None:
     asyncio.run(serve())
 
 
-def start_alertd(tmp: Path, name: str, database_toml: str, root: Path = ROOT
-                 ) -> tuple[subprocess.Popen[str], int]:
+def start_alertd(tmp: Path, name: str, database_toml: str, root: Path = ROOT,
+                 notify_port: int | None = None) -> tuple[subprocess.Popen[str], int]:
     state = tmp / name
     state.mkdir()
     config = state / "alertd.toml"
+    notify = (f'[[notify]]\nname = "sink"\nkind = "webhook"\n'
+              f'url = "http://127.0.0.1:{notify_port}/hook"\nsecret = "{SECRET}"\n'
+              'events = ["ticket.opened"]\nstorm_limit_per_minute = 1000\n'
+              if notify_port else "")
     config.write_text(f'[daemon]\nstate_dir = "{state}"\n[http]\nlisten = "127.0.0.1:0"\n'
                       f'[smtp]\nlisten = "127.0.0.1:0"\n[api]\ntokens = ["{SECRET}"]\n'
                       f'[datto]\nwebhook_secret = "{SECRET}"\n'
-                      f'[syncro]\nwebhook_token = "{SECRET}"\n' + database_toml)
+                      f'[syncro]\nwebhook_token = "{SECRET}"\n' + database_toml + notify)
     return start_server([sys.executable, "-m", "daemon", "run", "--config", str(config)],
                         state / "log", r"alertd ready: http=127\.0\.0\.1:(\d+)", cwd=root)
+
+
+def serve_sink() -> None:
+    """A receiver of notifications: 204 to every POST."""
+    from aiohttp import web
+
+    async def serve() -> None:
+        app = web.Application()
+        app.router.add_post("/hook", lambda _: web.Response(status=204))
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        print(f"sink ready: http=127.0.0.1:{port}", flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
 
 
 def start_bare(tmp: Path) -> tuple[subprocess.Popen[str], int]:
@@ -272,36 +298,52 @@ def main() -> None:
                              "an earlier revision measured the same way)")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="py-spy the servers during the measured run (pip install py-spy)")
+    parser.add_argument("--notify", action="store_true",
+                        help="alertd notifies a local webhook sink of every ticket opened")
     parser.add_argument("--serve-bare", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-sink", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
         serve_bare(args.serve_bare)
+        return
+    if args.serve_sink:
+        serve_sink()
         return
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
     routes = args.routes.split(",")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        print(f"wrk -t2 -c{args.connections} -d{args.duration}s, new alert id per request, "
-              f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}", flush=True)
-        for route in routes:
-            path = ROUTES[route][0].split("?")[0]
-            bare = None
-            if args.sqlite:
-                bare = measure(f"bare aiohttp + group commit ({route})",
-                               [start_bare(tmp / route)], route, args, tmp)
-                server = start_alertd(tmp, f"{route}-sqlite", "", args.alertd_root)
-                ours = measure(f"alertd {path} SQLite", [server], route, args, tmp)
-                print(f"ratio alertd/bare ({route}, SQLite): {ours / bare:.0%}", flush=True)
-            if args.postgres:
-                database = reset_postgres(args.postgres)
-                servers = [start_alertd(tmp, f"{route}-pg-{n}", database, args.alertd_root)
-                           for n in range(args.processes)]
-                pg = measure(f"alertd {path} PG x{args.processes}", servers, route, args, tmp)
-                if bare is not None:
-                    print(f"ratio alertd PostgreSQL/bare SQLite ({route}): {pg / bare:.0%}",
-                          flush=True)
+        sink = (start_server([sys.executable, __file__, "--serve-sink"], tmp / "sink.log",
+                             r"sink ready: http=127\.0\.0\.1:(\d+)") if args.notify else None)
+        notify_port = sink[1] if sink else None
+        try:
+            print(f"wrk -t2 -c{args.connections} -d{args.duration}s, new alert id per request, "
+                  f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}", flush=True)
+            for route in routes:
+                path = ROUTES[route][0].split("?")[0]
+                bare = None
+                if args.sqlite:
+                    bare = measure(f"bare aiohttp + group commit ({route})",
+                                   [start_bare(tmp / route)], route, args, tmp)
+                    server = start_alertd(tmp, f"{route}-sqlite", "", args.alertd_root,
+                                          notify_port)
+                    ours = measure(f"alertd {path} SQLite", [server], route, args, tmp)
+                    print(f"ratio alertd/bare ({route}, SQLite): {ours / bare:.0%}", flush=True)
+                if args.postgres:
+                    database = reset_postgres(args.postgres)
+                    servers = [start_alertd(tmp, f"{route}-pg-{n}", database, args.alertd_root,
+                                            notify_port)
+                               for n in range(args.processes)]
+                    pg = measure(f"alertd {path} PG x{args.processes}", servers, route, args, tmp)
+                    if bare is not None:
+                        print(f"ratio alertd PostgreSQL/bare SQLite ({route}): {pg / bare:.0%}",
+                              flush=True)
 
+        finally:
+            if sink is not None:
+                sink[0].terminate()
+                sink[0].wait(10)
 
 if __name__ == "__main__":
     main()

@@ -19,6 +19,7 @@ from daemon.metrics import Metrics
 from daemon.store.database import Database
 from daemon.store.queries import Page, Queries
 from daemon.tickets.agent import AgentActions
+from daemon.tickets.notices import Notices
 from daemon.tickets.transitions import TicketNotFound
 
 
@@ -57,8 +58,9 @@ async def run(inv: Invocation, db: Database) -> int:
                                  (t["alert"] or {}).get("uid"), short_time(t["opened_at"]),
                                  t["summary"]])
         return 0
-    # A CLI close queues the upstream resolve; a running daemon's outbox sends it.
-    agent = AgentActions(db, Metrics())
+    # A CLI close queues the upstream resolve and its notifications; a running daemon's
+    # outbox sends them (at its next look, `[outbox] interval_s`).
+    agent = AgentActions(db, Metrics(), notices=Notices(inv.config.notify))
     try:
         if args.action == "close":
             result = await agent.close(args.id, actor(args), args.note)
