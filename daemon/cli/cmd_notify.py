@@ -11,7 +11,7 @@ from daemon.cli.output import show, table
 from daemon.config import Config
 from daemon.config.notify_sections import ChatTarget, EmailTarget, WebhookTarget
 from daemon.notify.notifier import Notifiers
-from daemon.notify.transports import NotifyError
+from daemon.notify.transports import NotifyError, shown_url
 
 
 def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
@@ -30,7 +30,7 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
 def where(target: WebhookTarget | ChatTarget | EmailTarget) -> str:
     """Where a target sends, without a credential (a chat webhook's URL is one)."""
     if isinstance(target, WebhookTarget):
-        return target.url
+        return shown_url(target.url, with_path=True)
     if isinstance(target, ChatTarget):
         return f"{target.kind} incoming webhook"
     return f"{', '.join(target.to)} via {target.smtp_host}:{target.smtp_port}"

@@ -24,9 +24,9 @@ from daemon.config.root import Config
 from daemon.core.tomllines import Path_, format_path, line_of, locate_keys, syntax_error_line
 
 SECRET_NAMES = ("api_key", "api_secret", "webhook_secret", "webhook_token",
-                "previous_webhook_secret", "previous_webhook_token", "password",
-                # [[notify]]: a webhook's signing secret; a chat webhook's URL (a credential)
-                "secret", "url")
+                "previous_webhook_secret", "previous_webhook_token", "password")
+# In [[notify]] entries only: a webhook's signing secret; a chat webhook's URL (a credential).
+NOTIFY_SECRET_NAMES = ("secret", "url")
 
 
 def packaged_rules_path() -> Path:
@@ -74,7 +74,8 @@ def _resolve_secrets(
     `sections`: the top-level sections whose secrets are read (None: all). The others get
     `UNREAD_SECRET`, unread: `alertd tickets list` must work where the IMAP password is a
     systemd credential only the service can read."""
-    for name in SECRET_NAMES:
+    names = SECRET_NAMES + NOTIFY_SECRET_NAMES if path[:1] == ("notify",) else SECRET_NAMES
+    for name in names:
         given = [k for k in (name, f"{name}_file", f"{name}_env") if k in table]
         if len(given) > 1:
             issues.append(((*path, given[1]), f"give only one of {', '.join(given)}"))

@@ -61,8 +61,8 @@ class _Target(Section):
     @field_validator("subject", "template")
     @classmethod
     def _template(cls, source: str) -> str:
-        try:  # compiled here so a mistake is reported with the file's line, not at send
-            SandboxedEnvironment().parse(source)
+        try:  # compiled here (unknown filters too) so a mistake is reported with the line
+            SandboxedEnvironment().from_string(source)
         except TemplateSyntaxError as err:
             raise ValueError(f"template line {err.lineno}: {err.message}") from None
         return source

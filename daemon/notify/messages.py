@@ -137,17 +137,26 @@ def document(delivery_id: int, event: str, occurred_at: str, ticket: Mapping[str
     }
 
 
+MAX_DIGEST_LINES = 30  # in the text; the webhook's `notifications` has every one
+
+
 def digest(documents: Sequence[Mapping[str, Any]], per_minute: int, public_url: str
            ) -> dict[str, Any]:
-    """Many notifications to one target as one: its storm limit was reached."""
+    """Many notifications to one target as one: its storm limit was reached. Its id names
+    every row it carries ("digest-41-42-57"): a receiver that drops ids it has seen drops a
+    resent digest, never one carrying other rows."""
     lines = [f"- {doc['event']}: "
              + (f"ticket #{doc['ticket']['id']} {doc['ticket']['title']}" if doc["ticket"]
                 else f"alert {doc['alert']['source']} {doc['alert']['uid']}")
-             for doc in documents]
+             for doc in documents[:MAX_DIGEST_LINES]]
+    if len(documents) > MAX_DIGEST_LINES:
+        lines.append(f"- ... and {len(documents) - MAX_DIGEST_LINES} more")
+    text = "\n".join([f"{len(documents)} notifications came faster than {per_minute} a "
+                      "minute; here they are together:", *lines, f"{public_url}/ui/tickets"])
     return {
-        "id": documents[0]["id"], "event": "digest", "count": len(documents),
+        "id": "digest-" + "-".join(str(doc["id"]) for doc in documents),
+        "event": "digest", "count": len(documents),
         "subject": f"[alertd] {len(documents)} notifications (over {per_minute} a minute)",
-        "text": "\n".join([f"{len(documents)} notifications came faster than {per_minute} a "
-                           "minute; here they are together:", *lines, f"{public_url}/ui/tickets"]),
+        "text": text[:MAX_TEXT_CHARS],
         "notifications": list(documents),
     }

@@ -118,14 +118,14 @@ class Notifier:
             body, headers = webhook_request(target.secret.get_secret_value(),
                                             {**doc, "subject": subject, "text": text})
             await post_json(self._session(), target.url, body, headers, target.timeout_s,
-                            show_url=True)
+                            show_path=True)
         elif isinstance(target, ChatTarget):
             body = (slack_body(subject, text) if target.kind == "slack"
                     else teams_body(subject, text, url))
             await post_json(self._session(), target.url.get_secret_value(), body, {},
-                            target.timeout_s, show_url=False)
+                            target.timeout_s, show_path=False)
         else:
-            await asyncio.to_thread(send_mail, target, subject, text, int(doc["id"]))
+            await asyncio.to_thread(send_mail, target, subject, text, str(doc["id"]))
 
 
 class Notifiers:

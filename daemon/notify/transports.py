@@ -44,16 +44,25 @@ def signature(secret: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
-def _where(url: str) -> str:
-    """A URL as errors name it: scheme and host, never the path (a chat webhook's secret)."""
+def shown_url(url: str, with_path: bool) -> str:
+    """A URL as errors, logs and the CLI name it: never user-info or query (a token may sit
+    there), and the path only when it is no credential (a chat webhook's is)."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path if with_path else ''}"
+
+
+def _failure(err: aiohttp.ClientError) -> str:
+    """What went wrong, without the exception's text (it may quote the URL)."""
+    if isinstance(err, aiohttp.ClientConnectorError):
+        return f"{type(err).__name__}: {err.os_error}"  # the host and port at most
+    return type(err).__name__
 
 
 async def post_json(session: aiohttp.ClientSession, url: str, body: bytes,
-                    headers: Mapping[str, str], timeout_s: float, show_url: bool) -> None:
+                    headers: Mapping[str, str], timeout_s: float, show_path: bool) -> None:
     """POST `body`; return on 2xx, raise NotifyError otherwise."""
-    where = url if show_url else _where(url)
+    where = shown_url(url, show_path)
     try:
         async with session.post(url, data=body, allow_redirects=False,
                                 headers={"Content-Type": "application/json", **headers},
@@ -64,8 +73,7 @@ async def post_json(session: aiohttp.ClientSession, url: str, body: bytes,
     except TimeoutError:
         raise NotifyError(f"{where}: no answer within {timeout_s:g} s", True) from None
     except aiohttp.ClientError as err:
-        raise NotifyError(f"{where}: {type(err).__name__}: {err}"
-                          .replace(url, where), True) from None
+        raise NotifyError(f"{where}: {_failure(err)}", True) from None
     snippet = " ".join(text.split())[:MAX_ANSWER_CHARS]
     retryable = answer.status == 429 or answer.status >= 500
     raise NotifyError(f"{where} answered HTTP {answer.status}"
@@ -93,17 +101,20 @@ def slack_body(subject: str, text: str) -> bytes:
                        "unfurl_links": False}, ensure_ascii=False).encode()
 
 
+def _plain(text: str, **style: Any) -> dict[str, Any]:
+    """A line of plain text on a card: a TextRun renders no Markdown (a TextBlock would turn
+    an alert's `[Reset your password](https://...)` into a link)."""
+    return {"type": "RichTextBlock", "inlines": [{"type": "TextRun", "text": text, **style}]}
+
+
 def teams_body(subject: str, text: str, url: str) -> bytes:
     """An Adaptive Card in the message envelope that Teams' incoming webhooks (connector and
-    Workflows) take. TextBlocks render a Markdown subset: alert text is put in as is (it
-    cannot run anything there), with line breaks kept."""
+    Workflows) take: the subject in bold, then the text a line per block."""
     card: dict[str, Any] = {
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "type": "AdaptiveCard", "version": "1.4",
-        "body": [
-            {"type": "TextBlock", "text": subject, "weight": "Bolder", "wrap": True},
-            {"type": "TextBlock", "text": text.replace("\n", "\n\n"), "wrap": True},
-        ],
+        "body": [_plain(subject, weight="Bolder"),
+                 *(_plain(line) for line in text.splitlines() if line.strip())],
         "actions": [{"type": "Action.OpenUrl", "title": "Open in alertd", "url": url}],
     }
     return json.dumps({"type": "message", "attachments": [{
@@ -111,7 +122,7 @@ def teams_body(subject: str, text: str, url: str) -> bytes:
         ensure_ascii=False).encode()
 
 
-def send_mail(target: Any, subject: str, text: str, delivery_id: int) -> None:
+def send_mail(target: Any, subject: str, text: str, delivery_id: str) -> None:
     """Send one mail through the target's relay (blocking: run in a thread)."""
     message = EmailMessage()
     message["From"] = target.mail_from

@@ -15,6 +15,7 @@ device already and are never asked about.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
 from functools import partial
 from typing import Protocol
@@ -34,6 +35,7 @@ from daemon.tickets.placement import TicketPlacer
 
 log = logging.getLogger(__name__)
 
+_GUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 MAX_ASKED_PER_RUN = 50  # reads per run (every minute): far under Datto's read limit
 # `device_ref` of an alert Datto was asked about and named no device for: never asked again.
 NO_DEVICE = ""
@@ -71,11 +73,15 @@ class MailAlertDevices:
             (int(row.id), str(row.uid)) for row in s.execute(_DUE.limit(MAX_ASKED_PER_RUN))])
         placed = 0
         for alert_id, uid in due:
-            try:
-                found = await self._datto.alert(uid)
-            except RmmError as err:  # the next run asks again
-                log.warning("datto: could not read alert %s for its device (%s)", uid, err)
-                break
+            found = None
+            if _GUID.fullmatch(uid):  # Datto's alert ids; anything else Datto cannot know
+                try:
+                    found = await self._datto.alert(uid)
+                except RmmError as err:
+                    log.warning("datto: could not read alert %s for its device (%s)", uid, err)
+                    if err.retryable:
+                        break  # Datto is unwell: the next run asks again
+                    # Refused for this alert (and retrying cannot help): not asked again.
             if await self._db.write(partial(self._complete, alert_id=alert_id, found=found,
                                             now=self._clock())):
                 placed += 1

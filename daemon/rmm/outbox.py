@@ -278,7 +278,8 @@ class OutboxWorker:
 
     async def _failed_all(self, rows: list[ClaimedAction], err: Exception, permanent: bool
                           ) -> None:
-        retry_at = self._retry_at(rows[0].attempts, err, self._clock())  # a digest stays one
+        # A digest stays one (one retry time), backed off as its freshest row.
+        retry_at = self._retry_at(min(row.attempts for row in rows), err, self._clock())
         for row in rows:
             await self._failed(row, err, permanent, retry_at)
 

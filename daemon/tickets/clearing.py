@@ -57,6 +57,8 @@ def close_cleared(conn: Connection, ticket_id: int, auto_close: AutoClose, now: 
                                      "upstream_resolved_at": now})
         said = (f"Its condition stayed clear (close_after_clear); ticket left open because "
                 f"{left_open_because}.")
+        notices.queue(conn, TICKET_UPSTREAM_RESOLVED, now, source=None, ticket_id=ticket_id,
+                      alert_id=ticket["alert_id"], left_open_because=left_open_because)
     sql.insert_note(conn, ticket_id, "alertd", said, now)
     if ticket["alert_id"] is not None:
         sql.INSERT_TRAIL.run(conn, trail_row(

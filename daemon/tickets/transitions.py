@@ -183,7 +183,8 @@ class Transitions:
             "resolved_at": alert["resolved_at"],
             # A twin fills in what the first copy lacked (a webhook knows more than a subject).
             # ("" is a device id asked for and not found: a copy that names one fills it.)
-            **{name: alert[name] if alert[name] not in (None, "") else getattr(event, name)
+            **{name: alert[name] if alert[name] not in (None, "")
+               or getattr(event, name) is None else getattr(event, name)
                for name in ALERT_FIELDS},
         }
         if decision.open_ticket and alert["condition"] is None:
@@ -271,8 +272,8 @@ class Transitions:
                 if alert_open:
                     self.notices.queue(
                         conn, ALERT_SUPPRESSED, now, source=event.source, alert_id=alert_id,
-                        facts=Facts(self.notices.customer_name(conn, placement.customer_id),
-                                    event.priority),
+                        facts=Facts(self.notices.customer_name(conn, placement.customer_id)
+                                    or event.customer, event.priority),
                         window=window.label)
                 return Suppressed(f"suppressed by {window.label}")
         return self._conditions.ticket_for(conn, channel, event, alert_id, condition, now,

@@ -24,6 +24,7 @@ from sqlalchemy import select
 from daemon.core.clock import utcnow
 from daemon.rmm.outbox import OutboxWorker
 from daemon.store.models import OutboxAction
+from daemon.tickets.clearing import ClearedTickets
 from tests.api_client import Api
 from tests.component.test_webhooks import datto_body, post_datto, post_syncro
 from tests.lifecycle_app import MakeApp, uid
@@ -223,6 +224,8 @@ async def test_a_storm_becomes_one_digest(
     assert [doc["event"] for doc in got.bodies()] == ["ticket.opened"] * 2 + ["digest"]
     digest = got.bodies()[-1]
     verify(*got.got[-1])
+    ids = [str(doc["id"]) for doc in digest["notifications"]]
+    assert digest["id"] == got.got[-1][0]["X-Alertd-Delivery"] == "digest-" + "-".join(ids)
     assert digest["count"] == 10 and len(digest["notifications"]) == 10
     assert "10 notifications" in digest["subject"]
     await raise_alerts(range(12, 17))
@@ -252,7 +255,7 @@ async def test_slack_escapes_alert_text_and_teams_gets_an_adaptive_card(
     assert "<!channel>" not in slack["text"]
     card = teams["attachments"][0]
     assert card["contentType"] == "application/vnd.microsoft.card.adaptive"
-    texts = [block["text"] for block in card["content"]["body"]]
+    texts = [block["inlines"][0]["text"] for block in card["content"]["body"]]
     assert any("<!channel> disk & <b>full</b>" in text for text in texts)
     assert card["content"]["actions"][0]["url"].endswith("/ui/tickets/1")
 
@@ -330,3 +333,52 @@ async def test_no_target_no_rows(make_app: MakeApp) -> None:
     await post_datto(app, datto_body(uid=uid(1)))
     assert await outbox_rows(app) == []
 
+
+
+async def test_the_close_after_clear_tells_of_the_upstream_resolve_closed_or_left_open(
+        make_app: MakeApp, receiver: tuple[Receiver, str]) -> None:
+    got, url = receiver
+    app = await make_app('close_after_clear = "10m"\n'
+                         + target("ops", url, events='["ticket.upstream_resolved"]'))
+    opened = []
+    for n in (1, 2):  # two devices: two tickets
+        status, answer = await post_datto(app, datto_body(uid=uid(n), device_uid=f"dev-{n}"))
+        assert status == 201
+        opened.append(answer["events"][0]["ticket_id"])
+        await post_datto(app, datto_body(uid=uid(n), device_uid=f"dev-{n}", resolved=True))
+    assert await outbox_rows(app) == []  # waiting to stay clear: nothing to tell yet
+    status, _ = await app.call("POST", f"/api/tickets/{opened[1]}/notes",
+                               body={"body": "looking at it"})
+    assert status == 201
+    later = utcnow() + timedelta(minutes=11)
+    assert await ClearedTickets(app.ctx.db, app.ctx.metrics, clock=lambda: later,
+                                notices=app.ctx.pipeline.transitions.notices).run_once() == 1
+    worker = OutboxWorker(app.ctx.db, {}, app.ctx.metrics, clock=lambda: later,
+                          notifiers=app.ctx.notifiers.by_name)
+    assert await worker.run_due() == 2
+    told = {doc["ticket"]["id"]: doc for doc in got.bodies()}
+    assert told[opened[0]]["details"]["closed_by"] == "alertd:cleared"
+    assert told[opened[0]]["ticket"]["state"] == "closed"
+    assert told[opened[1]]["details"]["left_open_because"] is not None
+    assert told[opened[1]]["ticket"]["state"] == "open"
+
+
+async def test_a_suppressed_alert_is_told_to_a_target_filtering_on_its_customer(
+        make_app: MakeApp, receiver: tuple[Receiver, str]) -> None:
+    got, url = receiver
+    app = await make_app(target("acme", url, events='["alert.suppressed"]',
+                                customers='["acme dental"]'))
+    status, window = await app.call("POST", "/api/maintenance", body={
+        "scope": "device", "value": "FS-ACME-01", "reason": "disk swap",
+        "starts_at": (utcnow() - timedelta(minutes=1)).isoformat(),
+        "ends_at": (utcnow() + timedelta(hours=1)).isoformat()})
+    assert status == 201, window
+    status, answer = await post_datto(app, datto_body(uid=uid(1),
+                                                      fields={"Client": "Acme Dental"}))
+    assert answer["events"][0]["outcome"] == "suppressed"
+    assert await app.ctx.outbox.run_due() == 1
+    (doc,) = got.bodies()
+    assert doc["event"] == "alert.suppressed" and doc["ticket"] is None
+    assert doc["alert"]["customer"] == "Acme Dental"
+    assert doc["details"]["window"] == f"window {window['id']}"
+    assert "suppressed by maintenance" in doc["subject"]

@@ -73,6 +73,7 @@ subject = "{{{{ ticket.title }}}}"
     ('secret = "short"', "at least 16 characters"),
     ('sources = ["Datto RMM"]', "is not a source name"),
     ('template = "{% if ticket %}unclosed"', "template line 1"),
+    ('subject = "{{ ticket.title | uper }}"', "No filter named 'uper'"),
     ("storm_limit_per_minute = 0", "greater than or equal to 1"),
 ])
 def test_a_wrong_target_is_refused_with_its_line(
@@ -103,3 +104,9 @@ events = ["ticket.opened"]
 """)
     assert "'not an address' is not a mail address" in said
     assert "relay-password" not in said
+
+
+def test_url_and_secret_are_secrets_in_notify_entries_only(
+        write_config: Callable[[str], Path]) -> None:
+    said = problems(write_config, '[database]\nurl_file = "/etc/alertd/db-url"\n')
+    assert "database.url_file: unknown key" in said

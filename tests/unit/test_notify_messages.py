@@ -9,7 +9,7 @@ import json
 import pytest
 
 from daemon.notify.messages import TemplateFailed, Templates, digest, document
-from daemon.notify.transports import slack_body, teams_body, webhook_request
+from daemon.notify.transports import shown_url, slack_body, teams_body, webhook_request
 
 TICKET = {"id": 7, "summary": "PC-01 - Disk C: full", "status": "open", "type": "alert",
           "priority": "High", "customer": None, "site": "HQ", "asset": None,
@@ -68,13 +68,24 @@ def test_the_signature_is_the_hmac_of_the_exact_body() -> None:
 def test_chat_bodies() -> None:
     slack = json.loads(slack_body("<@here> s", "a & <b>"))
     assert slack["text"] == "*&lt;@here&gt; s*\na &amp; &lt;b&gt;"
-    teams = json.loads(teams_body("s", "line 1\nline 2", "https://x/ui/tickets/7"))
+    teams = json.loads(teams_body("s", "line 1\n[a link](https://evil.example)",
+                                  "https://x/ui/tickets/7"))
     card = teams["attachments"][0]["content"]
     assert card["type"] == "AdaptiveCard"
-    assert card["body"][1]["text"] == "line 1\n\nline 2"
+    runs = [block["inlines"][0] for block in card["body"]]
+    assert all(block["type"] == "RichTextBlock" for block in card["body"])
+    assert [run["type"] for run in runs] == ["TextRun"] * 3  # plain text: no Markdown link
+    assert [run["text"] for run in runs] == ["s", "line 1", "[a link](https://evil.example)"]
+    assert runs[0]["weight"] == "Bolder"
 
 
 def test_a_digest_lists_each_notification() -> None:
     found = digest([doc(), doc("ticket.closed")], 10, "https://a")
     assert found["event"] == "digest" and found["count"] == 2
     assert "ticket #7 PC-01 - Disk C: full" in found["text"]
+
+
+def test_a_shown_url_has_no_credentials() -> None:
+    url = "https://user:pw@hooks.msp.example/alertd/in?token=s3cret"
+    assert shown_url(url, with_path=True) == "https://hooks.msp.example/alertd/in"
+    assert shown_url(url, with_path=False) == "https://hooks.msp.example"
