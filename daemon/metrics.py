@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from daemon.core.clock import Clock, utcnow
@@ -87,7 +87,11 @@ class Metrics:
         self.outbox_sent = _Counter(
             "alertd_outbox_sent_total", "Outbox sends by outcome (done, retry, dead)",
             ["source", "outcome"], registry=self.registry)
-        # Targets are named in the configuration: a bounded set of series.
+        # Channels and targets are named in the configuration: bounded sets of series.
+        self.channel_silent = Gauge(
+            "alertd_channel_silent",
+            "1 while a [watch] channel has had no input for longer than it may",
+            ["channel"], registry=self.registry)
         self.notifications = _Counter(
             "alertd_notifications_total",
             "Notification rows by target and outcome (done, digested, deferred, retry, dead)",

@@ -20,11 +20,11 @@ from daemon.config.base import UNREAD_SECRET, Section
 from daemon.core.events import is_source_name
 
 # What a target can ask for. `alert.suppressed`: a new alert's ticket held back by a
-# maintenance window.
+# maintenance window; `channel.silent`: a `[watch]` channel past its silence.
 NOTIFY_EVENTS = ("ticket.opened", "ticket.reopened", "ticket.closed",
-                 "ticket.upstream_resolved", "alert.suppressed")
+                 "ticket.upstream_resolved", "alert.suppressed", "channel.silent")
 NotifyEvent = Literal["ticket.opened", "ticket.reopened", "ticket.closed",
-                      "ticket.upstream_resolved", "alert.suppressed"]
+                      "ticket.upstream_resolved", "alert.suppressed", "channel.silent"]
 NOTIFY_KINDS = ("webhook", "teams", "slack", "email")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 _ADDRESS = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import field_validator
+from pydantic import ValidationInfo, field_validator
 
 from daemon.config.base import Section
 from daemon.config.http_sections import ApiConfig, ConsoleConfig, HttpConfig
@@ -18,6 +18,7 @@ from daemon.config.runtime_sections import (
     RulesConfig,
 )
 from daemon.config.sync_sections import SyncConfig
+from daemon.config.watch_sections import SilenceS, check_channels
 
 
 class Config(Section):
@@ -39,8 +40,18 @@ class Config(Section):
     outbox: OutboxConfig = OutboxConfig()
     sync: SyncConfig = SyncConfig()
     notify: tuple[NotifyTarget, ...] = ()
+    # Channel ("webhook:datto", "imap:<account>", ...) -> the longest silence it may have.
+    watch: dict[str, SilenceS] = {}
 
     _notify = field_validator("notify")(unique_names)
+
+    @field_validator("watch")
+    @classmethod
+    def _watched_channels_exist(cls, watch: dict[str, int], info: ValidationInfo
+                                ) -> dict[str, int]:
+        imap = info.data.get("imap")  # validated before (declared above); absent if invalid
+        check_channels(watch, [account.name for account in imap.accounts] if imap else [])
+        return watch
 
     @property
     def public_url(self) -> str:

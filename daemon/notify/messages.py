@@ -22,6 +22,7 @@ EVENT_WORDS = {
     "ticket.closed": "closed",
     "ticket.upstream_resolved": "resolved upstream",
     "alert.suppressed": "suppressed by maintenance",
+    "channel.silent": "opened: a channel is silent",
     "test": "test",
 }
 
@@ -50,8 +51,9 @@ Alert: {{ alert.source }} {{ alert.uid }}
 {{ url }}"""
 
 # What an event adds: who closed the ticket and with which note, why an upstream resolve left
-# it open, the maintenance window that held an alert back.
-DETAIL_KEYS = {"closed_by": None, "note": None, "left_open_because": None, "window": None}
+# it open, the maintenance window that held an alert back, the silent channel.
+DETAIL_KEYS = {"closed_by": None, "note": None, "left_open_because": None, "window": None,
+               "channel": None, "last_input_at": None}
 MAX_SUBJECT_CHARS = 200
 MAX_TEXT_CHARS = 4000  # under Slack's and Teams' message limits, with room for the markup
 _SPACE = re.compile(r"\s+")

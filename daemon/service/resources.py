@@ -189,6 +189,7 @@ async def smtp_server(services: Services, shutdown: Shutdown) -> AsyncIterator[i
 EXPIRY_INTERVAL_S = 60  # how late past its `expire_after` an alert may expire
 CLEARED_INTERVAL_S = 30  # how late past its `close_after_clear` a ticket may close
 RELEASE_INTERVAL_S = 30  # how late after its window a suppressed alert gets its ticket
+SILENCE_INTERVAL_S = 60  # how late past its [watch] silence a channel is reported
 MAIL_DEVICES_INTERVAL_S = 60  # how late a Datto mail alert's ticket gets its device's asset
 
 
@@ -224,6 +225,9 @@ async def scheduler(services: Services) -> AsyncIterator[None]:
     jobs.add_job(_then_notify(services, services.release.run_once), "interval",
                  seconds=RELEASE_INTERVAL_S, id="maintenance-release", max_instances=1,
                  coalesce=True)
+    if services.silence is not None:
+        jobs.add_job(services.silence.run_once, "interval", seconds=SILENCE_INTERVAL_S,
+                     id="silent-channels", max_instances=1, coalesce=True)
     if services.mail_devices is not None:
         jobs.add_job(services.mail_devices.run_once, "interval", seconds=MAIL_DEVICES_INTERVAL_S,
                      id="datto-mail-devices", max_instances=1, coalesce=True)

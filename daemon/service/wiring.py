@@ -12,6 +12,7 @@ from typing import Any
 from daemon.config import Config
 from daemon.console.routes import setup_console_routes
 from daemon.core.api_event import interpret_api_delivery
+from daemon.core.clock import utcnow
 from daemon.core.events import Channel, typed
 from daemon.http.api import setup_api_routes
 from daemon.http.app import AppContext, Readiness
@@ -39,6 +40,7 @@ from daemon.tickets.expiry import AlertExpiry
 from daemon.tickets.maintenance import MaintenanceRelease, MaintenanceSchedule, UpstreamCheck
 from daemon.tickets.notices import Notices
 from daemon.tickets.placement import TicketPlacer
+from daemon.tickets.silence import SilenceWatch
 from daemon.tickets.stale import StaleMarks
 from daemon.tickets.windows import MaintenanceWindows
 from daemon.webhooks.routes import setup_webhook_routes
@@ -129,6 +131,7 @@ class Services:
     release: MaintenanceRelease
     notifiers: Notifiers
     mail_devices: MailAlertDevices | None  # with the Datto API: mail alerts' devices
+    silence: SilenceWatch | None  # with [watch]: channels that fell silent
     readiness: Readiness = field(default_factory=Readiness)
     health: ChannelHealth = field(default_factory=ChannelHealth)
 
@@ -205,4 +208,7 @@ def build_services(config: Config, db: Database) -> Services:
                                    upstream_checks(config, rmm)),
         notifiers=notifiers,
         mail_devices=MailAlertDevices(db, rmm.datto, placer) if rmm.datto is not None
-        else None)
+        else None,
+        silence=SilenceWatch(db, pipeline.transitions, config.watch, metrics,
+                             started_at=utcnow(), on_change=outbox.kick)
+        if config.watch else None)

@@ -30,8 +30,9 @@ TICKET_REOPENED = "ticket.reopened"
 TICKET_CLOSED = "ticket.closed"
 TICKET_UPSTREAM_RESOLVED = "ticket.upstream_resolved"
 ALERT_SUPPRESSED = "alert.suppressed"
+CHANNEL_SILENT = "channel.silent"
 assert set(NOTIFY_EVENTS) == {TICKET_OPENED, TICKET_REOPENED, TICKET_CLOSED,
-                              TICKET_UPSTREAM_RESOLVED, ALERT_SUPPRESSED}
+                              TICKET_UPSTREAM_RESOLVED, ALERT_SUPPRESSED, CHANNEL_SILENT}
 
 _INSERT = Prepared(insert(sql.OUTBOX))
 _CUSTOMERS: Table = Customer.__table__  # type: ignore[assignment]

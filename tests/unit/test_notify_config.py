@@ -110,3 +110,15 @@ def test_url_and_secret_are_secrets_in_notify_entries_only(
         write_config: Callable[[str], Path]) -> None:
     said = problems(write_config, '[database]\nurl_file = "/etc/alertd/db-url"\n')
     assert "database.url_file: unknown key" in said
+
+
+def test_watch_names_channels_alertd_has(write_config: Callable[[str], Path]) -> None:
+    config = load_config(write_config(
+        '[[imap.accounts]]\nname = "alerts"\nhost = "imap.msp.example"\n'
+        'username = "u"\npassword = "p"\n'
+        '[watch]\n"webhook:datto" = "6h"\n"imap:alerts" = "2h"\n'), environ={})
+    assert config.watch == {"webhook:datto": 6 * 3600, "imap:alerts": 2 * 3600}
+    assert "'imap:other' is no channel alertd has" in problems(
+        write_config, '[watch]\n"imap:other" = "2h"\n')
+    assert "watch.smtp: '1m' is shorter than 5m" in problems(
+        write_config, '[watch]\n"smtp" = "1m"\n')

@@ -1,0 +1,127 @@
+"""Silent intake channels (`[watch]`; issue 18, item 4; the `channel.silent` notification of
+issue 17).
+
+A Datto webhook deleted, a mailbox password changed, a forwarder stopped: the channel goes
+quiet and nobody notices. For each watched channel, a job (every minute) compares the time
+since its last input with the silence it may have. Past it, alertd raises an alert of its
+own (source `alertd`, device = the channel, so a ticket) and tells the `channel.silent`
+targets; when input resumes it resolves that alert, which closes the ticket as any upstream
+resolve does (`[lifecycle] auto_close`).
+
+- Silence is counted from the last input, or from alertd's start when that is later: the
+  hours alertd itself was stopped are not the channel's fault.
+- One alert per silence: a ticket an agent closed while the channel is still silent is not
+  raised again until input has come and gone again.
+- The last input: the newest delivery of the channel (and source) through the channel
+  indexes; for an IMAP account, its checkpoint (moved only by a committed batch).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from daemon.core.clock import Clock, utc_iso, utcnow
+from daemon.core.durations import format_duration
+from daemon.core.events import AlertEvent, TicketFields
+from daemon.core.lifecycle import AlertAction
+from daemon.metrics import Metrics
+from daemon.store.database import Database
+from daemon.store.models import Alert, Delivery, ImapCheckpoint
+from daemon.tickets.notices import CHANNEL_SILENT
+from daemon.tickets.transitions import Transitions
+
+log = logging.getLogger(__name__)
+
+SOURCE = "alertd"  # alertd's own alerts
+CHANNEL = "watch"  # what their trail names as the channel that reported them
+
+
+def _delivery_key(channel: str) -> tuple[str, str | None]:
+    """A watched channel as (deliveries.channel, deliveries.source): "webhook:datto" ->
+    ("webhook", "datto"); "smtp" -> ("smtp", None)."""
+    kind, _, source = channel.partition(":")
+    return kind, source or None
+
+
+class SilenceWatch:
+    """The job of `alertd run` that raises and resolves alertd's silent-channel alerts."""
+
+    def __init__(self, db: Database, transitions: Transitions, limits: Mapping[str, int],
+                 metrics: Metrics, started_at: datetime, clock: Clock = utcnow,
+                 on_change: Callable[[], None] | None = None):
+        self._db = db
+        self._transitions = transitions
+        self._limits = dict(limits)  # channel -> the longest silence it may have, seconds
+        self._metrics = metrics
+        self._started_at = started_at
+        self._clock = clock
+        self._on_change = on_change  # wakes the outbox: a notification may be queued
+
+    async def run_once(self) -> list[str]:
+        """Check every watched channel; what changed ("silent smtp", "resumed smtp")."""
+        now = self._clock()
+        changes = []
+        for channel, limit_s in self._limits.items():
+            changed = await self._db.write(partial(self._check, channel=channel,
+                                                   limit_s=limit_s, now=now))
+            if changed:
+                changes.append(f"{changed} {channel}")
+        if changes and self._on_change is not None:
+            self._on_change()
+        return changes
+
+    def _check(self, session: Session, *, channel: str, limit_s: int, now: datetime
+               ) -> str | None:
+        last_input = self._last_input(session, channel)
+        since = max(last_input or self._started_at, self._started_at)
+        silent = now - since > timedelta(seconds=limit_s)
+        self._metrics.channel_silent.labels(channel).set(1 if silent else 0)
+        newest = session.execute(
+            select(Alert.uid, Alert.state, Alert.first_seen_at)
+            .where(Alert.source == SOURCE, Alert.device == channel)
+            .order_by(Alert.id.desc()).limit(1)).first()
+        conn = session.connection()
+        if silent and (newest is None or newest.first_seen_at <= since):
+            said = (f"No input on {channel} for {format_duration(limit_s)} or more "
+                    f"(last input: {utc_iso(last_input) if last_input else 'none'}; "
+                    f"[watch] allows {format_duration(limit_s)})")
+            result = self._transitions.apply_event(conn, CHANNEL, AlertEvent(
+                SOURCE, f"silent:{channel}:{now:%Y%m%dT%H%M%SZ}", AlertAction.RAISE,
+                device=channel, priority="High", message=said,
+                ticket=TicketFields(type="alertd", summary=f"alertd: {channel} is silent",
+                                    details=said)), now)
+            self._transitions.notices.queue(
+                conn, CHANNEL_SILENT, now, source=SOURCE, ticket_id=result.ticket_id,
+                alert_id=result.alert_id, channel=channel,
+                last_input_at=utc_iso(last_input) if last_input else None)
+            log.warning("channel %s silent: %s; alert %s ticket %s", channel, said,
+                        result.uid, result.ticket_id)
+            return "silent"
+        if not silent and newest is not None and newest.state == "open":
+            self._transitions.apply_event(conn, CHANNEL, AlertEvent(
+                SOURCE, newest.uid, AlertAction.RESOLVE, device=channel,
+                message=f"Input on {channel} again at {utc_iso(last_input)}"), now)
+            log.info("channel %s resumed (input at %s); alert %s resolved", channel,
+                     utc_iso(last_input), newest.uid)
+            return "resumed"
+        return None
+
+    @staticmethod
+    def _last_input(session: Session, channel: str) -> datetime | None:
+        if channel.startswith("imap:"):
+            found: Any = session.scalar(select(func.max(ImapCheckpoint.updated_at)).where(
+                ImapCheckpoint.account == channel.removeprefix("imap:")))
+            return found  # type: ignore[no-any-return]
+        kind, source = _delivery_key(channel)
+        query = (select(Delivery.received_at).where(Delivery.channel == kind)
+                 .order_by(Delivery.id.desc()).limit(1))
+        if source is not None:
+            query = query.where(Delivery.source == source)
+        return session.scalar(query)
