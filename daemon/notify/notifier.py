@@ -69,7 +69,7 @@ class Notifier:
 
     async def send(self, rows: Sequence[NoticeRow]) -> None:
         """Send `rows` (one: its message; more: a digest). Raises NotifyError."""
-        documents = [await self._document(row) for row in rows]
+        documents = await self._documents(rows)
         if len(documents) == 1:
             await self._deliver(documents[0])
         else:
@@ -89,18 +89,25 @@ class Notifier:
             "source": "test", "uid": "test", "message": "alertd test notification"},
             {"note": f"sent by `alertd notify test {self.target.name}`"}, self._public_url))
 
-    async def _document(self, row: NoticeRow) -> dict[str, Any]:
+    async def _documents(self, rows: Sequence[NoticeRow]) -> list[dict[str, Any]]:
+        """Each row's document: its ticket as it is now (agents' notes stay in alertd), the
+        alert and details as queued."""
         assert self._queries is not None
-        payload = dict(row.payload or {})
-        ticket = (await self._queries.ticket(row.ticket_id)
-                  if row.ticket_id is not None else None)
-        if ticket is not None:
-            ticket.pop("notes", None)  # agents' words stay in alertd
-        alert_id = payload.pop("alert_id", None)
-        alert = await self._queries.alert(alert_id) if alert_id is not None else None
-        payload.pop("source", None)
-        return document(row.id, row.target, _iso(row.created_at), ticket, alert, payload,
-                        self._public_url)
+        tickets, alerts = await self._queries.notice_records(
+            sorted({row.ticket_id for row in rows if row.ticket_id is not None}),
+            sorted({int(row.payload["alert_id"]) for row in rows
+                    if row.payload and row.payload.get("alert_id") is not None}))
+        documents = []
+        for row in rows:
+            details = {key: value for key, value in (row.payload or {}).items()
+                       if key not in ("alert_id", "source")}
+            alert_id = (row.payload or {}).get("alert_id")
+            documents.append(document(
+                row.id, row.target, _iso(row.created_at),
+                tickets.get(row.ticket_id) if row.ticket_id is not None else None,
+                alerts.get(alert_id) if alert_id is not None else None, details,
+                self._public_url))
+        return documents
 
     async def _deliver(self, doc: dict[str, Any]) -> None:
         try:

@@ -19,9 +19,9 @@ receiver answered and before `done` was committed; both RMMs treat a repeated re
 and a notification carries its row id (`X-Alertd-Delivery`) for receivers to drop a repeat.
 
 Storm control (notifications): more messages to one target than its `storm_limit_per_minute`
-in the last minute, and the rows due for it go out as one digest; with none left this minute,
-they wait (their attempt not counted) until one is, and then go as one digest. The count is
-per alertd process.
+in the last minute, and every row due for it goes out as one digest; with none left this
+minute, its rows wait (their attempt not counted, the target not even read) until one is,
+and then go as one digest. The count is per alertd process.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Protocol
 
 from sqlalchemy import Table, and_, bindparam, false, or_, select, update
@@ -55,6 +56,7 @@ PENDING, DONE, DEAD, DROPPED = "pending", "done", "dead", "dropped"
 
 
 STORM_WINDOW = timedelta(minutes=1)
+MAX_DIGEST_ROWS = 1000  # one digest carries at most this many notifications
 MIN_RUN_GAP_S = 1.0
 
 
@@ -120,8 +122,10 @@ class OutboxWorker:
         self._db = db
         self._resolvers = dict(resolvers)
         self._notifiers = dict(notifiers or {})
-        # Per target, when its last messages went (storm control).
+        # Per target, when its last messages went, and until when it may send none (storm
+        # control).
         self._sent: defaultdict[str, deque[datetime]] = defaultdict(deque)
+        self._paused: dict[str, datetime] = {}
         self._metrics = metrics
         self._policy = policy
         self._clock = clock
@@ -186,20 +190,27 @@ class OutboxWorker:
 
     # --- steps ---------------------------------------------------------------------------
 
-    def _claim(self, session: Session) -> list[ClaimedAction]:
+    def _claim(self, session: Session, target: str | None = None,
+               limit: int | None = None) -> list[ClaimedAction]:
+        """Claim due rows: any (`batch` at most), or only target `target`'s notifications."""
         now = self._clock()
+        if target is not None:
+            which = and_(_OUTBOX.c.action == NOTIFY, _OUTBOX.c.source == target)
+        else:
+            # A target whose minute is spent is not even read: its rows wait untouched.
+            awake = sorted(name for name in self._notifiers
+                           if self._paused.get(name, now) <= now)
+            which = or_(and_(_OUTBOX.c.action == RESOLVE_ALERT,
+                             _OUTBOX.c.source.in_(sorted(self._resolvers)))
+                        if self._resolvers else false(),
+                        and_(_OUTBOX.c.action == NOTIFY, _OUTBOX.c.source.in_(awake))
+                        if awake else false())
         query = (select(_OUTBOX.c.id, _OUTBOX.c.action, _OUTBOX.c.source, _OUTBOX.c.target,
                         _OUTBOX.c.attempts, _OUTBOX.c.ticket_id, _OUTBOX.c.payload,
                         _OUTBOX.c.created_at)
-                 .where(_OUTBOX.c.status == PENDING, _OUTBOX.c.next_attempt_at <= now,
-                        or_(and_(_OUTBOX.c.action == RESOLVE_ALERT,
-                                 _OUTBOX.c.source.in_(sorted(self._resolvers)))
-                            if self._resolvers else false(),
-                            and_(_OUTBOX.c.action == NOTIFY,
-                                 _OUTBOX.c.source.in_(sorted(self._notifiers)))
-                            if self._notifiers else false()))
+                 .where(_OUTBOX.c.status == PENDING, _OUTBOX.c.next_attempt_at <= now, which)
                  .order_by(_OUTBOX.c.next_attempt_at, _OUTBOX.c.id)
-                 .limit(self._policy.batch)
+                 .limit(limit or self._policy.batch)
                  .with_for_update(skip_locked=True))
         rows = session.execute(query).all()
         if not rows:
@@ -233,7 +244,9 @@ class OutboxWorker:
     async def _storm_plan(self, name: str, rows: list[ClaimedAction]
                           ) -> list[list[ClaimedAction]]:
         """The messages `rows` (due for target `name`) go as: each alone while the target's
-        limit allows, else all as one digest; none (they wait) when this minute's are spent."""
+        limit allows; else one digest of every row due for it (up to `MAX_DIGEST_ROWS`);
+        none when this minute's are spent: they wait, and the target is not read again
+        until one is free."""
         now = self._clock()
         sent = self._sent[name]
         while sent and sent[0] <= now - STORM_WINDOW:
@@ -241,17 +254,26 @@ class OutboxWorker:
         left = self._notifiers[name].per_minute - len(sent)
         if len(rows) <= left:
             sent.extend([now] * len(rows))
+            if len(rows) == left:
+                self._paused[name] = sent[0] + STORM_WINDOW
             return [[row] for row in rows]
         if left >= 1:
+            # A storm: one digest now, then none until a minute's message frees up (so about
+            # one digest a minute while it lasts).
             sent.append(now)
+            self._paused[name] = sent[0] + STORM_WINDOW
+            if len(rows) < MAX_DIGEST_ROWS:  # the rest of the target's due rows, too
+                rows = rows + await self._db.write(partial(
+                    self._claim, target=name, limit=MAX_DIGEST_ROWS - len(rows)))
             return [rows]
-        until = sent[0] + STORM_WINDOW
+        # Rows claimed before the target paused (rare: they were in flight): back to wait.
+        until = self._paused[name] = sent[0] + STORM_WINDOW
         await self._db.write(lambda s: s.execute(_DEFER, [
             {"row_id": row.id, "next_attempt_at": until, "attempts": row.attempts - 1}
             for row in rows]))
         self._metrics.notifications.labels(name, "deferred").inc(len(rows))
-        log.info("notify %s: over %d messages a minute; %d waiting for a digest at %s",
-                 name, self._notifiers[name].per_minute, len(rows), f"{until:%H:%M:%S}")
+        log.info("notify %s: over %d messages a minute; waiting for a digest at %s",
+                 name, self._notifiers[name].per_minute, f"{until:%H:%M:%S}")
         return []
 
     async def _notify(self, rows: list[ClaimedAction]) -> None:
@@ -274,7 +296,8 @@ class OutboxWorker:
         self._metrics.notifications.labels(name, "digested" if note else "done").inc(len(rows))
         log.info("notify %s: %s sent (outbox %s)", name,
                  rows[0].target if len(rows) == 1 else f"digest of {len(rows)}",
-                 ", ".join(str(row.id) for row in rows))
+                 rows[0].id if len(rows) == 1 else f"{min(r.id for r in rows)}-"
+                 f"{max(r.id for r in rows)}")
 
     async def _failed_all(self, rows: list[ClaimedAction], err: Exception, permanent: bool
                           ) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -346,6 +346,36 @@ class Queries:
         if _one_of("state", state, tuple(s.value for s in AlertState)):
             query = query.where(Alert.state == state)
         return await self._page_of(query, Alert.id, page, alert_view)
+
+    async def notice_records(self, ticket_ids: Sequence[int], alert_ids: Sequence[int]
+                             ) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
+        """What notifications tell of, in a few queries however many: tickets (without
+        notes, with their newest alerts) and alerts, each by id."""
+        def run(session: Session) -> tuple[dict[int, dict[str, Any]],
+                                           dict[int, dict[str, Any]]]:
+            tickets: dict[int, dict[str, Any]] = {}
+            alerts: dict[int, dict[str, Any]] = {}
+            for start in range(0, len(ticket_ids), 500):  # bounded IN lists
+                chunk = list(ticket_ids[start:start + 500])
+                for row in session.execute(_TICKET_ROWS.where(Ticket.id.in_(chunk))):
+                    tickets[row.id] = {**ticket_view(row), "alerts": []}
+                for a in session.execute(
+                        select(Alert.id, Alert.ticket_id, Alert.source, Alert.uid, Alert.state,
+                               Alert.device, Alert.channels)
+                        .where(Alert.ticket_id.in_(chunk)).order_by(Alert.id.desc())):
+                    found = tickets.get(a.ticket_id)
+                    if found is not None and len(found["alerts"]) < MAX_TICKET_ALERTS:
+                        found["alerts"].append({"id": a.id, "source": a.source, "uid": a.uid,
+                                                "state": a.state, "device": a.device,
+                                                "channels": list(a.channels or ())})
+            for found in tickets.values():
+                found["alerts"].reverse()  # the newest MAX_TICKET_ALERTS, oldest first
+            for start in range(0, len(alert_ids), 500):
+                chunk = list(alert_ids[start:start + 500])
+                for alert in session.scalars(select(Alert).where(Alert.id.in_(chunk))):
+                    alerts[alert.id] = alert_view(alert)
+            return tickets, alerts
+        return await self._db.read(run)
 
     async def alert(self, alert_id: int) -> dict[str, Any] | None:
         query = select(Alert).where(Alert.id == alert_id)

@@ -34,7 +34,7 @@ def test_the_document_names_the_ticket_with_the_alerts_words_where_not_placed() 
     assert ticket["device"] == "PC-01"
     assert ticket["url"] == "https://alertd.msp.example/ui/tickets/7"
     assert found["details"] == {"closed_by": None, "note": None, "left_open_because": None,
-                                "window": None}
+                                "window": None, "channel": None, "last_input_at": None}
 
 
 def test_default_text_and_a_one_line_subject() -> None:
