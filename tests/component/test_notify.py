@@ -382,3 +382,18 @@ async def test_a_suppressed_alert_is_told_to_a_target_filtering_on_its_customer(
     assert doc["alert"]["customer"] == "Acme Dental"
     assert doc["details"]["window"] == f"window {window['id']}"
     assert "suppressed by maintenance" in doc["subject"]
+
+
+async def test_a_digest_carries_every_row_due_beyond_one_batch(
+        make_app: MakeApp, receiver: tuple[Receiver, str]) -> None:
+    got, url = receiver
+    app = await make_app(target("ops", url, events='["ticket.opened"]',
+                                storm_limit_per_minute="1"))
+    for n in range(60):  # more than a claim's batch (50)
+        await post_datto(app, datto_body(uid=uid(n), device_uid=f"device-{n}"))
+    assert await app.ctx.outbox.run_due() == 50  # one batch claimed; its digest took the rest
+    (digest,) = got.bodies()
+    assert digest["event"] == "digest" and digest["count"] == 60
+    assert digest["text"].count("\n- ") == 31  # 30 listed, then "... and 30 more"
+    assert "- ... and 30 more" in digest["text"]
+    assert {r.status for r in await outbox_rows(app)} == {"done"}
