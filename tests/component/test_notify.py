@@ -9,10 +9,13 @@ import hashlib
 import hmac
 import json
 import socket
+import ssl
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -397,3 +400,44 @@ async def test_a_digest_carries_every_row_due_beyond_one_batch(
     assert digest["text"].count("\n- ") == 31  # 30 listed, then "... and 30 more"
     assert "- ... and 30 more" in digest["text"]
     assert {r.status for r in await outbox_rows(app)} == {"done"}
+
+
+@pytest.fixture
+def tls_relay(tmp_path: Path) -> Any:
+    """A relay that takes mail only after STARTTLS and login (EC P-256 certificate for
+    127.0.0.1, made by openssl)."""
+    cert, key = tmp_path / "relay-cert.pem", tmp_path / "relay-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",
+                    "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port, tls_context=context,
+                            require_starttls=True, authenticator=authenticate,
+                            auth_require_tls=True)
+    controller.start()
+    yield inbox, port, cert
+    controller.stop()
+
+
+async def test_mail_goes_over_starttls_and_an_unknown_ca_is_refused(
+        make_app: MakeApp, tls_relay: Any) -> None:
+    inbox, port, cert = tls_relay
+    starttls = email_target(port).replace('security = "none"', 'security = "starttls"')
+    app = await make_app(starttls.replace('name = "mail"', 'name = "trusted"')
+                         + f'ca_file = "{cert}"\n'
+                         + starttls.replace('name = "mail"', 'name = "untrusted"'))
+    await post_datto(app, datto_body(uid=uid(1)))
+    while await app.ctx.outbox.run_due():
+        pass
+    (envelope,) = inbox.envelopes
+    assert envelope.rcpt_tos == ["noc@msp.example", "oncall@msp.example"]
+    rows = {row.source: row for row in await outbox_rows(app)}
+    assert rows["trusted"].status == "done"
+    assert rows["untrusted"].status == "dead"
+    assert "certificate does not verify" in (rows["untrusted"].last_error or "")
