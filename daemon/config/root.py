@@ -49,8 +49,11 @@ class Config(Section):
     @classmethod
     def _watched_channels_exist(cls, watch: dict[str, int], info: ValidationInfo
                                 ) -> dict[str, int]:
-        imap = info.data.get("imap")  # validated before (declared above); absent if invalid
-        check_channels(watch, [account.name for account in imap.accounts] if imap else [])
+        # Sections validated before (declared above); absent when invalid themselves.
+        imap, datto, syncro = (info.data.get(name) for name in ("imap", "datto", "syncro"))
+        check_channels(watch, [account.name for account in imap.accounts] if imap else [],
+                       {"datto": bool(datto and datto.webhook_secret),
+                        "syncro": bool(syncro and syncro.webhook_token)})
         return watch
 
     @property

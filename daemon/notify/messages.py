@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from hashlib import sha256
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError
@@ -139,26 +140,44 @@ def document(delivery_id: int, event: str, occurred_at: str, ticket: Mapping[str
     }
 
 
-MAX_DIGEST_LINES = 30  # in the text; the webhook's `notifications` has every one
+MAX_DIGEST_LINE_CHARS = 120
+MAX_DIGEST_ALERTS = 5  # per ticket, in a digest's documents (a single one lists up to 100)
 
 
 def digest(documents: Sequence[Mapping[str, Any]], per_minute: int, public_url: str
            ) -> dict[str, Any]:
-    """Many notifications to one target as one: its storm limit was reached. Its id names
-    every row it carries ("digest-41-42-57"): a receiver that drops ids it has seen drops a
-    resent digest, never one carrying other rows."""
-    lines = [f"- {doc['event']}: "
-             + (f"ticket #{doc['ticket']['id']} {doc['ticket']['title']}" if doc["ticket"]
-                else f"alert {doc['alert']['source']} {doc['alert']['uid']}")
-             for doc in documents[:MAX_DIGEST_LINES]]
-    if len(documents) > MAX_DIGEST_LINES:
-        lines.append(f"- ... and {len(documents) - MAX_DIGEST_LINES} more")
-    text = "\n".join([f"{len(documents)} notifications came faster than {per_minute} a "
-                      "minute; here they are together:", *lines, f"{public_url}/ui/tickets"])
+    """Many notifications to one target as one: its storm limit was reached. Its id is a
+    digest of the row ids it carries: a receiver that drops ids it has seen drops a resent
+    digest, never one carrying other rows (each also has its own id in `notifications`)."""
+    ids = ",".join(str(doc["id"]) for doc in documents)
+    head = (f"{len(documents)} notifications came faster than {per_minute} a minute; here "
+            "they are together:")
+    tail = f"{public_url}/ui/tickets"
+    lines: list[str] = []
+    budget = MAX_TEXT_CHARS - len(head) - len(tail) - 40  # room for "... and N more"
+    for doc in documents:
+        line = ("- " + (f"{doc['event']}: ticket #{doc['ticket']['id']} "
+                        f"{doc['ticket']['title']}" if doc["ticket"]
+                        else f"{doc['event']}: alert {doc['alert']['source']} "
+                             f"{doc['alert']['uid']}"))[:MAX_DIGEST_LINE_CHARS]
+        if len(line) + 1 > budget:
+            break
+        lines.append(line)
+        budget -= len(line) + 1
+    if len(lines) < len(documents):
+        lines.append(f"- ... and {len(documents) - len(lines)} more")
     return {
-        "id": "digest-" + "-".join(str(doc["id"]) for doc in documents),
+        "id": "digest-" + sha256(ids.encode()).hexdigest()[:16],
         "event": "digest", "count": len(documents),
         "subject": f"[alertd] {len(documents)} notifications (over {per_minute} a minute)",
-        "text": text[:MAX_TEXT_CHARS],
-        "notifications": list(documents),
+        "text": "\n".join([head, *lines, tail]),
+        "notifications": [_slim(doc) for doc in documents],
     }
+
+
+def _slim(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A notification as a digest carries it: its ticket's newest few alerts only."""
+    if not doc["ticket"]:
+        return dict(doc)
+    return {**doc, "ticket": {**doc["ticket"],
+                              "alerts": doc["ticket"]["alerts"][-MAX_DIGEST_ALERTS:]}}

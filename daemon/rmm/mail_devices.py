@@ -27,7 +27,7 @@ from daemon.core.clock import Clock, utcnow
 from daemon.core.events import AlertEvent
 from daemon.core.lifecycle import AlertAction
 from daemon.rmm.datto import DattoAlert
-from daemon.rmm.errors import RmmError
+from daemon.rmm.errors import Rejected, RmmError
 from daemon.store.database import Database
 from daemon.store.models import Asset, Ticket
 from daemon.tickets import statements as sql
@@ -77,11 +77,13 @@ class MailAlertDevices:
             if _GUID.fullmatch(uid):  # Datto's alert ids; anything else Datto cannot know
                 try:
                     found = await self._datto.alert(uid)
-                except RmmError as err:
+                except Rejected as err:  # refused for this alert alone: not asked again
                     log.warning("datto: could not read alert %s for its device (%s)", uid, err)
-                    if err.retryable:
-                        break  # Datto is unwell: the next run asks again
-                    # Refused for this alert (and retrying cannot help): not asked again.
+                except RmmError as err:
+                    # Datto unwell, or the key refused: about every alert, not this one. The
+                    # next run asks again (after the admin fixed the key, if that was it).
+                    log.warning("datto: could not read alert %s for its device (%s)", uid, err)
+                    break
             if await self._db.write(partial(self._complete, alert_id=alert_id, found=found,
                                             now=self._clock())):
                 placed += 1

@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections import defaultdict, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -56,7 +57,9 @@ PENDING, DONE, DEAD, DROPPED = "pending", "done", "dead", "dropped"
 
 
 STORM_WINDOW = timedelta(minutes=1)
-MAX_DIGEST_ROWS = 1000  # one digest carries at most this many notifications
+# One digest carries at most this many notifications: its body (each with its full document)
+# stays a few hundred KB, under the usual 1 MB limit of receivers and proxies.
+MAX_DIGEST_ROWS = 200
 MIN_RUN_GAP_S = 1.0
 
 
@@ -118,14 +121,18 @@ _DEFER = (update(_OUTBOX).where(_OUTBOX.c.id == bindparam("row_id"), _OUTBOX.c.s
 class OutboxWorker:
     def __init__(self, db: Database, resolvers: Mapping[str, Resolver], metrics: Metrics,
                  policy: OutboxPolicy = OutboxPolicy(), clock: Clock = utcnow,
-                 notifiers: Mapping[str, Notifier] | None = None):
+                 notifiers: Mapping[str, Notifier] | None = None,
+                 monotonic: Callable[[], float] = time.monotonic):
         self._db = db
         self._resolvers = dict(resolvers)
         self._notifiers = dict(notifiers or {})
-        # Per target, when its last messages went, and until when it may send none (storm
-        # control).
-        self._sent: defaultdict[str, deque[datetime]] = defaultdict(deque)
-        self._paused: dict[str, datetime] = {}
+        # Storm control, per target, on the monotonic clock (a stepped wall clock must not
+        # pause a target): when its last messages went, until when it may send none, and
+        # when its last digest went (a storm lasts while digests keep coming).
+        self._monotonic = monotonic
+        self._sent: defaultdict[str, deque[float]] = defaultdict(deque)
+        self._paused: dict[str, float] = {}
+        self._last_digest: dict[str, float] = {}
         self._metrics = metrics
         self._policy = policy
         self._clock = clock
@@ -198,8 +205,9 @@ class OutboxWorker:
             which = and_(_OUTBOX.c.action == NOTIFY, _OUTBOX.c.source == target)
         else:
             # A target whose minute is spent is not even read: its rows wait untouched.
+            now_s = self._monotonic()
             awake = sorted(name for name in self._notifiers
-                           if self._paused.get(name, now) <= now)
+                           if self._paused.get(name, now_s) <= now_s)
             which = or_(and_(_OUTBOX.c.action == RESOLVE_ALERT,
                              _OUTBOX.c.source.in_(sorted(self._resolvers)))
                         if self._resolvers else false(),
@@ -244,30 +252,33 @@ class OutboxWorker:
     async def _storm_plan(self, name: str, rows: list[ClaimedAction]
                           ) -> list[list[ClaimedAction]]:
         """The messages `rows` (due for target `name`) go as: each alone while the target's
-        limit allows; else one digest of every row due for it (up to `MAX_DIGEST_ROWS`);
-        none when this minute's are spent: they wait, and the target is not read again
-        until one is free."""
-        now = self._clock()
+        limit allows and no storm is on; else one digest of every row due for it (up to
+        `MAX_DIGEST_ROWS`), after which the target is not read for a minute; a storm lasts
+        while each minute brings rows for another digest."""
+        now_s = self._monotonic()
+        window_s = STORM_WINDOW.total_seconds()
         sent = self._sent[name]
-        while sent and sent[0] <= now - STORM_WINDOW:
+        while sent and sent[0] <= now_s - window_s:
             sent.popleft()
         left = self._notifiers[name].per_minute - len(sent)
-        if len(rows) <= left:
-            sent.extend([now] * len(rows))
-            if len(rows) == left:
-                self._paused[name] = sent[0] + STORM_WINDOW
+        storming = now_s - self._last_digest.get(name, -math.inf) < 2 * window_s
+        if not storming and len(rows) <= left:
+            sent.extend([now_s] * len(rows))
+            if len(rows) == left:  # the minute's messages spent: not read until one frees
+                self._paused[name] = sent[0] + window_s
             return [[row] for row in rows]
         if left >= 1:
-            # A storm: one digest now, then none until a minute's message frees up (so about
-            # one digest a minute while it lasts).
-            sent.append(now)
-            self._paused[name] = sent[0] + STORM_WINDOW
+            sent.append(now_s)
+            self._last_digest[name] = now_s
             if len(rows) < MAX_DIGEST_ROWS:  # the rest of the target's due rows, too
                 rows = rows + await self._db.write(partial(
                     self._claim, target=name, limit=MAX_DIGEST_ROWS - len(rows)))
+            if len(rows) < MAX_DIGEST_ROWS:
+                self._paused[name] = now_s + window_s  # a full digest: more may be due now
             return [rows]
         # Rows claimed before the target paused (rare: they were in flight): back to wait.
-        until = self._paused[name] = sent[0] + STORM_WINDOW
+        self._paused[name] = sent[0] + window_s
+        until = self._clock() + timedelta(seconds=sent[0] + window_s - now_s)
         await self._db.write(lambda s: s.execute(_DEFER, [
             {"row_id": row.id, "next_attempt_at": until, "attempts": row.attempts - 1}
             for row in rows]))
@@ -301,10 +312,30 @@ class OutboxWorker:
 
     async def _failed_all(self, rows: list[ClaimedAction], err: Exception, permanent: bool
                           ) -> None:
+        """A failed message: its row, or every row of its digest, in one write."""
+        if len(rows) == 1:
+            await self._failed(rows[0], err, permanent)
+            return
         # A digest stays one (one retry time), backed off as its freshest row.
         retry_at = self._retry_at(min(row.attempts for row in rows), err, self._clock())
-        for row in rows:
-            await self._failed(row, err, permanent, retry_at)
+        reason = str(err)[:1000] or type(err).__name__
+        dead = [row for row in rows if permanent or row.attempts >= self._policy.max_attempts]
+        dead_ids = {row.id for row in dead}
+        # One executemany: every row names the same columns.
+        await self._db.write(lambda s: s.execute(_SET_OUTCOME, [
+            {"row_id": row.id, "last_error": reason,
+             "status": DEAD if row.id in dead_ids else PENDING,
+             "next_attempt_at": None if row.id in dead_ids else retry_at}
+            for row in rows]))
+        name = rows[0].source
+        if dead:
+            self._metrics.notifications.labels(name, "dead").inc(len(dead))
+        if len(rows) > len(dead):
+            self._metrics.notifications.labels(name, "retry").inc(len(rows) - len(dead))
+        log.log(logging.ERROR if dead else logging.WARNING,
+                "notify %s: digest of %d (outbox %s-%s) failed: %d dead, %d to retry: %s",
+                name, len(rows), min(r.id for r in rows), max(r.id for r in rows), len(dead),
+                len(rows) - len(dead), reason)
 
     async def _failed(self, row: ClaimedAction, err: Exception, permanent: bool,
                       retry_at: datetime | None = None) -> None:

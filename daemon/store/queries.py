@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from daemon.core.clock import utc_iso
@@ -359,12 +359,17 @@ class Queries:
                 chunk = list(ticket_ids[start:start + 500])
                 for row in session.execute(_TICKET_ROWS.where(Ticket.id.in_(chunk))):
                     tickets[row.id] = {**ticket_view(row), "alerts": []}
-                for a in session.execute(
-                        select(Alert.id, Alert.ticket_id, Alert.source, Alert.uid, Alert.state,
-                               Alert.device, Alert.channels)
-                        .where(Alert.ticket_id.in_(chunk)).order_by(Alert.id.desc())):
+                # Each ticket's newest MAX_TICKET_ALERTS, counted in the database: a
+                # flapping condition's ticket may have thousands.
+                newest = (select(Alert.id, Alert.ticket_id, Alert.source, Alert.uid,
+                                 Alert.state, Alert.device, Alert.channels,
+                                 func.row_number().over(partition_by=Alert.ticket_id,
+                                                        order_by=Alert.id.desc()).label("n"))
+                          .where(Alert.ticket_id.in_(chunk)).subquery())
+                for a in session.execute(select(newest).where(newest.c.n <= MAX_TICKET_ALERTS)
+                                         .order_by(newest.c.id.desc())):
                     found = tickets.get(a.ticket_id)
-                    if found is not None and len(found["alerts"]) < MAX_TICKET_ALERTS:
+                    if found is not None:
                         found["alerts"].append({"id": a.id, "source": a.source, "uid": a.uid,
                                                 "state": a.state, "device": a.device,
                                                 "channels": list(a.channels or ())})

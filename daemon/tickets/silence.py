@@ -10,8 +10,10 @@ resolve does (`[lifecycle] auto_close`).
 
 - Silence is counted from the last input, or from alertd's start when that is later: the
   hours alertd itself was stopped are not the channel's fault.
-- One alert per silence: a ticket an agent closed while the channel is still silent is not
-  raised again until input has come and gone again.
+- One alert per silence, named by its last input (`silent:<channel>:<last input>`): a ticket
+  an agent closed while the channel is still silent is not raised again, a restart does not
+  raise it twice, and several processes raise one. Input after the alert was raised
+  resolves it (every open one of the channel).
 - The last input: the newest delivery of the channel (and source) through the channel
   indexes; for an IMAP account, its checkpoint (moved only by a committed batch).
 """
@@ -82,36 +84,50 @@ class SilenceWatch:
         last_input = self._last_input(session, channel)
         since = max(last_input or self._started_at, self._started_at)
         silent = now - since > timedelta(seconds=limit_s)
-        self._metrics.channel_silent.labels(channel).set(1 if silent else 0)
-        newest = session.execute(
-            select(Alert.uid, Alert.state, Alert.first_seen_at)
-            .where(Alert.source == SOURCE, Alert.device == channel)
-            .order_by(Alert.id.desc()).limit(1)).first()
         conn = session.connection()
-        if silent and (newest is None or newest.first_seen_at <= since):
-            said = (f"No input on {channel} for {format_duration(limit_s)} or more "
-                    f"(last input: {utc_iso(last_input) if last_input else 'none'}; "
-                    f"[watch] allows {format_duration(limit_s)})")
-            result = self._transitions.apply_event(conn, CHANNEL, AlertEvent(
-                SOURCE, f"silent:{channel}:{now:%Y%m%dT%H%M%SZ}", AlertAction.RAISE,
-                device=channel, priority="High", message=said,
-                ticket=TicketFields(type="alertd", summary=f"alertd: {channel} is silent",
-                                    details=said)), now)
-            self._transitions.notices.queue(
-                conn, CHANNEL_SILENT, now, source=SOURCE, ticket_id=result.ticket_id,
-                alert_id=result.alert_id, channel=channel,
-                last_input_at=utc_iso(last_input) if last_input else None)
-            log.warning("channel %s silent: %s; alert %s ticket %s", channel, said,
-                        result.uid, result.ticket_id)
-            return "silent"
-        if not silent and newest is not None and newest.state == "open":
-            self._transitions.apply_event(conn, CHANNEL, AlertEvent(
-                SOURCE, newest.uid, AlertAction.RESOLVE, device=channel,
-                message=f"Input on {channel} again at {utc_iso(last_input)}"), now)
-            log.info("channel %s resumed (input at %s); alert %s resolved", channel,
-                     utc_iso(last_input), newest.uid)
+        open_alerts = session.execute(
+            select(Alert.uid, Alert.first_seen_at)
+            .where(Alert.source == SOURCE, Alert.device == channel, Alert.state == "open")
+            .order_by(Alert.id)).all()
+        # Input after an alert was raised ends its silence, whatever this process's start.
+        resumed = [alert for alert in open_alerts
+                   if last_input is not None and last_input > alert.first_seen_at]
+        if resumed:
+            for alert in resumed:
+                self._transitions.apply_event(conn, CHANNEL, AlertEvent(
+                    SOURCE, alert.uid, AlertAction.RESOLVE, device=channel,
+                    message=f"Input on {channel} again at {utc_iso(last_input)}"), now)
+            self._metrics.channel_silent.labels(channel).set(0)
+            log.info("channel %s resumed (input at %s); alert(s) %s resolved", channel,
+                     utc_iso(last_input), ", ".join(alert.uid for alert in resumed))
             return "resumed"
-        return None
+        # Past its silence, or an alert of this silence still open (raised before a restart).
+        self._metrics.channel_silent.labels(channel).set(1 if silent or open_alerts else 0)
+        if not silent:
+            return None
+        # One alert per silence, named by the silence: every process that sees it names the
+        # same alert, and the (source, uid) index keeps it one. An agent's close of its
+        # ticket ends nothing: the alert stays that silence's.
+        uid = f"silent:{channel}:{utc_iso(last_input) if last_input else 'never'}"
+        if session.scalar(select(Alert.id).where(Alert.source == SOURCE,
+                                                 Alert.uid == uid)) is not None:
+            return None
+        said = (f"No input on {channel} for {format_duration(limit_s)} or more "
+                f"(last input: {utc_iso(last_input) if last_input else 'none'}; "
+                f"[watch] allows {format_duration(limit_s)})")
+        result = self._transitions.apply_event(conn, CHANNEL, AlertEvent(
+            SOURCE, uid, AlertAction.RAISE, device=channel, priority="High", message=said,
+            ticket=TicketFields(type="alertd", summary=f"alertd: {channel} is silent",
+                                details=said)), now)
+        if result.ticket_id is None or result.outcome != "opened":
+            return None  # raised by another process meanwhile, or held by maintenance
+        self._transitions.notices.queue(
+            conn, CHANNEL_SILENT, now, source=SOURCE, ticket_id=result.ticket_id,
+            alert_id=result.alert_id, channel=channel,
+            last_input_at=utc_iso(last_input) if last_input else None)
+        log.warning("channel %s silent: %s; alert %s ticket %s", channel, said, result.uid,
+                    result.ticket_id)
+        return "silent"
 
     @staticmethod
     def _last_input(session: Session, channel: str) -> datetime | None:

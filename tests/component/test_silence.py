@@ -8,9 +8,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from daemon.core.clock import utcnow
-from daemon.store.models import Alert, OutboxAction
+from daemon.store.models import Alert, Delivery, OutboxAction
 from daemon.tickets.silence import SilenceWatch
 from tests.api_client import Api
 from tests.component.test_webhooks import datto_body, post_datto
@@ -22,10 +23,10 @@ WATCH = ('\n[watch]\n"webhook:datto" = "1h"\n"smtp" = "6h"\n'
          'events = ["channel.silent", "ticket.upstream_resolved"]\n')
 
 
-def watch_at(app: Api, moment: list[datetime], started_at: datetime) -> SilenceWatch:
+def watch_at(app: Api, started_at: datetime) -> SilenceWatch:
     ctx = app.ctx
     return SilenceWatch(ctx.db, ctx.pipeline.transitions, ctx.config.watch, ctx.metrics,
-                        started_at=started_at, clock=lambda: moment[0])
+                        started_at=started_at)
 
 
 async def alertd_alerts(app: Api) -> list[Any]:
@@ -44,17 +45,24 @@ def silent_gauge(app: Api, channel: str) -> float | None:
                                                      {"channel": channel})
 
 
+async def age_inputs(app: Api, by: timedelta) -> None:
+    """Make every stored delivery `by` older (as if it had come then)."""
+    def older(session: Session) -> None:
+        for delivery in session.scalars(select(Delivery)):
+            delivery.received_at -= by
+    await app.ctx.db.write(older)
+
+
 async def test_a_silent_channel_raises_one_ticket_and_resolves_when_input_resumes(
         make_app: MakeApp) -> None:
     app = await make_app(WATCH)
-    started = utcnow()
+    started = utcnow() - timedelta(hours=3)
     assert (await post_datto(app, datto_body(uid=uid(1))))[0] == 201
-    moment = [started + timedelta(minutes=30)]
-    watch = watch_at(app, moment, started)
-    assert await watch.run_once() == []
+    watch = watch_at(app, started)
+    assert await watch.run_once() == []  # input a moment ago
     assert silent_gauge(app, "webhook:datto") == 0
 
-    moment[0] = started + timedelta(minutes=61)
+    await age_inputs(app, timedelta(hours=2))  # the last input two hours ago: silent
     assert await watch.run_once() == ["silent webhook:datto"]
     assert silent_gauge(app, "webhook:datto") == 1
     (alert,) = await alertd_alerts(app)
@@ -65,12 +73,14 @@ async def test_a_silent_channel_raises_one_ticket_and_resolves_when_input_resume
     assert event == "channel.silent" and payload["channel"] == "webhook:datto"
     assert payload["last_input_at"] is not None
 
-    moment[0] = started + timedelta(minutes=90)
     assert await watch.run_once() == []  # one alert per silence
+    # A restart (a process that started just now) neither resolves nor raises it again.
+    assert await watch_at(app, utcnow()).run_once() == []
+    assert silent_gauge(app, "webhook:datto") == 1
+    assert [a.state for a in await alertd_alerts(app)] == ["open"]
 
     # Input again: the alert resolves, its ticket closes, the targets hear of it.
     assert (await post_datto(app, datto_body(uid=uid(2))))[0] == 201
-    moment[0] = utcnow() + timedelta(minutes=1)
     assert await watch.run_once() == ["resumed webhook:datto"]
     assert silent_gauge(app, "webhook:datto") == 0
     (alert,) = await alertd_alerts(app)
@@ -84,14 +94,11 @@ async def test_a_silent_channel_raises_one_ticket_and_resolves_when_input_resume
 async def test_a_ticket_closed_by_an_agent_is_not_raised_again_in_the_same_silence(
         make_app: MakeApp) -> None:
     app = await make_app(WATCH)
-    started = utcnow()
-    moment = [started + timedelta(hours=7)]  # nothing ever came: both channels silent
-    watch = watch_at(app, moment, started)
+    watch = watch_at(app, utcnow() - timedelta(hours=7))  # nothing came since: both silent
     assert sorted(await watch.run_once()) == ["silent smtp", "silent webhook:datto"]
     for alert in await alertd_alerts(app):
         status, _ = await app.call("POST", f"/api/tickets/{alert.ticket_id}/close", body={})
         assert status == 200
-    moment[0] += timedelta(hours=1)
     assert await watch.run_once() == []
     assert len(await alertd_alerts(app)) == 2
 
@@ -100,6 +107,5 @@ async def test_silence_counts_from_alertds_start_not_from_older_input(
         make_app: MakeApp) -> None:
     app = await make_app(WATCH)
     assert (await post_datto(app, datto_body(uid=uid(1))))[0] == 201
-    started = utcnow() + timedelta(days=2)  # alertd was stopped for two days since
-    moment = [started + timedelta(minutes=30)]
-    assert await watch_at(app, moment, started).run_once() == []
+    await age_inputs(app, timedelta(days=2))  # alertd was stopped for two days since
+    assert await watch_at(app, utcnow() - timedelta(minutes=30)).run_once() == []

@@ -114,6 +114,7 @@ def test_url_and_secret_are_secrets_in_notify_entries_only(
 
 def test_watch_names_channels_alertd_has(write_config: Callable[[str], Path]) -> None:
     config = load_config(write_config(
+        '[datto]\nwebhook_secret = "datto-secret-0123456789"\n'
         '[[imap.accounts]]\nname = "alerts"\nhost = "imap.msp.example"\n'
         'username = "u"\npassword = "p"\n'
         '[watch]\n"webhook:datto" = "6h"\n"imap:alerts" = "2h"\n'), environ={})
@@ -122,3 +123,7 @@ def test_watch_names_channels_alertd_has(write_config: Callable[[str], Path]) ->
         write_config, '[watch]\n"imap:other" = "2h"\n')
     assert "watch.smtp: '1m' is shorter than 5m" in problems(
         write_config, '[watch]\n"smtp" = "1m"\n')
+    assert "'webhook:syncro': that webhook is off (no [syncro] webhook_token)" in problems(
+        write_config, '[watch]\n"webhook:syncro" = "6h"\n')
+    assert "'poll:datto' is no channel alertd has" in problems(
+        write_config, '[watch]\n"poll:datto" = "6h"\n')

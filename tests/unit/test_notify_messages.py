@@ -83,6 +83,22 @@ def test_a_digest_lists_each_notification() -> None:
     found = digest([doc(), doc("ticket.closed")], 10, "https://a")
     assert found["event"] == "digest" and found["count"] == 2
     assert "ticket #7 PC-01 - Disk C: full" in found["text"]
+    assert found["id"] == "digest-" + hashlib.sha256(b"11,11").hexdigest()[:16]
+
+
+def test_a_long_digest_keeps_its_count_and_link_within_the_text_limit() -> None:
+    long_ticket = {**TICKET, "summary": "x" * 500,
+                   "alerts": [{"source": "datto", "uid": f"u-{n}", "state": "open"}
+                              for n in range(50)]}
+    docs = [document(n, "ticket.opened", "t", long_ticket, ALERT, {}, "https://a")
+            for n in range(200)]
+    found = digest(docs, 10, "https://a")
+    text = found["text"]
+    assert len(text) <= 4000
+    assert text.endswith("https://a/ui/tickets")
+    listed = text.count("\n- ") - 1
+    assert f"- ... and {200 - listed} more" in text
+    assert all(len(n["ticket"]["alerts"]) == 5 for n in found["notifications"])
 
 
 def test_a_shown_url_has_no_credentials() -> None:
