@@ -4,8 +4,9 @@ processes against the in-repo Datto fake)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,22 @@ from tests.api_client import AUTH, TOKEN
 from tests.daemon_process import Daemon
 from tests.fakes.datto import DattoFake
 
+
+@contextlib.asynccontextmanager
+async def daemons_on_one_state(tmp_path: Path, config: str
+                               ) -> AsyncIterator[tuple[Daemon, Daemon]]:
+    """Two `alertd run` processes on the same state, started by the test one after the other
+    (the second is the first restarted); both stopped at the end."""
+    state_dir = tmp_path / "state"
+    first = Daemon(tmp_path / "first", config, state_dir=state_dir)
+    second = Daemon(tmp_path / "second", config, state_dir=state_dir)
+    try:
+        yield first, second
+    finally:
+        for daemon in (first, second):
+            if daemon.process is not None:
+                await daemon.stop()
+            daemon.close()
 
 async def test_a_resolve_owed_across_a_crash_arrives_once(
         aiohttp_server: Callable[..., Any], tmp_path: Path) -> None:
@@ -38,10 +55,7 @@ async def test_a_resolve_owed_across_a_crash_arrives_once(
         lease_s = 2
         interval_s = 0.2
         """
-    state_dir = tmp_path / "state"
-    first = Daemon(tmp_path / "first", config, state_dir=state_dir)
-    second = Daemon(tmp_path / "second", config, state_dir=state_dir)
-    try:
+    async with daemons_on_one_state(tmp_path, config) as (first, second):
         await first.start()
         async with aiohttp.ClientSession(headers=AUTH) as http:
             async with http.post(first.url("/api/alerts"), json={
@@ -66,11 +80,6 @@ async def test_a_resolve_owed_across_a_crash_arrives_once(
             await asyncio.sleep(1.0)  # several outbox runs later: still one resolve
             async with http.get(second.url("/api/outbox")) as response:
                 rows = (await response.json())["items"]
-    finally:
-        for daemon in (first, second):
-            if daemon.process is not None:
-                await daemon.stop()
-            daemon.close()
     resolves = fake.calls_to("POST", f"/api/v2/alert/{uid}/resolve")
     assert [c.status for c in resolves] == [200]
     assert [(r["target"], r["status"]) for r in rows] == [(uid, "done")]
@@ -112,10 +121,7 @@ async def test_a_notification_owed_across_a_crash_arrives_once(
         secret = "crash-test-secret-0123456789"
         events = ["ticket.opened"]
         """
-    state_dir = tmp_path / "state"
-    first = Daemon(tmp_path / "first", config, state_dir=state_dir)
-    second = Daemon(tmp_path / "second", config, state_dir=state_dir)
-    try:
+    async with daemons_on_one_state(tmp_path, config) as (first, second):
         await first.start()
         async with aiohttp.ClientSession(headers=AUTH) as http:
             async with http.post(first.url("/api/alerts"), json={
@@ -134,11 +140,6 @@ async def test_a_notification_owed_across_a_crash_arrives_once(
             await asyncio.sleep(1.0)  # several outbox runs later: still one
             async with http.get(second.url("/api/outbox")) as response:
                 rows = (await response.json())["items"]
-    finally:
-        for daemon in (first, second):
-            if daemon.process is not None:
-                await daemon.stop()
-            daemon.close()
     assert [(r["action"], r["target"], r["status"]) for r in rows] == [
         ("notify", "ticket.opened", "done")]
     assert answered == [str(rows[0]["id"])]
