@@ -1,4 +1,6 @@
-"""`alertd outbox list|retry|drop`: the resolve calls alertd owes the RMMs."""
+"""`alertd outbox list|retry|drop`: the resolve calls alertd owes the RMMs and the
+notifications it owes the `[[notify]]` targets (FOR: the RMM or the target; WHAT: the alert
+id or the event)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from daemon.store.queries import Page, Queries
 
 def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     outbox = commands.add_parser("outbox", parents=[common],
-                                 help="resolve calls owed to the RMMs")
+                                 help="resolve calls owed to the RMMs, notifications owed")
     actions = outbox.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = add_listing(actions, common, "list", "outbox rows")
     listing.add_argument("--status", choices=["pending", "done", "dead", "dropped"])
@@ -32,8 +34,9 @@ async def run(inv: Invocation, db: Database) -> int:
         listing = await Queries(db).outbox(Page(args.limit, args.before_id),
                                            status=args.status, source=args.source)
         print_listing(listing, args.json,
-                      ["ID", "STATUS", "SOURCE", "TARGET", "ATTEMPTS", "NEXT", "LAST ERROR"],
-                      lambda r: [r["id"], r["status"], r["source"], r["target"],
+                      ["ID", "STATUS", "ACTION", "FOR", "WHAT", "ATTEMPTS", "NEXT",
+                       "LAST ERROR"],
+                      lambda r: [r["id"], r["status"], r["action"], r["source"], r["target"],
                                  r["attempts"], short_time(r["next_attempt_at"]),
                                  r["last_error"]])
         return 0

@@ -146,7 +146,7 @@ async def test_outbox_commands(pipeline: Pipeline, agent: AgentActions,
         await agent.close(ticket_id, "agent:dana")
     listing = cli("outbox", "list")
     assert listing.returncode == 0, listing.stderr
-    assert listing.stdout.splitlines()[0].split() == ["ID", "STATUS", "SOURCE", "TARGET",
+    assert listing.stdout.splitlines()[0].split() == ["ID", "STATUS", "ACTION", "FOR", "WHAT",
                                                       "ATTEMPTS", "NEXT", "LAST", "ERROR"]
     rows = {r["target"]: r for r in json.loads(cli("outbox", "list", "--json").stdout)["items"]}
     assert {t: r["status"] for t, r in rows.items()} == {"uid-to-drop": "pending",
