@@ -16,6 +16,7 @@ import contextlib
 import gc
 import logging
 import signal
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -27,9 +28,11 @@ from daemon.service.wiring import Services, api_tokens, build_services
 
 log = logging.getLogger(__name__)
 
+MAX_STATUS_CHARS = 200  # of a refused reload's reason in STATUS= (systemctl status shows it)
+
 # Sections a reload cannot apply (the rest of the file is read again; these warn).
 _RESTART_SECTIONS = ("database", "http", "console", "smtp", "imap", "pipeline", "lifecycle",
-                     "daemon", "logging")
+                     "daemon", "logging", "notify", "watch")
 
 
 class Service:
@@ -49,10 +52,14 @@ class Service:
 
     def reload(self) -> None:
         """SIGHUP: re-read the config file; apply the API tokens and the rules; keep all if
-        either is invalid."""
+        either is invalid. systemd hears RELOADING=1 first and READY=1 when it is over (so
+        `systemctl reload` under `Type=notify-reload` waits for it), with the outcome in
+        STATUS=."""
         if self.services is None:
             log.warning("reload ignored: alertd is still starting")
             return
+        # CLOCK_MONOTONIC in microseconds: systemd matches it to the reload it asked for.
+        self._notifier.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
             fresh = load_config(self._config_path, self._environ)
             tokens = api_tokens(fresh)
@@ -60,6 +67,9 @@ class Service:
             self.services.tokens.replace(tokens)  # the last step that can fail: rules follow
         except (ConfigError, RulesError, ValueError, OSError) as err:
             log.error("reload refused, keeping the running configuration and rules:\n%s", err)
+            # The first problem, on one line (STATUS= is one line): the log has them all.
+            first = " ".join(str(err).split("\n", 1)[0].split())[:MAX_STATUS_CHARS]
+            self._notifier.notify(f"READY=1\nSTATUS=accepting alerts; reload refused: {first}")
             return
         self.services.rules.rules = rules
         for key in _RESTART_SECTIONS:
@@ -67,6 +77,8 @@ class Service:
                 log.warning("reload: [%s] changed; it takes effect after a restart", key)
         log.info("reload done: %d API token(s), %d rule(s) from %s", len(tokens),
                  len(rules.rules), fresh.rules.path)
+        self._notifier.notify(f"READY=1\nSTATUS=accepting alerts; reloaded: {len(tokens)} API "
+                              f"token(s), {len(rules.rules)} rule(s)")
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()

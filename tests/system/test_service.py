@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 import smtplib
 import textwrap
@@ -34,6 +35,13 @@ async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
     instance.close()
 
 
+def reload_notes(daemon: Daemon) -> tuple[str, str]:
+    """The RELOADING=1 and READY=1 of the reload just done (what else came is dropped)."""
+    notes = [n for n in daemon.notifications() if n != "WATCHDOG=1"]
+    assert len(notes) == 2, notes
+    return notes[0], notes[1]
+
+
 async def test_start_serve_reload_and_stop(daemon: Daemon) -> None:
     notes = daemon.notifications()
     assert any(n.startswith("READY=1") for n in notes)
@@ -55,8 +63,13 @@ async def test_start_serve_reload_and_stop(daemon: Daemon) -> None:
 
         # SIGHUP applies new tokens from the config file...
         daemon.write_config('[api]\ntokens = ["rotated-token-0001"]\n')
+        daemon.notifications()  # what start-up said: read and put aside
         daemon.process.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
         await daemon.wait_log("reload done: 1 API token")
+        # systemd hears the reload begin (with its monotonic time) and end, with the outcome.
+        reloading, ready = reload_notes(daemon)
+        assert re.fullmatch(r"RELOADING=1\nMONOTONIC_USEC=\d+", reloading)
+        assert ready.startswith("READY=1\nSTATUS=accepting alerts; reloaded: 1 API token(s)")
         rotated = {"Authorization": "Bearer rotated-token-0001"}
         async with http.get(daemon.url("/api/tickets"), headers=rotated) as response:
             assert response.status == 200
@@ -67,6 +80,9 @@ async def test_start_serve_reload_and_stop(daemon: Daemon) -> None:
         daemon.process.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
         await daemon.wait_log("reload refused")
         await daemon.wait_log(r"api\.bogus: unknown key")
+        _, ready = reload_notes(daemon)
+        assert ready.startswith("READY=1\nSTATUS=accepting alerts; reload refused: ")
+        assert "\n" not in ready.split("STATUS=", 1)[1]
         async with http.get(daemon.url("/api/tickets"), headers=rotated) as response:
             assert response.status == 200
 

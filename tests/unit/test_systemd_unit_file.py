@@ -26,3 +26,15 @@ def test_unit_is_notify_with_stop_timeout_above_the_drain_deadline() -> None:
     assert unit_values("NoNewPrivileges") == ["yes"]
     assert unit_values("ProtectSystem") == ["strict"]
     assert unit_values("CapabilityBoundingSet") == [""]
+
+
+def test_proc_shows_processes_only() -> None:
+    assert unit_values("ProcSubset") == ["pid"]
+
+
+def test_the_notify_reload_drop_in_replaces_the_reload_command() -> None:
+    """systemd >= 253: Type=notify-reload sends SIGHUP itself and waits for READY=1; the
+    shipped ExecReload= must be emptied or systemd runs both."""
+    lines = (ROOT / "systemd/notify-reload.conf").read_text().splitlines()
+    settings = [line for line in lines if line and not line.startswith("#")]
+    assert settings == ["[Service]", "Type=notify-reload", "ReloadSignal=SIGHUP", "ExecReload="]
