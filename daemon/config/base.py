@@ -3,12 +3,14 @@ unknown keys, and listen addresses."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+_MAIL_ADDRESS = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+")
 # What a secret given by file or environment holds for a command that does not read it.
 UNREAD_SECRET = "(not read by this command)"  # noqa: S105 - a placeholder, not a secret
 
@@ -34,6 +36,17 @@ def _parse_listen(value: Any) -> ListenAddress:
 
 
 Listen = Annotated[ListenAddress, BeforeValidator(_parse_listen)]
+
+
+def _mail_address(value: Any) -> Any:
+    if isinstance(value, str) and not _MAIL_ADDRESS.fullmatch(value):
+        raise ValueError(f"{value!r} is not a mail address (the address only, without a "
+                         "display name)")
+    return value
+
+
+# A bare mail address ("noc@msp.example"), as SMTP envelopes and From headers compare it.
+MailAddress = Annotated[str, BeforeValidator(_mail_address)]
 
 
 class Section(BaseModel):

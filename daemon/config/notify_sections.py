@@ -16,7 +16,7 @@ from jinja2 import TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from daemon.config.base import UNREAD_SECRET, Section
+from daemon.config.base import LOOPBACK_HOSTS, UNREAD_SECRET, MailAddress, Section
 from daemon.core.events import is_source_name
 
 # What a target can ask for. `alert.suppressed`: a new alert's ticket held back by a
@@ -27,7 +27,6 @@ NotifyEvent = Literal["ticket.opened", "ticket.reopened", "ticket.closed",
                       "ticket.upstream_resolved", "alert.suppressed", "channel.silent"]
 NOTIFY_KINDS = ("webhook", "teams", "slack", "email")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
-_ADDRESS = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+")
 
 
 def _https_or_loopback(url: str) -> str:
@@ -36,7 +35,7 @@ def _https_or_loopback(url: str) -> str:
     if url == UNREAD_SECRET:
         return url
     parts = urlsplit(url)
-    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    loopback = parts.hostname in LOOPBACK_HOSTS
     if not parts.hostname or parts.scheme not in ("https", "http") or (
             parts.scheme == "http" and not loopback):
         raise ValueError("expected an https:// URL (http:// only to localhost)")
@@ -136,30 +135,15 @@ class EmailTarget(_Target):
     ca_file: str = ""
     username: str = ""
     password: SecretStr | None = None
-    mail_from: str = Field(alias="from", min_length=3)
-    to: tuple[str, ...] = Field(min_length=1)
-
-    @field_validator("mail_from")
-    @classmethod
-    def _from(cls, address: str) -> str:
-        if not _ADDRESS.fullmatch(address):
-            raise ValueError(f"{address!r} is not a mail address")
-        return address
-
-    @field_validator("to")
-    @classmethod
-    def _to(cls, addresses: tuple[str, ...]) -> tuple[str, ...]:
-        for address in addresses:
-            if not _ADDRESS.fullmatch(address):
-                raise ValueError(f"{address!r} is not a mail address")
-        return addresses
+    mail_from: MailAddress = Field(alias="from")
+    to: tuple[MailAddress, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _auth(self) -> EmailTarget:
         if bool(self.username) != (self.password is not None):
             raise ValueError("give both username and password, or neither")
-        if self.password is not None and self.security == "none" and self.smtp_host not in (
-                "localhost", "127.0.0.1", "::1"):
+        if (self.password is not None and self.security == "none"
+                and self.smtp_host not in LOOPBACK_HOSTS):
             raise ValueError("a password is sent only over TLS: security = \"starttls\" or "
                              "\"tls\" (\"none\" only to a relay on localhost)")
         return self

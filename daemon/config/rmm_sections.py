@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from daemon.config.base import UNREAD_SECRET, Section
+from daemon.config.base import UNREAD_SECRET, MailAddress, Section
 
 # Datto RMM's platforms: `[datto] api_url = "merlot"` means https://merlot-api.centrastage.net.
 DATTO_PLATFORMS = ("pinotage", "merlot", "concord", "vidal", "zinfandel", "syrah")
@@ -31,9 +30,6 @@ def _secret_checks(current: SecretStr | None, previous: SecretStr | None, names:
         raise ValueError(f"{names}: the previous secret is the current one")
 
 
-_ADDRESS = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+")
-
-
 class DattoConfig(Section):
     api_url: str = ""
     api_key: SecretStr | None = None
@@ -52,7 +48,7 @@ class DattoConfig(Section):
     # Halo's "From Address": Datto alert mail (mail a rule with source = "datto" decides) is
     # taken only from these senders; other senders' is kept as a rejected delivery. Empty:
     # any sender (Datto sets the sender per account: there is no one default to assume).
-    email_from: tuple[str, ...] = ()
+    email_from: tuple[MailAddress, ...] = ()
 
     @property
     def api_configured(self) -> bool:
@@ -60,11 +56,7 @@ class DattoConfig(Section):
 
     @field_validator("email_from")
     @classmethod
-    def _addresses(cls, addresses: tuple[str, ...]) -> tuple[str, ...]:
-        for address in addresses:
-            if not _ADDRESS.fullmatch(address):
-                raise ValueError(f"{address!r} is not a mail address (the sender only, "
-                                 "without a display name)")
+    def _without_case(cls, addresses: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(address.casefold() for address in addresses)
 
     @model_validator(mode="after")

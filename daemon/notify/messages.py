@@ -170,7 +170,7 @@ def digest(documents: Sequence[Mapping[str, Any]], per_minute: int, public_url: 
         "id": "digest-" + sha256(ids.encode()).hexdigest()[:16],
         "event": "digest", "count": len(documents),
         "subject": f"[alertd] {len(documents)} notifications (over {per_minute} a minute)",
-        "text": "\n".join([head, *lines, tail]),
+        "text": "\n".join([head, *lines, tail]), "url": tail,
         "notifications": [_slim(doc) for doc in documents],
     }
 

@@ -72,8 +72,9 @@ class Notifier:
         documents = await self._documents(rows)
         if len(documents) == 1:
             await self._deliver(documents[0])
-        else:
-            await self._deliver_digest(digest(documents, self.per_minute, self._public_url))
+        else:  # alertd's own words: the target's templates are for single notifications
+            doc = digest(documents, self.per_minute, self._public_url)
+            await self._transport(doc, doc["subject"], doc["text"])
 
     async def send_test(self) -> None:
         """A test message through the target's templates and transport (`alertd notify
@@ -100,7 +101,7 @@ class Notifier:
         documents = []
         for row in rows:
             details = {key: value for key, value in (row.payload or {}).items()
-                       if key not in ("alert_id", "source")}
+                       if key != "alert_id"}
             alert_id = (row.payload or {}).get("alert_id")
             documents.append(document(
                 row.id, row.target, _iso(row.created_at),
@@ -114,12 +115,9 @@ class Notifier:
             subject, text = self.templates.render(doc)
         except TemplateFailed as err:
             raise NotifyError(str(err), retryable=False) from None
-        await self._transport(doc, subject, text, doc["url"])
+        await self._transport(doc, subject, text)
 
-    async def _deliver_digest(self, doc: dict[str, Any]) -> None:
-        await self._transport(doc, doc["subject"], doc["text"], f"{self._public_url}/ui/tickets")
-
-    async def _transport(self, doc: dict[str, Any], subject: str, text: str, url: str) -> None:
+    async def _transport(self, doc: dict[str, Any], subject: str, text: str) -> None:
         target = self.target
         if isinstance(target, WebhookTarget):
             body, headers = webhook_request(target.secret.get_secret_value(),
@@ -128,7 +126,7 @@ class Notifier:
                             show_path=True)
         elif isinstance(target, ChatTarget):
             body = (slack_body(subject, text) if target.kind == "slack"
-                    else teams_body(subject, text, url))
+                    else teams_body(subject, text, doc["url"]))
             await post_json(self._session(), target.url.get_secret_value(), body, {},
                             target.timeout_s, show_path=False)
         else:

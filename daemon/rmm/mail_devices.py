@@ -24,7 +24,7 @@ from sqlalchemy import Table, and_, select
 from sqlalchemy.orm import Session
 
 from daemon.core.clock import Clock, utcnow
-from daemon.core.events import AlertEvent
+from daemon.core.events import AlertEvent, clamp_event
 from daemon.core.lifecycle import AlertAction
 from daemon.rmm.datto import DattoAlert
 from daemon.rmm.errors import Rejected, RmmError
@@ -99,19 +99,20 @@ class MailAlertDevices:
         if found is None or not found.device_uid:
             sql.UPDATE_ALERT.run(conn, {"row_id": alert_id, "device_ref": NO_DEVICE})
             return False
-        device = alert["device"] or found.device_name
-        site = alert["site"] or found.site_name
-        sql.UPDATE_ALERT.run(conn, {"row_id": alert_id, "device_ref": found.device_uid,
-                                    "device": device, "site": site})
+        # Datto's words fit the alert's columns as any channel's do (one line, cut to size).
+        named = clamp_event(AlertEvent(
+            "datto", alert["uid"], AlertAction.RAISE, device=alert["device"] or found.device_name,
+            site=alert["site"] or found.site_name, customer=alert["customer"],
+            device_ref=found.device_uid))
+        sql.UPDATE_ALERT.run(conn, {"row_id": alert_id, "device_ref": named.device_ref,
+                                    "device": named.device, "site": named.site})
         ticket = conn.execute(select(_TICKETS.c.id, _TICKETS.c.status, _TICKETS.c.asset_id,
                                      _TICKETS.c.customer_id, _TICKETS.c.site_id)
                               .where(_TICKETS.c.alert_id == alert_id)
                               .with_for_update()).first()
         if ticket is None or ticket.status != "open" or ticket.asset_id is not None:
             return False
-        placement = self._placer.locate(conn, AlertEvent(
-            "datto", alert["uid"], AlertAction.RAISE, device=device, site=site,
-            customer=alert["customer"], device_ref=found.device_uid))
+        placement = self._placer.locate(conn, named)
         if placement.asset_id is None or (ticket.customer_id is not None
                                           and ticket.customer_id != placement.customer_id):
             return False  # not imported, or the ticket was placed at another customer
@@ -122,9 +123,10 @@ class MailAlertDevices:
         name = conn.execute(select(_ASSETS.c.name).where(
             _ASSETS.c.id == placement.asset_id)).scalar_one()
         sql.insert_note(conn, ticket.id, "alertd", (
-            f"Placed on asset {name}: Datto RMM names device {found.device_name or '?'} "
-            f"({found.device_uid}) as the source of alert {alert['uid']}, which arrived by "
+            f"Placed on asset {name}: Datto RMM names device "
+            f"{(found.device_name or '?')[:255]} ({named.device_ref}) as the source of alert "
+            f"{alert['uid']}, which arrived by "
             "mail."), now)
         log.info("ticket %s placed on asset %s (datto device %s of mail alert %s)",
-                 ticket.id, placement.asset_id, found.device_uid, alert["uid"])
+                 ticket.id, placement.asset_id, named.device_ref, alert["uid"])
         return True

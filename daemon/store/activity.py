@@ -31,13 +31,28 @@ _BACKLOG = {
 }
 
 
-def _newest(session: Session, channel: str, source: str | None) -> dict[str, Any] | None:
+def newest_delivery(session: Session, channel: str, source: str | None) -> Any:
+    """The newest delivery of a channel (and source), or None: id, received_at, status,
+    outcome, error. An index seek (`ix_deliveries_channel_id` / `_channel_source_id`)."""
     query = (select(Delivery.id, Delivery.received_at, Delivery.status, Delivery.outcome,
                     Delivery.error)
              .where(Delivery.channel == channel).order_by(Delivery.id.desc()).limit(1))
     if source is not None:
         query = query.where(Delivery.source == source)
-    row = session.execute(query).first()
+    return session.execute(query).first()
+
+
+def imap_last_inputs(session: Session) -> dict[str, datetime]:
+    """Per IMAP account, when its newest batch of mail was stored: the checkpoint moves only
+    after a batch is committed. (A delivery records its account only inside its JSON `meta`,
+    which no index of both backends can reach.)"""
+    query = select(ImapCheckpoint.account, func.max(ImapCheckpoint.updated_at)
+                   ).group_by(ImapCheckpoint.account)
+    return {account: moment for account, moment in session.execute(query).all()}
+
+
+def _newest(session: Session, channel: str, source: str | None) -> dict[str, Any] | None:
+    row = newest_delivery(session, channel, source)
     if row is None:
         return None
     return {"id": row.id, "received_at": utc_iso(row.received_at), "status": row.status,
@@ -61,13 +76,8 @@ class Activity:
             key: _newest(session, *key) for key in wanted})
 
     async def imap_last_input(self) -> dict[str, datetime]:
-        """Per IMAP account, when its newest batch of mail was stored: the checkpoint moves
-        only after a batch is committed. (A delivery records its account only inside its JSON
-        `meta`, which no index of both backends can reach.)"""
-        query = select(ImapCheckpoint.account, func.max(ImapCheckpoint.updated_at)
-                       ).group_by(ImapCheckpoint.account)
-        rows = await self._db.read(lambda session: session.execute(query).all())
-        return {account: moment for account, moment in rows}
+        """`imap_last_inputs`, in a read transaction of its own."""
+        return await self._db.read(imap_last_inputs)
 
     async def backlogs(self, now: datetime) -> dict[str, dict[str, dict[str, Any]]]:
         """{"deliveries": {"received": {...}, "failed": {...}}, "outbox": {"pending": {...},

@@ -177,6 +177,12 @@ def ticket_view(row: Any, notes: list[TicketNote] | None = None) -> dict[str, An
     return view
 
 
+def ticket_alert_view(row: Any) -> dict[str, Any]:
+    """One of a ticket's alerts, as its ticket lists it."""
+    return {"id": row.id, "source": row.source, "uid": row.uid, "state": row.state,
+            "device": row.device, "channels": list(row.channels or ())}
+
+
 def alert_view(alert: Alert) -> dict[str, Any]:
     return {
         "id": alert.id,
@@ -329,10 +335,8 @@ class Queries:
             if row is None:
                 return None
             view = ticket_view(row, list(session.scalars(notes)))
-            view["alerts"] = [
-                {"id": a.id, "source": a.source, "uid": a.uid, "state": a.state,
-                 "device": a.device, "channels": list(a.channels or ())}
-                for a in reversed(session.execute(alerts).all())]
+            view["alerts"] = [ticket_alert_view(a)
+                              for a in reversed(session.execute(alerts).all())]
             return view
         return await self._db.read(run)
 
@@ -370,9 +374,7 @@ class Queries:
                                          .order_by(newest.c.id.desc())):
                     found = tickets.get(a.ticket_id)
                     if found is not None:
-                        found["alerts"].append({"id": a.id, "source": a.source, "uid": a.uid,
-                                                "state": a.state, "device": a.device,
-                                                "channels": list(a.channels or ())})
+                        found["alerts"].append(ticket_alert_view(a))
             for found in tickets.values():
                 found["alerts"].reverse()  # the newest MAX_TICKET_ALERTS, oldest first
             for start in range(0, len(alert_ids), 500):

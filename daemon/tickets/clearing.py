@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from functools import partial
+from typing import Any
 
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
@@ -49,16 +50,16 @@ def close_cleared(conn: Connection, ticket_id: int, auto_close: AutoClose, now: 
     if left_open_because is None:
         sql.close_ticket(conn, ticket_id, CLEARED_BY, now)
         said = "Its condition stayed clear (close_after_clear): ticket closed by alertd."
-        # The upstream resolve is what closed it, a while later.
-        notices.queue(conn, TICKET_UPSTREAM_RESOLVED, now, source=None, ticket_id=ticket_id,
-                      alert_id=ticket["alert_id"], closed_by=CLEARED_BY)
     else:
         sql.UPDATE_TICKET.run(conn, {"row_id": ticket_id, "close_due_at": None,
                                      "upstream_resolved_at": now})
         said = (f"Its condition stayed clear (close_after_clear); ticket left open because "
                 f"{left_open_because}.")
-        notices.queue(conn, TICKET_UPSTREAM_RESOLVED, now, source=None, ticket_id=ticket_id,
-                      alert_id=ticket["alert_id"], left_open_because=left_open_because)
+    # The upstream resolve is what decided it, a while later.
+    outcome: dict[str, Any] = ({"closed_by": CLEARED_BY} if left_open_because is None
+                               else {"left_open_because": left_open_because})
+    notices.queue(conn, TICKET_UPSTREAM_RESOLVED, now, source=None, ticket_id=ticket_id,
+                  alert_id=ticket["alert_id"], **outcome)
     sql.insert_note(conn, ticket_id, "alertd", said, now)
     if ticket["alert_id"] is not None:
         sql.INSERT_TRAIL.run(conn, trail_row(

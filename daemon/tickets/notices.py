@@ -46,6 +46,7 @@ _FACTS = Prepared(select(sql.ALERTS.c.source, sql.TICKETS.c.priority,
                   .where(sql.TICKETS.c.id == bindparam("ticket_id")))
 _CUSTOMER = Prepared(select(_CUSTOMERS.c.name).where(_CUSTOMERS.c.id == bindparam("customer_id")))
 
+
 @dataclass(frozen=True)
 class Route:
     """One target's interest: its events and filters (lowercased; empty: any)."""
@@ -103,32 +104,41 @@ class Notices:
         `source`, `facts`: what the filters look at, when the caller knows it (an alert
         without a ticket); otherwise read from the ticket, and only when needed. `details`:
         what the message adds (who closed, which window)."""
+        rows = self._rows(conn, event, now, source, ticket_id, alert_id, facts, details)
+        if rows:
+            _INSERT.run_many(conn, rows)
+        return len(rows)
+
+    def _rows(self, conn: Connection, event: str, now: datetime, source: str | None,
+              ticket_id: int | None, alert_id: int | None, facts: Facts | None,
+              details: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The outbox rows of `event`, one per target that wants it."""
         routes = self._routes.get(event)
         if not routes:
-            return 0
+            return []
         if ticket_id is not None and (source is None or (
                 facts is None and any(r.needs_facts for r in routes))):
             row = _FACTS.first(conn, {"ticket_id": ticket_id}) or {}
             source = source or row.get("source")
             facts = Facts(row.get("customer"), row.get("priority"))
         facts = facts or Facts(None, None)
-        rows = [{"action": NOTIFY, "source": route.name, "target": event,
+        return [{"action": NOTIFY, "source": route.name, "target": event,
                  "ticket_id": ticket_id, "alert_id": None, "status": "pending",
                  "attempts": 0, "next_attempt_at": now, "created_at": now,
-                 "payload": {"source": source, "alert_id": alert_id, **details}}
+                 "payload": {"alert_id": alert_id, **details}}
                 for route in routes if route.matches(source or "", facts.customer,
                                                      facts.priority)]
-        if rows:
-            _INSERT.run_many(conn, rows)
-        return len(rows)
 
     def queue_opened(self, conn: Connection, opened: Mapping[int, tuple[str, int]],
                      now: datetime) -> None:
-        """`ticket.opened` for many new tickets: {ticket id: (source, alert id)}."""
+        """`ticket.opened` for many new tickets, in one statement: {ticket id: (source, alert
+        id)}."""
         if TICKET_OPENED in self._routes:
-            for ticket_id, (source, alert_id) in opened.items():
-                self.queue(conn, TICKET_OPENED, now, source=source, ticket_id=ticket_id,
-                           alert_id=alert_id)
+            rows = [row for ticket_id, (source, alert_id) in opened.items()
+                    for row in self._rows(conn, TICKET_OPENED, now, source, ticket_id,
+                                          alert_id, None, {})]
+            if rows:
+                _INSERT.run_many(conn, rows)
 
     def customer_name(self, conn: Connection, customer_id: int | None) -> str | None:
         """A placement's customer, by name (for an alert that has no ticket yet)."""

@@ -24,9 +24,8 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from daemon.core.clock import Clock, utc_iso, utcnow
@@ -34,8 +33,9 @@ from daemon.core.durations import format_duration
 from daemon.core.events import AlertEvent, TicketFields
 from daemon.core.lifecycle import AlertAction
 from daemon.metrics import Metrics
+from daemon.store.activity import imap_last_inputs, newest_delivery
 from daemon.store.database import Database
-from daemon.store.models import Alert, Delivery, ImapCheckpoint
+from daemon.store.models import Alert
 from daemon.tickets.notices import CHANNEL_SILENT
 from daemon.tickets.transitions import Transitions
 
@@ -43,13 +43,6 @@ log = logging.getLogger(__name__)
 
 SOURCE = "alertd"  # alertd's own alerts
 CHANNEL = "watch"  # what their trail names as the channel that reported them
-
-
-def _delivery_key(channel: str) -> tuple[str, str | None]:
-    """A watched channel as (deliveries.channel, deliveries.source): "webhook:datto" ->
-    ("webhook", "datto"); "smtp" -> ("smtp", None)."""
-    kind, _, source = channel.partition(":")
-    return kind, source or None
 
 
 class SilenceWatch:
@@ -131,13 +124,9 @@ class SilenceWatch:
 
     @staticmethod
     def _last_input(session: Session, channel: str) -> datetime | None:
+        """What GET /api/status shows as the channel's last input."""
         if channel.startswith("imap:"):
-            found: Any = session.scalar(select(func.max(ImapCheckpoint.updated_at)).where(
-                ImapCheckpoint.account == channel.removeprefix("imap:")))
-            return found  # type: ignore[no-any-return]
-        kind, source = _delivery_key(channel)
-        query = (select(Delivery.received_at).where(Delivery.channel == kind)
-                 .order_by(Delivery.id.desc()).limit(1))
-        if source is not None:
-            query = query.where(Delivery.source == source)
-        return session.scalar(query)
+            return imap_last_inputs(session).get(channel.removeprefix("imap:"))
+        kind, _, source = channel.partition(":")
+        newest = newest_delivery(session, kind, source or None)
+        return newest.received_at if newest is not None else None

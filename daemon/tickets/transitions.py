@@ -65,6 +65,8 @@ from daemon.tickets.rows import (
 )
 
 RESOLVE_ALERT = "resolve_alert"  # the outbox action an agent's close queues
+# The ticket choices that people hear of (`[[notify]]`).
+_TOLD_CHOICES = {TicketChoice.NEW: TICKET_OPENED, TicketChoice.REOPEN: TICKET_REOPENED}
 
 
 class TicketNotFound(LookupError):
@@ -156,11 +158,7 @@ class Transitions:
                 else:
                     choice, ticket_id = got.choice, got.ticket_id
                     outcome = OUTCOME_OF_CHOICE[choice]
-                    if choice is TicketChoice.NEW or choice is TicketChoice.REOPEN:
-                        self.notices.queue(
-                            conn, TICKET_OPENED if choice is TicketChoice.NEW
-                            else TICKET_REOPENED, now, source=event.source,
-                            ticket_id=ticket_id, alert_id=new_id)
+                    self._tell_choice(conn, choice, now, event.source, ticket_id, new_id)
                 reason += f"; {got.reason}" if got.reason else ""
             sql.INSERT_TRAIL.run(conn, trail_row(new_id, outcome.value, now, channel,
                                               reason=reason))
@@ -285,12 +283,18 @@ class Transitions:
         more: its own, or its condition's (`daemon.tickets.maintenance`). (ticket id, how)"""
         got = self._conditions.ticket_for(conn, alert["channels"][0], event, alert["id"],
                                           alert["condition"], now)
-        if got.choice is TicketChoice.NEW or got.choice is TicketChoice.REOPEN:
-            self.notices.queue(conn, TICKET_OPENED if got.choice is TicketChoice.NEW
-                               else TICKET_REOPENED, now, source=event.source,
-                               ticket_id=got.ticket_id, alert_id=alert["id"],
-                               window=alert["suppressed_by"])
+        self._tell_choice(conn, got.choice, now, event.source, got.ticket_id, alert["id"],
+                          window=alert["suppressed_by"])
         return got.ticket_id, got.reason or f"opened ticket {got.ticket_id}"
+
+    def _tell_choice(self, conn: Connection, choice: TicketChoice, now: datetime, source: str,
+                     ticket_id: int, alert_id: int, **details: Any) -> None:
+        """`ticket.opened` or `ticket.reopened` for a new alert's ticket (joining one, or a
+        ticket recorded, tells nothing)."""
+        event = _TOLD_CHOICES.get(choice)
+        if event is not None:
+            self.notices.queue(conn, event, now, source=source, ticket_id=ticket_id,
+                               alert_id=alert_id, **details)
 
     def insert_ticket(self, conn: Connection, event: AlertEvent, alert_id: int,
                       now: datetime, condition: str | None = None,
