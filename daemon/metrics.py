@@ -1,14 +1,27 @@
-"""Prometheus counters per stage, in a registry owned by one service instance (no globals);
-the last error of each intake channel (`ChannelHealth`)."""
+"""Prometheus metrics, in a registry owned by one service instance (no globals): counters per
+stage, latency histograms, the gauges read from the database at each scrape (`StoreGauges`),
+build info and the standard process metrics; the last error of each intake channel
+(`ChannelHealth`). Every name is documented in docs/operations.md."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 from daemon.core.clock import Clock, utcnow
 
@@ -39,13 +52,109 @@ class _Counter(Counter):
         return child
 
 
+class _Histogram(Histogram):
+    """A Histogram with `_Counter`'s one-lookup `labels()` (it is observed per input)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._children: dict[tuple[Any, ...], _Histogram] = {}
+
+    def labels(self, *labelvalues: Any, **labelkwargs: Any) -> _Histogram:
+        if labelkwargs:
+            return super().labels(**labelkwargs)
+        child = self._children.get(labelvalues)
+        if child is None:
+            child = self._children[labelvalues] = super().labels(*labelvalues)
+        return child
+
+
+# Seconds. Intake answers in milliseconds; a backlog (IMAP, a restart, a retry) in minutes.
+PROCESSING_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                        60.0, 300.0, 1800.0)
+HTTP_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+
+class StoreGauges(Collector):
+    """The gauges read from the database: the /metrics view reads the figures just before it
+    renders (`update`), and a scrape whose read failed shows none of them rather than stale
+    ones (`alertd_store_figures_ok` is then 0).
+
+    `waiting`: {"deliveries": {"received": {"count", "oldest_age_s"}, "failed": ...},
+    "outbox": {"pending": ..., "dead": ...}}; `last_input`: channel -> epoch seconds;
+    `last_sync`: (source, result) -> epoch seconds.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None
+        self._last_input: Mapping[str, float] = {}
+        self._last_sync: Mapping[tuple[str, str], float] = {}
+
+    def update(self, waiting: Mapping[str, Mapping[str, Mapping[str, Any]]] | None,
+               last_input: Mapping[str, float] | None = None,
+               last_sync: Mapping[tuple[str, str], float] | None = None) -> None:
+        """The figures of this scrape; `waiting` None: the database could not be read."""
+        self._waiting = waiting
+        self._last_input = last_input or {}
+        self._last_sync = last_sync or {}
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        ok = GaugeMetricFamily("alertd_store_figures_ok",
+                               "1 when this scrape read the database's figures, else 0")
+        ok.add_metric([], 0 if self._waiting is None else 1)
+        yield ok
+        if self._waiting is None:
+            return
+        deliveries = GaugeMetricFamily(
+            "alertd_deliveries", "Deliveries waiting, by state (received: to process; "
+            "failed: to replay)", labels=["state"])
+        outbox = GaugeMetricFamily(
+            "alertd_outbox_rows", "Outbox rows waiting, by state (pending: to send; dead: "
+            "given up, to retry or drop)", labels=["state"])
+        oldest = GaugeMetricFamily(
+            "alertd_oldest_pending_seconds", "Age of the oldest item waiting in a queue "
+            "(deliveries received, outbox pending); 0 when none waits", labels=["queue"])
+        for state, figure in self._waiting["deliveries"].items():
+            deliveries.add_metric([state], figure["count"])
+        for state, figure in self._waiting["outbox"].items():
+            outbox.add_metric([state], figure["count"])
+        for queue, state in (("deliveries", "received"), ("outbox", "pending")):
+            oldest.add_metric([queue], self._waiting[queue][state]["oldest_age_s"] or 0.0)
+        last_input = GaugeMetricFamily(
+            "alertd_last_input_timestamp_seconds",
+            "When the newest input of a channel was stored (Unix time)", labels=["channel"])
+        for channel, moment in sorted(self._last_input.items()):
+            last_input.add_metric([channel], moment)
+        last_sync = GaugeMetricFamily(
+            "alertd_last_sync_timestamp_seconds",
+            "When the newest sync run of a source ended, by result (Unix time)",
+            labels=["source", "result"])
+        for (source, result), moment in sorted(self._last_sync.items()):
+            last_sync.add_metric([source, result], moment)
+        yield from (deliveries, outbox, oldest, last_input, last_sync)
+
+
 class Metrics:
     """The counters alertd exports at /metrics; pass one instance to every stage."""
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, version: str = "") -> None:
         self.registry = CollectorRegistry()
+        # process_* (CPU, memory, file descriptors, start time) and python_info.
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.build_info = Gauge("alertd_build_info", "alertd's version (always 1)",
+                                ["version"], registry=self.registry)
+        self.build_info.labels(version).set(1)
+        self.store = StoreGauges()
+        self.registry.register(self.store)
+        self.processing_seconds = _Histogram(
+            "alertd_processing_seconds",
+            "From an input stored to its effect committed, by delivery channel",
+            ["channel"], buckets=PROCESSING_BUCKETS_S, registry=self.registry)
+        self.http_request_duration = _Histogram(
+            "alertd_http_request_duration_seconds", "HTTP requests, from handler to answer",
+            ["route"], buckets=HTTP_BUCKETS_S, registry=self.registry)
         self.deliveries_accepted = _Counter(
             "alertd_deliveries_accepted_total", "Inputs committed as deliveries",
             ["channel"], registry=self.registry)

@@ -10,6 +10,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -92,6 +93,7 @@ class RawDelivery:
     # `json.loads(payload)` when the channel parsed it already (a request being answered):
     # interpreters read it instead of decoding the payload again. Never mutated.
     document: Any = field(default=None, compare=False, repr=False)
+    received_at: datetime | None = None  # when it was stored (None: not known to the caller)
 
 
 class Unprocessable(Exception):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from daemon.config import Config
+from daemon.core.clock import utcnow
 from daemon.http.auth import TokenStore
 from daemon.http.errors import Handler, error_middleware, error_response
 from daemon.intake.pipeline import Pipeline
@@ -114,11 +116,13 @@ def _make_auth_middleware(ctx: AppContext) -> Middleware:
 def _make_metrics_middleware(metrics: Metrics) -> Middleware:
     @web.middleware
     async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
         response = await handler(request)
         info = request.match_info.route.resource
         route = info.canonical if info is not None else "unmatched"
         method = request.method if request.method in METHOD_LABELS else "other"
         metrics.http_requests.labels(method, route, str(response.status)).inc()
+        metrics.http_request_duration.labels(route).observe(time.perf_counter() - started)
         return response
 
     return metrics_middleware
@@ -145,6 +149,16 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics_view(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
+    try:
+        figures = await asyncio.wait_for(ctx.activity.figures(utcnow()), timeout=5.0)
+    except Exception as err:  # the database: the other metrics still answer
+        log.warning("metrics: could not read the database's figures: %s", type(err).__name__)
+        ctx.metrics.store.update(None)
+    else:
+        ctx.metrics.store.update(
+            figures.waiting,
+            {channel: moment.timestamp() for channel, moment in figures.last_input.items()},
+            {key: moment.timestamp() for key, moment in figures.last_sync.items()})
     response = web.Response(body=ctx.metrics.render())
     response.headers["Content-Type"] = ctx.metrics.content_type
     return response

@@ -225,7 +225,7 @@ def begin_attempt(session: Session, delivery_id: int, now: datetime, max_attempt
             delivery.next_attempt_at is not None and delivery.next_attempt_at > now):
         return None
     raw = RawDelivery(delivery.id, delivery.channel, delivery.source, delivery.content_type,
-                      delivery.payload, delivery.meta)
+                      delivery.payload, delivery.meta, received_at=delivery.received_at)
     if delivery.attempts >= max_attempts:
         reason = (f"gave up after {delivery.attempts} attempt(s) that did not finish (alertd "
                   "stopped or crashed while processing it)")

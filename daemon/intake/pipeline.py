@@ -86,7 +86,7 @@ class Pipeline:
         self._retry_base_s = retry_base_s
         self._clock = clock
         self._on_submitted = on_submitted  # queues a submitted delivery for the worker
-        self._report = IntakeAccounting(metrics, on_notices if notices.any else None)
+        self._report = IntakeAccounting(metrics, on_notices if notices.any else None, clock)
         self._rows = DeliveryRows(db.dialect_name)
         self._transitions = Transitions(db.dialect_name, placer, auto_close, conditions,
                                         close_after_clear_s, maintenance, notices)
@@ -160,13 +160,14 @@ class Pipeline:
             begun = await self._db.write(lambda session: deliveries.begin_attempt(
                 session, delivery_id, now, self._max_attempts, self._retry_base_s))
         except Exception:  # the database: the delivery stays due; the next sweep takes it
-            log.exception("delivery %s: could not begin an attempt", delivery_id)
+            log.exception("delivery %s: could not begin an attempt", delivery_id,
+                          extra={"delivery_id": delivery_id})
             return None
         if begun is None:
             return None
         if begun.gave_up is not None:
             gave_up = ProcessResult(delivery_id, DeliveryStatus.FAILED, error=begun.gave_up)
-            self._report.finished(begun.raw.channel, gave_up)
+            self._report.finished(begun.raw.channel, gave_up, begun.raw.received_at)
             return gave_up
         return await self._apply_one(begun.raw, await self._meaning(begun.raw), self._clock())
 
@@ -185,7 +186,7 @@ class Pipeline:
         now = self._clock()
         await self._db.write(lambda session: deliveries.reset_for_replay(
             session, delivery_id, now))
-        log.info("delivery %s replay requested", delivery_id)
+        log.info("delivery %s replay requested", delivery_id, extra={"delivery_id": delivery_id})
         return await self.process(delivery_id)
 
     # --- steps ------------------------------------------------------------------------------
@@ -247,7 +248,7 @@ class Pipeline:
                             stored.duplicate, rejected_reason is not None,
                             quiet=result is not None)
         if result is not None:
-            self._report.finished(channel, result)
+            self._report.finished(channel, result, now)
             return Ingested(stored.id, False, result.status, result.events, result.error)
         if stored.duplicate:
             return Ingested(stored.id, True, stored.status, error=stored.error,
@@ -270,7 +271,7 @@ class Pipeline:
             if not row.duplicate:
                 fresh.append(RawDelivery(row.id, inbound.channel.value, inbound.source,
                                          inbound.content_type, inbound.payload,
-                                         dict(inbound.meta)))
+                                         dict(inbound.meta), received_at=now))
         interpreter = self._interpreters.get(fresh[0].channel) if fresh else None
         results = dict(zip((raw.id for raw in fresh), await apply_batch.interpret_and_apply(
             fresh, lambda chunk: asyncio.to_thread(interpret_batch, interpreter, chunk,
@@ -305,10 +306,11 @@ class Pipeline:
         try:
             result = await self._db.write(apply)
         except Exception as err:  # a bug or the database: keep it, retry later
-            log.exception("delivery %s processing error", raw.id)
+            log.exception("delivery %s processing error", raw.id,
+                          extra={"delivery_id": raw.id, "channel": raw.channel})
             return await self._record_error_safely(raw.id, err)
         if result is not None:
-            self._report.finished(raw.channel, result)
+            self._report.finished(raw.channel, result, raw.received_at)
         return result
 
     async def _apply_chunk(self, chunk: Sequence[tuple[RawDelivery, Meaning]], now: datetime
@@ -331,7 +333,7 @@ class Pipeline:
         else:
             for (raw, _), result in zip(pairs, applied, strict=True):
                 if result is not None:
-                    self._report.finished(raw.channel, result)
+                    self._report.finished(raw.channel, result, raw.received_at)
         results.update(zip((raw.id for raw, _ in pairs), applied, strict=True))
         return [results[raw.id] for raw, _ in chunk]
 

@@ -128,5 +128,6 @@ class MailAlertDevices:
             f"{alert['uid']}, which arrived by "
             "mail."), now)
         log.info("ticket %s placed on asset %s (datto device %s of mail alert %s)",
-                 ticket.id, placement.asset_id, named.device_ref, alert["uid"])
+                 ticket.id, placement.asset_id, named.device_ref, alert["uid"],
+                 extra={"ticket_id": ticket.id, "alert_id": alert_id, "source": "datto"})
         return True

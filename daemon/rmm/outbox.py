@@ -247,7 +247,7 @@ class OutboxWorker:
                 "last_error": note}))
             self._metrics.outbox_sent.labels(source_label(row.source), "done").inc()
             log.info("outbox %s: %s %s/%s done%s", row.id, row.action, row.source, row.target,
-                     f" ({note})" if note else "")
+                     f" ({note})" if note else "", extra={"source": row.source})
 
     async def _storm_plan(self, name: str, rows: list[ClaimedAction]
                           ) -> list[list[ClaimedAction]]:

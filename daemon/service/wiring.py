@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from daemon import __version__
 from daemon.config import Config
 from daemon.console.routes import setup_console_routes
 from daemon.core.api_event import interpret_api_delivery
@@ -179,7 +180,7 @@ def upstream_checks(config: Config, rmm: RmmClients) -> dict[str, UpstreamCheck]
 def build_services(config: Config, db: Database) -> Services:
     """Wire one alertd on `db`; call from a running event loop (the RMM clients' HTTP session).
     Raises `RulesError` when the rules file is invalid."""
-    metrics = Metrics()
+    metrics = Metrics(__version__)
     tokens = TokenStore(api_tokens(config))
     rules = RulesHolder(load_rules(config.rules.path))
     rmm = build_clients(config.datto, config.syncro)

@@ -10,6 +10,7 @@ status indexes.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from daemon.core.clock import utc_iso
 from daemon.store.database import Database
-from daemon.store.models import Delivery, ImapCheckpoint, OutboxAction
+from daemon.store.models import Delivery, ImapCheckpoint, OutboxAction, SyncRun
 
 # (channel, source): source None means any source (email learns its source from the rules,
 # so the newest mail of a channel is not the newest of any one source).
@@ -29,6 +30,25 @@ _BACKLOG = {
     "deliveries": (Delivery.status, Delivery.received_at, ("received", "failed")),
     "outbox": (OutboxAction.status, OutboxAction.created_at, ("pending", "dead")),
 }
+
+
+# The channels of /metrics' `alertd_last_input_timestamp_seconds` that deliveries tell (with
+# the IMAP accounts from their checkpoints): (channel, source) keys of `newest_delivery`.
+METRIC_CHANNELS: dict[str, ChannelKey] = {
+    "smtp": ("smtp", None), "api": ("api", None),
+    "webhook:datto": ("webhook", "datto"), "webhook:syncro": ("webhook", "syncro"),
+    "poll:datto": ("poll", "datto"), "poll:syncro": ("poll", "syncro"),
+}
+
+
+@dataclass(frozen=True)
+class StoreFigures:
+    """What /metrics reads from the database at each scrape (every figure an index seek or a
+    count over one waiting status, so a scrape stays cheap with millions of rows)."""
+
+    waiting: dict[str, dict[str, dict[str, Any]]]  # `Activity.backlogs`
+    last_input: dict[str, datetime]  # channel -> its newest input; channels with none left out
+    last_sync: dict[tuple[str, str], datetime]  # (source, "ok" | "failed") -> newest end
 
 
 def newest_delivery(session: Session, channel: str, source: str | None) -> Any:
@@ -63,6 +83,22 @@ def _age_s(now: datetime, oldest: datetime | None) -> float | None:
     return None if oldest is None else round(max(0.0, (now - oldest).total_seconds()), 1)
 
 
+def _backlogs(session: Session, now: datetime) -> dict[str, dict[str, dict[str, Any]]]:
+    """{"deliveries": {"received": {...}, "failed": {...}}, "outbox": {"pending": {...},
+    "dead": {...}}}, each `{"count": n, "oldest_age_s": seconds or None}`."""
+    answer: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, (status_column, since, statuses) in _BACKLOG.items():
+        rows = session.execute(
+            select(status_column, func.count(), func.min(since))
+            .where(status_column.in_(statuses)).group_by(status_column)).all()
+        found = {status: (count, oldest) for status, count, oldest in rows}
+        answer[name] = {}
+        for status in statuses:
+            count, oldest = found.get(status, (0, None))
+            answer[name][status] = {"count": count, "oldest_age_s": _age_s(now, oldest)}
+    return answer
+
+
 class Activity:
     def __init__(self, db: Database):
         self._db = db
@@ -80,18 +116,24 @@ class Activity:
         return await self._db.read(imap_last_inputs)
 
     async def backlogs(self, now: datetime) -> dict[str, dict[str, dict[str, Any]]]:
-        """{"deliveries": {"received": {...}, "failed": {...}}, "outbox": {"pending": {...},
-        "dead": {...}}}, each `{"count": n, "oldest_age_s": seconds or None}`."""
-        def run(session: Session) -> dict[str, dict[str, dict[str, Any]]]:
-            answer: dict[str, dict[str, dict[str, Any]]] = {}
-            for name, (status_column, since, statuses) in _BACKLOG.items():
-                rows = session.execute(
-                    select(status_column, func.count(), func.min(since))
-                    .where(status_column.in_(statuses)).group_by(status_column)).all()
-                found = {status: (count, oldest) for status, count, oldest in rows}
-                answer[name] = {}
-                for status in statuses:
-                    count, oldest = found.get(status, (0, None))
-                    answer[name][status] = {"count": count, "oldest_age_s": _age_s(now, oldest)}
-            return answer
+        """`_backlogs`, in a read transaction of its own."""
+        return await self._db.read(lambda session: _backlogs(session, now))
+
+    async def figures(self, now: datetime) -> StoreFigures:
+        """`StoreFigures` for /metrics, in one read transaction."""
+        def run(session: Session) -> StoreFigures:
+            last_input = {f"imap:{account}": moment
+                          for account, moment in imap_last_inputs(session).items()}
+            for channel, key in METRIC_CHANNELS.items():
+                newest = newest_delivery(session, *key)
+                if newest is not None:
+                    last_input[channel] = newest.received_at
+            # sync_runs holds a row per run (a few a day): grouping all of them is cheap.
+            last_sync = {(source, status): finished for source, status, finished in
+                         session.execute(select(SyncRun.source, SyncRun.status,
+                                                func.max(SyncRun.finished_at))
+                                         .where(SyncRun.status.in_(("ok", "failed")))
+                                         .group_by(SyncRun.source, SyncRun.status)).all()
+                         if finished is not None}
+            return StoreFigures(_backlogs(session, now), last_input, last_sync)
         return await self._db.read(run)

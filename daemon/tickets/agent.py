@@ -45,7 +45,9 @@ class AgentActions:
         if (result.outbox_ids or self._notices.any) and self._on_enqueued is not None:
             self._on_enqueued()  # the resolves, and a notification of the close
         log.info("ticket %s closed by %s alerts_resolved=%s outbox=%s", ticket_id, actor,
-                 list(result.alerts_resolved), list(result.outbox_ids))
+                 list(result.alerts_resolved), list(result.outbox_ids),
+                 extra={"ticket_id": ticket_id, "alert_id": result.alert_id,
+                        "source": result.source})
         return result
 
     async def add_note(self, ticket_id: int, author: str, body: str) -> int:
@@ -59,5 +61,6 @@ class AgentActions:
                                               now)
 
         note_id = await self._db.write(add)
-        log.info("ticket %s note %s by %s", ticket_id, note_id, author)
+        log.info("ticket %s note %s by %s", ticket_id, note_id, author,
+                 extra={"ticket_id": ticket_id})
         return note_id

@@ -91,7 +91,8 @@ class ClearedTickets:
                 self._metrics.tickets_closed.labels("cleared").inc()
             if result is not None:
                 log.info("ticket %s: condition stayed clear, %s", ticket_id,
-                         "closed" if result else "left open (worked on)")
+                         "closed" if result else "left open (worked on)",
+                         extra={"ticket_id": ticket_id})
         return closed
 
     def _close(self, session: Session, *, ticket_id: int, now: datetime) -> bool | None:

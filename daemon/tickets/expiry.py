@@ -132,7 +132,9 @@ class AlertExpiry:
                 self._metrics.tickets_closed.labels("expiry").inc()
             log.info("alert %s %s/%s expired (open longer than %d s) ticket=%s closed=%s",
                      alert_id, result.source, result.uid, after_s, result.ticket_id,
-                     result.ticket_closed)
+                     result.ticket_closed, extra={"alert_id": alert_id,
+                                                  "ticket_id": result.ticket_id,
+                                                  "source": result.source})
         return expired
 
     def _expire(self, session: Session, *, alert_id: int, after_s: int, now: datetime

@@ -180,7 +180,9 @@ class MaintenanceRelease:
             self._metrics.lifecycle.labels(source_label(source), result.outcome).inc()
             if result.ticket_id is not None:
                 log.info("alert %s %s/%s released from maintenance: ticket %s", alert_id,
-                         source, uid, result.ticket_id)
+                         source, uid, result.ticket_id,
+                         extra={"alert_id": alert_id, "ticket_id": result.ticket_id,
+                                "source": source})
         return released
 
     def _due(self, conn: Connection, now: datetime) -> list[tuple[int, str, str]]:

@@ -92,7 +92,8 @@ class SilenceWatch:
                     message=f"Input on {channel} again at {utc_iso(last_input)}"), now)
             self._metrics.channel_silent.labels(channel).set(0)
             log.info("channel %s resumed (input at %s); alert(s) %s resolved", channel,
-                     utc_iso(last_input), ", ".join(alert.uid for alert in resumed))
+                     utc_iso(last_input), ", ".join(alert.uid for alert in resumed),
+                     extra={"channel": channel, "source": SOURCE})
             return "resumed"
         # Past its silence, or an alert of this silence still open (raised before a restart).
         self._metrics.channel_silent.labels(channel).set(1 if silent or open_alerts else 0)
@@ -119,7 +120,9 @@ class SilenceWatch:
             alert_id=result.alert_id, channel=channel,
             last_input_at=utc_iso(last_input) if last_input else None)
         log.warning("channel %s silent: %s; alert %s ticket %s", channel, said, result.uid,
-                    result.ticket_id)
+                    result.ticket_id, extra={"channel": channel, "source": SOURCE,
+                                             "alert_id": result.alert_id,
+                                             "ticket_id": result.ticket_id})
         return "silent"
 
     @staticmethod

@@ -85,6 +85,7 @@ class EventResult:
     ticket_opened: bool = False
     ticket_closed: bool = False
     ticket_reopened: bool = False
+    rule: str | None = None  # the email rule that decided the event (for the log's fields)
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ class Transitions:
                                               reason=reason))
             return EventResult(event.source, event.uid, new_id, outcome.value, ticket_id,
                                ticket_opened=choice is TicketChoice.NEW,
-                               ticket_reopened=choice is TicketChoice.REOPEN)
+                               ticket_reopened=choice is TicketChoice.REOPEN, rule=event.rule)
         alert = sql.LOCK_ALERT.first(conn, key)
         assert alert is not None  # alerts are never deleted
 
@@ -249,7 +250,8 @@ class Transitions:
         sql.INSERT_TRAIL.run(conn, trail_row(alert["id"], outcome.value, now, channel,
                                           reason=reason))
         return EventResult(event.source, event.uid, alert["id"], outcome.value,
-                           ticket_id, ticket_opened=opened, ticket_closed=closing)
+                           ticket_id, ticket_opened=opened, ticket_closed=closing,
+                           rule=event.rule)
 
     def _ticket_or_window(self, conn: Connection, channel: str, event: AlertEvent,
                           alert_id: int, condition: str | None, now: datetime,
@@ -358,7 +360,7 @@ class Transitions:
         results: dict[tuple[str, str], EventResult] = {
             (event.source, event.uid): EventResult(
                 event.source, event.uid, alert_id, decision.outcome.value,
-                tickets.get(alert_id), ticket_opened=alert_id in tickets)
+                tickets.get(alert_id), ticket_opened=alert_id in tickets, rule=event.rule)
             for _, event, decision, alert_id, _ in new}
         return [results.get((event.source, event.uid)) for event in events]
 
