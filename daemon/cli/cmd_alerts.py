@@ -5,18 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from daemon.cli.common import (
-    CliError,
-    Invocation,
-    SubParsers,
-    add_listing,
-    add_show,
-    database_command,
-)
+from daemon.cli.backend import Backend, backend_command
+from daemon.cli.common import CliError, Invocation, SubParsers, add_listing, add_show
 from daemon.cli.output import print_listing, print_record, short_time, show, table
-from daemon.store.database import Database
-from daemon.store.queries import Page, Queries
-from daemon.store.timeline import alert_trail
+from daemon.store.queries import Page
 
 
 def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
@@ -32,15 +24,14 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     trail.add_argument("uid", metavar="UPSTREAM_UID", help="the alert's id in its RMM")
     trail.add_argument("--source", help="the alert's source (when several share the id)")
     trail.add_argument("--json", action="store_true", help="print JSON")
-    alerts.set_defaults(handler=database_command(run), secret_sections=())
+    alerts.set_defaults(remote_capable=True, handler=backend_command(run), secret_sections=())
 
 
-async def run(inv: Invocation, db: Database) -> int:
+async def run(inv: Invocation, backend: Backend) -> int:
     args = inv.args
-    queries = Queries(db)
     if args.action == "list":
-        listing = await queries.alerts(Page(args.limit, args.before_id), source=args.source,
-                                       uid=args.uid, state=args.state)
+        listing = await backend.listing("alerts", Page(args.limit, args.before_id), {
+            "source": args.source, "uid": args.uid, "state": args.state})
         print_listing(listing, args.json,
                       ["ID", "SOURCE", "UID", "STATE", "SEEN", "CHANNELS", "LAST SEEN",
                        "TICKET"],
@@ -49,21 +40,20 @@ async def run(inv: Invocation, db: Database) -> int:
                                  a["ticket_id"]])
         return 0
     if args.action == "trail":
-        return await _trail(queries, db, args.uid, args.source, args.json)
-    alert = await queries.alert(args.id)
+        return await _trail(backend, args.uid, args.source, args.json)
+    alert = await backend.record("alert", args.id)
     if alert is None:
         raise CliError(f"alert {args.id} not found")
     print_record(alert, args.json)
     return 0
 
 
-async def _trail(queries: Queries, db: Database, uid: str, source: str | None,
-                 as_json: bool) -> int:
+async def _trail(backend: Backend, uid: str, source: str | None, as_json: bool) -> int:
     """The trail of each alert with this upstream id (of `source`, if given)."""
-    found = await queries.alerts(Page(20, None), source=source, uid=uid)
+    found = await backend.listing("alerts", Page(20, None), {"source": source, "uid": uid})
     if not found["items"]:
         raise CliError(f"no alert {uid!r}" + (f" from {source}" if source else ""))
-    trails = [await alert_trail(db, alert["id"]) for alert in found["items"]]
+    trails = [await backend.record("alert_trail", alert["id"]) for alert in found["items"]]
     if as_json:
         print(json.dumps(trails, indent=2))
         return 0

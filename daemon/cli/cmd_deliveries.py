@@ -4,23 +4,13 @@ pipeline the daemon runs."""
 from __future__ import annotations
 
 import argparse
+import json
 
-from daemon.cli.common import (
-    CliError,
-    Invocation,
-    SubParsers,
-    add_listing,
-    add_show,
-    database_command,
-)
+from daemon.cli.backend import Backend, backend_command
+from daemon.cli.common import CliError, Invocation, SubParsers, add_listing, add_show
 from daemon.cli.output import print_listing, print_record, short_time, show
 from daemon.intake.deliveries import ReplayRefused
-from daemon.metrics import Metrics
-from daemon.rules.email_interpreter import RulesHolder
-from daemon.rules.load import load_rules
-from daemon.service.wiring import build_pipeline
-from daemon.store.database import Database
-from daemon.store.queries import Page, Queries
+from daemon.store.queries import Page
 
 
 def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
@@ -36,15 +26,15 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     replay = actions.add_parser("replay", parents=[common],
                                 help="process a failed, ignored or rejected delivery again")
     replay.add_argument("id", type=int)
-    deliveries.set_defaults(handler=database_command(run), secret_sections=())
+    replay.add_argument("--json", action="store_true", help="print JSON")
+    deliveries.set_defaults(remote_capable=True, handler=backend_command(run), secret_sections=())
 
 
-async def run(inv: Invocation, db: Database) -> int:
-    args, config = inv.args, inv.config
-    queries = Queries(db)
+async def run(inv: Invocation, backend: Backend) -> int:
+    args = inv.args
     if args.action == "list":
-        listing = await queries.deliveries(Page(args.limit, args.before_id), status=args.status,
-                                           channel=args.channel, source=args.source)
+        listing = await backend.listing("deliveries", Page(args.limit, args.before_id), {
+            "status": args.status, "channel": args.channel, "source": args.source})
         print_listing(listing, args.json,
                       ["ID", "CHANNEL", "SOURCE", "STATUS", "TRIES", "RECEIVED",
                        "OUTCOME / ERROR"],
@@ -53,19 +43,21 @@ async def run(inv: Invocation, db: Database) -> int:
                                  d["outcome"] or d["error"]])
         return 0
     if args.action == "show":
-        delivery = await queries.delivery(args.id)
+        delivery = await backend.record("delivery", args.id)
         if delivery is None:
             raise CliError(f"delivery {args.id} not found")
         print_record(delivery, args.json)
         return 0
-    pipeline = build_pipeline(config, db, Metrics(), RulesHolder(load_rules(config.rules.path)))
     try:
-        result = await pipeline.replay(args.id)
+        result = await backend.replay(args.id)
     except (LookupError, ReplayRefused) as err:
         raise CliError(str(err).strip("'")) from None
-    if result is None:
+    if result["status"] is None:
         raise CliError(f"delivery {args.id} is being processed by another alertd process")
-    outcomes = ", ".join(f"alert {e.alert_id} {e.outcome}" for e in result.events)
-    show(f"delivery {args.id}: {result.status.value}"
-         + (f" ({outcomes})" if outcomes else "") + (f": {result.error}" if result.error else ""))
-    return 0 if result.status.value in ("processed", "ignored") else 1
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        outcomes = ", ".join(f"alert {e['alert_id']} {e['outcome']}" for e in result["events"])
+        show(f"delivery {args.id}: {result['status']}" + (f" ({outcomes})" if outcomes else "")
+             + (f": {result['error']}" if result["error"] else ""))
+    return 0 if result["status"] in ("processed", "ignored") else 1

@@ -93,14 +93,14 @@ async def run(inv: Invocation, db: Database) -> int:
                 raise CliError("--for: the window would end after the year 9999") from None
         try:
             window = await windows.add(Scope(args.scope), args.value, starts_at, ends_at,
-                                       args.reason, actor(args))
+                                       args.reason, f"agent:{actor(args)}")
         except WindowRefused as err:
             raise CliError(str(err)) from None
         _print(window, args.json)
         return 0
     if args.action == "end":
         try:
-            window = await windows.end(args.id, actor(args))
+            window = await windows.end(args.id, f"agent:{actor(args)}")
         except WindowNotFound as err:
             raise CliError(str(err)) from None
         _print(window, args.json)

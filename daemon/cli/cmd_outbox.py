@@ -5,13 +5,13 @@ id or the event)."""
 from __future__ import annotations
 
 import argparse
+import json
 
-from daemon.cli.common import CliError, Invocation, SubParsers, add_listing, database_command
+from daemon.cli.backend import Backend, backend_command
+from daemon.cli.common import CliError, Invocation, SubParsers, add_listing
 from daemon.cli.output import print_listing, short_time, show
-from daemon.core.clock import utcnow
-from daemon.rmm.outbox import DEAD, DROPPED, PENDING, OutboxRefused, change_outbox_row
-from daemon.store.database import Database
-from daemon.store.queries import Page, Queries
+from daemon.rmm.outbox import DROPPED, PENDING, OutboxRefused
+from daemon.store.queries import Page
 
 
 def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
@@ -25,14 +25,15 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
                        ("drop", "give up on a dead or pending row (never sent)")):
         change = actions.add_parser(name, parents=[common], help=text)
         change.add_argument("id", type=int)
-    outbox.set_defaults(handler=database_command(run), secret_sections=())
+        change.add_argument("--json", action="store_true", help="print JSON")
+    outbox.set_defaults(remote_capable=True, handler=backend_command(run), secret_sections=())
 
 
-async def run(inv: Invocation, db: Database) -> int:
+async def run(inv: Invocation, backend: Backend) -> int:
     args = inv.args
     if args.action == "list":
-        listing = await Queries(db).outbox(Page(args.limit, args.before_id),
-                                           status=args.status, source=args.source)
+        listing = await backend.listing("outbox", Page(args.limit, args.before_id), {
+            "status": args.status, "source": args.source})
         print_listing(listing, args.json,
                       ["ID", "STATUS", "ACTION", "FOR", "WHAT", "ATTEMPTS", "NEXT",
                        "LAST ERROR"],
@@ -42,9 +43,12 @@ async def run(inv: Invocation, db: Database) -> int:
         return 0
     status = PENDING if args.action == "retry" else DROPPED
     try:
-        await change_outbox_row(db, args.id, (DEAD, PENDING), status, utcnow())
+        await backend.change_outbox(args.id, args.action)
     except (LookupError, OutboxRefused) as err:
         raise CliError(str(err).strip("'")) from None
+    if args.json:
+        print(json.dumps({"id": args.id, "status": status}, indent=2))
+        return 0
     show(f"outbox {args.id}: {status}"
          + (" (a running alertd sends it at its next outbox run)" if status == PENDING else ""))
     return 0

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
-from daemon.cli.common import CliError, Invocation, SubParsers
+import aiohttp
+
+from daemon.cli.backend import Remote, remote_target
+from daemon.cli.common import CliError, Invocation, SubParsers, UsageError, refuse_remote, run_async
 from daemon.cli.output import show
 from daemon.rules.explain import explain_message, format_explanation
 from daemon.rules.load import RulesError, load_rules
@@ -24,7 +28,7 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     test.add_argument("message", type=Path, metavar="MESSAGE.eml")
     test.add_argument("--rules", type=Path, metavar="FILE", help="default: [rules] path")
     test.add_argument("--json", action="store_true", help="print JSON")
-    rules.set_defaults(handler=run, secret_sections=())
+    rules.set_defaults(remote_capable=True, handler=run, secret_sections=())
 
 
 def load_rules_or_report(path: Path) -> RuleSet | None:
@@ -40,21 +44,37 @@ def load_rules_or_report(path: Path) -> RuleSet | None:
 
 def run(inv: Invocation) -> int:
     args = inv.args
-    path = args.rules or inv.config.rules.path
-    rules = load_rules_or_report(path)
-    if rules is None:
-        return 2
+    remote = inv.remote
     if args.action == "check":
-        show(f"{path}: OK, {len(rules.rules)} rule(s): "
-             + ", ".join(repr(r.name) for r in rules.rules))
-        return 0
+        refuse_remote(inv, "rules check")
+        remote = None
+    elif remote is not None and args.rules is not None:
+        raise UsageError("--rules names a file here; with --url, the rules in force in that "
+                         "alertd are tested")
     try:
-        raw = args.message.read_bytes()
+        raw = args.message.read_bytes() if args.action == "test" else b""
     except OSError as err:
         raise CliError(f"cannot read {args.message}: {err.strerror}") from None
-    report = explain_message(rules, raw)
+    if remote is not None:
+        report = run_async(_remote_test(remote.url, remote.token_file, raw))
+    else:
+        path = args.rules or inv.config.rules.path
+        rules = load_rules_or_report(path)
+        if rules is None:
+            return 2
+        if args.action == "check":
+            show(f"{path}: OK, {len(rules.rules)} rule(s): "
+                 + ", ".join(repr(r.name) for r in rules.rules))
+            return 0
+        report = explain_message(rules, raw)
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
         show(format_explanation(report))
     return 0 if report["error"] is None else 1
+
+
+async def _remote_test(url: str, token_file: str | None, raw: bytes) -> dict[str, Any]:
+    target = remote_target(url, token_file)
+    async with aiohttp.ClientSession() as session:
+        return await Remote(target, session).rules_test(raw)

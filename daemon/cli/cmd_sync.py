@@ -6,13 +6,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from typing import Any
 
-from daemon.cli.common import CliError, Invocation, SubParsers, database_command
+from daemon.cli.backend import Backend, backend_command
+from daemon.cli.common import CliError, Invocation, SubParsers, database_command, refuse_remote
 from daemon.cli.output import print_listing, short_time, show
 from daemon.rmm.clients import build_clients
 from daemon.store.database import Database
-from daemon.store.queries import Page, Queries
+from daemon.store.queries import Page
 from daemon.sync.runner import SyncRefused, SyncRunner
 
 
@@ -35,7 +37,15 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     sync.add_argument("--source", choices=["datto", "syncro"], help="history: one RMM only")
     sync.add_argument("--limit", type=int, default=50, help="history: how many runs")
     sync.add_argument("--before-id", type=int, help="history: runs older than this id")
-    sync.set_defaults(handler=database_command(run), secret_sections=("datto", "syncro"))
+    sync.set_defaults(remote_capable=True, handler=_handle, secret_sections=("datto", "syncro"))
+
+
+def _handle(inv: Invocation) -> int:
+    # History is a listing (also through --url); a sync runs here, with the RMMs' API keys.
+    if inv.args.target == "history":
+        return _history(inv)
+    refuse_remote(inv, "sync")
+    return _sync(replace(inv, remote=None))
 
 
 class _ProgressLine:
@@ -55,18 +65,21 @@ class _ProgressLine:
             sys.stderr.write("\n")
 
 
+async def history(inv: Invocation, backend: Backend) -> int:
+    args = inv.args
+    listing = await backend.listing("sync_runs", Page(args.limit, args.before_id),
+                                    {"source": args.source})
+    print_listing(listing, args.json,
+                  ["ID", "SOURCE", "ENTITIES", "TRIGGER", "STATUS", "STARTED", "CHANGES"],
+                  lambda r: [r["id"], r["source"], ",".join(r["entities"]), r["trigger"],
+                             r["status"], short_time(r["started_at"]),
+                             sum(n for k, n in r["counts"].items()
+                                 if "." in k and not k.endswith(".unchanged"))])
+    return 0
+
+
 async def run(inv: Invocation, db: Database) -> int:
     args, config = inv.args, inv.config
-    if args.target == "history":
-        listing = await Queries(db).sync_runs(Page(args.limit, args.before_id),
-                                              source=args.source)
-        print_listing(listing, args.json,
-                      ["ID", "SOURCE", "ENTITIES", "TRIGGER", "STATUS", "STARTED", "CHANGES"],
-                      lambda r: [r["id"], r["source"], ",".join(r["entities"]), r["trigger"],
-                                 r["status"], short_time(r["started_at"]),
-                                 sum(n for k, n in r["counts"].items()
-                                     if "." in k and not k.endswith(".unchanged"))])
-        return 0
     clients = build_clients(config.datto, config.syncro)
     results: list[dict[str, Any]] = []
     ok = True
@@ -107,3 +120,7 @@ async def run(inv: Invocation, db: Database) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     return 0 if ok else 1
+
+
+_history = backend_command(history)
+_sync = database_command(run)

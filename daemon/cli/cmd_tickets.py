@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 
-from daemon.cli.common import (
-    CliError,
-    Invocation,
-    SubParsers,
-    actor,
-    add_listing,
-    add_show,
-    database_command,
-)
+from daemon.cli.backend import Backend, backend_command
+from daemon.cli.common import CliError, Invocation, SubParsers, actor, add_listing, add_show
 from daemon.cli.output import print_listing, print_record, short_time, show
 from daemon.core.lifecycle import TicketAlreadyClosed
-from daemon.metrics import Metrics
-from daemon.store.database import Database
-from daemon.store.queries import Page, Queries
-from daemon.tickets.agent import AgentActions
-from daemon.tickets.notices import Notices
+from daemon.store.queries import Page
 from daemon.tickets.transitions import TicketNotFound
 
 
@@ -38,44 +28,49 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     close.add_argument("id", type=int)
     close.add_argument("--note", help="closing note")
     close.add_argument("--actor", help="who closes it (default: your login name)")
+    close.add_argument("--json", action="store_true", help="print JSON")
     note = actions.add_parser("note", parents=[common], help="add a note")
     note.add_argument("id", type=int)
     note.add_argument("text")
     note.add_argument("--actor", help="author (default: your login name)")
-    tickets.set_defaults(handler=database_command(run), secret_sections=())
+    note.add_argument("--json", action="store_true", help="print JSON")
+    tickets.set_defaults(remote_capable=True, handler=backend_command(run), secret_sections=())
 
 
-async def run(inv: Invocation, db: Database) -> int:
+async def run(inv: Invocation, backend: Backend) -> int:
     args = inv.args
-    queries = Queries(db)
     if args.action == "list":
-        listing = await queries.tickets(Page(args.limit, args.before_id), status=args.status,
-                                        alert_uid=args.alert_uid, source=args.source,
-                                        no_customer="true" if args.no_customer else None)
+        listing = await backend.listing("tickets", Page(args.limit, args.before_id), {
+            "status": args.status, "alert_uid": args.alert_uid, "source": args.source,
+            "no_customer": "true" if args.no_customer else None})
         print_listing(listing, args.json, ["ID", "STATUS", "SOURCE", "ALERT", "OPENED",
                                            "SUMMARY"],
                       lambda t: [t["id"], t["status"], (t["alert"] or {}).get("source"),
                                  (t["alert"] or {}).get("uid"), short_time(t["opened_at"]),
                                  t["summary"]])
         return 0
-    # A CLI close queues the upstream resolve and its notifications; a running daemon's
-    # outbox sends them (at its next look, `[outbox] interval_s`).
-    agent = AgentActions(db, Metrics(), notices=Notices(inv.config.notify))
     try:
         if args.action == "close":
-            result = await agent.close(args.id, actor(args), args.note)
-            resolved = ", ".join(map(str, result.alerts_resolved))
-            queued = ", ".join(map(str, result.outbox_ids))
+            closing = await backend.close_ticket(args.id, actor(args), args.note)
+            if args.json:
+                print(json.dumps({"ticket_id": args.id, **closing}, indent=2))
+                return 0
+            resolved = ", ".join(map(str, closing["alerts_resolved"]))
+            queued = ", ".join(map(str, closing["outbox_ids"]))
             show(f"ticket {args.id} closed"
-                 + (f"; alert {resolved} resolved" if len(result.alerts_resolved) == 1
+                 + (f"; alert {resolved} resolved" if len(closing["alerts_resolved"]) == 1
                     else f"; alerts {resolved} resolved" if resolved else "")
-                 + (f"; upstream resolve queued (outbox {queued})" if len(result.outbox_ids) == 1
+                 + (f"; upstream resolve queued (outbox {queued})"
+                    if len(closing["outbox_ids"]) == 1
                     else f"; upstream resolves queued (outbox {queued})" if queued else ""))
         elif args.action == "note":
-            note_id = await agent.add_note(args.id, actor(args), args.text)
-            show(f"note {note_id} added to ticket {args.id}")
+            note_id = await backend.add_note(args.id, actor(args), args.text)
+            if args.json:
+                print(json.dumps({"ticket_id": args.id, "note_id": note_id}, indent=2))
+            else:
+                show(f"note {note_id} added to ticket {args.id}")
         else:
-            ticket = await queries.ticket(args.id)
+            ticket = await backend.record("ticket", args.id)
             if ticket is None:
                 raise TicketNotFound(f"ticket {args.id} not found")
             print_record(ticket, args.json)

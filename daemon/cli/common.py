@@ -27,6 +27,16 @@ class CliError(Exception):
 
 
 @dataclass(frozen=True)
+class RemoteChoice:
+    """The alertd to ask instead of the local database: `--url` and `--token-file`, or
+    `ALERTD_URL` and `ALERTD_TOKEN_FILE` (`from_env`)."""
+
+    url: str
+    token_file: str | None
+    from_env: bool
+
+
+@dataclass(frozen=True)
 class Invocation:
     """One run of `alertd`: the parsed arguments and the loaded configuration."""
 
@@ -34,6 +44,7 @@ class Invocation:
     config: Config
     config_path: Path | None
     environ: Mapping[str, str]
+    remote: RemoteChoice | None = None
 
 
 Handler = Callable[[Invocation], int]
@@ -60,9 +71,28 @@ def database_command(run: Callable[[Invocation, Database], Awaitable[int]]) -> H
     return lambda inv: run_async(with_db(inv.config, lambda db: run(inv, db)))
 
 
+def refuse_remote(inv: Invocation, what: str = "") -> None:
+    """Raise UsageError when `--url` was given to a command that works on this machine.
+    (`ALERTD_URL` in the environment is for the commands that can use it: the others run
+    here as if it were not set.)"""
+    if inv.remote is not None and not inv.remote.from_env:
+        raise UsageError(
+            f"alertd {what or inv.args.command} works on this machine's database and files; "
+            f"--url reaches {', '.join(REMOTE_COMMANDS)} only")
+
+
+# The commands `--url` can run on another machine's alertd (through its HTTP API).
+REMOTE_COMMANDS = ("tickets", "alerts", "deliveries", "outbox", "sync history", "rules test")
+
+
+class UsageError(Exception):
+    """A usage mistake to report as one line on stderr with exit code 2."""
+
+
+
 def actor(args: argparse.Namespace) -> str:
-    """Who acts: `agent:<--actor or the login name>`."""
-    return f"agent:{args.actor or getpass.getuser()}"
+    """Who acts: `--actor`, or the login name (recorded as `agent:<name>`)."""
+    return str(args.actor or getpass.getuser())
 
 
 def add_listing(sub: SubParsers, common: argparse.ArgumentParser, name: str, what: str

@@ -24,7 +24,14 @@ from daemon.cli import (
     cmd_tickets,
     cmd_webhooks,
 )
-from daemon.cli.common import CliError, Handler, Invocation
+from daemon.cli.common import (
+    REMOTE_COMMANDS,
+    CliError,
+    Handler,
+    Invocation,
+    RemoteChoice,
+    UsageError,
+)
 from daemon.cli.output import show
 from daemon.config import ConfigError, load_config
 from daemon.rules.load import RulesError
@@ -42,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--config", type=Path, default=argparse.SUPPRESS, metavar="PATH",
                         help="configuration file (default: $ALERTD_CONFIG, else none: "
                              "built-in defaults)")
+    common.add_argument("--url", default=argparse.SUPPRESS, metavar="URL",
+                        help="ask the alertd at URL through its HTTP API instead of this "
+                             f"machine's database ({', '.join(REMOTE_COMMANDS)}; default: "
+                             "$ALERTD_URL)")
+    common.add_argument("--token-file", default=argparse.SUPPRESS, metavar="FILE",
+                        help="with --url: a file holding an API token of that alertd "
+                             "(default: $ALERTD_TOKEN_FILE)")
     parser = argparse.ArgumentParser(prog="alertd", parents=[common],
                                      description="RMM alerts into tickets, kept in step.")
     parser.add_argument("--version", action="version", version=f"alertd {__version__}")
@@ -60,21 +74,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     config_path: Path | None = getattr(args, "config", None)
     if config_path is None and environ.get("ALERTD_CONFIG"):
         config_path = Path(environ["ALERTD_CONFIG"])
+    url = getattr(args, "url", None)
+    remote = None
+    if url or environ.get("ALERTD_URL"):
+        remote = RemoteChoice(url or environ["ALERTD_URL"], getattr(args, "token_file", None)
+                              or environ.get("ALERTD_TOKEN_FILE") or None, from_env=not url)
+    if remote is not None and not getattr(args, "remote_capable", False):
+        if not remote.from_env:
+            show(f"alertd: alertd {args.command} works on this machine; --url reaches "
+                 f"{', '.join(REMOTE_COMMANDS)} only", err=True)
+            return 2
+        remote = None
     try:
-        # Each command reads only the secrets it uses (`secret_sections`; all by default).
-        config = load_config(config_path, environ, getattr(args, "secret_sections", None))
+        # Each command reads only the secrets it uses (`secret_sections`; all by default);
+        # through --url, none: the daemon asked holds them.
+        config = load_config(config_path, environ,
+                             () if remote else getattr(args, "secret_sections", None))
     except ConfigError as err:
         for issue in err.issues:
             show(str(issue), err=True)
         show(f"{len(err.issues)} configuration error(s)", err=True)
         return 2
-    invocation = Invocation(args, config, config_path, environ)
+    invocation = Invocation(args, config, config_path, environ, remote)
     handler: Handler = args.handler
     if args.command == "run":  # sets up its own logging and reports its own failures
         return handler(invocation)
     setup_logging("text", "WARNING")
     try:
         return handler(invocation)
+    except UsageError as err:
+        show(f"alertd: {err}", err=True)
+        return 2
     except (CliError, SchemaOutOfDate, BadFilter, RulesError, ValueError) as err:
         show(f"alertd: {err}", err=True)
         return 1

@@ -60,12 +60,13 @@ async def close_ticket(request: web.Request) -> web.Response:
     _, parsed = await read_json_body(request, optional=True)
     body = body_of(CloseBody, parsed)
     try:
-        await ctx.agent.close(ticket_id, _actor(body.actor), body.note or None)
+        result = await ctx.agent.close(ticket_id, _actor(body.actor), body.note or None)
     except TicketNotFound:
         raise ApiError(404, "ticket not found") from None
     except TicketAlreadyClosed:
         raise ApiError(409, "ticket is already closed") from None
-    return web.json_response(await ctx.queries.ticket(ticket_id))
+    return web.json_response({**await ctx.queries.ticket(ticket_id),  # type: ignore[dict-item]
+                              "closing": result.closing()})
 
 
 async def add_note(request: web.Request) -> web.Response:

@@ -215,6 +215,13 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                 "TicketWithNotes": obj({**TICKET_PROPS,
                                         "notes": {"type": "array", "items": NOTE},
                                         "alerts": {"type": "array", "items": ALERT_REF}}),
+                "ClosedTicket": obj({
+                    **TICKET_PROPS, "notes": {"type": "array", "items": NOTE},
+                    "alerts": {"type": "array", "items": ALERT_REF},
+                    # What this close did: the alerts it resolved, the upstream resolves
+                    # it queued.
+                    "closing": obj({"alerts_resolved": {"type": "array", "items": INT},
+                                    "outbox_ids": {"type": "array", "items": INT}})}),
                 "Alert": obj(ALERT_PROPS),
                 "Delivery": obj(DELIVERY_PROPS),
                 "DeliveryWithPayload": obj({
@@ -248,8 +255,8 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                 "summary": "Close a ticket as an agent (resolves its alert upstream)",
                 "parameters": [ID_PARAM],
                 "requestBody": model_body(CloseBody, required=False),
-                "responses": {"200": answer({"$ref": "#/components/schemas/TicketWithNotes"},
-                                            "The closed ticket"),
+                "responses": {"200": answer({"$ref": "#/components/schemas/ClosedTicket"},
+                                            "The closed ticket, and what the close did"),
                               **errors(400, 401, 404, 409, 413, 415, 422)},
             }},
             "/api/tickets/{id}/notes": {"post": {

@@ -100,6 +100,11 @@ class CloseResult:
     alerts_resolved: tuple[int, ...] = ()
     outbox_ids: tuple[int, ...] = ()
 
+    def closing(self) -> dict[str, list[int]]:
+        """What the close did, as the API's close answer tells it (`closing`)."""
+        return {"alerts_resolved": list(self.alerts_resolved),
+                "outbox_ids": list(self.outbox_ids)}
+
 
 @dataclass(frozen=True)
 class Suppressed:
