@@ -23,6 +23,7 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     test = actions.add_parser("test", parents=[common],
                               help="send a test message to a target; say what failed")
     test.add_argument("name")
+    test.add_argument("--json", action="store_true", help="print JSON")
     notify.set_defaults(handler=lambda inv: run_async(run(inv.args, inv.config)),
                         secret_sections=("notify",))
 
@@ -61,10 +62,17 @@ async def run(args: argparse.Namespace, config: Config) -> int:
     try:
         await notifiers.by_name[target.name].send_test()
     except NotifyError as err:
-        show(f"notify {target.name}: FAILED: {err}"
-             + ("" if err.retryable else " (retrying would not help: fix the target)"))
+        if args.json:
+            print(json.dumps({"target": target.name, "sent": False, "error": str(err),
+                              "retryable": err.retryable}, indent=2))
+        else:
+            show(f"notify {target.name}: FAILED: {err}"
+                 + ("" if err.retryable else " (retrying would not help: fix the target)"))
         return 1
     finally:
         await notifiers.close()
-    show(f"notify {target.name}: test message sent to {where(target)}")
+    if args.json:
+        print(json.dumps({"target": target.name, "sent": True, "to": where(target)}, indent=2))
+    else:
+        show(f"notify {target.name}: test message sent to {where(target)}")
     return 0

@@ -11,7 +11,7 @@ import aiohttp
 
 from daemon.cli.backend import Remote, remote_target
 from daemon.cli.common import CliError, Invocation, SubParsers, UsageError, refuse_remote, run_async
-from daemon.cli.output import show
+from daemon.cli.output import report_errors, show
 from daemon.rules.explain import explain_message, format_explanation
 from daemon.rules.load import RulesError, load_rules
 from daemon.rules.model import RuleSet
@@ -23,6 +23,7 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     check = actions.add_parser("check", parents=[common],
                                help="validate a rules file; print every error with its line")
     check.add_argument("--rules", type=Path, metavar="FILE", help="default: [rules] path")
+    check.add_argument("--json", action="store_true", help="print JSON")
     test = actions.add_parser("test", parents=[common],
                               help="show what the rules make of a message (stores nothing)")
     test.add_argument("message", type=Path, metavar="MESSAGE.eml")
@@ -36,9 +37,7 @@ def load_rules_or_report(path: Path) -> RuleSet | None:
     try:
         return load_rules(path)
     except RulesError as err:
-        for issue in err.issues:
-            show(str(issue), err=True)
-        show(f"{len(err.issues)} rules error(s); nothing was changed", err=True)
+        report_errors(err.issues, "rules", as_json=False)
         return None
 
 
@@ -59,6 +58,14 @@ def run(inv: Invocation) -> int:
         report = run_async(_remote_test(remote.url, remote.token_file, raw))
     else:
         path = args.rules or inv.config.rules.path
+        if args.action == "check" and args.json:
+            try:
+                names = [rule.name for rule in load_rules(path).rules]
+            except RulesError as err:
+                report_errors(err.issues, "rules", True)
+                return 2
+            print(json.dumps({"ok": True, "rules_file": str(path), "rules": names}, indent=2))
+            return 0
         rules = load_rules_or_report(path)
         if rules is None:
             return 2

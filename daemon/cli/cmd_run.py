@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 
-from daemon.cli.cmd_rules import load_rules_or_report
 from daemon.cli.common import Invocation, SubParsers, run_async
-from daemon.cli.output import show
-from daemon.rules.load import RulesError
+from daemon.cli.output import report_errors, show
+from daemon.rules.load import RulesError, load_rules
 from daemon.service.logs import setup_logging
 from daemon.store.database import SchemaOutOfDate, redact_url
 
@@ -19,6 +19,10 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     check = commands.add_parser("check-config", parents=[common],
                                 help="validate the configuration; print every error with its "
                                      "line")
+    check.add_argument("--syntax-only", action="store_true",
+                       help="read no secret file or variable: check the file's syntax, keys "
+                            "and values (and the rules file) on a machine without the secrets")
+    check.add_argument("--json", action="store_true", help="print JSON")
     check.set_defaults(handler=check_config)
 
 
@@ -42,9 +46,20 @@ def run_daemon(inv: Invocation) -> int:
 
 def check_config(inv: Invocation) -> int:
     config = inv.config
-    rules = load_rules_or_report(config.rules.path)
-    if rules is None:
+    try:
+        rules = load_rules(config.rules.path)
+    except RulesError as err:
+        report_errors(err.issues, "rules", inv.args.json)
         return 2
-    show(f"{inv.config_path or '<defaults>'}: OK (database {redact_url(config.database.url)}, "
-         f"http {config.http.listen}, rules {config.rules.path}: {len(rules.rules)})")
+    summary = {"ok": True, "config": str(inv.config_path) if inv.config_path else None,
+               "database": redact_url(config.database.url), "http": str(config.http.listen),
+               "rules": str(config.rules.path), "rule_count": len(rules.rules),
+               "secrets_read": not inv.args.syntax_only}
+    if inv.args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    show(f"{inv.config_path or '<defaults>'}: OK (database {summary['database']}, "
+         f"http {config.http.listen}, rules {config.rules.path}: {len(rules.rules)}"
+         + ("; syntax only: no secret was read" if inv.args.syntax_only else "") + ")")
     return 0
+

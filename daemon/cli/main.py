@@ -24,6 +24,7 @@ from daemon.cli import (
     cmd_tickets,
     cmd_webhooks,
 )
+from daemon.cli.cmd_run import report_errors
 from daemon.cli.common import (
     REMOTE_COMMANDS,
     CliError,
@@ -88,12 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # Each command reads only the secrets it uses (`secret_sections`; all by default);
         # through --url, none: the daemon asked holds them.
+        reads_no_secret = remote is not None or getattr(args, "syntax_only", False)
         config = load_config(config_path, environ,
-                             () if remote else getattr(args, "secret_sections", None))
+                             () if reads_no_secret else getattr(args, "secret_sections", None))
     except ConfigError as err:
-        for issue in err.issues:
-            show(str(issue), err=True)
-        show(f"{len(err.issues)} configuration error(s)", err=True)
+        report_errors(err.issues, "configuration", getattr(args, "json", False))
         return 2
     invocation = Invocation(args, config, config_path, environ, remote)
     handler: Handler = args.handler

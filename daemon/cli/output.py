@@ -12,8 +12,11 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from daemon.config.loading import ConfigIssue
+from daemon.rules.load import RuleIssue
 
 # C0 controls but the line break, DEL, C1 controls, and the bidirectional marks and overrides
 # that reorder what a terminal shows.
@@ -75,3 +78,17 @@ def print_record(record: dict[str, Any], as_json: bool) -> None:
             show(f"{key}: {json.dumps(value)}")
         else:
             show(f"{key}: {'' if value is None else value}")
+
+
+def report_errors(issues: Sequence[ConfigIssue | RuleIssue], what: str, as_json: bool) -> None:
+    """Every problem found in a file ("configuration" or "rules"): one line each, or JSON
+    (`{"ok": false, "errors": [{"file", "line", "key", "message"}]}`)."""
+    if as_json:
+        print(json.dumps({"ok": False, "errors": [
+            {"file": issue.file, "line": issue.line, "key": issue.key,
+             "message": issue.message} for issue in issues]}, indent=2))
+        return
+    for issue in issues:
+        show(str(issue), err=True)
+    show(f"{len(issues)} {what} error(s)" + ("; nothing was changed" if what == "rules" else ""),
+         err=True)
