@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TextIO
 
 from daemon.cli.backend import Backend, backend_command
 from daemon.cli.common import CliError, Invocation, SubParsers, database_command, refuse_remote
@@ -48,21 +51,81 @@ def _handle(inv: Invocation) -> int:
     return _sync(replace(inv, remote=None))
 
 
-class _ProgressLine:
-    """A one-line progress display on a terminal's stderr ("syncro assets: 1,250")."""
+SOURCE_NAMES = {"datto": "Datto RMM", "syncro": "Syncro"}
 
-    def __init__(self, source: str):
+
+def _clock_text(seconds: float) -> str:
+    """`m:ss`, or `h:mm:ss` from an hour."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes}:{secs:02}"
+
+
+class ProgressLine:
+    """One line on a terminal's stderr, rewritten as a sync goes (`runner.Progress`):
+
+        syncro assets: 1,250 / 4,800 records, 310/s, ETA 0:12
+        syncro assets: 1,250 / 4,800 records, 310/s, ETA 0:12; waiting 42 s for Syncro's rate limit
+
+    The rate counts from the first record of `what`; without a total (an RMM that does not
+    tell it) the line shows the count and the rate."""
+
+    def __init__(self, source: str, stream: TextIO | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self._source = source
+        self._stream = stream or sys.stderr
+        self._clock = clock
+        self._what = ""
+        self._done = 0
+        self._total: int | None = None
+        self._started_s = 0.0
+        self._waiting_until_s = 0.0
         self._shown = False
 
-    def __call__(self, what: str, done: int) -> None:
-        sys.stderr.write(f"\r{self._source} {what}: {done:,} records")
-        sys.stderr.flush()
+    def total(self, what: str, count: int) -> None:
+        self._start(what)
+        self._total = count
+        self._show()
+
+    def done(self, what: str, count: int) -> None:
+        self._start(what)
+        self._done = count
+        self._show()
+
+    def waiting(self, seconds: float) -> None:
+        self._waiting_until_s = self._clock() + seconds
+        self._show()
+
+    def _start(self, what: str) -> None:
+        if what != self._what:
+            self._what, self._done, self._total = what, 0, None
+            self._started_s = self._clock()
+
+    def line(self) -> str:
+        now = self._clock()
+        text = f"{self._source} {self._what}: {self._done:,}"
+        text += f" / {self._total:,} records" if self._total is not None else " records"
+        elapsed_s = now - self._started_s
+        rate = self._done / elapsed_s if self._done and elapsed_s > 0 else 0.0
+        if rate:
+            text += f", {rate:,.0f}/s"
+            if self._total is not None and self._total > self._done:
+                text += f", ETA {_clock_text((self._total - self._done) / rate)}"
+        if now < self._waiting_until_s:
+            text += (f"; waiting {self._waiting_until_s - now:.0f} s for "
+                     f"{SOURCE_NAMES.get(self._source, self._source)}'s rate limit")
+        return text
+
+    def _show(self) -> None:
+        # \r rewrites the line: it must not wrap, and is padded over the previous one's rest.
+        width = shutil.get_terminal_size((80, 24)).columns - 1
+        self._stream.write("\r" + self.line()[:width].ljust(width))
+        self._stream.flush()
         self._shown = True
 
     def close(self) -> None:
         if self._shown:
-            sys.stderr.write("\n")
+            self._stream.write("\n")
 
 
 async def history(inv: Invocation, backend: Backend) -> int:
@@ -92,7 +155,7 @@ async def run(inv: Invocation, db: Database) -> int:
                            "and add --customers and/or --assets")
         chosen = args.customers or args.assets  # neither flag: what the config enables
         for source in sources:
-            progress = _ProgressLine(source) if sys.stderr.isatty() and not args.json \
+            progress = ProgressLine(source) if sys.stderr.isatty() and not args.json \
                 else None
             try:
                 report = await runner.run(

@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -151,6 +151,14 @@ class DattoClient:
         self._token_lock = asyncio.Lock()
         self._last_429_s: float | None = None
         self._blocked_until_s = 0.0
+        self._on_total: Callable[[int], None] | None = None
+
+    def observe(self, on_total: Callable[[int], None] | None,
+                on_wait: Callable[[float], None] | None) -> None:
+        """For a sync's progress: `on_total(n)` with the item count of each paged list (its
+        first page's `totalCount`), `on_wait(s)` before each wait for the rate limit."""
+        self._on_total = on_total
+        self._reads.on_wait = on_wait
 
     # --- calls alertd makes ---------------------------------------------------------------
 
@@ -207,10 +215,14 @@ class DattoClient:
             if not isinstance(body, dict):
                 raise ServerError(SOURCE, f"{path}: the answer is not a JSON object")
             items = body.get(items_key) or []
+            details = body.get("pageDetails") or {}
+            if len(seen) == 1 and self._on_total is not None and isinstance(
+                    details.get("totalCount"), int):
+                self._on_total(details["totalCount"])
             for item in items:
                 if isinstance(item, dict):
                     yield item
-            next_url = (body.get("pageDetails") or {}).get("nextPageUrl")
+            next_url = details.get("nextPageUrl")
             if not next_url or not items:
                 return
             parts = urlsplit(next_url)

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 MonotonicClock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+REPORTED_WAIT_S = 1.0
 
 
 class RollingWindowLimiter:
@@ -35,6 +36,9 @@ class RollingWindowLimiter:
         self._finished = asyncio.Event()  # set when an in-flight request finishes
         self._paused_until_s = 0.0
         self._lock = asyncio.Lock()  # first come, first served: no caller starves
+        # Told each wait of at least `REPORTED_WAIT_S` before it starts (a sync's progress
+        # line says it waits for the rate limit rather than seem stuck).
+        self.on_wait: Callable[[float], None] | None = None
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -52,7 +56,7 @@ class RollingWindowLimiter:
             while True:
                 now = self._clock()
                 if now < self._paused_until_s:
-                    await self._sleep(self._paused_until_s - now)
+                    await self._wait(self._paused_until_s - now)
                     continue
                 while self._done_at_s and self._done_at_s[0] <= now - self.window_s:
                     self._done_at_s.popleft()
@@ -60,10 +64,15 @@ class RollingWindowLimiter:
                     self._in_flight += 1
                     return
                 if self._done_at_s:  # room comes when the oldest answer leaves the window
-                    await self._sleep(self._done_at_s[0] + self.window_s - now)
+                    await self._wait(self._done_at_s[0] + self.window_s - now)
                 else:  # the whole budget is in flight: its first answer starts the clock
                     self._finished.clear()
                     await self._finished.wait()
+
+    async def _wait(self, seconds: float) -> None:
+        if self.on_wait is not None and seconds >= REPORTED_WAIT_S:
+            self.on_wait(seconds)
+        await self._sleep(seconds)
 
     def pause_until(self, until_s: float) -> None:
         """No request leaves before `until_s` (clock time); an earlier pause is kept longer."""

@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,6 +100,15 @@ class SyncroClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._limiter = RollingWindowLimiter(limits.requests, limits.window_s, clock=clock,
                                              sleep=sleep)
+        self._on_total: Callable[[int], None] | None = None
+
+    def observe(self, on_total: Callable[[int], None] | None,
+                on_wait: Callable[[float], None] | None) -> None:
+        """For a sync's progress: `on_total(n)` with the item count of each paged list (its
+        first page's `meta.total_entries`), `on_wait(s)` before each wait for the rate
+        limit."""
+        self._on_total = on_total
+        self._limiter.on_wait = on_wait
 
     async def me(self) -> dict[str, Any]:
         """`GET /me`: the connection test."""
@@ -150,6 +159,9 @@ class SyncroClient:
                     yield item
             meta = body.get("meta")
             total_pages = meta.get("total_pages") if isinstance(meta, dict) else None
+            if page == 1 and self._on_total is not None and isinstance(meta, dict) and \
+                    isinstance(meta.get("total_entries"), int):
+                self._on_total(meta["total_entries"])
             if not items or not isinstance(total_pages, int) or page >= total_pages:
                 return
             page += 1

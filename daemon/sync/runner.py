@@ -20,7 +20,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
@@ -54,7 +54,19 @@ T = TypeVar("T")
 SOURCES = ("datto", "syncro")
 ENTITIES = ("customers", "assets")
 BATCH = 250  # records planned and committed together
-Progress = Callable[[str, int], None]  # (what, records done so far)
+
+
+class Progress(Protocol):
+    """Told how a sync goes, for `alertd sync`'s progress line. `what`: customers or assets."""
+
+    def done(self, what: str, count: int) -> None:
+        """`count` records of `what` planned and written so far."""
+
+    def total(self, what: str, count: int) -> None:
+        """The RMM says it holds `count` records of `what`."""
+
+    def waiting(self, seconds: float) -> None:
+        """Calls to the RMM pause `seconds` for its rate limit."""
 
 
 class SyncRefused(Exception):
@@ -161,10 +173,13 @@ class SyncRunner:
         index = await self._db.read(lambda s: persist.load_index(s, source))
         planner = Planner(self._policy(source), index)
         id_map: dict[int, int] = {}
-        if source == "syncro":
-            await self._syncro(client, planner, report, id_map, progress)
-        else:
-            await self._datto(client, planner, report, id_map, progress)
+        try:
+            if source == "syncro":
+                await self._syncro(client, planner, report, id_map, progress)
+            else:
+                await self._datto(client, planner, report, id_map, progress)
+        finally:
+            _observe(client, "", None)  # the clients outlive the run
 
     def _policy(self, source: str) -> Policy:
         sync = self._settings
@@ -200,7 +215,7 @@ class SyncRunner:
             await self._commit(planner, report, ops, id_map)
             done += len(batch)
             if progress:
-                progress("customers", done)
+                progress.done("customers", done)
 
     async def _assets(self, records: AsyncIterator[UpAsset], planner: Planner,
                       report: SyncReport, id_map: dict[int, int],
@@ -227,7 +242,7 @@ class SyncRunner:
             await self._commit(planner, report, ops, id_map)
             done += len(batch)
             if progress:
-                progress("assets", done)
+                progress.done("assets", done)
 
     # --- Syncro ----------------------------------------------------------------------------
 
@@ -235,10 +250,12 @@ class SyncRunner:
                       id_map: dict[int, int], progress: Progress | None) -> None:
         settings = self._settings.syncro
         if "customers" in report.entities:
+            _observe(client, "customers", progress)
             await self._customers(syncro_customers(client), planner, report, id_map,
                                   planner.customer, progress)
         if "assets" in report.entities:
             kinds, dropdowns = await syncro_field_kinds(client)
+            _observe(client, "assets", progress)
             records = syncro_assets(client, settings.field_mappings, kinds, dropdowns)
             await self._assets(records, planner, report, id_map, progress)
             await self._deactivate_missing(planner, report, id_map)
@@ -259,10 +276,12 @@ class SyncRunner:
         if "customers" in report.entities:
             plan = (planner.customer if settings.site_mode == "customer_per_site"
                     else planner.site_under_parent)
+            _observe(client, "customers", progress)
             await self._customers(datto_sites(client), planner, report, id_map, plan,
                                   progress)
         if "assets" in report.entities:
             deleted_site = await datto_deleted_site_uid(client)
+            _observe(client, "assets", progress)
             records = datto_devices(client, settings.field_mappings, deleted_site)
             fetch = serial_fetcher(client) if settings.fetch_serials else None
             await self._assets(records, planner, report, id_map, progress, fetch)
@@ -344,3 +363,12 @@ async def _batches(source: AsyncIterator[T], size: int) -> AsyncIterator[list[T]
             batch = []
     if batch:
         yield batch
+
+
+def _observe(client: DattoClient | SyncroClient, what: str, progress: Progress | None) -> None:
+    """Tell `progress` the total of the paged list `client` reads next (the records of
+    `what`) and every wait for the RMM's rate limit; nothing when there is no progress."""
+    if progress is None:
+        client.observe(None, None)
+    else:
+        client.observe(lambda count: progress.total(what, count), progress.waiting)

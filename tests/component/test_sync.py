@@ -517,3 +517,38 @@ async def test_a_run_left_running_is_marked_failed_by_the_next(
                                     s.scalars(select(SyncRun).order_by(SyncRun.id))])
     assert runs[0][0] == "failed" and "interrupted" in runs[0][1][0]
     assert runs[1] == ("ok", [])
+
+
+class RecordedProgress:
+    """A `runner.Progress` that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, int] = {}
+        self.counts: dict[str, int] = {}
+        self.calls: list[str] = []
+
+    def total(self, what: str, count: int) -> None:
+        self.totals[what] = count
+        self.calls.append(f"total {what}")
+
+    def done(self, what: str, count: int) -> None:
+        self.counts[what] = count
+
+    def waiting(self, seconds: float) -> None:
+        self.calls.append("waiting")
+
+
+async def test_progress_is_told_totals_and_counts(
+        aiohttp_server: Callable[..., Any], http: aiohttp.ClientSession, db: Database,
+        db_url: str, make_config: Callable[..., Config]) -> None:
+    fake = SyncroFake(api_key="t", window_s=WINDOW_S)
+    customers = [fake.add_customer(f"Customer {n:03}") for n in range(120)]
+    for n in range(700):
+        fake.add_asset(customers[n % 120]["id"], serial=f"SN-{n:05}")
+    runner = await syncro_runner(aiohttp_server, http, fake, db,
+                                 make_config(SYNCRO_CONFIG, db_url=db_url))
+    progress = RecordedProgress()
+    report = await runner.run("syncro", progress=progress)
+    assert report.status == "ok", report.errors
+    assert progress.totals == progress.counts == {"customers": 120, "assets": 700}
+    assert progress.calls[:2] == ["total customers", "total assets"]

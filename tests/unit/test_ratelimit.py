@@ -58,3 +58,21 @@ async def test_pause_stops_every_caller_until_its_end() -> None:
     async with limiter.slot():
         pass
     assert clock() >= 1000.0 + 60.0
+
+
+async def test_waits_of_a_second_or_more_are_told_before_they_start() -> None:
+    """What `alertd sync` shows as "waiting N s for the rate limit"."""
+    clock = SimClock()
+    limiter = RollingWindowLimiter(2, 60.0, clock=clock, sleep=clock.sleep)
+    told: list[tuple[float, float]] = []
+    limiter.on_wait = lambda seconds: told.append((clock(), seconds))
+    for _ in range(2):
+        async with limiter.slot():
+            pass
+    async with limiter.slot():  # the third waits until the first leaves the window
+        pass
+    assert told == [(1000.0, 60.0)]
+    limiter.pause_until(clock() + 30)  # a 429's Retry-After
+    async with limiter.slot():
+        pass
+    assert told[1:] == [(1060.0, 30.0)]
