@@ -20,6 +20,7 @@ from daemon.cli import (
     cmd_rmm,
     cmd_rules,
     cmd_run,
+    cmd_shell,
     cmd_sync,
     cmd_tickets,
     cmd_webhooks,
@@ -42,7 +43,7 @@ from daemon.store.queries import BadFilter
 
 # In the order `alertd --help` lists them.
 COMMAND_GROUPS = (cmd_run, cmd_db, cmd_tickets, cmd_alerts, cmd_maintenance, cmd_deliveries,
-                  cmd_rules, cmd_webhooks, cmd_outbox, cmd_notify, cmd_sync, cmd_rmm)
+                  cmd_rules, cmd_webhooks, cmd_outbox, cmd_notify, cmd_sync, cmd_rmm, cmd_shell)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -93,4 +93,5 @@ def test_every_command_but_run_takes_json() -> None:
     assert len(found) > 25
     without = [" ".join(path) for path, parser in found
                if "--json" not in parser._option_string_actions]
-    assert without == ["run"]  # the daemon: its log has --log-format json
+    # The daemon (its log has --log-format json), and the two that print a script and a page.
+    assert without == ["run", "completion", "man"]
