@@ -35,19 +35,13 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     man.set_defaults(handler=print_man_page, secret_sections=())
 
 
-def _root_parser() -> argparse.ArgumentParser:
-    from daemon.cli.main import build_parser  # main imports this module: asked at run time
-
-    return build_parser()
-
-
 def print_completion(inv: Invocation) -> int:
-    print(shtab.complete(_root_parser(), inv.args.shell), end="")
+    print(shtab.complete(inv.args.root_parser, inv.args.shell), end="")
     return 0
 
 
 def print_man_page(inv: Invocation) -> int:
-    page = Manpage(_root_parser())
+    page = Manpage(inv.args.root_parser)
     page.source = f"alertd {__version__}"
     page.manual = "alertd manual"
     page.description = "RMM alerts into tickets, kept in step"

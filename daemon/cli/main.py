@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in COMMAND_GROUPS:
         group.register(commands, common)
+    # `completion` and `man` are generated from the whole parser.
+    parser.set_defaults(root_parser=parser)
     return parser
 
 
