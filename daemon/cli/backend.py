@@ -17,8 +17,18 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from daemon.cli.common import CliError, Handler, Invocation, RemoteChoice, run_async, with_db
+from daemon.cli.common import (
+    CliError,
+    Handler,
+    Invocation,
+    RemoteChoice,
+    UsageError,
+    run_async,
+    with_db,
+)
+from daemon.cli.output import show
 from daemon.config import Config
+from daemon.config.base import LOOPBACK_HOSTS
 from daemon.core.clock import utcnow
 from daemon.core.lifecycle import TicketAlreadyClosed
 from daemon.http.submissions import result_body
@@ -104,7 +114,7 @@ class Local:
                                 PENDING if action == "retry" else DROPPED, utcnow())
 
 
-# What the API calls each kind, and how its 404 reads.
+# The API's path of each kind of listing and record.
 _PATHS = {"tickets": "/api/tickets", "alerts": "/api/alerts", "deliveries": "/api/deliveries",
           "outbox": "/api/outbox", "sync_runs": "/api/sync/runs", "ticket": "/api/tickets/{}",
           "alert": "/api/alerts/{}", "delivery": "/api/deliveries/{}",
@@ -121,23 +131,26 @@ class RemoteTarget:
 
 def remote_target(url: str, token_file: str | None) -> RemoteTarget:
     """The daemon to ask, from `--url`/`ALERTD_URL` and `--token-file`/`ALERTD_TOKEN_FILE`;
-    raises CliError with what is wrong."""
+    raises UsageError with what is wrong. Warns on stderr when the token would cross a
+    network unencrypted."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise CliError(f"--url {url!r}: give the daemon's address, as "
-                       "http(s)://HOST:PORT")
+        raise UsageError(f"--url {url!r}: give the daemon's address, as http(s)://HOST:PORT")
     if not token_file:
-        raise CliError("--url needs --token-file FILE (or ALERTD_TOKEN_FILE): a file holding "
-                       "an API token of that alertd ([api] tokens)")
+        raise UsageError("--url needs --token-file FILE (or ALERTD_TOKEN_FILE): a file "
+                         "holding an API token of that alertd ([api] tokens)")
     path = Path(token_file)
     try:
         token = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as err:
-        raise CliError(f"--token-file {path}: cannot read it "
-                       f"({getattr(err, 'strerror', None) or err})") from None
+        raise UsageError(f"--token-file {path}: cannot read it "
+                         f"({getattr(err, 'strerror', None) or err})") from None
     if not token or any(ord(c) < 0x21 or ord(c) > 0x7e for c in token):
-        raise CliError(f"--token-file {path}: holds no API token (one line of printable "
-                       "ASCII)")
+        raise UsageError(f"--token-file {path}: holds no API token (one line of printable "
+                         "ASCII)")
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        show(f"alertd: warning: http:// sends the API token unencrypted to {parts.hostname}; "
+             "use the https:// address of its reverse proxy, or an SSH tunnel", err=True)
     return RemoteTarget(url.rstrip("/"), token, path)
 
 
@@ -157,6 +170,9 @@ class Remote:
                     method, url, params={k: str(v).lower() if isinstance(v, bool) else str(v)
                                          for k, v in (params or {}).items() if v is not None},
                     json=body, headers={"Authorization": f"Bearer {self._target.token}"},
+                    # alertd never redirects: a redirect is a wrong URL, and must not carry
+                    # the token elsewhere.
+                    allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as response:
                 text = await response.text()
                 status = response.status

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import argparse
 
-import shtab
-from argparse_manpage.manpage import Manpage
-
 from daemon import __version__
 from daemon.cli.common import Invocation, SubParsers
 
@@ -35,12 +32,20 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     man.set_defaults(handler=print_man_page, secret_sections=())
 
 
+# shtab and argparse_manpage are imported by these two commands only: `alertd run` keeps
+# every module it imports for its whole life (tests/system/test_idle_imports.py).
+
+
 def print_completion(inv: Invocation) -> int:
+    import shtab
+
     print(shtab.complete(inv.args.root_parser, inv.args.shell), end="")
     return 0
 
 
 def print_man_page(inv: Invocation) -> int:
+    from argparse_manpage.manpage import Manpage
+
     page = Manpage(inv.args.root_parser)
     page.source = f"alertd {__version__}"
     page.manual = "alertd manual"

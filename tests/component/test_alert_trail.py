@@ -12,10 +12,10 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine, text
 
+from daemon.cli.backend import Local
 from daemon.cli.cmd_alerts import _trail
 from daemon.core.clock import utcnow
 from daemon.store.database import _alembic_config
-from daemon.store.queries import Queries
 from daemon.tickets.expiry import AlertExpiry
 from tests.api_client import Api
 from tests.component.test_human_work import app_with
@@ -90,7 +90,7 @@ async def test_an_agent_close_and_an_expiry_are_in_the_trail(app: Api) -> None:
 async def test_the_cli_prints_the_trail_by_upstream_id(
         app: Api, capsys: pytest.CaptureFixture[str]) -> None:
     await post_datto(app, datto_body())
-    assert await _trail(Queries(app.ctx.db), app.ctx.db, UID, None, False) == 0
+    assert await _trail(Local(app.ctx.db, app.ctx.config), UID, None, False) == 0
     out = capsys.readouterr().out
     assert f"/{UID} (open)" in out and "opened" in out and "raise from datto" in out
 

@@ -17,7 +17,9 @@ from tests.conftest import database_toml
 ROOT = Path(__file__).resolve().parents[2]
 
 # Loaded only when their work comes: a migration, an IMAP account.
-NOT_AT_IDLE = ("alembic", "mako", "pygments", "imapclient", "daemon.mail.imap")
+# And what other commands alone need: the completion and man page generators.
+NOT_AT_IDLE = ("alembic", "mako", "pygments", "imapclient", "daemon.mail.imap", "shtab",
+               "argparse_manpage")
 # PostgreSQL's driver side, on the default SQLite.
 NOT_AT_IDLE_ON_SQLITE = ("greenlet", "sqlalchemy.ext.asyncio", "sqlalchemy.dialects.postgresql",
                          "asyncpg")
