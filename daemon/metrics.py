@@ -28,6 +28,7 @@ from daemon.core.clock import Clock, utcnow
 # The `source` label's values: a closed set, so a client cannot create series without limit
 # (POST /api/alerts takes any source name). Every other source is counted as "other".
 SOURCE_LABELS = frozenset({"datto", "syncro"})
+CHANNEL_LABELS = ("smtp", "imap", "webhook", "poll", "api")  # a delivery's channel
 
 
 def source_label(source: str | None) -> str:
@@ -165,6 +166,11 @@ class Metrics:
             "alertd_deliveries_finished_total",
             "Deliveries leaving 'received' (processed, ignored, failed)",
             ["channel", "status"], registry=self.registry)
+        # Each channel's failures exist from the start at 0: `increase()` in an alert rule
+        # sees a counter's first step only from a sample before it, so a series born at 1
+        # would hide the first failure after every restart.
+        for channel in CHANNEL_LABELS:
+            self.deliveries_finished.labels(channel, "failed")
         self.delivery_errors = _Counter(
             "alertd_delivery_errors_total", "Processing attempts that raised and will retry",
             ["channel"], registry=self.registry)

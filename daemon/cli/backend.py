@@ -136,6 +136,11 @@ def remote_target(url: str, token_file: str | None) -> RemoteTarget:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"--url {url!r}: give the daemon's address, as http(s)://HOST:PORT")
+    if parts.username is not None or parts.password is not None or parts.query or \
+            parts.fragment:
+        # A password in the URL would be printed in every message that names it.
+        raise UsageError("--url: give only http(s)://HOST:PORT[/PATH]; the API token comes "
+                         "from --token-file")
     if not token_file:
         raise UsageError("--url needs --token-file FILE (or ALERTD_TOKEN_FILE): a file "
                          "holding an API token of that alertd ([api] tokens)")
@@ -210,7 +215,8 @@ class Remote:
             raise TicketNotFound(f"ticket {ticket_id} not found")
         if status == 409:
             raise TicketAlreadyClosed(ticket_id)
-        closing: Record = answer["closing"]
+        # An alertd older than this CLI does not tell what the close did.
+        closing: Record = answer.get("closing") or {"alerts_resolved": [], "outbox_ids": []}
         return closing
 
     async def add_note(self, ticket_id: int, actor: str, text: str) -> int:

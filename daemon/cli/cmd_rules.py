@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 
 from daemon.cli.backend import Remote, remote_target
-from daemon.cli.common import CliError, Invocation, SubParsers, UsageError, refuse_remote, run_async
+from daemon.cli.common import CliError, Invocation, SubParsers, run_async
 from daemon.cli.output import report_errors, show
 from daemon.rules.explain import explain_message, format_explanation
 from daemon.rules.load import RulesError, load_rules
@@ -29,7 +29,10 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     test.add_argument("message", type=Path, metavar="MESSAGE.eml")
     test.add_argument("--rules", type=Path, metavar="FILE", help="default: [rules] path")
     test.add_argument("--json", action="store_true", help="print JSON")
-    rules.set_defaults(remote_capable=True, handler=run, secret_sections=())
+    # Through --url: `rules test` of the rules in force there (a local --rules file is tested
+    # here).
+    rules.set_defaults(remote_capable=lambda args: args.action == "test" and args.rules is None,
+                       handler=run, secret_sections=())
 
 
 def load_rules_or_report(path: Path) -> RuleSet | None:
@@ -44,12 +47,6 @@ def load_rules_or_report(path: Path) -> RuleSet | None:
 def run(inv: Invocation) -> int:
     args = inv.args
     remote = inv.remote
-    if args.action == "check":
-        refuse_remote(inv, "rules check")
-        remote = None
-    elif remote is not None and args.rules is not None:
-        raise UsageError("--rules names a file here; with --url, the rules in force in that "
-                         "alertd are tested")
     try:
         raw = args.message.read_bytes() if args.action == "test" else b""
     except OSError as err:

@@ -62,4 +62,3 @@ def check_config(inv: Invocation) -> int:
          f"http {config.http.listen}, rules {config.rules.path}: {len(rules.rules)}"
          + ("; syntax only: no secret was read" if inv.args.syntax_only else "") + ")")
     return 0
-

@@ -9,11 +9,10 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any, TextIO
 
 from daemon.cli.backend import Backend, backend_command
-from daemon.cli.common import CliError, Invocation, SubParsers, database_command, refuse_remote
+from daemon.cli.common import CliError, Invocation, SubParsers, database_command, page_size
 from daemon.cli.output import print_listing, short_time, show
 from daemon.rmm.clients import build_clients
 from daemon.store.database import Database
@@ -38,17 +37,16 @@ def register(commands: SubParsers, common: argparse.ArgumentParser) -> None:
                            "write nothing")
     sync.add_argument("--json", action="store_true", help="print JSON")
     sync.add_argument("--source", choices=["datto", "syncro"], help="history: one RMM only")
-    sync.add_argument("--limit", type=int, default=50, help="history: how many runs")
+    sync.add_argument("--limit", type=page_size, default=50,
+                      help="history: how many runs (1 to 1000)")
     sync.add_argument("--before-id", type=int, help="history: runs older than this id")
-    sync.set_defaults(remote_capable=True, handler=_handle, secret_sections=("datto", "syncro"))
+    sync.set_defaults(remote_capable=lambda args: args.target == "history", handler=_handle,
+                      secret_sections=("datto", "syncro"))
 
 
 def _handle(inv: Invocation) -> int:
     # History is a listing (also through --url); a sync runs here, with the RMMs' API keys.
-    if inv.args.target == "history":
-        return _history(inv)
-    refuse_remote(inv, "sync")
-    return _sync(replace(inv, remote=None))
+    return (_history if inv.args.target == "history" else _sync)(inv)
 
 
 SOURCE_NAMES = {"datto": "Datto RMM", "syncro": "Syncro"}
@@ -124,8 +122,10 @@ class ProgressLine:
         self._shown = True
 
     def close(self) -> None:
+        """End the line (once; a second close writes nothing)."""
         if self._shown:
             self._stream.write("\n")
+            self._shown = False
 
 
 async def history(inv: Invocation, backend: Backend) -> int:
@@ -163,6 +163,8 @@ async def run(inv: Invocation, db: Database) -> int:
                     assets=args.assets if chosen else None, preview=args.preview,
                     keep_ops=args.json or args.preview, trigger="cli", progress=progress)
             except SyncRefused as err:  # say so, and go on with the next RMM
+                if progress is not None:
+                    progress.close()  # the message starts a line of its own
                 show(f"alertd: sync {source}: {err}", err=True)
                 ok = False
                 continue

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from daemon.config import Config
 from daemon.store.database import Database, open_database
+from daemon.store.queries import MAX_PAGE
 
 T = TypeVar("T")
 SubParsers = argparse._SubParsersAction  # type: ignore[type-arg]
@@ -71,14 +72,10 @@ def database_command(run: Callable[[Invocation, Database], Awaitable[int]]) -> H
     return lambda inv: run_async(with_db(inv.config, lambda db: run(inv, db)))
 
 
-def refuse_remote(inv: Invocation, what: str = "") -> None:
-    """Raise UsageError when `--url` was given to a command that works on this machine.
-    (`ALERTD_URL` in the environment is for the commands that can use it: the others run
-    here as if it were not set.)"""
-    if inv.remote is not None and not inv.remote.from_env:
-        raise UsageError(
-            f"alertd {what or inv.args.command} works on this machine's database and files; "
-            f"--url reaches {', '.join(REMOTE_COMMANDS)} only")
+def remote_refusal(command: str) -> str:
+    """What `--url` with a command that works on this machine is told."""
+    return (f"alertd {command} works on this machine's database and files; --url reaches "
+            f"{', '.join(REMOTE_COMMANDS)} only")
 
 
 # The commands `--url` can run on another machine's alertd (through its HTTP API).
@@ -89,17 +86,28 @@ class UsageError(Exception):
     """A usage mistake to report as one line on stderr with exit code 2."""
 
 
-
 def actor(args: argparse.Namespace) -> str:
     """Who acts: `--actor`, or the login name (recorded as `agent:<name>`)."""
     return str(args.actor or getpass.getuser())
+
+
+def page_size(text: str) -> int:
+    """`--limit`: 1 to `MAX_PAGE`, as the API's listings take it (the same pages here and
+    through --url)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1 <= value <= MAX_PAGE:
+        raise argparse.ArgumentTypeError(f"from 1 to {MAX_PAGE}")
+    return value
 
 
 def add_listing(sub: SubParsers, common: argparse.ArgumentParser, name: str, what: str
                 ) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser(name, parents=[common], help=f"list {what}")
     parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.add_argument("--limit", type=int, default=50)
+    parser.add_argument("--limit", type=page_size, default=50, help="1 to 1000 (default 50)")
     parser.add_argument("--before-id", type=int, help="page: items older than this id")
     return parser
 

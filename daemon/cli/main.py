@@ -33,6 +33,7 @@ from daemon.cli.common import (
     Invocation,
     RemoteChoice,
     UsageError,
+    remote_refusal,
 )
 from daemon.cli.output import show
 from daemon.config import ConfigError, load_config
@@ -83,10 +84,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if url or environ.get("ALERTD_URL"):
         remote = RemoteChoice(url or environ["ALERTD_URL"], getattr(args, "token_file", None)
                               or environ.get("ALERTD_TOKEN_FILE") or None, from_env=not url)
-    if remote is not None and not getattr(args, "remote_capable", False):
+    # `remote_capable`: whether this command (and action) can run through --url. ALERTD_URL
+    # in the environment reaches only those; the others run here as if it were not set.
+    capable = getattr(args, "remote_capable", False)
+    if remote is not None and not (capable(args) if callable(capable) else capable):
         if not remote.from_env:
-            show(f"alertd: alertd {args.command} works on this machine; --url reaches "
-                 f"{', '.join(REMOTE_COMMANDS)} only", err=True)
+            show(f"alertd: {remote_refusal(args.command)}", err=True)
             return 2
         remote = None
     try:

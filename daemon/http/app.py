@@ -155,10 +155,15 @@ async def metrics_view(request: web.Request) -> web.Response:
         log.warning("metrics: could not read the database's figures: %s", type(err).__name__)
         ctx.metrics.store.update(None)
     else:
+        # Only the sources the scheduled sync covers: an RMM whose sync was switched off or
+        # its keys removed must not keep its last (failed, old) run alive in alert rules.
+        scheduled = (set(ctx.sync.enabled_sources()) if ctx.config.sync.schedule != "off"
+                     else set())
         ctx.metrics.store.update(
             figures.waiting,
             {channel: moment.timestamp() for channel, moment in figures.last_input.items()},
-            {key: moment.timestamp() for key, moment in figures.last_sync.items()})
+            {(source, result): moment.timestamp()
+             for (source, result), moment in figures.last_sync.items() if source in scheduled})
     response = web.Response(body=ctx.metrics.render())
     response.headers["Content-Type"] = ctx.metrics.content_type
     return response

@@ -147,11 +147,12 @@ class Pipeline:
         now = self._clock()
         return await self._db.write(lambda session: deliveries.make_all_due(session, now))
 
-    async def process(self, delivery_id: int) -> ProcessResult | None:
+    async def process(self, delivery_id: int, timed: bool = True) -> ProcessResult | None:
         """Process one delivery if it is `received`, due, and not claimed by another process.
 
         Its attempt is counted and committed first. Returns None when there was nothing to
-        do. Never raises for bad input: an unprocessable delivery is marked failed; an
+        do. `timed`: its time since it arrived goes to `alertd_processing_seconds` (not for a
+        replay). Never raises for bad input: an unprocessable delivery is marked failed; an
         unexpected error is recorded on the delivery and retried later with backoff until
         `max_attempts`.
         """
@@ -165,6 +166,8 @@ class Pipeline:
             return None
         if begun is None:
             return None
+        if not timed:  # a replay: its wait since it first arrived was a person's choice
+            begun = replace(begun, raw=replace(begun.raw, received_at=None))
         if begun.gave_up is not None:
             gave_up = ProcessResult(delivery_id, DeliveryStatus.FAILED, error=begun.gave_up)
             self._report.finished(begun.raw.channel, gave_up, begun.raw.received_at)
@@ -187,7 +190,7 @@ class Pipeline:
         await self._db.write(lambda session: deliveries.reset_for_replay(
             session, delivery_id, now))
         log.info("delivery %s replay requested", delivery_id, extra={"delivery_id": delivery_id})
-        return await self.process(delivery_id)
+        return await self.process(delivery_id, timed=False)
 
     # --- steps ------------------------------------------------------------------------------
 

@@ -158,4 +158,3 @@ def setup_logging(fmt: str = "text", level: str = "INFO") -> None:
     for noisy in ("aiohttp.access", "alembic", "apscheduler.executors.default",
                   "apscheduler.scheduler", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-

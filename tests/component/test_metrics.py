@@ -4,6 +4,7 @@ parser."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -50,6 +51,10 @@ async def test_an_empty_store_scrapes_zero_backlogs_and_no_input(app: Api) -> No
         assert value(samples, "alertd_outbox_rows", state=state) == 0
     for queue in ("deliveries", "outbox"):
         assert value(samples, "alertd_oldest_pending_seconds", queue=queue) == 0
+    # Each channel's failures are counted from 0, so a rule sees the first one.
+    for channel in ("smtp", "imap", "webhook", "poll", "api"):
+        assert value(samples, "alertd_deliveries_finished_total", channel=channel,
+                     status="failed") == 0
     assert not [key for key in samples if key[0] == "alertd_last_input_timestamp_seconds"]
     assert value(samples, "alertd_build_info", version=__version__) == 1
     assert value(samples, "process_resident_memory_bytes") > 0  # type: ignore[operator]
@@ -68,9 +73,19 @@ async def test_an_input_shows_as_last_input_processing_and_request_time(app: Api
                  route="/api/alerts") == 1
     # The channels without input have no timestamp to give.
     assert value(samples, "alertd_last_input_timestamp_seconds", channel="smtp") is None
+    # A replay is a person's choice, not intake time: not in the histogram.
+    status, rejected = await app.call("POST", "/api/alerts", body={"source": "datto"})
+    kept = re.search(r"rejected delivery (\d+)", rejected["detail"])
+    assert status == 422 and kept is not None
+    status, _ = await app.call("POST", f"/api/deliveries/{kept.group(1)}/replay")
+    assert status == 200
+    samples = await scrape(app)
+    assert value(samples, "alertd_deliveries_finished_total", channel="api",
+                 status="failed") == 1
+    assert value(samples, "alertd_processing_seconds_count", channel="api") == 1
 
 
-async def test_backlogs_count_and_age_what_waits(app: Api) -> None:
+async def test_backlogs_count_and_age_what_waits(app: Api, monkeypatch: Any) -> None:
     first = await raise_alert(app, "metrics-2")
     await raise_alert(app, "metrics-3")
     ticket_id = first["events"][0]["ticket_id"]
@@ -90,8 +105,12 @@ async def test_backlogs_count_and_age_what_waits(app: Api) -> None:
                     started_at=ten_minutes_ago, finished_at=ten_minutes_ago + timedelta(
                         minutes=1), status="failed"),
             SyncRun(source="syncro", entities="assets", trigger="schedule",
+                    started_at=ten_minutes_ago, finished_at=ten_minutes_ago, status="failed"),
+            SyncRun(source="datto", entities="assets", trigger="schedule",
                     started_at=ten_minutes_ago, finished_at=None, status="running")])
     await app.ctx.db.write(age_rows)
+    # Datto's API keys and entities set, Syncro's not (its failed run is from before).
+    monkeypatch.setattr(app.ctx.http.sync, "enabled_sources", lambda: ["datto"])
     samples = await scrape(app)
     assert value(samples, "alertd_deliveries", state="failed") == 1
     assert value(samples, "alertd_outbox_rows", state="pending") == 1
@@ -99,11 +118,17 @@ async def test_backlogs_count_and_age_what_waits(app: Api) -> None:
     assert oldest is not None and 600 <= oldest < 660
     assert value(samples, "alertd_last_sync_timestamp_seconds", source="datto",
                  result="ok") == pytest.approx(ten_minutes_ago.timestamp())
+    # A run still going has no end to tell: the failed run's end stays the newest.
     assert value(samples, "alertd_last_sync_timestamp_seconds", source="datto",
                  result="failed") == pytest.approx(ten_minutes_ago.timestamp() + 60)
-    # A run still going has no end to tell.
+    # A source the scheduled sync does not cover has no series to alert on.
     assert not [key for key in samples if key[0] == "alertd_last_sync_timestamp_seconds"
                 and ("source", "syncro") in key[1]]
+    config = app.ctx.http.config
+    monkeypatch.setattr(app.ctx.http, "config", config.model_copy(update={
+        "sync": config.sync.model_copy(update={"schedule": "off"})}))
+    samples = await scrape(app)
+    assert not [key for key in samples if key[0] == "alertd_last_sync_timestamp_seconds"]
 
 
 async def test_an_unreadable_database_leaves_the_other_metrics(app: Api,

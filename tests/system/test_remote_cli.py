@@ -137,16 +137,27 @@ async def test_remote_mistakes_are_told_plainly(remote: Run, tmp_path: Path) -> 
         assert here_only.returncode == 2, args
         assert "works on this machine" in here_only.stderr and "--url reaches" in \
             here_only.stderr
+    # A local rules file is tested here, not there.
     with_rules = await asyncio.to_thread(remote, "rules", "test", str(MAIL), "--rules",
                                          str(MAIL))
-    assert with_rules.returncode == 2 and "rules in force" in with_rules.stderr
+    assert with_rules.returncode == 2 and "--url reaches" in with_rules.stderr
+    with_userinfo = await asyncio.to_thread(remote, "tickets", "list",
+                                            url="http://admin:pw@127.0.0.1:9")
+    assert with_userinfo.returncode == 2 and "pw" not in with_userinfo.stderr
 
 
 def test_alertd_url_in_the_environment_leaves_server_commands_local(tmp_path: Path) -> None:
     config = tmp_path / "alertd.toml"
     config.write_text(f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n')
-    done = subprocess.run([sys.executable, "-m", "daemon", "check-config", "--config",
-                           str(config)], capture_output=True, text=True, cwd=ROOT, timeout=60,
-                          env=environment(ALERTD_URL="http://127.0.0.1:9",
-                                          ALERTD_TOKEN_FILE=str(tmp_path / "absent")))
+    env = environment(ALERTD_URL="http://127.0.0.1:9", ALERTD_TOKEN_FILE=str(tmp_path / "x"))
+
+    def alertd(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "daemon", *args, "--config", str(config)],
+                              capture_output=True, text=True, cwd=ROOT, timeout=60, env=env)
+    done = alertd("check-config")
     assert done.returncode == 0 and ": OK" in done.stdout, done.stderr
+    # A sync runs here and reads its RMM secrets (here: one it cannot read, so it says so).
+    config.write_text(f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n[datto]\n'
+                      f'api_key = "key"\napi_secret_file = "{tmp_path / "absent"}"\n')
+    sync = alertd("sync", "datto", "--preview")
+    assert sync.returncode == 2 and "datto.api_secret_file: cannot read" in sync.stderr
