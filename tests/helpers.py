@@ -47,3 +47,14 @@ def table_counts(session: Session) -> dict[str, int]:
     return {model.__tablename__: session.scalar(select(func.count()).select_from(model)) or 0
             for model in (Customer, Site, EndUser, Asset, AssetType, AssetGroup, ExternalRef,
                           SyncRun)}
+
+
+def datto_alert_mail(n: int, uid: str, sender: str = "rmm@msp.example",
+                     ip: str = "10.0.0.5", body: str = "body") -> Inbound:
+    """Datto alert mail over SMTP as the packaged rules expect it: the device's IP address
+    in the subject, never its device id."""
+    return Inbound(
+        channel=Channel.SMTP, dedupe_key=f"mail-{n}", content_type="message/rfc822",
+        payload=(f"From: {sender}\r\nTo: alerts@msp.example\r\nSubject: Alert on device: "
+                 f"{ip}, reason Disk usage - Alert{{{uid}}}\r\nMessage-ID: <m{n}@x>\r\n\r\n"
+                 f"{body}\r\n").encode())

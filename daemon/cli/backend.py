@@ -120,6 +120,9 @@ _PATHS = {"tickets": "/api/tickets", "alerts": "/api/alerts", "deliveries": "/ap
           "alert": "/api/alerts/{}", "delivery": "/api/deliveries/{}",
           "alert_trail": "/api/alerts/{}/trail"}
 TIMEOUT_S = 60.0  # a replay or a rules test of a large message takes a while
+MAX_TOKEN_FILE_BYTES = 4096  # an API token is one short line
+# An answer of alertd's is a page of at most 1,000 records: a few MB. Past this, no alertd.
+MAX_ANSWER_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -133,8 +136,13 @@ def remote_target(url: str, token_file: str | None) -> RemoteTarget:
     """The daemon to ask, from `--url`/`ALERTD_URL` and `--token-file`/`ALERTD_TOKEN_FILE`;
     raises UsageError with what is wrong. Warns on stderr when the token would cross a
     network unencrypted."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (a port that is no number raises here, not at the first call)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or any(
+            ord(c) < 0x21 or ord(c) > 0x7e for c in url):
         raise UsageError(f"--url {url!r}: give the daemon's address, as http(s)://HOST:PORT")
     if parts.username is not None or parts.password is not None or parts.query or \
             parts.fragment:
@@ -146,11 +154,13 @@ def remote_target(url: str, token_file: str | None) -> RemoteTarget:
                          "holding an API token of that alertd ([api] tokens)")
     path = Path(token_file)
     try:
-        token = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as err:
-        raise UsageError(f"--token-file {path}: cannot read it "
-                         f"({getattr(err, 'strerror', None) or err})") from None
-    if not token or any(ord(c) < 0x21 or ord(c) > 0x7e for c in token):
+        with path.open("rb") as file:  # bounded: a wrong path may name a device or a log
+            token = file.read(MAX_TOKEN_FILE_BYTES + 1).decode("ascii", "replace").strip()
+    except OSError as err:
+        raise UsageError(f"--token-file {path}: cannot read it ({err.strerror or err})"
+                         ) from None
+    if not token or len(token) > MAX_TOKEN_FILE_BYTES or any(
+            ord(c) < 0x21 or ord(c) > 0x7e for c in token):
         raise UsageError(f"--token-file {path}: holds no API token (one line of printable "
                          "ASCII)")
     if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
@@ -179,11 +189,15 @@ class Remote:
                     # the token elsewhere.
                     allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as response:
-                text = await response.text()
+                body = await response.content.read(MAX_ANSWER_BYTES + 1)
                 status = response.status
         except (aiohttp.ClientError, TimeoutError) as err:
             raise CliError(f"{self._target.url}: cannot reach alertd "
                            f"({type(err).__name__}: {err or 'timed out'})") from None
+        if len(body) > MAX_ANSWER_BYTES:
+            raise CliError(f"{url}: answered more than {MAX_ANSWER_BYTES >> 20} MiB "
+                           "(is this alertd?)")
+        text = body.decode("utf-8", "replace")
         try:
             answer = json.loads(text)
         except ValueError:

@@ -9,7 +9,7 @@ change it tells of (`daemon.tickets.notices`) and sent by the outbox worker
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 from urllib.parse import urlsplit
 
 from jinja2 import TemplateSyntaxError
@@ -21,10 +21,9 @@ from daemon.core.events import is_source_name
 
 # What a target can ask for. `alert.suppressed`: a new alert's ticket held back by a
 # maintenance window; `channel.silent`: a `[watch]` channel past its silence.
-NOTIFY_EVENTS = ("ticket.opened", "ticket.reopened", "ticket.closed",
-                 "ticket.upstream_resolved", "alert.suppressed", "channel.silent")
 NotifyEvent = Literal["ticket.opened", "ticket.reopened", "ticket.closed",
                       "ticket.upstream_resolved", "alert.suppressed", "channel.silent"]
+NOTIFY_EVENTS: tuple[str, ...] = get_args(NotifyEvent)
 NOTIFY_KINDS = ("webhook", "teams", "slack", "email")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 

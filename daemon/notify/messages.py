@@ -90,9 +90,8 @@ class Templates:
         try:
             subject = self.subject.render(document)
             text = self.text.render(document)
-        except TemplateError as err:
-            raise TemplateFailed(f"template: {type(err).__name__}: {err}") from None
-        except Exception as err:  # the sandbox refuses unsafe calls with a SecurityError
+        # Any error: a TemplateError, the sandbox's SecurityError, a filter given wrong data.
+        except Exception as err:
             raise TemplateFailed(f"template: {type(err).__name__}: {err}") from None
         subject = _SPACE.sub(" ", subject).strip()[:MAX_SUBJECT_CHARS]
         return subject, text.strip()[:MAX_TEXT_CHARS]

@@ -337,8 +337,7 @@ class OutboxWorker:
                 name, len(rows), min(r.id for r in rows), max(r.id for r in rows), len(dead),
                 len(rows) - len(dead), reason)
 
-    async def _failed(self, row: ClaimedAction, err: Exception, permanent: bool,
-                      retry_at: datetime | None = None) -> None:
+    async def _failed(self, row: ClaimedAction, err: Exception, permanent: bool) -> None:
         now = self._clock()
         reason = str(err)[:1000] or type(err).__name__
         values: dict[str, Any] = {"row_id": row.id, "last_error": reason}
@@ -346,7 +345,7 @@ class OutboxWorker:
             values["status"] = DEAD
             outcome = "dead"
         else:
-            values["next_attempt_at"] = retry_at or self._retry_at(row.attempts, err, now)
+            values["next_attempt_at"] = self._retry_at(row.attempts, err, now)
             outcome = "retry"
         await self._db.write(lambda s: s.execute(_SET_OUTCOME, values))
         if row.action == NOTIFY:

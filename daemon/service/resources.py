@@ -226,7 +226,8 @@ async def scheduler(services: Services) -> AsyncIterator[None]:
                  seconds=RELEASE_INTERVAL_S, id="maintenance-release", max_instances=1,
                  coalesce=True)
     if services.silence is not None:
-        jobs.add_job(services.silence.run_once, "interval", seconds=SILENCE_INTERVAL_S,
+        jobs.add_job(_then_notify(services, services.silence.run_once), "interval",
+                     seconds=SILENCE_INTERVAL_S,
                      id="silent-channels", max_instances=1, coalesce=True)
     if services.mail_devices is not None:
         jobs.add_job(services.mail_devices.run_once, "interval", seconds=MAIL_DEVICES_INTERVAL_S,

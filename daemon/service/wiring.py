@@ -211,5 +211,5 @@ def build_services(config: Config, db: Database) -> Services:
         mail_devices=MailAlertDevices(db, rmm.datto, placer) if rmm.datto is not None
         else None,
         silence=SilenceWatch(db, pipeline.transitions, config.watch, metrics,
-                             started_at=utcnow(), on_change=outbox.kick)
+                             started_at=utcnow())
         if config.watch else None)

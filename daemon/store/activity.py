@@ -32,13 +32,9 @@ _BACKLOG = {
 }
 
 
-# The channels of /metrics' `alertd_last_input_timestamp_seconds` that deliveries tell (with
-# the IMAP accounts from their checkpoints): (channel, source) keys of `newest_delivery`.
-METRIC_CHANNELS: dict[str, ChannelKey] = {
-    "smtp": ("smtp", None), "api": ("api", None),
-    "webhook:datto": ("webhook", "datto"), "webhook:syncro": ("webhook", "syncro"),
-    "poll:datto": ("poll", "datto"), "poll:syncro": ("poll", "syncro"),
-}
+# The channels whose last input deliveries tell (`last_input`), besides `imap:<account>`.
+DELIVERY_CHANNELS = ("smtp", "api", "webhook:datto", "webhook:syncro", "poll:datto",
+                     "poll:syncro")
 
 
 @dataclass(frozen=True)
@@ -69,6 +65,17 @@ def imap_last_inputs(session: Session) -> dict[str, datetime]:
     query = select(ImapCheckpoint.account, func.max(ImapCheckpoint.updated_at)
                    ).group_by(ImapCheckpoint.account)
     return {account: moment for account, moment in session.execute(query).all()}
+
+
+def last_input(session: Session, channel: str) -> datetime | None:
+    """When the newest input of a named channel (`smtp`, `api`, `webhook:<source>`,
+    `poll:<source>`, `imap:<account>`) was stored; None when it never had one. What
+    GET /api/status, /metrics and the silence watch call a channel's last input."""
+    if channel.startswith("imap:"):
+        return imap_last_inputs(session).get(channel.removeprefix("imap:"))
+    kind, _, source = channel.partition(":")
+    newest = newest_delivery(session, kind, source or None)
+    return newest.received_at if newest is not None else None
 
 
 def _newest(session: Session, channel: str, source: str | None) -> dict[str, Any] | None:
@@ -122,12 +129,11 @@ class Activity:
     async def figures(self, now: datetime) -> StoreFigures:
         """`StoreFigures` for /metrics, in one read transaction."""
         def run(session: Session) -> StoreFigures:
-            last_input = {f"imap:{account}": moment
-                          for account, moment in imap_last_inputs(session).items()}
-            for channel, key in METRIC_CHANNELS.items():
-                newest = newest_delivery(session, *key)
-                if newest is not None:
-                    last_input[channel] = newest.received_at
+            inputs = {f"imap:{account}": moment
+                      for account, moment in imap_last_inputs(session).items()}
+            for channel in DELIVERY_CHANNELS:
+                if (moment := last_input(session, channel)) is not None:
+                    inputs[channel] = moment
             # sync_runs holds a row per run (a few a day): grouping all of them is cheap.
             last_sync = {(source, status): finished for source, status, finished in
                          session.execute(select(SyncRun.source, SyncRun.status,
@@ -135,5 +141,5 @@ class Activity:
                                          .where(SyncRun.status.in_(("ok", "failed")))
                                          .group_by(SyncRun.source, SyncRun.status)).all()
                          if finished is not None}
-            return StoreFigures(_backlogs(session, now), last_input, last_sync)
+            return StoreFigures(_backlogs(session, now), inputs, last_sync)
         return await self._db.read(run)

@@ -21,7 +21,7 @@ resolve does (`[lifecycle] auto_close`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -33,7 +33,7 @@ from daemon.core.durations import format_duration
 from daemon.core.events import AlertEvent, TicketFields
 from daemon.core.lifecycle import AlertAction
 from daemon.metrics import Metrics
-from daemon.store.activity import imap_last_inputs, newest_delivery
+from daemon.store import activity
 from daemon.store.database import Database
 from daemon.store.models import Alert
 from daemon.tickets.notices import CHANNEL_SILENT
@@ -49,15 +49,13 @@ class SilenceWatch:
     """The job of `alertd run` that raises and resolves alertd's silent-channel alerts."""
 
     def __init__(self, db: Database, transitions: Transitions, limits: Mapping[str, int],
-                 metrics: Metrics, started_at: datetime, clock: Clock = utcnow,
-                 on_change: Callable[[], None] | None = None):
+                 metrics: Metrics, started_at: datetime, clock: Clock = utcnow):
         self._db = db
         self._transitions = transitions
         self._limits = dict(limits)  # channel -> the longest silence it may have, seconds
         self._metrics = metrics
         self._started_at = started_at
         self._clock = clock
-        self._on_change = on_change  # wakes the outbox: a notification may be queued
 
     async def run_once(self) -> list[str]:
         """Check every watched channel; what changed ("silent smtp", "resumed smtp")."""
@@ -68,13 +66,11 @@ class SilenceWatch:
                                                    limit_s=limit_s, now=now))
             if changed:
                 changes.append(f"{changed} {channel}")
-        if changes and self._on_change is not None:
-            self._on_change()
         return changes
 
     def _check(self, session: Session, *, channel: str, limit_s: int, now: datetime
                ) -> str | None:
-        last_input = self._last_input(session, channel)
+        last_input = activity.last_input(session, channel)
         since = max(last_input or self._started_at, self._started_at)
         silent = now - since > timedelta(seconds=limit_s)
         conn = session.connection()
@@ -124,12 +120,3 @@ class SilenceWatch:
                                              "alert_id": result.alert_id,
                                              "ticket_id": result.ticket_id})
         return "silent"
-
-    @staticmethod
-    def _last_input(session: Session, channel: str) -> datetime | None:
-        """What GET /api/status shows as the channel's last input."""
-        if channel.startswith("imap:"):
-            return imap_last_inputs(session).get(channel.removeprefix("imap:"))
-        kind, _, source = channel.partition(":")
-        newest = newest_delivery(session, kind, source or None)
-        return newest.received_at if newest is not None else None

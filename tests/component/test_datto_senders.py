@@ -10,20 +10,17 @@ from typing import Any
 import pytest
 
 from daemon.config import Config
-from daemon.core.events import Channel, DeliveryStatus
+from daemon.core.events import DeliveryStatus
 from daemon.intake.inbound import Inbound
 from daemon.service.wiring import Services, build_services
 from daemon.store.database import Database
 from daemon.store.queries import Page
+from tests.helpers import datto_alert_mail
 from tests.lifecycle_app import uid
 
 
 def mail(sender: str, n: int) -> Inbound:
-    return Inbound(
-        channel=Channel.SMTP, dedupe_key=f"mail-{n}", content_type="message/rfc822",
-        payload=(f"From: Datto RMM <{sender}>\r\nTo: alerts@msp.example\r\n"
-                 f"Subject: Alert on device: 10.0.0.5, reason Disk usage - Alert{{{uid(n)}}}"
-                 f"\r\nMessage-ID: <m{n}@x>\r\n\r\nbody\r\n").encode())
+    return datto_alert_mail(n, uid(n), sender=f"Datto RMM <{sender}>")
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import select
 
 from daemon.config import Config
-from daemon.core.events import Channel
 from daemon.intake.inbound import Inbound
 from daemon.rmm.clients import RmmClients
 from daemon.rmm.datto import DattoClient
@@ -23,6 +22,7 @@ from daemon.store.models import Alert, Asset, Customer, Ticket, TicketNote
 from daemon.sync.runner import SyncRunner
 from daemon.tickets.placement import TicketPlacer
 from tests.fakes.datto import DattoFake
+from tests.helpers import datto_alert_mail
 
 
 @pytest.fixture
@@ -32,12 +32,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 def mail(uid: str, n: int) -> Inbound:
-    """Datto alert mail as the packaged rules expect it: the IP address, not the device."""
-    return Inbound(
-        channel=Channel.SMTP, dedupe_key=f"mail-{n}", content_type="message/rfc822",
-        payload=(f"From: rmm@msp.example\r\nTo: alerts@msp.example\r\nSubject: Alert on "
-                 f"device: 10.0.0.{n}, reason Disk usage - Alert{{{uid}}}\r\n"
-                 f"Message-ID: <m{n}@x>\r\n\r\nDisk C: 97% used\r\n").encode())
+    return datto_alert_mail(n, uid, ip=f"10.0.0.{n}", body="Disk C: 97% used")
 
 
 async def test_a_mail_alerts_ticket_is_placed_on_its_devices_asset(

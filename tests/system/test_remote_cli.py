@@ -123,8 +123,14 @@ async def test_remote_mistakes_are_told_plainly(remote: Run, tmp_path: Path) -> 
     assert f"refused the token in {wrong} (401)" in refused.stderr
     missing = await asyncio.to_thread(remote, "tickets", "list", token=tmp_path / "absent")
     assert missing.returncode == 2 and "cannot read it" in missing.stderr
-    bad_url = await asyncio.to_thread(remote, "tickets", "list", url="alertd.example:8080")
-    assert bad_url.returncode == 2 and "http(s)://HOST:PORT" in bad_url.stderr
+    for url in ("alertd.example:8080", "http://127.0.0.1:port", "http://[::1",
+                "http://127.0.0.1:9\x1b[2J"):
+        bad_url = await asyncio.to_thread(remote, "tickets", "list", url=url)
+        assert bad_url.returncode == 2 and "http(s)://HOST:PORT" in bad_url.stderr, url
+        assert "\x1b" not in bad_url.stderr  # shown escaped
+    # A path that is no token file: read only so far, and refused.
+    zeros = await asyncio.to_thread(remote, "tickets", "list", token=Path("/dev/zero"))
+    assert zeros.returncode == 2 and "holds no API token" in zeros.stderr
     # Not loopback: the token would cross a network in clear (0.0.0.0 refuses at once).
     in_clear = await asyncio.to_thread(remote, "tickets", "list", url="http://0.0.0.0:9")
     assert "warning: http:// sends the API token unencrypted to 0.0.0.0" in in_clear.stderr
