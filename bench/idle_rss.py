@@ -18,24 +18,26 @@ added to RSS and how long they took: where idle memory goes. A module's RSS is c
 own execution (its own imports are charged to them); the heap grows in steps, charged to the
 module that crossed one, so single modules are approximate and package sums hold to ~0.3 MiB.
 
-Measured on this VM (2 CPUs, Python 3.11.7, glibc malloc), one run:
+Measured on this VM (2 CPUs, Python 3.11.7, glibc malloc), 2026-12-07, one run (three more
+runs gave the restart 68.9-69.2 MiB):
 
-    alertd, first start (migrates)           idle RSS   91.5 MiB   peak   91.5 MiB
-    alertd, restart (schema current)         idle RSS   81.2 MiB   peak   81.2 MiB
-    bare aiohttp + aiosmtpd + scheduler      idle RSS   51.5 MiB   peak   51.5 MiB
-    ratio alertd/bare: 158 %
+    alertd, first start (migrates)           idle RSS   81.1 MiB   peak   81.1 MiB
+    alertd, restart (schema current)         idle RSS   68.9 MiB   peak   68.9 MiB
+      then one API and one console request        RSS   79.3 MiB   peak   79.3 MiB
+    bare aiohttp + aiosmtpd + scheduler      idle RSS   51.3 MiB   peak   51.3 MiB
+    ratio alertd/bare: 134%
 
-At 0d67bee, before this change, the restart was 90.9 MiB: the schema check loaded alembic
-(with mako and pygments, and every migration script), the IMAP reader was always imported.
-Where the 81 MiB go now (`--imports`, MiB): the interpreter 11; imports 65.6: SQLAlchemy
-core 12, ORM 5.7, its asyncio extension, PostgreSQL dialect and greenlet 3.1 (unused on
-SQLite); aiohttp and its dependencies 8.4 (its __init__ imports the client, whose connector
-builds two SSL contexts with the CA store) and ssl 4.7; pydantic 6.7 and the configuration's
-models 3.2; alertd's other modules 10 (ORM tables and queries, the rules and their sandboxed
-templates, the mail parser, the pipeline, the HTTP API); the standard library 8.9 (asyncio,
-email, importlib.metadata, typing, ...); jinja2 1, sqlite3 0.9, prometheus_client 0.5,
-APScheduler 0.4; running (threads, connections, the rules) ~5. What is left to cut and what
-70 MiB would take: docs/design.md, idle memory.
+Before this change (at afcb896) the restart was 80.2 MiB: the configuration was pydantic
+models (pydantic 5.4 MiB, its models ~4), and the API's request models, the OpenAPI document,
+the console's pages and jinja2 were loaded at start. Now the configuration is msgspec structs
+(~1 MiB in all), the API's and console's handlers are imported at their first request, and
+jinja2 at the first template that needs it (the example rules' are text and `{{ name }}`).
+Where the 69 MiB go (`--imports`, MiB): the interpreter 11; SQLAlchemy 16.2 (core, ORM and
+the SQLite dialect); aiohttp 6.9 with ssl 4.1, attrs, frozenlist, yarl and multidict 2.6;
+alertd's own modules ~10 (the store and its ORM tables 2.8, the intake, tickets, rules, mail
+parser, RMM clients, sync, CLI); the standard library ~6 (asyncio, email, importlib.metadata
+that SQLAlchemy loads, ...); APScheduler 0.4, prometheus_client 0.35, msgspec 0.3; running
+(threads, connections, the rules) ~5.
 """
 
 from __future__ import annotations
@@ -173,16 +175,30 @@ def stop(process: subprocess.Popen[str]) -> None:
         process.wait()
 
 
-def measure(name: str, command: list[str], log_path: Path, ready: str, settle_s: float
-            ) -> float:
+def measure(name: str, command: list[str], log_path: Path, ready: str, settle_s: float,
+            then_used: bool = False) -> float:
+    """Idle RSS of the server `command` starts; `then_used`: also the RSS after one API and
+    one console request (what loads at first use: pydantic's request models, the OpenAPI
+    document, jinja2 and the console's pages)."""
+    import urllib.request
+
     process, port = start_server(command, log_path, ready)
     try:
         settle(port, settle_s)
         memory = memory_mib(process.pid)
+        if then_used:
+            for path in ("/api/openapi.json", "/ui/signin"):  # neither needs a token
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as a:
+                    a.read()
+            time.sleep(1)
+            used = memory_mib(process.pid)
     finally:
         stop(process)
     print(f"{name:<40} idle RSS {memory['VmRSS']:6.1f} MiB   peak {memory['VmHWM']:6.1f} MiB",
           flush=True)
+    if then_used:
+        print(f"{'  then one API and one console request':<40}      RSS "
+              f"{used['VmRSS']:6.1f} MiB   peak {used['VmHWM']:6.1f} MiB", flush=True)
     return memory["VmRSS"]
 
 
@@ -267,7 +283,7 @@ def main() -> None:
         measure("alertd, first start (migrates)", alertd, tmp / "first.log", ALERTD_READY,
                 args.settle)
         ours = measure("alertd, restart (schema current)", alertd, tmp / "restart.log",
-                       ALERTD_READY, args.settle)
+                       ALERTD_READY, args.settle, then_used=True)
         bare = measure("bare aiohttp + aiosmtpd + scheduler",
                        [sys.executable, __file__, "--serve-bare"], tmp / "bare.log",
                        BARE_READY, args.settle)

@@ -3,23 +3,26 @@ key and line.
 
 Secrets are given by value (`api_key = "..."`), by file (`api_key_file = "/path"`, first line
 used) or by environment variable (`api_key_env = "NAME"`); they are resolved here, at startup,
-and held as `SecretStr` so they never print. Nothing else in alertd reads the environment.
+and held as `Secret` (daemon.config.base) so they never print. Nothing else in alertd reads
+the environment.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from enum import Enum
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import ValidationError
+import msgspec
 
-from daemon.config.base import UNREAD_SECRET
-from daemon.config.notify_sections import NOTIFY_KINDS
+from daemon.config.base import UNREAD_SECRET, FieldError, decode_value
 from daemon.config.root import Config
 from daemon.core.tomllines import Path_, format_path, line_of, locate_keys, syntax_error_line
 
@@ -136,6 +139,95 @@ def _read_token_file(api: dict[str, Any], issues: list[tuple[Path_, str]]) -> No
         api["tokens"] = [*tokens, *extra]
 
 
+_AT = re.compile(r"(.*) - at `\$(.*)`", re.S)
+_STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+_UNKNOWN = re.compile(r"Object contains unknown field `(.*)`", re.S)
+_MISSING = re.compile(r"Object missing required field `(.*)`", re.S)
+
+
+def _concrete(kind: Any, raw: Any) -> Any:
+    """`kind` without Annotated, and of a union the member `raw` is (its one type besides
+    None, or the struct its `kind` tag names); None when that is not clear."""
+    while get_origin(kind) is Annotated:
+        kind = get_args(kind)[0]
+    if get_origin(kind) not in (Union, UnionType):
+        return kind
+    options = [option for option in get_args(kind) if option is not type(None)]
+    if len(options) == 1:
+        return _concrete(options[0], raw)
+    tagged = [option for option in options if isinstance(raw, dict) and raw.get(
+        option.__struct_config__.tag_field) == option.__struct_config__.tag]
+    return tagged[0] if tagged else None
+
+
+def _problems(kind: Any, raw: Any, path: Path_ = ()) -> list[tuple[Path_, str]]:
+    """Every problem of `raw` read as a `kind`. msgspec stops at the first, so a table or
+    array that fails is looked into key by key: each key's own problems, else the first."""
+    try:
+        msgspec.convert(raw, kind, dec_hook=decode_value)
+    except msgspec.ValidationError as err:
+        first = _problem(err, kind, path)
+    else:
+        return []
+    kind = _concrete(kind, raw)
+    found: list[tuple[Path_, str]] = []
+    if isinstance(kind, type) and issubclass(kind, msgspec.Struct) and isinstance(raw, dict):
+        fields = {info.encode_name: info for info in msgspec.structs.fields(kind)}
+        for key, value in raw.items():
+            if key in fields:
+                found += _problems(fields[key].type, value, (*path, key))
+            elif key != kind.__struct_config__.tag_field:
+                found.append(((*path, key), "unknown key"))
+        found += [((*path, name), "required key is missing")
+                  for name, info in fields.items() if info.required and name not in raw]
+    elif get_origin(kind) in (list, tuple) and isinstance(raw, list):
+        for index, item in enumerate(raw):  # list[X], tuple[X, ...]
+            found += _problems(get_args(kind)[0], item, (*path, index))
+    elif get_origin(kind) is dict and isinstance(raw, dict):
+        for key, value in raw.items():
+            found += _problems(get_args(kind)[1], value, (*path, key))
+    return found or [first]  # none of its parts: a check of the whole (or a length) failed
+
+
+def _problem(err: msgspec.ValidationError, kind: Any, path: Path_) -> tuple[Path_, str]:
+    """msgspec's error about a value of type `kind` at `path` as (key path, message):
+    msgspec says "<message> - at `$.a[0].b`"."""
+    text = str(err)
+    match = _AT.fullmatch(text)
+    message, where = (match.group(1), match.group(2)) if match else (text, "")
+    loc: list[str | int] = list(path)
+    for step in _STEP.finditer(where):
+        if step.group(1) is not None:
+            loc.append(step.group(1))
+        elif step.group(2) is not None:
+            loc.append(int(step.group(2)))
+    if isinstance(err.__cause__, FieldError):  # a section's check names its key
+        loc.append(err.__cause__.key)
+    elif unknown := _UNKNOWN.fullmatch(message):
+        loc.append(unknown.group(1))
+        message = "unknown key"
+    elif missing := _MISSING.fullmatch(message):
+        loc.append(missing.group(1))
+        message = "required key is missing"
+    elif message.startswith("Invalid enum value") and not where and (
+            choices := _choices(kind)):
+        message = f"{message.removeprefix('Invalid enum value ')} is not one of {choices}"
+    # msgspec's "Expected `int` >= 1, got `str`" as a technician reads it.
+    return tuple(loc), message.replace("`", "").replace("Expected ", "expected ", 1)
+
+
+def _choices(kind: Any) -> str:
+    """The values a Literal or Enum type takes, as the file writes them ("" if neither)."""
+    kind = _concrete(kind, None)
+    if get_origin(kind) is Literal:
+        values = get_args(kind)
+    elif isinstance(kind, type) and issubclass(kind, Enum):
+        values = tuple(member.value for member in kind)
+    else:
+        return ""
+    return ", ".join(f'"{value}"' for value in values)
+
+
 def load_config(path: Path | None, environ: Mapping[str, str] | None = None,
                 secret_sections: Collection[str] | None = None) -> Config:
     """Read, resolve and validate a configuration file (`None`: defaults only).
@@ -181,18 +273,9 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None,
             rules["path"] = str(path.parent / str(rules["path"]))
 
     try:
-        config = Config.model_validate(raw)
-    except ValidationError as err:
-        for error in err.errors(include_url=False):
-            loc = tuple(error["loc"])
-            if len(loc) > 2 and loc[0] == "notify" and loc[2] in NOTIFY_KINDS:
-                loc = (*loc[:2], *loc[3:])  # the kind pydantic chose is no key of the file
-            message = error["msg"]
-            if error["type"] == "extra_forbidden":
-                message = "unknown key"
-            elif error["type"] == "missing":
-                message = "required key is missing"
-            problems.append((loc, message.removeprefix("Value error, ")))
+        config = msgspec.convert(raw, Config, dec_hook=decode_value)
+    except msgspec.ValidationError:
+        problems.extend(_problems(Config, raw))
     else:
         if not problems:
             return config

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import ValidationInfo, field_validator
+from msgspec import field
 
-from daemon.config.base import Section
+from daemon.config.base import FieldError, Section, SilenceS
 from daemon.config.http_sections import ApiConfig, ConsoleConfig, HttpConfig
 from daemon.config.lifecycle_sections import LifecycleConfig
 from daemon.config.mail_sections import ImapConfig, SmtpConfig
@@ -18,45 +18,43 @@ from daemon.config.runtime_sections import (
     RulesConfig,
 )
 from daemon.config.sync_sections import SyncConfig
-from daemon.config.watch_sections import SilenceS, check_channels
+from daemon.config.watch_sections import check_channels
 
 
-class Config(Section):
+class Config(Section, kw_only=True):
     """The whole configuration. Build it with `load_config`, never from the environment."""
 
     daemon: DaemonConfig
-    logging: LoggingConfig = LoggingConfig()
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
     database: DatabaseConfig
-    http: HttpConfig = HttpConfig()
-    api: ApiConfig = ApiConfig()
-    console: ConsoleConfig = ConsoleConfig()
-    smtp: SmtpConfig = SmtpConfig()
-    imap: ImapConfig = ImapConfig()
+    http: HttpConfig = field(default_factory=HttpConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    imap: ImapConfig = field(default_factory=ImapConfig)
     rules: RulesConfig
-    pipeline: PipelineConfig = PipelineConfig()
-    lifecycle: LifecycleConfig = LifecycleConfig()
-    datto: DattoConfig = DattoConfig()
-    syncro: SyncroConfig = SyncroConfig()
-    outbox: OutboxConfig = OutboxConfig()
-    sync: SyncConfig = SyncConfig()
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
+    datto: DattoConfig = field(default_factory=DattoConfig)
+    syncro: SyncroConfig = field(default_factory=SyncroConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
     notify: tuple[NotifyTarget, ...] = ()
     # Channel ("webhook:datto", "imap:<account>", ...) -> the longest silence it may have.
     watch: dict[str, SilenceS] = {}
 
-    _notify = field_validator("notify")(unique_names)
-
-    @field_validator("watch")
-    @classmethod
-    def _watched_channels_exist(cls, watch: dict[str, int], info: ValidationInfo
-                                ) -> dict[str, int]:
-        # Sections validated before (declared above); absent when invalid themselves.
-        imap, datto, syncro = (info.data.get(name) for name in ("imap", "datto", "syncro"))
-        check_channels(watch, [account.name for account in imap.accounts] if imap else [],
-                       {"datto": bool(datto and datto.webhook_secret),
-                        "syncro": bool(syncro and syncro.webhook_token)})
-        return watch
+    def __post_init__(self) -> None:
+        try:
+            unique_names(self.notify)
+        except ValueError as err:
+            raise FieldError("notify", str(err)) from None
+        try:
+            check_channels(self.watch, [account.name for account in self.imap.accounts],
+                           {"datto": bool(self.datto.webhook_secret),
+                            "syncro": bool(self.syncro.webhook_token)})
+        except ValueError as err:
+            raise FieldError("watch", str(err)) from None
 
     @property
     def public_url(self) -> str:
         return self.http.public_url or f"http://{self.http.listen}"
-

@@ -4,70 +4,62 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from msgspec import Meta, field
+from msgspec.structs import force_setattr
 
-from daemon.config.base import Section
+from daemon.config.base import FieldError, Secret, Section
 
 
-class DaemonConfig(Section):
+class DaemonConfig(Section, kw_only=True):
     state_dir: Path
-    drain_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    drain_timeout_s: Annotated[float, Meta(gt=0, le=300)] = 10.0
     watchdog: bool = True
 
-    @field_validator("state_dir")
-    @classmethod
-    def _expand(cls, path: Path) -> Path:
-        return path.expanduser()
+    def __post_init__(self) -> None:
+        force_setattr(self, "state_dir", self.state_dir.expanduser())
 
 
-class LoggingConfig(Section):
+class LoggingConfig(Section, kw_only=True):
     format: Literal["text", "json"] = "text"
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
-class DatabaseConfig(Section):
+class DatabaseConfig(Section, kw_only=True):
     url: str
     auto_migrate: bool = True
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
-    pool_size: int = Field(default=5, ge=1, le=100)
-    schema_: str = Field(default="", alias="schema", pattern=r"^([a-z_][a-z0-9_]{0,62})?$")
-    password: SecretStr | None = None  # PostgreSQL: kept out of the URL, e.g. password_file
+    pool_size: Annotated[int, Meta(ge=1, le=100)] = 5
+    schema_: Annotated[str, Meta(pattern=r"^([a-z_][a-z0-9_]{0,62})?$")] = field(
+        default="", name="schema")
+    password: Secret | None = None  # PostgreSQL: kept out of the URL, e.g. password_file
 
-    @field_validator("url")
-    @classmethod
-    def _known_backend(cls, url: str) -> str:
-        if not url.startswith(("sqlite://", "postgresql://", "postgresql+asyncpg://")):
-            raise ValueError(
-                "expected 'sqlite:///PATH' or 'postgresql+asyncpg://USER@HOST/DB', got "
-                f"{url.split('://')[0]!r}://..."
-            )
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("sqlite://", "postgresql://", "postgresql+asyncpg://")):
+            raise FieldError("url", "expected 'sqlite:///PATH' or "
+                             "'postgresql+asyncpg://USER@HOST/DB', got "
+                             f"{self.url.split('://')[0]!r}://...")
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
 
         try:
-            make_url(url).port  # noqa: B018 - parses the port: "54x2" fails here
+            make_url(self.url).port  # noqa: B018 - parses the port: "54x2" fails here
         except (ArgumentError, ValueError):
-            raise ValueError("not a valid database URL (check the host and port)") from None
-        return url
+            raise FieldError("url", "not a valid database URL (check the host and port)"
+                             ) from None
 
 
-
-class RulesConfig(Section):
+class RulesConfig(Section, kw_only=True):
     path: Path
 
-    @field_validator("path")
-    @classmethod
-    def _exists(cls, path: Path) -> Path:
+    def __post_init__(self) -> None:
         # Its content is checked by the rules loader (check-config, run, SIGHUP, rules check).
-        if not path.is_file():
-            raise ValueError(f"rules file not found: {path}")
-        return path
+        if not self.path.is_file():
+            raise FieldError("path", f"rules file not found: {self.path}")
 
 
-class PipelineConfig(Section):
-    max_attempts: int = Field(default=5, ge=1, le=100)
-    retry_base_s: float = Field(default=30.0, gt=0)
-    sweep_interval_s: float = Field(default=30.0, gt=0)
-
+class PipelineConfig(Section, kw_only=True):
+    max_attempts: Annotated[int, Meta(ge=1, le=100)] = 5
+    retry_base_s: Annotated[float, Meta(gt=0)] = 30.0
+    sweep_interval_s: Annotated[float, Meta(gt=0)] = 30.0

@@ -1,4 +1,6 @@
-"""The console's routes, mounted on the one HTTP app (`setup_console_routes`)."""
+"""The console's routes, mounted on the one HTTP app (`setup_console_routes`). Each page's
+module, and jinja2 with the templates, is loaded at the first request that needs it
+(`lazy_handler`): an alertd nobody browses does not hold them in memory."""
 
 from __future__ import annotations
 
@@ -6,16 +8,6 @@ from pathlib import Path
 
 from aiohttp import web
 
-from daemon.console import (
-    admin,
-    browse,
-    deliveries,
-    maintenance,
-    outbox,
-    rules,
-    signin,
-    tickets,
-)
 from daemon.console.security import console_middleware
 from daemon.console.state import (
     CONSOLE,
@@ -23,13 +15,40 @@ from daemon.console.state import (
     origin_of,
     redirect,
     render,
-    template_environment,
 )
 from daemon.core.clock import utcnow
-from daemon.http.app import CONTEXT
+from daemon.http.app import CONTEXT, lazy_handler
 from daemon.store.sessions import ConsoleSessions
 
 STATIC_DIR = Path(__file__).parent / "static"
+# The entities of /ui/browse/<entity> (daemon.console.browse.ENTITIES, held equal by a test).
+BROWSE_ENTITIES = ("customers", "sites", "assets", "end-users")
+# (method, path, "module:handler" under daemon.console)
+PAGES = (
+    ("GET", "/ui/signin", "signin:signin_page"),
+    ("POST", "/ui/signin", "signin:signin"),
+    ("POST", "/ui/signout", "signin:signout"),
+    ("GET", "/ui/tickets", "tickets:tickets_page"),
+    ("GET", "/ui/tickets/{id}", "tickets:ticket_page"),
+    ("POST", "/ui/tickets/{id}/notes", "tickets:add_note"),
+    ("POST", "/ui/tickets/{id}/close", "tickets:close_ticket"),
+    ("GET", "/ui/deliveries", "deliveries:deliveries_page"),
+    ("GET", "/ui/deliveries/{id}", "deliveries:delivery_page"),
+    ("GET", "/ui/deliveries/{id}/raw", "deliveries:delivery_raw"),
+    ("POST", "/ui/deliveries/{id}/replay", "deliveries:replay"),
+    ("GET", "/ui/maintenance", "maintenance:maintenance_page"),
+    ("POST", "/ui/maintenance", "maintenance:add_window"),
+    ("POST", "/ui/maintenance/{id}/end", "maintenance:end_window"),
+    ("GET", "/ui/outbox", "outbox:outbox_page"),
+    ("POST", "/ui/outbox/{id}/{action:retry|drop}", "outbox:change"),
+    ("GET", "/ui/rules", "rules:rules_page"),
+    ("POST", "/ui/rules/test", "rules:test_message"),
+    ("GET", "/ui/webhooks", "admin:webhooks_page"),
+    ("GET", "/ui/sync", "admin:sync_page"),
+    ("POST", "/ui/sync/{source}/{action:preview|run}", "admin:run_sync"),
+    ("GET", "/ui/status", "admin:status_page"),
+    ("GET", f"/ui/browse/{{entity:{'|'.join(BROWSE_ENTITIES)}}}", "browse:browse_page"),
+)
 
 
 async def home(request: web.Request) -> web.Response:
@@ -49,7 +68,6 @@ def setup_console_routes(app: web.Application) -> None:
     ctx = app[CONTEXT]
     public = ctx.config.public_url
     app[CONSOLE] = ConsoleState(
-        templates=template_environment(),
         sessions=ConsoleSessions(ctx.db, ctx.config.console.session_idle_s),
         clock=utcnow, secure_cookies=public.startswith("https://"),
         origins=frozenset(o for o in (origin_of(public),) if o))
@@ -59,29 +77,7 @@ def setup_console_routes(app: web.Application) -> None:
     router.add_get("/ui", home)
     router.add_get("/ui/", home)
     router.add_static("/ui/static", STATIC_DIR, append_version=False)
-    router.add_get("/ui/signin", signin.signin_page)
-    router.add_post("/ui/signin", signin.signin)
-    router.add_post("/ui/signout", signin.signout)
-    router.add_get("/ui/tickets", tickets.tickets_page)
-    router.add_get("/ui/tickets/{id}", tickets.ticket_page)
-    router.add_post("/ui/tickets/{id}/notes", tickets.add_note)
-    router.add_post("/ui/tickets/{id}/close", tickets.close_ticket)
-    router.add_get("/ui/deliveries", deliveries.deliveries_page)
-    router.add_get("/ui/deliveries/{id}", deliveries.delivery_page)
-    router.add_get("/ui/deliveries/{id}/raw", deliveries.delivery_raw)
-    router.add_post("/ui/deliveries/{id}/replay", deliveries.replay)
-    router.add_get("/ui/maintenance", maintenance.maintenance_page)
-    router.add_post("/ui/maintenance", maintenance.add_window)
-    router.add_post("/ui/maintenance/{id}/end", maintenance.end_window)
-    router.add_get("/ui/outbox", outbox.outbox_page)
-    router.add_post("/ui/outbox/{id}/{action:retry|drop}", outbox.change)
-    router.add_get("/ui/rules", rules.rules_page)
-    router.add_post("/ui/rules/test", rules.test_message)
-    router.add_get("/ui/webhooks", admin.webhooks_page)
-    router.add_get("/ui/sync", admin.sync_page)
-    router.add_post("/ui/sync/{source}/{action:preview|run}", admin.run_sync)
-    router.add_get("/ui/status", admin.status_page)
-    entities = "|".join(browse.ENTITIES)
-    router.add_get(f"/ui/browse/{{entity:{entities}}}", browse.browse_page)
+    for method, path, target in PAGES:
+        router.add_route(method, path, lazy_handler(f"daemon.console.{target}"))
     router.add_get("/ui/browse", browse_home)
     router.add_route("*", "/ui/{tail:.*}", not_found)

@@ -6,16 +6,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from daemon import __version__
 from daemon.core.clock import Clock
 from daemon.store.queries import Page, parse_page
 from daemon.store.sessions import ConsoleSessions, SessionInfo
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 SESSION_COOKIE = "alertd_session"
 SIGNIN_COOKIE = "alertd_signin"  # double-submit nonce of the sign-in form (no session yet)
@@ -28,11 +31,14 @@ NAVIGATION = (("/ui/tickets", "Tickets"), ("/ui/browse", "Customers & assets"),
 
 @dataclass
 class ConsoleState:
-    templates: Environment
     sessions: ConsoleSessions
     clock: Clock
     secure_cookies: bool  # public_url is https: cookies only over TLS
     origins: frozenset[str]  # scheme://host[:port] a form may be posted from, besides the request's
+
+    @cached_property
+    def templates(self) -> Environment:
+        return template_environment()  # at the first page: jinja2 is not loaded before
 
 
 CONSOLE = web.AppKey("alertd.console", ConsoleState)
@@ -41,6 +47,8 @@ SESSION_KEY = web.RequestKey("alertd.console.session", SessionInfo)  # a signed-
 
 def template_environment() -> Environment:
     """Autoescaped templates from the package: alert text is data, never markup."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
     env = Environment(loader=PackageLoader("daemon.console"), undefined=StrictUndefined,
                       autoescape=select_autoescape(default=True), trim_blocks=True,
                       lstrip_blocks=True)

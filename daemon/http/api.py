@@ -8,10 +8,6 @@ from pydantic import ValidationError
 from daemon.core.canonical import canonical_sha256
 from daemon.core.events import Channel, is_source_name
 from daemon.core.lifecycle import TicketAlreadyClosed
-from daemon.http.api_admin import setup_admin_routes
-from daemon.http.api_browse import setup_browse_routes
-from daemon.http.api_maintenance import setup_maintenance_routes
-from daemon.http.api_status import setup_status_routes
 from daemon.http.app import CONTEXT
 from daemon.http.errors import ApiError
 from daemon.http.models import (
@@ -199,27 +195,3 @@ async def test_rmm(request: web.Request) -> web.Response:
 async def openapi_json(request: web.Request) -> web.Response:
     return web.json_response(openapi_document(request.app[CONTEXT].config.public_url))
 
-
-def setup_api_routes(app: web.Application) -> None:
-    router = app.router
-    router.add_get("/api/openapi.json", openapi_json)
-    router.add_get("/api/tickets", list_tickets)
-    router.add_get("/api/tickets/{id}", get_ticket)
-    router.add_post("/api/tickets/{id}/close", close_ticket)
-    router.add_post("/api/tickets/{id}/notes", add_note)
-    router.add_get("/api/alerts", list_alerts)
-    router.add_post("/api/alerts", ingest_alert)
-    router.add_get("/api/alerts/{id}", get_alert)
-    router.add_get("/api/alerts/{id}/trail", get_alert_trail)
-    router.add_get("/api/deliveries", list_deliveries)
-    router.add_get("/api/deliveries/{id}", get_delivery)
-    router.add_post("/api/deliveries/{id}/replay", replay_delivery)
-    router.add_get("/api/outbox", list_outbox)
-    router.add_post("/api/outbox/{id}/retry", retry_outbox)
-    router.add_post("/api/outbox/{id}/drop", drop_outbox)
-    router.add_post("/api/rmm/{name}/test", test_rmm)
-    router.add_get("/api/sync/runs", list_sync_runs)
-    setup_browse_routes(app)
-    setup_admin_routes(app)
-    setup_maintenance_routes(app)
-    setup_status_routes(app)

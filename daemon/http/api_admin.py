@@ -104,9 +104,3 @@ async def sync_run(request: web.Request) -> web.Response:
     /api/sync/runs with trigger "api")."""
     return await _sync(request, preview=False)
 
-
-def setup_admin_routes(app: web.Application) -> None:
-    app.router.add_post("/api/rules/test", test_rules)
-    app.router.add_get("/api/webhooks/config", webhooks_config)
-    app.router.add_post("/api/sync/{source}/preview", sync_preview)
-    app.router.add_post("/api/sync/{source}/run", sync_run)

@@ -33,9 +33,3 @@ async def list_end_users(request: web.Request) -> web.Response:
     page, filters = listing_query(request, EndUserQuery)
     return web.json_response(await request.app[CONTEXT].browse.end_users(page, **filters))
 
-
-def setup_browse_routes(app: web.Application) -> None:
-    app.router.add_get("/api/customers", list_customers)
-    app.router.add_get("/api/sites", list_sites)
-    app.router.add_get("/api/assets", list_assets)
-    app.router.add_get("/api/end-users", list_end_users)

@@ -81,14 +81,6 @@ async def end_window(request: web.Request) -> web.Response:
     return web.json_response(window)
 
 
-def setup_maintenance_routes(app: web.Application) -> None:
-    router = app.router
-    router.add_post("/api/maintenance", add_window)
-    router.add_get("/api/maintenance", list_windows)
-    router.add_get("/api/maintenance/{id}", get_window)
-    router.add_delete("/api/maintenance/{id}", end_window)
-
-
 # --- its part of the OpenAPI document ------------------------------------------------------
 
 SCOPE = {"enum": [scope.value for scope in Scope]}

@@ -77,7 +77,3 @@ async def status_report(ctx: AppContext) -> dict[str, Any]:
         "channels": channels,
         "backlog": await ctx.activity.backlogs(utcnow()),
     }
-
-
-def setup_status_routes(app: web.Application) -> None:
-    app.router.add_get("/api/status", status)

@@ -7,6 +7,7 @@ Everything a handler needs travels in one typed `AppContext` under `CONTEXT`; la
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -167,6 +168,27 @@ async def metrics_view(request: web.Request) -> web.Response:
     response = web.Response(body=ctx.metrics.render())
     response.headers["Content-Type"] = ctx.metrics.content_type
     return response
+
+
+def lazy_handler(target: str) -> Handler:
+    """The handler named by `target` ("package.module:function"), imported at its first
+    request: what an idle alertd does not serve, it does not hold in memory (the API's
+    request models and OpenAPI document, the console's pages; issue 15, item 5).
+    `handler.load()` imports it now (the tests resolve every route so)."""
+    module_name, _, name = target.partition(":")
+    loaded: list[Handler] = []
+
+    def load() -> Handler:
+        if not loaded:
+            loaded.append(getattr(importlib.import_module(module_name), name))
+        return loaded[0]
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await (loaded[0] if loaded else load())(request)
+
+    handler.__name__ = handler.__qualname__ = name
+    handler.load = load  # type: ignore[attr-defined]
+    return handler
 
 
 def create_app(ctx: AppContext, route_setups: Iterable[RouteSetup] = ()) -> web.Application:

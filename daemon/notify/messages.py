@@ -12,10 +12,11 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from hashlib import sha256
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
+if TYPE_CHECKING:
+    from jinja2.sandbox import SandboxedEnvironment
+
 
 EVENT_WORDS = {
     "ticket.opened": "opened",
@@ -65,6 +66,10 @@ class TemplateFailed(Exception):
 
 
 def template_environment() -> SandboxedEnvironment:
+    """The targets' templates' environment (jinja2 is loaded with the first target)."""
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
     # StrictUndefined: a misspelt name fails the test send and `alertd check`, not silently.
     return SandboxedEnvironment(autoescape=False, undefined=StrictUndefined,
                                 keep_trailing_newline=False)
@@ -78,6 +83,8 @@ class Templates:
     @classmethod
     def of(cls, subject: str, text: str) -> Templates:
         """Compile a target's templates (empty: alertd's own). Raises TemplateFailed."""
+        from jinja2 import TemplateError
+
         env = template_environment()
         try:
             return cls(env.from_string(subject or DEFAULT_SUBJECT),

@@ -20,11 +20,9 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any
-
-from jinja2 import TemplateSyntaxError, nodes
-from jinja2.sandbox import SandboxedEnvironment
+from typing import TYPE_CHECKING, Any
 
 from daemon.core.durations import parse_expire_after
 from daemon.core.events import is_source_name
@@ -39,6 +37,10 @@ from daemon.rules.model import (
     RuleSet,
     TicketTemplate,
 )
+
+if TYPE_CHECKING:
+    from jinja2 import Template
+    from jinja2.sandbox import SandboxedEnvironment
 
 RULE_KEYS = {"name", "source", "action", "match", "stop", "headers", "ticket", "expire_after",
              *FIELDS}
@@ -66,28 +68,84 @@ class RulesError(Exception):
         self.issues = issues
 
 
+class TemplateSyntax(ValueError):
+    """A ticket template Jinja cannot compile: `message` at template line `lineno`."""
+
+    def __init__(self, message: str, lineno: int):
+        super().__init__(f"{message} (template line {lineno})")
+        self.message = message
+        self.lineno = lineno
+
+
+@cache
 def template_environment() -> SandboxedEnvironment:
-    """Rule templates run sandboxed; message content is passed in as data, never compiled."""
+    """Rule templates run sandboxed; message content is passed in as data, never compiled.
+    (One per process, made at the first template that needs Jinja.)"""
+    from jinja2.sandbox import SandboxedEnvironment
+
     return SandboxedEnvironment(autoescape=False, keep_trailing_newline=False)
 
 
-def ticket_template(env: SandboxedEnvironment, source: str) -> TicketTemplate:
-    """Compile a ticket template; note its parts when it is only text and `{{ name }}`
-    outputs. Raises `TemplateSyntaxError`."""
-    tree = env.parse(source)  # parsed once: walked here, then compiled
-    template = env.from_string(tree)
+def _compile(source: str) -> Template:
+    return template_environment().from_string(source)
+
+
+# A template of text and `{{ name }}` outputs only, read without Jinja: the text holds no
+# Jinja delimiter, no \r (Jinja turns every newline into \n) and no whitespace control, and no
+# name is one Jinja reads otherwise (constants, operators). Anything else goes to Jinja.
+# (tests/unit/test_rules_templates.py holds the two to the same parts and renders.)
+_OUTPUT = re.compile(r"\{\{[ \t\n]*([A-Za-z_][A-Za-z0-9_]*)[ \t\n]*\}\}")
+_NOT_NAMES = frozenset({"true", "false", "none", "True", "False", "None", "and", "or", "not",
+                        "in", "is", "if", "else"})
+
+
+def _plain_parts(source: str) -> tuple[tuple[bool, str], ...] | None:
+    """The parts of a template of only text and `{{ name }}` outputs, as Jinja would parse
+    them; None for any other template."""
+    if "\r" in source:
+        return None
+    if source.endswith("\n"):  # keep_trailing_newline=False: Jinja drops one
+        source = source[:-1]
     parts: list[tuple[bool, str]] = []
+    for index, piece in enumerate(_OUTPUT.split(source)):
+        if index % 2:
+            if piece in _NOT_NAMES:
+                return None
+            parts.append((True, piece))
+        elif "{{" in piece or "{%" in piece or "{#" in piece or piece.endswith("{"):
+            return None  # ("{{{ x }}": Jinja opens its output at the first "{{")
+        elif piece:
+            parts.append((False, piece))
+    return tuple(parts)
+
+
+def ticket_template(source: str) -> TicketTemplate:
+    """Compile a ticket template; note its parts when it is only text and `{{ name }}`
+    outputs (then Jinja is not loaded until a render needs it). Raises `TemplateSyntax`."""
+    parts = _plain_parts(source)
+    if parts is not None:
+        return TicketTemplate(source, _compile, parts)
+    from jinja2 import TemplateSyntaxError, nodes
+
+    env = template_environment()
+    template = TicketTemplate(source, _compile)
+    try:
+        tree = env.parse(source)  # parsed once: walked here, then compiled
+        template.__dict__["template"] = env.from_string(tree)  # the cached_property, filled
+    except TemplateSyntaxError as err:
+        raise TemplateSyntax(err.message or "syntax error", err.lineno) from err
+    found: list[tuple[bool, str]] = []
     for node in tree.body:
         if not isinstance(node, nodes.Output):
-            return TicketTemplate(template)
+            return template
         for child in node.nodes:
             if isinstance(child, nodes.TemplateData):
-                parts.append((False, child.data))
+                found.append((False, child.data))
             elif isinstance(child, nodes.Name) and child.ctx == "load":
-                parts.append((True, child.name))
+                found.append((True, child.name))
             else:  # filters, attributes, constants, calls: Jinja's own semantics
-                return TicketTemplate(template)
-    return TicketTemplate(template, tuple(parts))
+                return template
+    return TicketTemplate(source, _compile, tuple(found))
 
 
 class _Compiler:
@@ -95,7 +153,6 @@ class _Compiler:
         self.file = file
         self.lines = locate_keys(text)
         self.issues: list[RuleIssue] = []
-        self.env = template_environment()
 
     def issue(self, path: Path_, rule: str | None, message: str) -> None:
         key = ".".join(str(p) for p in path[2:])
@@ -214,8 +271,8 @@ class _Compiler:
                 self.issue((*path, "ticket", key), name, "must be a template string")
             else:
                 try:
-                    ticket[key] = ticket_template(self.env, source_text)
-                except TemplateSyntaxError as err:
+                    ticket[key] = ticket_template(source_text)
+                except TemplateSyntax as err:
                     self.issue((*path, "ticket", key), name,
                                f"template error: {err.message} (template line {err.lineno})")
         if len(self.issues) != before:

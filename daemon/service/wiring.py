@@ -15,7 +15,7 @@ from daemon.console.routes import setup_console_routes
 from daemon.core.api_event import interpret_api_delivery
 from daemon.core.clock import utcnow
 from daemon.core.events import Channel, typed
-from daemon.http.api import setup_api_routes
+from daemon.http.api_routes import setup_api_routes
 from daemon.http.app import AppContext, Readiness
 from daemon.http.auth import TokenStore, ensure_generated_token, read_token_file
 from daemon.intake.inbound import Interpreter

@@ -15,8 +15,8 @@ import logging
 from typing import Any
 
 from aiohttp import web
-from pydantic import SecretStr
 
+from daemon.config.base import Secret
 from daemon.core.canonical import canonical_json, sha256_hex
 from daemon.core.events import Channel
 from daemon.http.app import CONTEXT, AppContext
@@ -44,7 +44,7 @@ def _secret_matches(presented: str, expected: str) -> bool:
 CURRENT, PREVIOUS = "current", "previous"
 
 
-def _which_secret(presented: str, current: SecretStr | None, previous: SecretStr | None
+def _which_secret(presented: str, current: Secret | None, previous: Secret | None
                   ) -> str | None:
     """Which configured secret `presented` is: "current", "previous" (the one being rotated
     out), or None. Both are compared, in constant time each, whatever the first gave."""

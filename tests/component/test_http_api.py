@@ -3,6 +3,7 @@ OpenAPI document the app serves, so the document and the behaviour cannot drift 
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable
 from typing import Any
@@ -68,6 +69,21 @@ async def test_every_api_route_is_documented_and_every_documented_route_exists(a
               if r.resource is not None and r.resource.canonical.startswith("/api")
               and r.method != "HEAD"}
     assert served == documented
+
+
+async def test_every_lazily_loaded_route_names_a_handler(api: Api) -> None:
+    """Routes import their handler's module at the first request (`lazy_handler`): a wrong
+    name fails here, not at a user's first click."""
+    from daemon.console.browse import ENTITIES
+    from daemon.console.routes import BROWSE_ENTITIES
+
+    lazy = [route.handler for route in api.client.app.router.routes()
+            if hasattr(route.handler, "load")]
+    assert len(lazy) >= 50  # the API's and the console's
+    for handler in lazy:
+        loaded = handler.load()
+        assert inspect.iscoroutinefunction(loaded), handler.__name__
+    assert tuple(ENTITIES) == BROWSE_ENTITIES
 
 
 async def test_health_ready_metrics(api: Api) -> None:

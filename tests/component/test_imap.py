@@ -10,11 +10,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import pytest
 from imapclient import IMAPClient
 from sqlalchemy import func, select
 
 from daemon.config import Config
+from daemon.config.base import decode_value
 from daemon.config.mail_sections import ImapAccount
 from daemon.mail.imap import AccountReader, make_sink
 from daemon.service.wiring import Services, build_services
@@ -59,7 +61,7 @@ class Intake:
             username=self.server.username, password=self.server.password,
             poll_interval_s=0.2, timeout_s=5)
         values.update(overrides)
-        return ImapAccount.model_validate(values)
+        return msgspec.convert(values, ImapAccount, dec_hook=decode_value)
 
     def start(self, account: ImapAccount) -> AccountReader:
         reader = AccountReader(account, make_sink(self.ctx.pipeline, self.ctx.checkpoints,

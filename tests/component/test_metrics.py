@@ -8,6 +8,7 @@ import re
 from datetime import timedelta
 from typing import Any
 
+import msgspec
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
@@ -125,8 +126,8 @@ async def test_backlogs_count_and_age_what_waits(app: Api, monkeypatch: Any) -> 
     assert not [key for key in samples if key[0] == "alertd_last_sync_timestamp_seconds"
                 and ("source", "syncro") in key[1]]
     config = app.ctx.http.config
-    monkeypatch.setattr(app.ctx.http, "config", config.model_copy(update={
-        "sync": config.sync.model_copy(update={"schedule": "off"})}))
+    monkeypatch.setattr(app.ctx.http, "config", msgspec.structs.replace(
+        config, sync=msgspec.structs.replace(config.sync, schedule="off")))
     samples = await scrape(app)
     assert not [key for key in samples if key[0] == "alertd_last_sync_timestamp_seconds"]
 

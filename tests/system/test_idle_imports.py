@@ -1,6 +1,7 @@
 """`alertd run` on a migrated database, started to ready and stopped, never imports what only
 other work needs: alembic (with mako and pygments) only migrates a schema that is behind, the
-IMAP reader only runs for `[[imap.accounts]]`. What the daemon imports it keeps for its whole
+IMAP reader only runs for `[[imap.accounts]]`, the API's and console's handlers load at their
+first request. What the daemon imports it keeps for its whole
 life (bench/idle_rss.py measures the memory), so this is checked on the real start path."""
 
 from __future__ import annotations
@@ -16,10 +17,14 @@ from tests.conftest import database_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Loaded only when their work comes: a migration, an IMAP account.
+# Loaded only when their work comes: a migration, an IMAP account, the first API request
+# (pydantic's request models, the OpenAPI document), the first console page or a template
+# that needs Jinja (the example rules' templates are text and `{{ name }}`).
 # And what other commands alone need: the completion and man page generators.
 NOT_AT_IDLE = ("alembic", "mako", "pygments", "imapclient", "daemon.mail.imap", "shtab",
-               "argparse_manpage")
+               "argparse_manpage", "pydantic", "pydantic_core", "daemon.http.models",
+               "daemon.http.openapi", "daemon.http.api", "daemon.console.tickets", "jinja2",
+               "markupsafe")
 # PostgreSQL's driver side, on the default SQLite.
 NOT_AT_IDLE_ON_SQLITE = ("greenlet", "sqlalchemy.ext.asyncio", "sqlalchemy.dialects.postgresql",
                          "asyncpg")

@@ -65,8 +65,8 @@ def test_unknown_keys_and_wrong_types_all_reported_with_lines(
         """)
     assert issues_of(path) == [
         (4, "http.listne", "unknown key"),
-        (7, "database.pool_size", "Input should be a valid integer, unable to parse string as an integer"),
-        (10, "smtp.enabled", "Input should be a valid boolean, unable to interpret input"),
+        (7, "database.pool_size", "expected int, got str"),
+        (10, "smtp.enabled", "expected bool, got str"),
         (12, "bogus", "unknown key"),
     ]
 
