@@ -69,6 +69,7 @@ sys.path.insert(0, str(ROOT))  # tests.dovecot, and this tree's daemon, when run
 
 from common import alertd_context  # noqa: E402
 
+from daemon.config.base import Secret  # noqa: E402
 from daemon.config.mail_sections import ImapAccount  # noqa: E402
 from daemon.mail.imap import AccountReader, make_sink  # noqa: E402
 from daemon.store.models import Delivery  # noqa: E402
@@ -153,8 +154,7 @@ async def alertd_drain(server: Dovecot, state_dir: Path, messages: int, batch: i
     ctx = await alertd_context(state_dir)
     gc.freeze()  # as `alertd run` does once started (daemon/service/run.py)
     account = ImapAccount(name="bench", host=server.host, port=server.port, tls="none",
-                          username=server.username,
-                          password=server.password,  # type: ignore[arg-type]
+                          username=server.username, password=Secret(server.password),
                           batch_size=batch, idle=False, poll_interval_s=0.2, timeout_s=30)
     reader = AccountReader(account, make_sink(ctx.pipeline, ctx.checkpoints, ctx.metrics),
                            asyncio.get_running_loop(), lambda kind: None)
