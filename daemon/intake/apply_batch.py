@@ -26,7 +26,14 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from daemon.core.events import AlertEvent, Interpretation, RawDelivery, clamp_uid
+from daemon.core.conditions import condition_key
+from daemon.core.events import (
+    AlertEvent,
+    Interpretation,
+    RawDelivery,
+    clamp_event,
+    clamp_uid,
+)
 from daemon.core.lifecycle import AlertAction
 from daemon.intake import deliveries
 from daemon.intake.deliveries import DeliveryRows
@@ -89,13 +96,23 @@ def apply_chunk(conn: Connection, rows: DeliveryRows, transitions: Transitions,
 
 def new_alert_candidates(meanings: Sequence[Meaning | None]) -> list[int]:
     """Indexes of the meanings `open_in_bulk` may take: one raise, of an alert (as stored:
-    its uid clamped) that no other meaning of the batch names. None: an input left out."""
-    alerts_named = Counter((event.source, clamp_uid(event.uid)) for meaning in meanings
-                           if isinstance(meaning, Interpretation) for event in meaning.events)
+    its uid clamped) that no other meaning of the batch names, of a condition (rule 2) that
+    no other event of the batch names (its ticket is decided by the events before it in
+    order: applied in bulk, before them, it must not depend on them). None: an input left
+    out."""
+    events = [event for meaning in meanings if isinstance(meaning, Interpretation)
+              for event in meaning.events]
+    alerts_named = Counter((event.source, clamp_uid(event.uid)) for event in events)
+    conditions_named = Counter(condition_key(clamp_event(event)) for event in events)
+
+    def alone(event: AlertEvent) -> bool:
+        condition = condition_key(clamp_event(event))
+        return (alerts_named[(event.source, clamp_uid(event.uid))] == 1
+                and (condition is None or conditions_named[condition] == 1))
+
     return [i for i, meaning in enumerate(meanings)
             if isinstance(meaning, Interpretation) and len(meaning.events) == 1
-            and meaning.events[0].action is AlertAction.RAISE
-            and alerts_named[(meaning.events[0].source, clamp_uid(meaning.events[0].uid))] == 1]
+            and meaning.events[0].action is AlertAction.RAISE and alone(meaning.events[0])]
 
 
 # (index, channel, its meaning, its source, its attempts)

@@ -87,6 +87,19 @@ class Prepared:
         return {name: value if process is None else process(value)
                 for (name, process), value in zip(compiled.columns, raw, strict=True)}
 
+    def all(self, conn: Connection, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Every row, as dicts (for a query with a small LIMIT: the rows are read at once)."""
+        compiled = self._compiled_for(conn.dialect, params)
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(compiled.sql, compiled.values(params))
+            raws = cursor.fetchall()
+        finally:
+            cursor.close()
+        return [{name: value if process is None else process(value)
+                 for (name, process), value in zip(compiled.columns, raw, strict=True)}
+                for raw in raws]
+
     def scalar(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         """The first column of the first row, or None."""
         compiled, raw = self._execute(conn, params)

@@ -62,6 +62,16 @@ class ConditionTickets:
         if self._lock_conditions:
             sql.LOCK_CONDITION.first(conn, {"condition": condition})
 
+    def opens_new(self, conn: Connection, condition: str, now: datetime) -> bool:
+        """Whether a new open alert of `condition` gets a ticket of its own (no ticket of
+        the condition to join or reopen), as `ticket_for` would decide. Without the
+        condition's lock: for SQLite, whose one writer keeps the answer true until the
+        transaction ends."""
+        newest = sql.LOCK_NEWEST_OF_CONDITION.first(conn, {"condition": condition})
+        return newest is None or choose_ticket(
+            ConditionTicket(newest["status"] == "open", newest["closed_at"]), self.policy,
+            now) is TicketChoice.NEW
+
     def decides(self, condition: str | None) -> bool:
         """Whether a new alert of `condition` needs `ticket_for` (else: a ticket of its own)."""
         return condition is not None and self.policy.active

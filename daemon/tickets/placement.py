@@ -81,23 +81,28 @@ _HAS_SOURCE_REF = (select(_REFS.c.id).where(
     _REFS.c.entity == "asset", _REFS.c.source == bindparam("source"),
     _REFS.c.entity_id == _ASSETS.c.id).exists())
 
-_ASSET_BY_REF = (select(*_ASSET_COLUMNS)
-                 .join(_REFS, _REFS.c.entity_id == _ASSETS.c.id)
-                 .where(_REFS.c.entity == "asset", _REFS.c.source == bindparam("source"),
-                        _REFS.c.external_id == bindparam("ref"), _ASSETS.c.active))
-_ASSETS_BY_NAME = (select(*_ASSET_COLUMNS)
-                   .where(_ASSETS.c.name == bindparam("name"), _ASSETS.c.active,
-                          _HAS_SOURCE_REF).limit(2))
-_CUSTOMERS_BY_NAME = (select(_CUSTOMERS.c.id)
-                      .where(_CUSTOMERS.c.name == bindparam("name"), _CUSTOMERS.c.active)
-                      .order_by(_CUSTOMERS.c.id).limit(2))
-_FIRST_SITE = (select(_SITES.c.id)
-               .where(_SITES.c.customer_id == bindparam("customer_id"), _SITES.c.active)
-               .order_by(_SITES.c.id).limit(1))
-_DEFAULT_CONTACT = (select(_USERS.c.id)
-                    .where(_USERS.c.customer_id == bindparam("customer_id"),
-                           _USERS.c.is_default, _USERS.c.active)
-                    .order_by(_USERS.c.id).limit(1))
+# The lookups run on intake, for every new ticket of a device not placed yet in this sync
+# generation: prepared on the DB-API cursor (daemon.store.prepared).
+_ASSET_BY_REF = Prepared(select(*_ASSET_COLUMNS)
+                         .join(_REFS, _REFS.c.entity_id == _ASSETS.c.id)
+                         .where(_REFS.c.entity == "asset",
+                                _REFS.c.source == bindparam("source"),
+                                _REFS.c.external_id == bindparam("ref"), _ASSETS.c.active))
+_ASSETS_BY_NAME = Prepared(select(*_ASSET_COLUMNS)
+                           .where(_ASSETS.c.name == bindparam("name"), _ASSETS.c.active,
+                                  _HAS_SOURCE_REF).limit(2))
+_CUSTOMERS_BY_NAME = Prepared(select(_CUSTOMERS.c.id)
+                              .where(_CUSTOMERS.c.name == bindparam("name"),
+                                     _CUSTOMERS.c.active)
+                              .order_by(_CUSTOMERS.c.id).limit(2))
+_FIRST_SITE = Prepared(select(_SITES.c.id)
+                       .where(_SITES.c.customer_id == bindparam("customer_id"),
+                              _SITES.c.active)
+                       .order_by(_SITES.c.id).limit(1))
+_DEFAULT_CONTACT = Prepared(select(_USERS.c.id)
+                            .where(_USERS.c.customer_id == bindparam("customer_id"),
+                                   _USERS.c.is_default, _USERS.c.active)
+                            .order_by(_USERS.c.id).limit(1))
 _FALLBACK_USER = Prepared(select(func.min(_USERS.c.id))
                           .where(_USERS.c.customer_id.is_(None),
                                  _USERS.c.name == bindparam("name"), _USERS.c.active))
@@ -217,29 +222,28 @@ class TicketPlacer:
         """Placement from the synced records alone (no fallback user)."""
         asset = None
         if event.device_ref:
-            asset = conn.execute(_ASSET_BY_REF, {"source": event.source,
-                                                 "ref": event.device_ref}).first()
+            asset = _ASSET_BY_REF.first(conn, {"source": event.source,
+                                               "ref": event.device_ref})
         if asset is None and event.device:
-            found = conn.execute(_ASSETS_BY_NAME, {"source": event.source,
-                                                   "name": event.device}).all()
+            found = _ASSETS_BY_NAME.all(conn, {"source": event.source, "name": event.device})
             asset = found[0] if len(found) == 1 else None  # ambiguous: never guess
-        customer_id: int | None = asset.customer_id if asset is not None else None
-        site_id: int | None = asset.site_id if asset is not None else None
+        customer_id: int | None = asset["customer_id"] if asset is not None else None
+        site_id: int | None = asset["site_id"] if asset is not None else None
         if customer_id is None:
             for name in (event.customer, event.site):
                 if name:
-                    ids = conn.execute(_CUSTOMERS_BY_NAME, {"name": name}).scalars().all()
+                    ids = _CUSTOMERS_BY_NAME.all(conn, {"name": name})
                     if len(ids) == 1:
-                        customer_id = int(ids[0])
+                        customer_id = int(ids[0]["id"])
                         break
         if customer_id is not None and site_id is None:
-            site_id = conn.execute(_FIRST_SITE, {"customer_id": customer_id}).scalar()
+            site_id = _FIRST_SITE.scalar(conn, {"customer_id": customer_id})
         end_user_id = choose_end_user(
-            asset.end_user_id if asset is not None else None,
-            conn.execute(_DEFAULT_CONTACT, {"customer_id": customer_id}).scalar()
+            asset["end_user_id"] if asset is not None else None,
+            _DEFAULT_CONTACT.scalar(conn, {"customer_id": customer_id})
             if customer_id is not None else None,
             None)
-        return Placement(customer_id, site_id, asset.id if asset is not None else None,
+        return Placement(customer_id, site_id, asset["id"] if asset is not None else None,
                          end_user_id)
 
     def _fallback_user(self, conn: Connection, now: datetime) -> int:

@@ -34,6 +34,7 @@ from daemon.core.lifecycle import (
     UPSTREAM_RESOLVABLE_SOURCES,
     AlertAction,
     AutoClose,
+    EventDecision,
     Outcome,
     ResolvedBy,
     decide_event,
@@ -319,21 +320,35 @@ class Transitions:
         """`apply_event` for many events at once, each naming a different alert, when that
         alert is new: a few statements for all of them instead of a few for each.
 
-        `arrivals`: (channel, event) pairs whose (source, uid) are all different. For each,
+        `arrivals`: (channel, event) pairs whose (source, uid) are all different, and whose
+        conditions no other input applied with them names (`new_alert_candidates`). For each,
         the EventResult (opened or tombstone), or None where this cannot decide it: the
         alert exists (stored before, or inserted meanwhile by another process), or its
-        condition decides its ticket (rule 2). Apply those with `apply_event`.
+        condition has a ticket to join or reopen, or (PostgreSQL) its condition decides its
+        ticket under the condition's lock (rule 2). Apply those with `apply_event`.
         """
         events = [clamp_event(event) for _, event in arrivals]
         conditions = [condition_key(event) for event in events]
         decisions = [decide_event(None, event.action) for event in events]
         # While a maintenance window is open, each new alert is checked against it alone.
         held_back = self._maintenance is not None and self._maintenance.any_open(conn, now)
+
+        def in_bulk(decision: EventDecision, condition: str | None) -> bool:
+            if not decision.open_ticket:
+                return True
+            if held_back:
+                return False
+            # A condition with no ticket to join or reopen opens a ticket of its own, as
+            # `ticket_for` would. SQLite only: its one writer keeps that true until the commit
+            # (PostgreSQL decides it under the condition's lock, one alert at a time).
+            return not self._conditions.decides(condition) or (
+                self._numbered and condition is not None
+                and self._conditions.opens_new(conn, condition, now))
+
         rows = [new_alert_row(channel, event, decision, now, condition)
                 for (channel, _), event, decision, condition
                 in zip(arrivals, events, decisions, conditions, strict=True)
-                if not (decision.open_ticket
-                        and (held_back or self._conditions.decides(condition)))]
+                if in_bulk(decision, condition)]
         inserted = self._insert_new_alerts(conn, rows)
         # The events whose alert this inserted, with its id: everything below is theirs.
         new = [(channel, event, decision, alert_id, condition)

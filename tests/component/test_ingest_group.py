@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from daemon.core.events import Channel, DeliveryStatus
@@ -127,3 +128,52 @@ async def test_ids_that_are_stored_alike_name_one_alert_in_a_group(
                                                api_inbound("dup", key="second")])
     assert [[e.outcome for e in a.events] for a in answers] == [["opened"], ["twin"]]
     assert (await db.read(state))["alerts"] == {"dup": ("open", 2)}
+
+
+async def test_conditions_in_a_group_end_as_one_by_one(db: Database, pipeline: Pipeline,
+                                                       monkeypatch: Any) -> None:
+    """Rule 2 in a group: a new alert of a condition with no ticket to join or reopen opens
+    its own in bulk; the others join or reopen as they would one by one, in order."""
+    def raised(uid: str, device: str, **extra: Any) -> Inbound:
+        return api_inbound(uid, device=device, condition="Disk usage", **extra)
+
+    for uid, device in (("open-1", "PC-OPEN"), ("recent-1", "PC-RECENT"),
+                        ("old-1", "PC-OLD")):
+        await pipeline.ingest(raised(uid, device))
+    for uid in ("recent-1", "old-1"):
+        await pipeline.ingest(api_inbound(uid, "resolve"))
+    two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
+    await db.write(lambda s: s.execute(update(Ticket).where(
+        Ticket.condition == "datto | pc-old | Disk usage").values(closed_at=two_hours_ago)))
+    bulk: list[list[str]] = []
+    original = pipeline._transitions.open_new_alerts
+
+    def watched(conn: Any, arrivals: Any, now: Any) -> Any:
+        results = original(conn, arrivals, now)
+        bulk.append([event.uid for (_, event), result in zip(arrivals, results, strict=True)
+                     if result is not None])
+        return results
+
+    monkeypatch.setattr(pipeline._transitions, "open_new_alerts", watched)
+    answers = await ingest_together(pipeline, [
+        raised("new-1", "PC-NEW"),  # no ticket of its condition: its own, in bulk
+        raised("open-2", "PC-OPEN"),  # joins the open ticket
+        raised("recent-2", "PC-RECENT"),  # reopens the ticket closed a moment ago
+        raised("old-2", "PC-OLD"),  # closed two hours ago: a ticket of its own, in bulk
+        raised("twice-1", "PC-TWICE"),  # a condition named twice: one by one, in order
+        raised("twice-2", "PC-TWICE"),
+    ])
+    assert [[e.outcome for e in a.events] for a in answers] == [
+        ["opened"], ["joined"], ["reopened"], ["opened"], ["opened"], ["joined"]]
+    # (PostgreSQL decides each condition's ticket under its lock: one by one.)
+    assert sorted(uid for uids in bulk for uid in uids) == (
+        ["new-1", "old-2"] if db.serializes_writes else [])
+    tickets = await db.read(lambda s: dict(s.execute(
+        select(Ticket.condition, func.count()).group_by(Ticket.condition)).all()))
+    assert tickets == {"datto | pc-new | Disk usage": 1, "datto | pc-open | Disk usage": 1,
+                       "datto | pc-recent | Disk usage": 1, "datto | pc-old | Disk usage": 2,
+                       "datto | pc-twice | Disk usage": 1}
+    ticket_of = {a.events[0].alert_id: a.events[0].ticket_id for a in answers}
+    stored = await db.read(lambda s: dict(s.execute(
+        select(Alert.id, Alert.ticket_id).where(Alert.id.in_(ticket_of))).all()))
+    assert stored == ticket_of
