@@ -17,7 +17,7 @@ from daemon.console.state import (
     render,
 )
 from daemon.core.clock import utcnow
-from daemon.http.app import CONTEXT, lazy_handler
+from daemon.http.app import CONTEXT, add_lazy_routes
 from daemon.store.sessions import ConsoleSessions
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -77,7 +77,6 @@ def setup_console_routes(app: web.Application) -> None:
     router.add_get("/ui", home)
     router.add_get("/ui/", home)
     router.add_static("/ui/static", STATIC_DIR, append_version=False)
-    for method, path, target in PAGES:
-        router.add_route(method, path, lazy_handler(f"daemon.console.{target}"))
+    add_lazy_routes(app, PAGES, "daemon.console")
     router.add_get("/ui/browse", browse_home)
     router.add_route("*", "/ui/{tail:.*}", not_found)

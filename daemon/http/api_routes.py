@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from daemon.http.app import lazy_handler
+from daemon.http.app import add_lazy_routes
 
 # (method, path, "module:handler" under daemon.http)
 API_ROUTES = (
@@ -44,5 +44,4 @@ API_ROUTES = (
 
 
 def setup_api_routes(app: web.Application) -> None:
-    for method, path, target in API_ROUTES:
-        app.router.add_route(method, path, lazy_handler(f"daemon.http.{target}"))
+    add_lazy_routes(app, API_ROUTES, "daemon.http")

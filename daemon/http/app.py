@@ -191,6 +191,19 @@ def lazy_handler(target: str) -> Handler:
     return handler
 
 
+def add_lazy_routes(app: web.Application, routes: Iterable[tuple[str, str, str]],
+                    package: str) -> None:
+    """Add (method, path, "module:handler") routes whose handlers live under `package`,
+    each imported at its first request (`lazy_handler`); GET answers HEAD too, as
+    `add_get` does."""
+    for method, path, target in routes:
+        handler = lazy_handler(f"{package}.{target}")
+        if method == "GET":
+            app.router.add_get(path, handler)
+        else:
+            app.router.add_route(method, path, handler)
+
+
 def create_app(ctx: AppContext, route_setups: Iterable[RouteSetup] = ()) -> web.Application:
     """Build the application. `route_setups` add feature routes (API, webhooks, console)."""
     app = web.Application(

@@ -39,7 +39,7 @@ from daemon.rules.model import (
 )
 
 if TYPE_CHECKING:
-    from jinja2 import Template
+    from jinja2 import Template, nodes
     from jinja2.sandbox import SandboxedEnvironment
 
 RULE_KEYS = {"name", "source", "action", "match", "stop", "headers", "ticket", "expire_after",
@@ -125,27 +125,36 @@ def ticket_template(source: str) -> TicketTemplate:
     parts = _plain_parts(source)
     if parts is not None:
         return TicketTemplate(source, _compile, parts)
-    from jinja2 import TemplateSyntaxError, nodes
+    from jinja2 import TemplateSyntaxError
 
     env = template_environment()
-    template = TicketTemplate(source, _compile)
     try:
         tree = env.parse(source)  # parsed once: walked here, then compiled
-        template.__dict__["template"] = env.from_string(tree)  # the cached_property, filled
+        compiled = env.from_string(tree)
     except TemplateSyntaxError as err:
         raise TemplateSyntax(err.message or "syntax error", err.lineno) from err
+    template = TicketTemplate(source, _compile, jinja_parts(tree))
+    template.__dict__["template"] = compiled  # the cached_property, filled
+    return template
+
+
+def jinja_parts(tree: nodes.Template) -> tuple[tuple[bool, str], ...] | None:
+    """The parts of a template Jinja parsed, when it is only text and `{{ name }}` outputs;
+    None for any other."""
+    from jinja2 import nodes
+
     found: list[tuple[bool, str]] = []
     for node in tree.body:
         if not isinstance(node, nodes.Output):
-            return template
+            return None
         for child in node.nodes:
             if isinstance(child, nodes.TemplateData):
                 found.append((False, child.data))
             elif isinstance(child, nodes.Name) and child.ctx == "load":
                 found.append((True, child.name))
             else:  # filters, attributes, constants, calls: Jinja's own semantics
-                return template
-    return TicketTemplate(source, _compile, tuple(found))
+                return None
+    return tuple(found)
 
 
 class _Compiler:

@@ -84,6 +84,10 @@ async def test_every_lazily_loaded_route_names_a_handler(api: Api) -> None:
         loaded = handler.load()
         assert inspect.iscoroutinefunction(loaded), handler.__name__
     assert tuple(ENTITIES) == BROWSE_ENTITIES
+    routed = {(route.method, route.resource.canonical)
+              for route in api.client.app.router.routes() if route.resource is not None}
+    assert [path for method, path in routed if method == "GET"
+            and ("HEAD", path) not in routed] == []  # HEAD is answered as GET is
 
 
 async def test_health_ready_metrics(api: Api) -> None:

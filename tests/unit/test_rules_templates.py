@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from jinja2 import TemplateSyntaxError, nodes
+from jinja2 import TemplateSyntaxError
 
 from daemon.rules.load import (
     TemplateSyntax,
     _plain_parts,
+    jinja_parts,
     template_environment,
     ticket_template,
 )
@@ -66,19 +67,5 @@ def test_any_template_renders_as_jinja_does(source: str) -> None:
         return
     assert ticket_template(source).render(CONTEXT) == expected
     plain = _plain_parts(source)  # read without Jinja: the same parts Jinja's parse has
-    assert plain is None or plain == jinja_parts(source)
+    assert plain is None or plain == jinja_parts(ENV.parse(source))
 
-
-def jinja_parts(source: str) -> tuple[tuple[bool, str], ...] | None:
-    found: list[tuple[bool, str]] = []
-    for node in ENV.parse(source).body:
-        if not isinstance(node, nodes.Output):
-            return None
-        for child in node.nodes:
-            if isinstance(child, nodes.TemplateData):
-                found.append((False, child.data))
-            elif isinstance(child, nodes.Name) and child.ctx == "load":
-                found.append((True, child.name))
-            else:
-                return None
-    return tuple(found)
