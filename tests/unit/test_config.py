@@ -71,6 +71,39 @@ def test_unknown_keys_and_wrong_types_all_reported_with_lines(
     ]
 
 
+def test_every_key_of_a_table_is_checked_not_only_the_first(
+        write_config: Callable[..., Path]) -> None:
+    """msgspec stops at a file's first error; every key's own is reported, in nested tables
+    and arrays too, and no secret's value is shown."""
+    path = write_config("""\
+        [smtp]
+        listen = 2525
+        tls_cert_file = 7
+        users = [{ username = "", password = 5 }]
+        [datto]
+        api_key = { hidden = "hunter2-value" }
+        [[notify]]
+        name = "no-kind"
+        [lifecycle]
+        expire_after = { datto = 30 }
+        [watch]
+        smtp = 1970-01-01T00:00:00Z
+        [sync.datto]
+        site_map = { "abc" = { site = "x" } }
+        """)
+    found = issues_of(path)
+    assert [(line, key) for line, key, _ in found] == [
+        (2, "smtp.listen"), (3, "smtp.tls_cert_file"), (4, "smtp.users[0].password"),
+        (4, "smtp.users[0].username"), (6, "datto.api_key"), (7, "notify[0].kind"),
+        (10, "lifecycle.expire_after.datto"), (12, "watch.smtp"),
+        (14, "sync.datto.site_map.abc.customer")]
+    messages = dict(((line, key), message) for line, key, message in found)
+    assert messages[(3, "smtp.tls_cert_file")] == "expected a path, got int"
+    assert messages[(4, "smtp.users[0].username")] == "expected str of length >= 1"
+    assert messages[(7, "notify[0].kind")] == "required key is missing"  # at its table
+    assert "hunter2" not in "\n".join(messages.values())
+
+
 def test_bad_values_are_explained(write_config: Callable[..., Path], tmp_path: Path) -> None:
     path = write_config(f"""\
         [http]
