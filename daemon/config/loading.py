@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -24,7 +23,14 @@ import msgspec
 
 from daemon.config.base import UNREAD_SECRET, FieldError, decode_value
 from daemon.config.root import Config
-from daemon.core.tomllines import Path_, format_path, line_of, locate_keys, syntax_error_line
+from daemon.core.tomllines import (
+    Path_,
+    TomlError,
+    format_path,
+    line_of,
+    locate_keys,
+    parse_toml,
+)
 
 SECRET_NAMES = ("api_key", "api_secret", "webhook_secret", "webhook_token",
                 "previous_webhook_secret", "previous_webhook_token", "password")
@@ -245,10 +251,10 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None,
         except (OSError, UnicodeDecodeError) as err:
             raise ConfigError([ConfigIssue(name, None, "", f"cannot read: {err}")]) from err
     try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        line, message = syntax_error_line(err)
-        raise ConfigError([ConfigIssue(name, line, "", f"TOML syntax error: {message}")]) from err
+        raw = parse_toml(text)
+    except TomlError as err:
+        raise ConfigError([ConfigIssue(name, err.line, "", f"TOML syntax error: {err.message}")]
+                          ) from err
 
     lines = locate_keys(text)
     problems: list[tuple[Path_, str]] = []

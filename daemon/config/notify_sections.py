@@ -56,6 +56,8 @@ def _compiles(key: str, source: str) -> None:
         SandboxedEnvironment().from_string(source)
     except TemplateSyntaxError as err:
         raise FieldError(key, f"template line {err.lineno}: {err.message}") from None
+    except RecursionError:  # nested thousands deep: an answer, not a traceback
+        raise FieldError(key, "template expressions nested too deeply") from None
 
 
 class _Target(Section, tag_field="kind", kw_only=True):

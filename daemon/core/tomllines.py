@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from typing import Any
 
 Path_ = tuple[str | int, ...]
 
@@ -63,13 +64,29 @@ def line_of(lines: dict[Path_, int], path: Path_) -> int | None:
     return None
 
 
-def syntax_error_line(err: tomllib.TOMLDecodeError) -> tuple[int | None, str]:
-    """Split tomllib's "message (at line L, column C)" into (L, message with the column)."""
-    match = re.search(r"\(at line (\d+), column (\d+)\)$", str(err))
-    if not match:
-        return None, str(err)
-    message = str(err)[: match.start()].rstrip()
-    return int(match.group(1)), f"{message} (column {match.group(2)})"
+class TomlError(ValueError):
+    """A TOML text that does not parse: `message` at `line` (None: no line to name)."""
+
+    def __init__(self, line: int | None, message: str):
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+def parse_toml(text: str) -> dict[str, Any]:
+    """`tomllib.loads`, its refusals as `TomlError`: a syntax error with its line (tomllib's
+    "message (at line L, column C)" split), or nesting deeper than tomllib's recursion
+    reaches (`[[[[...` thousands deep: an answer, not a traceback)."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        match = re.search(r"\(at line (\d+), column (\d+)\)$", str(err))
+        if not match:
+            raise TomlError(None, str(err)) from err
+        message = str(err)[: match.start()].rstrip()
+        raise TomlError(int(match.group(1)), f"{message} (column {match.group(2)})") from err
+    except RecursionError:
+        raise TomlError(None, "arrays or tables nested too deeply") from None
 
 
 def format_path(path: Path_) -> str:

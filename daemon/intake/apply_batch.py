@@ -100,19 +100,17 @@ def new_alert_candidates(meanings: Sequence[Meaning | None]) -> list[int]:
     no other event of the batch names (its ticket is decided by the events before it in
     order: applied in bulk, before them, it must not depend on them). None: an input left
     out."""
-    events = [event for meaning in meanings if isinstance(meaning, Interpretation)
-              for event in meaning.events]
-    alerts_named = Counter((event.source, clamp_uid(event.uid)) for event in events)
-    conditions_named = Counter(condition_key(clamp_event(event)) for event in events)
-
-    def alone(event: AlertEvent) -> bool:
-        condition = condition_key(clamp_event(event))
-        return (alerts_named[(event.source, clamp_uid(event.uid))] == 1
-                and (condition is None or conditions_named[condition] == 1))
-
-    return [i for i, meaning in enumerate(meanings)
-            if isinstance(meaning, Interpretation) and len(meaning.events) == 1
-            and meaning.events[0].action is AlertAction.RAISE and alone(meaning.events[0])]
+    # Per meaning, each event's (alert as stored, condition); none for an input left out.
+    keys = [[((event.source, clamp_uid(event.uid)), condition_key(clamp_event(event)))
+             for event in meaning.events] if isinstance(meaning, Interpretation) else []
+            for meaning in meanings]
+    alerts_named = Counter(alert for each in keys for alert, _ in each)
+    conditions_named = Counter(condition for each in keys for _, condition in each)
+    return [i for i, (meaning, each) in enumerate(zip(meanings, keys, strict=True))
+            if isinstance(meaning, Interpretation) and len(each) == 1
+            and meaning.events[0].action is AlertAction.RAISE
+            and alerts_named[each[0][0]] == 1
+            and (each[0][1] is None or conditions_named[each[0][1]] == 1)]
 
 
 # (index, channel, its meaning, its source, its attempts)

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from daemon.core.durations import parse_expire_after
 from daemon.core.events import is_source_name
-from daemon.core.tomllines import Path_, line_of, locate_keys, syntax_error_line
+from daemon.core.tomllines import Path_, TomlError, line_of, locate_keys, parse_toml
 from daemon.rules.model import (
     FIELDS,
     TICKET_KEYS,
@@ -133,6 +132,8 @@ def ticket_template(source: str) -> TicketTemplate:
         compiled = env.from_string(tree)
     except TemplateSyntaxError as err:
         raise TemplateSyntax(err.message or "syntax error", err.lineno) from err
+    except RecursionError:  # "{{ ((((...x)))) }}" thousands deep: an answer, not a traceback
+        raise TemplateSyntax("expressions nested too deeply", 1) from None
     template = TicketTemplate(source, _compile, jinja_parts(tree))
     template.__dict__["template"] = compiled  # the cached_property, filled
     return template
@@ -294,10 +295,9 @@ class _Compiler:
 def compile_rules(text: str, file: str = "<rules>", path: Path | None = None) -> RuleSet:
     """Compile a rules file's text. Raises `RulesError` listing every problem."""
     try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        line, message = syntax_error_line(err)
-        raise RulesError([RuleIssue(file, line, None, "", f"TOML syntax error: {message}")]
+        raw = parse_toml(text)
+    except TomlError as err:
+        raise RulesError([RuleIssue(file, err.line, None, "", f"TOML syntax error: {err.message}")]
                          ) from err
     compiler = _Compiler(file, text)
     for key in sorted(set(raw) - {"rule"}):

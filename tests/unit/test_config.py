@@ -71,6 +71,13 @@ def test_unknown_keys_and_wrong_types_all_reported_with_lines(
     ]
 
 
+def test_nesting_deeper_than_the_parser_goes_is_an_error(
+        write_config: Callable[..., Path]) -> None:
+    path = write_config("[api]\ntokens = " + "[" * 5000 + "]" * 5000 + "\n")
+    assert issues_of(path) == [(None, "", "TOML syntax error: arrays or tables nested too "
+                                         "deeply")]
+
+
 def test_every_key_of_a_table_is_checked_not_only_the_first(
         write_config: Callable[..., Path]) -> None:
     """msgspec stops at a file's first error; every key's own is reported, in nested tables

@@ -225,6 +225,19 @@ def test_errors_name_rule_key_and_line() -> None:
                for f in found)
 
 
+def test_nesting_deeper_than_the_parser_goes_is_an_error_not_a_crash() -> None:
+    assert errors("[[rule]]\nname = 'x'\nsubject = " + "[" * 5000 + "]" * 5000 + "\n") == [
+        "rules.toml: TOML syntax error: arrays or tables nested too deeply"]
+
+
+def test_a_template_nested_too_deeply_is_an_error_not_a_crash() -> None:
+    found = errors('[[rule]]\nname = "x"\naction = "raise"\nsource = "datto"\n'
+                   'subject = { contains = "a" }\n[rule.ticket]\nsummary = "{{ '
+                   + "(" * 3000 + "x" + ")" * 3000 + ' }}"\n')
+    assert found == ["rules.toml:7: rule 'x': ticket.summary: template error: expressions "
+                     "nested too deeply (template line 1)"]
+
+
 def test_syntax_error_and_missing_pieces() -> None:
     assert errors("[[rule]\nname = 'x'\n")[0].startswith("rules.toml:1: TOML syntax error")
     found = errors("""\
