@@ -170,6 +170,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """User + system CPU time per thread so far: "main" (the event loop) and each other thread
+    by its id (CPython does not name its threads for the OS)."""
+    seconds: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended
+            continue
+        name = "main" if task.name == str(pid) else f"thread {task.name}"
+        fields = stat.rpartition(")")[2].split()
+        used = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        seconds[name] = seconds.get(name, 0.0) + used
+    return seconds
+
+
 def peak_rss_mib(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     match = re.search(r"VmHWM:\s+(\d+) kB", status)
@@ -229,10 +245,12 @@ def measure(name: str, servers: list[tuple[subprocess.Popen[str], int]], route: 
         profilers = [profile(process.pid, f"{name}-{n}", args)
                      for n, (process, _) in enumerate(servers)]
         cpu_before = sum(cpu_seconds(process.pid) for process, _ in servers)
+        threads_before = thread_cpu_seconds(servers[0][0].pid)
         runs = [start_wrk(f"http://127.0.0.1:{port}{path}", args.duration, connections, script)
                 for (_, port), script in zip(servers, scripts, strict=True)]
         results = [wrk_result(run) for run in runs]
         cpu_s = sum(cpu_seconds(process.pid) for process, _ in servers) - cpu_before
+        threads_after = thread_cpu_seconds(servers[0][0].pid)
         for profiler in profilers:
             if profiler is not None:
                 profiler.wait(60)
@@ -252,6 +270,12 @@ def measure(name: str, servers: list[tuple[subprocess.Popen[str], int]], route: 
     print(f"{name:<36} {rate:8.0f} req/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   "
           f"non-2xx {non_2xx:.0f}   CPU {cpu_s / (rate * args.duration) * 1e6:5.0f} us/req   "
           f"peak RSS {rss:6.1f} MiB", flush=True)
+    per_thread = {name: threads_after[name] - threads_before.get(name, 0.0)
+                  for name in threads_after}
+    requests = results[0]["rate"] * args.duration
+    busy = sorted(((used, name) for name, used in per_thread.items() if used > 0), reverse=True)
+    print("    CPU by thread (first server): " + ", ".join(
+        f"{name} {used / requests * 1e6:.0f} us/req" for used, name in busy[:4]), flush=True)
     return rate
 
 

@@ -6,8 +6,9 @@ path are built once and prepared (`daemon.store.prepared`).
 
 from __future__ import annotations
 
+import json
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,7 +21,7 @@ from daemon.core.events import DeliveryStatus, Interpretation, RawDelivery
 from daemon.intake.inbound import ProcessResult
 from daemon.store.database import insert_ignore
 from daemon.store.models import Delivery
-from daemon.store.prepared import NumberedInsert, Prepared
+from daemon.store.prepared import NumberedInsert, Prepared, json_values
 from daemon.tickets.transitions import EventResult
 
 _DELIVERIES: Table = Delivery.__table__  # type: ignore[assignment]
@@ -36,6 +37,11 @@ _FIND = Prepared(select(_DELIVERIES.c.id, _DELIVERIES.c.status, _DELIVERIES.c.er
                         _DELIVERIES.c.meta)
                  .where(_DELIVERIES.c.channel == bindparam("channel"),
                         _DELIVERIES.c.dedupe_key == bindparam("dedupe_key")))
+# SQLite: the stored ones among a group's keys of one channel, in one statement.
+_FIND_MANY = Prepared(select(_DELIVERIES.c.dedupe_key, _DELIVERIES.c.id, _DELIVERIES.c.status,
+                             _DELIVERIES.c.error, _DELIVERIES.c.meta)
+                      .where(_DELIVERIES.c.channel == bindparam("channel"),
+                             _DELIVERIES.c.dedupe_key.in_(json_values("dedupe_keys"))))
 
 
 @dataclass(frozen=True)
@@ -96,7 +102,8 @@ class DeliveryRows:
         firsts: dict[tuple[str, str], dict[str, Any]] = {}  # each key's first row
         for row in rows:
             firsts.setdefault((row["channel"], row["dedupe_key"]), row)
-        found = {key: self.find(conn, *key) for key in firsts}
+        found: dict[tuple[str, str], StoredRow | None] = dict.fromkeys(firsts)
+        found.update(self.find_many(conn, firsts))
         absent = [key for key, stored in found.items() if stored is None]
         for key, new_id in zip(absent, self.insert_new_many(conn, [firsts[key] for key in absent]),
                                strict=True):
@@ -121,6 +128,20 @@ class DeliveryRows:
             return None
         return StoredRow(existing["id"], True, DeliveryStatus(existing["status"]),
                          existing["error"], existing["meta"])
+
+    @staticmethod
+    def find_many(conn: Connection, keys: Iterable[tuple[str, str]]
+                  ) -> dict[tuple[str, str], StoredRow]:
+        """SQLite: `find` for many (channel, dedupe_key) keys, one statement per channel; the
+        stored ones, as duplicates, by key."""
+        by_channel: dict[str, list[str]] = {}
+        for channel, dedupe_key in keys:
+            by_channel.setdefault(channel, []).append(dedupe_key)
+        return {(channel, row["dedupe_key"]): StoredRow(
+                    row["id"], True, DeliveryStatus(row["status"]), row["error"], row["meta"])
+                for channel, dedupe_keys in by_channel.items()
+                for row in _FIND_MANY.all(conn, {"channel": channel,
+                                                 "dedupe_keys": json.dumps(dedupe_keys)})}
 
     def store_many(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int | None]:
         """Insert `rows` in one statement; each new row's id, or None where its (channel,

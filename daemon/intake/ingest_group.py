@@ -110,12 +110,10 @@ class IngestGroups:
         if bulk:
             keys = [items[i].delivery_key for i in bulk]
             if self._db.serializes_writes:  # absent now stays absent until the commit
-                # Point lookups on the unique index (~10 us each on SQLite): cheaper than
-                # building one IN query for a group of any size.
+                found = self._rows.find_many(conn, keys)
                 for i, key in zip(bulk, keys, strict=True):
-                    found = self._rows.find(conn, *key)
-                    if found is not None:
-                        outcomes[i] = (found, None)
+                    if key in found:
+                        outcomes[i] = (found[key], None)
                 bulk = [i for i in bulk if outcomes[i] is None]
             else:  # the unique index decides between processes
                 ids = self._rows.store_many(conn, [items[i].row for i in bulk])

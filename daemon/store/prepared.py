@@ -15,25 +15,39 @@ statements (alertd registers none).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, insert, select
+from sqlalchemy import Connection, Table, bindparam, func, insert, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import Insert, Select
 from sqlalchemy.sql.dml import UpdateBase
 
 Processor = Callable[[Any], Any]
 Statement = Select[Any] | UpdateBase
 # sqlite3 binds a dict by name; SQLite's dialect would compile "?" placeholders.
 _NAMED_SQLITE = sqlite.dialect(paramstyle="named")
+_QMARK_SQLITE = sqlite.dialect(paramstyle="qmark")
+# The one row of "INSERT INTO t (a, b) VALUES (?, ?)" that a multi-row INSERT repeats.
+_ONE_ROW = re.compile(r" VALUES (\(\?(?:, \?)*\))$")
+# Host parameters in one SQLite statement: SQLite before 3.32 allows no more than 999.
+_MAX_PARAMETERS = 999
+
+
+def json_values(name: str) -> Select[Any]:
+    """SQLite: the values of the JSON array bound as `name` (`json_each`), as a subquery for
+    `IN`: a lookup of a whole group's keys in one statement whose SQL text is the same for
+    any number of keys (bind `json.dumps(keys)`)."""
+    values = func.json_each(bindparam(name)).table_valued("value")
+    return select(values.c.value)
 
 
 class _Compiled:
     """One statement compiled for one dialect and one set of parameter names."""
 
-    __slots__ = ("binds", "columns", "names", "positional", "sql")
+    __slots__ = ("binds", "columns", "names", "positional", "row_sql", "rows_sql", "sql")
 
     def __init__(self, statement: Statement, dialect: Dialect, keys: Iterable[str]):
         # The SQL text in the driver's paramstyle; the values' processors from the
@@ -58,13 +72,47 @@ class _Compiled:
         self.columns: tuple[tuple[str, Processor | None], ...] = tuple(
             (column.key, column.type.dialect_impl(dialect).result_processor(dialect, None))
             for column in getattr(statement, "exported_columns", ()))
+        # SQLite, an INSERT of plain values without RETURNING: the SQL up to VALUES and one
+        # row's "(?, ...)", for inserting many rows in one statement (`run_many`).
+        self.row_sql: tuple[str, str] | None = None
+        self.rows_sql: dict[int, str] = {}
+        if (dialect.name == "sqlite" and isinstance(statement, Insert)
+                and not statement._returning):
+            qmark = statement.compile(dialect=_QMARK_SQLITE, column_keys=list(keys))
+            one_row = _ONE_ROW.search(qmark.string)
+            if (one_row is not None and qmark.positiontup == list(self.names)
+                    and one_row.group(1).count("?") == len(self.names)):
+                self.row_sql = (qmark.string[:one_row.start()] + " VALUES ", one_row.group(1))
 
     def values(self, params: Mapping[str, Any]) -> list[Any] | dict[str, Any]:
         """The DB-API parameters for `params`: processed, in the driver's paramstyle."""
-        values = [params.get(name, literal) if process is None
-                  else process(params.get(name, literal))
-                  for name, literal, process in self.binds]
+        values = self.ordered_values(params)
         return values if self.positional else dict(zip(self.names, values, strict=True))
+
+    def ordered_values(self, params: Mapping[str, Any]) -> list[Any]:
+        """The processed values for `params`, in the order the SQL names them."""
+        return [params.get(name, literal) if process is None
+                else process(params.get(name, literal))
+                for name, literal, process in self.binds]
+
+    def insert_rows(self, cursor: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert `rows` with multi-row INSERTs (`row_sql` set): one statement per run of up
+        to the parameter limit, instead of one execution per row. Each statement's row count
+        is a power of two, so a few SQL texts serve every group size (sqlite3 keeps the
+        prepared ones in its statement cache)."""
+        assert self.row_sql is not None
+        per_row = max(1, len(self.names))
+        most = 1 << ((_MAX_PARAMETERS // per_row).bit_length() - 1)
+        start = 0
+        while start < len(rows):
+            count = min(most, 1 << ((len(rows) - start).bit_length() - 1))
+            sql = self.rows_sql.get(count)
+            if sql is None:
+                head, row = self.row_sql
+                sql = self.rows_sql[count] = head + ", ".join([row] * count)
+            cursor.execute(sql, [value for params in rows[start:start + count]
+                                 for value in self.ordered_values(params)])
+            start += count
 
 
 class Prepared:
@@ -119,9 +167,15 @@ class Prepared:
             return
         compiled = self._compiled_for(conn.dialect, rows[0])
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        values: Any = [compiled.values(row) for row in rows]
         try:
-            cursor.executemany(compiled.sql, values)
+            if compiled.row_sql is not None and len(rows) > 1:
+                # One statement for many rows: each execution costs sqlite3's per-call work
+                # and two hand-overs of the interpreter lock (one before and one after
+                # SQLite's step), which under load wait for the event loop's thread.
+                compiled.insert_rows(cursor, rows)
+            else:
+                values: Any = [compiled.values(row) for row in rows]
+                cursor.executemany(compiled.sql, values)
         finally:
             cursor.close()
 

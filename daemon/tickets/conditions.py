@@ -10,7 +10,8 @@ raise joining a ticket waits for them and decides on what they committed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -62,15 +63,21 @@ class ConditionTickets:
         if self._lock_conditions:
             sql.LOCK_CONDITION.first(conn, {"condition": condition})
 
-    def opens_new(self, conn: Connection, condition: str, now: datetime) -> bool:
-        """Whether a new open alert of `condition` gets a ticket of its own (no ticket of
-        the condition to join or reopen), as `ticket_for` would decide. Without the
-        condition's lock: for SQLite, whose one writer keeps the answer true until the
-        transaction ends."""
-        newest = sql.LOCK_NEWEST_OF_CONDITION.first(conn, {"condition": condition})
-        return newest is None or choose_ticket(
-            ConditionTicket(newest["status"] == "open", newest["closed_at"]), self.policy,
-            now) is TicketChoice.NEW
+    def opening_new(self, conn: Connection, conditions: Iterable[str], now: datetime
+                    ) -> set[str]:
+        """Those of `conditions` whose new open alert gets a ticket of its own (no ticket of
+        the condition to join or reopen), as `ticket_for` would decide; one statement for
+        all. Without the conditions' locks: for SQLite, whose one writer keeps the answer
+        true until the transaction ends."""
+        asked = set(conditions)
+        if not asked:
+            return set()
+        newest = {row["condition"]: row for row in sql.NEWEST_OF_CONDITIONS.all(
+            conn, {"conditions": json.dumps(sorted(asked))})}
+        return {condition for condition in asked
+                if (found := newest.get(condition)) is None or choose_ticket(
+                    ConditionTicket(found["status"] == "open", found["closed_at"]),
+                    self.policy, now) is TicketChoice.NEW}
 
     def decides(self, condition: str | None) -> bool:
         """Whether a new alert of `condition` needs `ticket_for` (else: a ticket of its own)."""

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Table, bindparam, func, insert, select, updat
 
 from daemon.core.lifecycle import AlertSnapshot, AlertState, ResolvedBy
 from daemon.store.models import Alert, AlertTrail, OutboxAction, Ticket, TicketNote
-from daemon.store.prepared import NumberedInsert, Prepared
+from daemon.store.prepared import NumberedInsert, Prepared, json_values
 
 MAX_NOTE_CHARS = 100_000
 ALERTS: Table = Alert.__table__  # type: ignore[assignment]
@@ -26,8 +26,9 @@ LOCK_ALERT = Prepared(
     select(ALERTS)
     .where(ALERTS.c.source == bindparam("source"), ALERTS.c.uid == bindparam("uid"))
     .with_for_update())
-ALERT_ID = Prepared(select(ALERTS.c.id).where(ALERTS.c.source == bindparam("source"),
-                                                ALERTS.c.uid == bindparam("uid")))
+# SQLite: which of a source's uids are stored, in one statement.
+STORED_UIDS = Prepared(select(ALERTS.c.uid).where(ALERTS.c.source == bindparam("source"),
+                                                  ALERTS.c.uid.in_(json_values("uids"))))
 LOCK_ALERT_BY_ID = Prepared(select(ALERTS).where(ALERTS.c.id == bindparam("id"))
                              .with_for_update())
 UPDATE_ALERT = Prepared(update(ALERTS).where(ALERTS.c.id == bindparam("row_id")))
@@ -53,6 +54,14 @@ LOCK_NEWEST_OF_CONDITION = Prepared(
            TICKETS.c.last_raised_at)
     .where(TICKETS.c.condition == bindparam("condition"))
     .order_by(TICKETS.c.id.desc()).limit(1).with_for_update())
+# SQLite: the newest ticket of each of a group's conditions (those with one), in one statement.
+_CONDITIONS = func.json_each(bindparam("conditions")).table_valued("value")
+_OLDER = TICKETS.alias("older")
+NEWEST_OF_CONDITIONS = Prepared(
+    select(_CONDITIONS.c.value.label("condition"), TICKETS.c.status, TICKETS.c.closed_at)
+    .select_from(_CONDITIONS)
+    .join(TICKETS, TICKETS.c.id == select(func.max(_OLDER.c.id))
+          .where(_OLDER.c.condition == _CONDITIONS.c.value).scalar_subquery()))
 # PostgreSQL: one transaction at a time decides a condition's ticket (released at commit), so
 # two processes never open two tickets for one condition. SQLite has one writer.
 LOCK_CONDITION = Prepared(select(func.pg_advisory_xact_lock(

@@ -16,6 +16,7 @@ hot path: `daemon.store.prepared`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -332,18 +333,22 @@ class Transitions:
         decisions = [decide_event(None, event.action) for event in events]
         # While a maintenance window is open, each new alert is checked against it alone.
         held_back = self._maintenance is not None and self._maintenance.any_open(conn, now)
+        # A condition with no ticket to join or reopen opens a ticket of its own, as
+        # `ticket_for` would. SQLite only: its one writer keeps that true until the commit
+        # (PostgreSQL decides it under the condition's lock, one alert at a time).
+        opening_new: set[str] = set()
+        if self._numbered and not held_back:
+            opening_new = self._conditions.opening_new(conn, [
+                condition for decision, condition in zip(decisions, conditions, strict=True)
+                if decision.open_ticket and condition is not None
+                and self._conditions.decides(condition)], now)
 
         def in_bulk(decision: EventDecision, condition: str | None) -> bool:
             if not decision.open_ticket:
                 return True
             if held_back:
                 return False
-            # A condition with no ticket to join or reopen opens a ticket of its own, as
-            # `ticket_for` would. SQLite only: its one writer keeps that true until the commit
-            # (PostgreSQL decides it under the condition's lock, one alert at a time).
-            return not self._conditions.decides(condition) or (
-                self._numbered and condition is not None
-                and self._conditions.opens_new(conn, condition, now))
+            return not self._conditions.decides(condition) or condition in opening_new
 
         rows = [new_alert_row(channel, event, decision, now, condition)
                 for (channel, _), event, decision, condition
@@ -393,10 +398,13 @@ class Transitions:
         if not self._numbered:  # the unique index decides between processes
             return {(row.source, row.uid): row.id
                     for row in conn.execute(self._insert_alerts, rows)}
-        # Point lookups on the unique index: cheaper than building an IN query per group.
-        fresh = [row for row in rows
-                 if sql.ALERT_ID.scalar(conn, {"source": row["source"], "uid": row["uid"]})
-                 is None]
+        uids_by_source: dict[str, list[str]] = {}
+        for row in rows:
+            uids_by_source.setdefault(row["source"], []).append(row["uid"])
+        stored = {(source, found["uid"]) for source, uids in uids_by_source.items()
+                  for found in sql.STORED_UIDS.all(conn, {"source": source,
+                                                          "uids": json.dumps(uids)})}
+        fresh = [row for row in rows if (row["source"], row["uid"]) not in stored]
         return dict(zip(((row["source"], row["uid"]) for row in fresh),
                         sql.NUMBERED_ALERTS.run(conn, fresh), strict=True))
 

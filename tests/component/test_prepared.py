@@ -23,7 +23,7 @@ from sqlalchemy.dialects import sqlite
 
 from daemon.store.database import insert_ignore
 from daemon.store.models import Base, Delivery, UTCDateTime
-from daemon.store.prepared import Prepared
+from daemon.store.prepared import Prepared, json_values
 
 _DELIVERIES: Table = Delivery.__table__  # type: ignore[assignment]
 NOW = datetime(2026, 12, 6, 21, 30, 1, 123456, tzinfo=UTC)
@@ -90,6 +90,43 @@ def test_update_sets_the_columns_named_and_insert_ignore_reports_a_conflict(
     finish.run(conn, {"row_id": first, "outcome": "opened"})  # another set of columns
     row = conn.execute(select(_DELIVERIES).where(_DELIVERIES.c.id == first)).mappings().one()
     assert (row["status"], row["processed_at"], row["outcome"]) == ("processed", NOW, "opened")
+
+
+@pytest.mark.parametrize("count", [1, 2, 37, 300])
+def test_many_rows_in_multi_row_inserts_store_what_one_by_one_stores(
+        conn: Connection, count: int) -> None:
+    """`run_many` inserts in statements of several rows (powers of two, under SQLite's
+    parameter limit: 300 rows of 14 columns take several); every row is stored as
+    `Connection.execute` stores it, in order."""
+    rows = [_row(f"k{n:03}", trace={"n": n} if n % 2 else None, payload=bytes([n % 256]))
+            for n in range(count)]
+    for row in rows:
+        conn.execute(insert(_DELIVERIES), {**row, "dedupe_key": "core-" + row["dedupe_key"]})
+    statements: list[str] = []
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    dbapi.set_trace_callback(statements.append)
+    try:
+        Prepared(insert(_DELIVERIES)).run_many(conn, rows)
+    finally:
+        dbapi.set_trace_callback(None)
+    # 13 columns: at most 64 rows a statement; 37 = 32 + 4 + 1, 300 = 4 x 64 + 32 + 8 + 4.
+    assert len(statements) == {1: 1, 2: 1, 37: 3, 300: 7}[count]
+    stored = _stored(conn)
+    core, prepared = stored[:count], stored[count:]
+    assert [row[0] for row in prepared] == [row["dedupe_key"] for row in rows]
+    assert [row[1:] for row in prepared] == [row[1:] for row in core]
+
+
+def test_json_values_looks_up_a_whole_list_of_keys(conn: Connection) -> None:
+    for key in ("a", "b", "c"):
+        conn.execute(insert(_DELIVERIES), _row(key))
+    query = Prepared(select(_DELIVERIES.c.dedupe_key)
+                     .where(_DELIVERIES.c.dedupe_key.in_(json_values("keys")))
+                     .order_by(_DELIVERIES.c.dedupe_key))
+    assert [row["dedupe_key"] for row in query.all(conn, {"keys": '["c", "x", "a"]'})] == [
+        "a", "c"]
+    assert query.all(conn, {"keys": "[]"}) == []
 
 
 def test_no_row_is_none(conn: Connection) -> None:
