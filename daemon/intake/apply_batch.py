@@ -77,7 +77,7 @@ def apply_chunk(conn: Connection, rows: DeliveryRows, transitions: Transitions,
                 now: datetime) -> list[ProcessResult | None]:
     """Apply `chunk`'s deliveries (attempts counted) in the caller's unit; each one's result,
     or None where the delivery is done meanwhile or another process holds it."""
-    claimed = [rows.claim(conn, raw.id) for raw, _ in chunk]
+    claimed = rows.claim_all(conn, [raw.id for raw, _ in chunk])
     results: list[ProcessResult | None] = [None] * len(chunk)
     opened = open_in_bulk(conn, transitions, [
         (i, chunk[i][0].channel, chunk[i][1], claim.source, claim.attempts)

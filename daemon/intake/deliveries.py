@@ -30,6 +30,11 @@ _CLAIM = Prepared(
     .where(_DELIVERIES.c.id == bindparam("id"),
            _DELIVERIES.c.status == DeliveryStatus.RECEIVED.value)
     .with_for_update(skip_locked=True))
+# SQLite (one writer: nothing to skip): the `received` ones among a chunk's deliveries.
+_CLAIM_ALL = Prepared(
+    select(_DELIVERIES.c.id, _DELIVERIES.c.attempts, _DELIVERIES.c.source)
+    .where(_DELIVERIES.c.id.in_(json_values("ids")),
+           _DELIVERIES.c.status == DeliveryStatus.RECEIVED.value))
 # UPDATEs name the row by `row_id`; the other parameters given become the SET clause.
 _FINISH = Prepared(update(_DELIVERIES).where(_DELIVERIES.c.id == bindparam("row_id")))
 _NUMBERED = NumberedInsert(_DELIVERIES)
@@ -76,6 +81,7 @@ class DeliveryRows:
     """Statements on `deliveries` for one backend."""
 
     def __init__(self, dialect_name: str):
+        self._one_statement_lookups = dialect_name == "sqlite"
         self._insert = Prepared(insert_ignore(dialect_name, _DELIVERIES, "channel",
                                               "dedupe_key").returning(_DELIVERIES.c.id))
         self._insert_many = insert_ignore(dialect_name, _DELIVERIES, "channel", "dedupe_key"
@@ -173,6 +179,15 @@ class DeliveryRows:
         process holds it (`SKIP LOCKED`). Its attempt was counted when it began."""
         row = _CLAIM.first(conn, {"id": delivery_id})
         return ClaimedDelivery(row["attempts"], row["source"]) if row is not None else None
+
+    def claim_all(self, conn: Connection, delivery_ids: Sequence[int]
+                  ) -> list[ClaimedDelivery | None]:
+        """`claim` for each of `delivery_ids`, in order (SQLite: in one statement)."""
+        if not self._one_statement_lookups:
+            return [self.claim(conn, delivery_id) for delivery_id in delivery_ids]
+        found = {row["id"]: ClaimedDelivery(row["attempts"], row["source"])
+                 for row in _CLAIM_ALL.all(conn, {"ids": json.dumps(list(delivery_ids))})}
+        return [found.get(delivery_id) for delivery_id in delivery_ids]
 
     @staticmethod
     def finish(conn: Connection, changes: dict[str, Any]) -> None:

@@ -49,13 +49,22 @@ class UTCDateTime(TypeDecorator[datetime]):
 
         # SQLite: the text SQLAlchemy's DATETIME stores ("2026-12-07 00:14:31.000123") in one
         # step instead of this type's and then the dialect's (~1 us per value, several per
-        # row on the intake path). tests/component/test_prepared.py holds them equal.
+        # row on the intake path). tests/component/test_prepared.py holds them equal. The
+        # last value's text is kept: a group's rows mostly carry one `now`.
+        # One (aware datetime, text) pair, read and replaced whole: threads may share it.
+        last: list[tuple[datetime | None, str]] = [(None, "")]
+
         def process(value: datetime | None) -> str | None:
             if value is None:
                 return None
             if value.tzinfo is None:
                 raise ValueError("naive datetime given to a UTC column")
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            seen, seen_text = last[0]
+            if value == seen:  # aware datetimes compare as instants: the same text
+                return seen_text
+            text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            last[0] = (value, text)
+            return text
         return process
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:

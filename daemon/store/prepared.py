@@ -215,10 +215,18 @@ class NumberedInsert:
 
     def run(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
         """Insert `rows`; their ids, in order."""
-        if not rows:
+        ids = self.next_ids(conn, len(rows))
+        self.insert(conn, [{"id": row_id, **row} for row_id, row in zip(ids, rows, strict=True)])
+        return ids
+
+    def next_ids(self, conn: Connection, count: int) -> list[int]:
+        """The ids the next `count` rows get, for a caller that needs them before it inserts
+        (with `insert`, before anything else inserts into the table in this transaction)."""
+        if count == 0:
             return []
         first = int(self._max_id.scalar(conn, {}) or 0) + 1
-        ids = list(range(first, first + len(rows)))
-        self._insert.run_many(conn, [{"id": row_id, **row}
-                                     for row_id, row in zip(ids, rows, strict=True)])
-        return ids
+        return list(range(first, first + count))
+
+    def insert(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert `rows`, each with the id `next_ids` gave it."""
+        self._insert.run_many(conn, rows)

@@ -354,7 +354,8 @@ class Transitions:
                 for (channel, _), event, decision, condition
                 in zip(arrivals, events, decisions, conditions, strict=True)
                 if in_bulk(decision, condition)]
-        inserted = self._insert_new_alerts(conn, rows)
+        # SQLite: the alerts are numbered now and inserted with their tickets' ids, below.
+        fresh, inserted = self._insert_new_alerts(conn, rows)
         # The events whose alert this inserted, with its id: everything below is theirs.
         new = [(channel, event, decision, alert_id, condition)
                for (channel, _), event, decision, condition
@@ -368,13 +369,23 @@ class Transitions:
                        for (event, alert_id, condition), placement in zip(opening, placements,
                                                                           strict=True)]
         if self._numbered:
-            tickets = dict(zip((row["alert_id"] for row in ticket_rows),
-                               sql.NUMBERED_TICKETS.run(conn, ticket_rows), strict=True))
+            ticket_ids = sql.NUMBERED_TICKETS.next_ids(conn, len(ticket_rows))
+            tickets = dict(zip((row["alert_id"] for row in ticket_rows), ticket_ids,
+                               strict=True))
+            # Each alert is written once, naming its ticket (alerts before tickets: a
+            # ticket's alert_id references its alert).
+            sql.NUMBERED_ALERTS.insert(conn, [
+                {**row, "id": inserted[row["source"], row["uid"]],
+                 "ticket_id": tickets.get(inserted[row["source"], row["uid"]])}
+                for row in fresh])
+            sql.NUMBERED_TICKETS.insert(conn, [
+                {**row, "id": ticket_id} for row, ticket_id in zip(ticket_rows, ticket_ids,
+                                                                   strict=True)])
         else:
             tickets = {row.alert_id: row.id for row in conn.execute(
                 sql.INSERT_TICKETS, ticket_rows)} if ticket_rows else {}
-        sql.UPDATE_ALERT.run_many(conn, [{"row_id": alert_id, "ticket_id": ticket_id}
-                                         for alert_id, ticket_id in tickets.items()])
+            sql.UPDATE_ALERT.run_many(conn, [{"row_id": alert_id, "ticket_id": ticket_id}
+                                             for alert_id, ticket_id in tickets.items()])
         self.notices.queue_opened(conn, {
             tickets[alert_id]: (event.source, alert_id)
             for event, alert_id, _ in opening if alert_id in tickets}, now)
@@ -390,14 +401,15 @@ class Transitions:
         return [results.get((event.source, event.uid)) for event in events]
 
     def _insert_new_alerts(self, conn: Connection, rows: list[dict[str, Any]]
-                           ) -> dict[tuple[str, str], int]:
-        """Insert the alerts among `rows` that are not stored yet; their ids by (source,
-        uid)."""
+                           ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], int]]:
+        """The alerts among `rows` that are not stored yet, and their ids by (source, uid).
+        PostgreSQL: inserted (no rows returned). SQLite: numbered, not inserted yet (the rows
+        returned; `NUMBERED_ALERTS.insert` them before anything else inserts an alert)."""
         if not rows:
-            return {}
+            return [], {}
         if not self._numbered:  # the unique index decides between processes
-            return {(row.source, row.uid): row.id
-                    for row in conn.execute(self._insert_alerts, rows)}
+            return [], {(row.source, row.uid): row.id
+                        for row in conn.execute(self._insert_alerts, rows)}
         uids_by_source: dict[str, list[str]] = {}
         for row in rows:
             uids_by_source.setdefault(row["source"], []).append(row["uid"])
@@ -405,8 +417,8 @@ class Transitions:
                   for found in sql.STORED_UIDS.all(conn, {"source": source,
                                                           "uids": json.dumps(uids)})}
         fresh = [row for row in rows if (row["source"], row["uid"]) not in stored]
-        return dict(zip(((row["source"], row["uid"]) for row in fresh),
-                        sql.NUMBERED_ALERTS.run(conn, fresh), strict=True))
+        return fresh, dict(zip(((row["source"], row["uid"]) for row in fresh),
+                               sql.NUMBERED_ALERTS.next_ids(conn, len(fresh)), strict=True))
 
     # --- agents' actions ---------------------------------------------------------------------
 

@@ -154,3 +154,19 @@ def test_utc_datetimes_are_stored_as_sqlalchemys_sqlite_datetime_stores_them(
     assert process(None) is None
     with pytest.raises(ValueError, match="naive"):
         process(naive_utc)
+
+
+def test_the_utc_processor_gives_each_value_its_own_text_in_any_order() -> None:
+    """The processor keeps its last value's text: a repeat, the same instant in another
+    zone, a later one and a naive one in between each get their own answer."""
+    dialect = sqlite.dialect()
+    process = UTCDateTime().bind_processor(dialect)
+    berlin = NOW.astimezone(ZoneInfo("Europe/Berlin"))
+    later = NOW.replace(microsecond=0)
+    for value, text in [(NOW, "2026-12-06 21:30:01.123456"), (NOW, "2026-12-06 21:30:01.123456"),
+                        (berlin, "2026-12-06 21:30:01.123456"),
+                        (later, "2026-12-06 21:30:01.000000"), (NOW, "2026-12-06 21:30:01.123456")]:
+        assert process(value) == text
+    with pytest.raises(ValueError, match="naive"):
+        process(NOW.replace(tzinfo=None))
+    assert process(later) == "2026-12-06 21:30:01.000000"
