@@ -39,6 +39,11 @@ applied (daemon/intake/apply_batch.py): plain 4.2-5.3x, median 4.7x of 14 runs (
 CPU per message; 5.0x before the change that day); multipart 5.3-6.1x with the worker
 processes, 6.9-7.6x without them (6.5x before).
 
+2026-12-07, later (bare 0.67-0.83 s), after a group's lookups and inserts became one
+statement each (docs/design.md, "Fourth round"), alternating with the revision before:
+plain 4.8x and 5.1x before, 3.9x and 4.0x after (235-239 us CPU per message); multipart
+6.2x and 6.0x before, 5.1x and 5.3x after (278-294 us).
+
 "After": the cheap parse path (daemon/mail/shapes.py, ticket templates without Jinja), the
 fetch ahead and SEARCH LARGER in the reader, parsing in the pipeline's thread. With the
 pipeline calling `interpret_many` (parsing in worker processes for batches of larger mail),
