@@ -20,9 +20,9 @@ within one run only (../shared/perf-notes.md).
 Figures (2-vCPU VM, CPython 3.11.7, SQLite 3.40.1 WAL/FULL, 2026-12-07; the bare
 reference's rate swung between 10k and 18k req/s from run to run on this VM): datto
 1,476-2,816 req/s over five runs, median 1,928 (10-16 % of bare, median 13 %); in four runs
-each, syncro 1,872-2,224 (14-17 %) and api 2,136-3,429 (12-25 %); p99 24-51 ms. alertd spends 370-720 us of
-CPU per request, split about evenly between the event loop and the writer; bare spends
-50-80 us. docs/design.md ("Intake performance") has each round's figures.
+each, syncro 1,872-2,224 (14-17 %) and api 2,136-3,429 (12-25 %); p99 24-51 ms. alertd
+spends 370-720 us of CPU per request, split about evenly between the event loop and the
+writer; bare spends 50-80 us. docs/design.md ("Intake performance") has each round's figures.
 """
 
 from __future__ import annotations

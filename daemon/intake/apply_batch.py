@@ -5,11 +5,12 @@ A mail batch is committed first, with each message's attempt counted, then inter
 applies the meanings. A chunk is one unit: it claims its deliveries, opens the new alerts of
 those that raise exactly one alert no other delivery of the chunk names
 (`Transitions.open_new_alerts`: one statement per table for all of them) and writes their
-outcome in one `executemany`; every other delivery of the chunk - a resolve, a duplicate of
-a known alert, several events, an alert named twice, no meaning - is applied as it would be
-alone, after them and in order. Deliveries naming different alerts commute, so the end state
-is the one that applying them one by one in order would leave (the argument of
-`daemon.intake.ingest_group`, whose HTTP groups do the same for stored-and-applied requests).
+outcome in one `executemany` per set of changed columns; every other delivery of the chunk -
+a resolve, a duplicate of a known alert, several events, an alert named twice, no meaning -
+is applied as it would be alone, after them and in order. Deliveries naming different
+alerts commute, so the end state is the one that applying them one by one in order would
+leave (the argument of `daemon.intake.ingest_group`, whose HTTP groups do the same for
+stored-and-applied requests).
 
 If a chunk's unit fails (a bug, a constraint), each of its deliveries is applied in a unit of
 its own, so only a failing one fails (and is retried with backoff, like any failure).

@@ -101,8 +101,8 @@ class DeliveryRows:
                   serializes_writes: bool) -> list[StoredRow]:
         """`store` for each of `rows`, in order (a later row with an earlier one's key is
         its duplicate). `serializes_writes` (SQLite: nothing else writes until this unit
-        commits): the absent ones are found by point lookups and inserted in one
-        `executemany`."""
+        commits): the absent ones are found in one statement per channel and inserted
+        together (`NumberedInsert`)."""
         if not serializes_writes:
             return [self.store(conn, row) for row in rows]
         firsts: dict[tuple[str, str], dict[str, Any]] = {}  # each key's first row

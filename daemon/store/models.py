@@ -50,8 +50,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         # SQLite: the text SQLAlchemy's DATETIME stores ("2026-12-07 00:14:31.000123") in one
         # step instead of this type's and then the dialect's (~1 us per value, several per
         # row on the intake path). tests/component/test_prepared.py holds them equal. The
-        # last value's text is kept: a group's rows mostly carry one `now`.
-        # One (aware datetime, text) pair, read and replaced whole: threads may share it.
+        # last value's text is kept, as one (aware datetime, text) pair read and replaced
+        # whole (threads may share it): a group's rows mostly carry one `now`.
         last: list[tuple[datetime | None, str]] = [(None, "")]
 
         def process(value: datetime | None) -> str | None:

@@ -101,8 +101,8 @@ class _Compiled:
         is a power of two, so a few SQL texts serve every group size (sqlite3 keeps the
         prepared ones in its statement cache)."""
         assert self.row_sql is not None
-        per_row = max(1, len(self.names))
-        most = 1 << ((_MAX_PARAMETERS // per_row).bit_length() - 1)
+        # The most rows a statement takes: a power of two, at least one.
+        most = 1 << max(0, (_MAX_PARAMETERS // max(1, len(self.names))).bit_length() - 1)
         start = 0
         while start < len(rows):
             count = min(most, 1 << ((len(rows) - start).bit_length() - 1))
@@ -161,8 +161,8 @@ class Prepared:
         self._execute(conn, params)
 
     def run_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Execute once per row, in one DB-API `executemany` (rows all name the same
-        parameters)."""
+        """Execute once per row (rows all name the same parameters): on SQLite an INSERT as
+        multi-row INSERTs, anything else in one DB-API `executemany`."""
         if not rows:
             return
         compiled = self._compiled_for(conn.dialect, rows[0])
@@ -200,8 +200,9 @@ class Prepared:
 
 
 class NumberedInsert:
-    """INSERT of rows known to be new, numbered here: `max(id) + 1` onwards, in one
-    `executemany` (no RETURNING, which `executemany` cannot give back).
+    """INSERT of rows known to be new, numbered here: `max(id) + 1` onwards, with
+    `Prepared.run_many` (no RETURNING, which neither `executemany` nor a multi-row INSERT
+    gives back in order).
 
     Only where nothing else can insert until the transaction ends and no row can conflict:
     SQLite, whose write transaction (BEGIN IMMEDIATE) excludes every other writer, with the

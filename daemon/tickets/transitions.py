@@ -130,8 +130,8 @@ class Transitions:
         self._auto_close = auto_close  # whether an upstream resolve closes worked tickets
         self._close_after_clear_s = close_after_clear_s
         self._conditions = ConditionTickets(dialect_name, conditions, self.insert_ticket)
-        # SQLite: one writer at a time, so new rows can be numbered here and inserted in one
-        # executemany (daemon.store.prepared.NumberedInsert).
+        # SQLite: one writer at a time, so new rows can be numbered here and inserted
+        # together (daemon.store.prepared.NumberedInsert).
         self._numbered = dialect_name == "sqlite"
         self._insert_alert = Prepared(insert_ignore(dialect_name, sql.ALERTS, "source", "uid")
                                       .returning(sql.ALERTS.c.id))
@@ -355,7 +355,7 @@ class Transitions:
                 in zip(arrivals, events, decisions, conditions, strict=True)
                 if in_bulk(decision, condition)]
         # SQLite: the alerts are numbered now and inserted with their tickets' ids, below.
-        fresh, inserted = self._insert_new_alerts(conn, rows)
+        fresh, inserted = self._new_alerts(conn, rows)
         # The events whose alert this inserted, with its id: everything below is theirs.
         new = [(channel, event, decision, alert_id, condition)
                for (channel, _), event, decision, condition
@@ -400,7 +400,7 @@ class Transitions:
             for _, event, decision, alert_id, _ in new}
         return [results.get((event.source, event.uid)) for event in events]
 
-    def _insert_new_alerts(self, conn: Connection, rows: list[dict[str, Any]]
+    def _new_alerts(self, conn: Connection, rows: list[dict[str, Any]]
                            ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], int]]:
         """The alerts among `rows` that are not stored yet, and their ids by (source, uid).
         PostgreSQL: inserted (no rows returned). SQLite: numbered, not inserted yet (the rows
