@@ -22,6 +22,7 @@ lookup of the newest run instead of up to five. The fallback user is looked up e
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -30,7 +31,7 @@ from sqlalchemy import Connection, Table, bindparam, func, insert, select, updat
 from daemon.core.events import AlertEvent
 from daemon.core.lifecycle import AlertAction
 from daemon.store.models import Asset, Customer, EndUser, ExternalRef, Site, SyncRun
-from daemon.store.prepared import Prepared
+from daemon.store.prepared import Prepared, json_values
 from daemon.tickets import statements as sql
 
 # Placements kept per generation: a bound on memory, not a working-set estimate (one entry
@@ -120,10 +121,25 @@ _PLACE_TICKET = (update(sql.TICKETS).where(sql.TICKETS.c.id == bindparam("row_id
                                            sql.TICKETS.c.customer_id.is_(None))
                  .values(customer_id=bindparam("customer_id"), site_id=bindparam("site_id"),
                          asset_id=bindparam("asset_id"), end_user_id=bindparam("end_user_id")))
+# SQLite, for a group's devices not placed yet: which of their ids and names the synced
+# records know at all (a superset of what the lookups above can find). A device none of
+# whose names is known places nowhere, without its own lookups.
+_KNOWN_REFS = Prepared(select(_REFS.c.external_id)
+                       .where(_REFS.c.entity == "asset", _REFS.c.source == bindparam("source"),
+                              _REFS.c.external_id.in_(json_values("refs"))))
+_KNOWN_ASSET_NAMES = Prepared(select(_ASSETS.c.name).distinct()
+                              .where(_ASSETS.c.name.in_(json_values("names")), _ASSETS.c.active))
+_KNOWN_CUSTOMER_NAMES = Prepared(select(_CUSTOMERS.c.name).distinct()
+                                 .where(_CUSTOMERS.c.name.in_(json_values("names")),
+                                        _CUSTOMERS.c.active))
 _RUNS: Table = SyncRun.__table__  # type: ignore[assignment]
 _NEWEST_RUN = Prepared(select(_RUNS.c.id, _RUNS.c.status).order_by(_RUNS.c.id.desc()).limit(1))
 
 _LookupKey = tuple[str, str | None, str | None, str | None, str | None]
+
+
+def _key(event: AlertEvent) -> _LookupKey:
+    return (event.source, event.device_ref, event.device, event.customer, event.site)
 
 
 class TicketPlacer:
@@ -154,12 +170,14 @@ class TicketPlacer:
             self._found.clear()
             self._generation = generation
         fallback_user_id: int | None = None
+        nowhere = self._placed_nowhere(conn, [
+            event for event in events if _key(event) not in self._found])
         placements = []
         for event in events:
-            key = (event.source, event.device_ref, event.device, event.customer, event.site)
+            key = _key(event)
             placement = self._found.get(key)
             if placement is None:
-                placement = self._look_up(conn, event)
+                placement = Placement() if key in nowhere else self._look_up(conn, event)
                 if generation[1] != "running":
                     self._found[key] = placement
             if placement.end_user_id is None and self._fallback:
@@ -169,6 +187,33 @@ class TicketPlacer:
                                       placement.asset_id, fallback_user_id)
             placements.append(placement)
         return placements
+
+    @staticmethod
+    def _placed_nowhere(conn: Connection, events: list[AlertEvent]) -> set[_LookupKey]:
+        """SQLite, two or more events to look up: the keys of those whose device id, device
+        name, customer and site no active synced record has. `_look_up` would find nothing
+        for them (no asset, no customer, so no site and no end user); this asks for all of
+        them in a few statements instead of two or more each."""
+        if len(events) < 2 or conn.dialect.name != "sqlite":
+            return set()
+        refs: dict[str, set[str]] = {}
+        for event in events:
+            if event.device_ref:
+                refs.setdefault(event.source, set()).add(event.device_ref)
+        known_refs = {(source, row["external_id"]) for source, ids in refs.items()
+                      for row in _KNOWN_REFS.all(conn, {"source": source,
+                                                        "refs": json.dumps(sorted(ids))})}
+        devices = sorted({event.device for event in events if event.device})
+        known_devices = {row["name"] for row in _KNOWN_ASSET_NAMES.all(
+            conn, {"names": json.dumps(devices)})} if devices else set()
+        names = sorted({name for event in events for name in (event.customer, event.site)
+                        if name})
+        known_names = {row["name"] for row in _KNOWN_CUSTOMER_NAMES.all(
+            conn, {"names": json.dumps(names)})} if names else set()
+        return {_key(event) for event in events
+                if (event.source, event.device_ref) not in known_refs
+                and event.device not in known_devices
+                and event.customer not in known_names and event.site not in known_names}
 
     def unplaced_placements(self, conn: Connection) -> list[Placeable]:
         """Each open ticket placed at no customer that the synced records now place, by its
