@@ -18,11 +18,13 @@ alertd on SQLite the other busy one is the writer), and its peak RSS (VmHWM). Co
 within one run only (../shared/perf-notes.md).
 
 Figures (2-vCPU VM, CPython 3.11.7, SQLite 3.40.1 WAL/FULL, 2026-12-07; the bare
-reference's rate swung between 10k and 18k req/s from run to run on this VM): datto
-1,476-2,816 req/s over five runs, median 1,928 (10-16 % of bare, median 13 %); in four runs
-each, syncro 1,872-2,224 (14-17 %) and api 2,136-3,429 (12-25 %); p99 24-51 ms. alertd
-spends 370-720 us of CPU per request, split about evenly between the event loop and the
-writer; bare spends 50-80 us. docs/design.md ("Intake performance") has each round's figures.
+reference's rate swung between 10k and 18k req/s from run to run on this VM). The datto
+route with the final code of that day, three runs on the VM's slow phase (bare 10.7-12.7k):
+1,664-2,007 req/s (14.5-16.8 % of bare), p99 42-48 ms, 526-638 us of CPU per request (bare
+75-89). Earlier the same day, on the fast phase (bare 14-18k), before the placement change:
+datto 2,384-2,816 req/s (14-16 %); syncro 1,872-2,224 (14-17 %); api 2,136-3,429 (12-25 %);
+p99 24-39 ms. alertd's CPU is split about evenly between the event loop and the writer.
+docs/design.md ("Intake performance") has each round's figures.
 """
 
 from __future__ import annotations
