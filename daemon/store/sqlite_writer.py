@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -167,7 +168,14 @@ def configure_sqlite(engine: Engine, synchronous: str) -> None:
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
+        try:  # the intake's set-based lookups (daemon.store.prepared.json_values)
+            cursor.execute("SELECT count(*) FROM json_each('[]')")
+        except sqlite3.OperationalError as err:
+            raise ValueError(
+                f"SQLite {sqlite3.sqlite_version} has no JSON functions, which alertd needs: "
+                "use SQLite 3.38 or later, or a build with JSON1") from err
+        finally:
+            cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:

@@ -5,14 +5,17 @@ failing with "database is locked"."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.orm import Session
 
 from daemon.store.database import Database
 from daemon.store.models import AssetGroup
+from daemon.store.sqlite_writer import configure_sqlite
 from tests.conftest import pg_database, require_postgres, reset_postgres
 
 
@@ -88,3 +91,27 @@ async def test_postgres_commits_queued_units_together() -> None:
         assert len(set(transactions)) < 20, sorted(set(transactions))
     finally:
         await db.dispose()
+
+
+class _NoJsonCursor(sqlite3.Cursor):
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        if "json_each" in sql:
+            raise sqlite3.OperationalError("no such table: json_each")
+        return super().execute(sql, *args)
+
+
+class _NoJsonConnection(sqlite3.Connection):
+    """A SQLite built without its JSON functions, as far as alertd's check can tell."""
+
+    def cursor(self, factory: Any = _NoJsonCursor) -> sqlite3.Cursor:  # type: ignore[override]
+        return super().cursor(factory)
+
+
+def test_a_sqlite_without_json_functions_is_refused_with_its_reason(tmp_path: Path) -> None:
+    engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(
+        tmp_path / "old.db", factory=_NoJsonConnection, check_same_thread=False))
+    configure_sqlite(engine, "FULL")
+    with pytest.raises(ValueError, match=r"SQLite [\d.]+ has no JSON functions, which alertd "
+                                         r"needs: use SQLite 3\.38 or later"):
+        engine.connect()
+    engine.dispose()
