@@ -6,7 +6,6 @@ path are built once and prepared (`daemon.store.prepared`).
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -147,7 +146,7 @@ class DeliveryRows:
                     row["id"], True, DeliveryStatus(row["status"]), row["error"], row["meta"])
                 for channel, dedupe_keys in by_channel.items()
                 for row in _FIND_MANY.all(conn, {"channel": channel,
-                                                 "dedupe_keys": json.dumps(dedupe_keys)})}
+                                                 "dedupe_keys": dedupe_keys})}
 
     def store_many(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int | None]:
         """Insert `rows` in one statement; each new row's id, or None where its (channel,
@@ -186,7 +185,7 @@ class DeliveryRows:
         if not self._one_statement_lookups:
             return [self.claim(conn, delivery_id) for delivery_id in delivery_ids]
         found = {row["id"]: ClaimedDelivery(row["attempts"], row["source"])
-                 for row in _CLAIM_ALL.all(conn, {"ids": json.dumps(list(delivery_ids))})}
+                 for row in _CLAIM_ALL.all(conn, {"ids": list(delivery_ids)})}
         return [found.get(delivery_id) for delivery_id in delivery_ids]
 
     @staticmethod

@@ -19,11 +19,12 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, func, insert, select
+from sqlalchemy import JSON, Connection, Table, bindparam, func, insert, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import Insert, Select
 from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.selectable import TableValuedAlias
 
 Processor = Callable[[Any], Any]
 Statement = Select[Any] | UpdateBase
@@ -36,12 +37,16 @@ _ONE_ROW = re.compile(r" VALUES (\(\?(?:, \?)*\))$")
 _MAX_PARAMETERS = 999
 
 
+def json_array(name: str) -> TableValuedAlias:
+    """SQLite: the list bound as `name` (sent as one JSON array), as a table of its `value`s
+    (`json_each`): a whole group's keys in one statement whose SQL text is the same for any
+    number of keys."""
+    return func.json_each(bindparam(name, type_=JSON)).table_valued("value")
+
+
 def json_values(name: str) -> Select[Any]:
-    """SQLite: the values of the JSON array bound as `name` (`json_each`), as a subquery for
-    `IN`: a lookup of a whole group's keys in one statement whose SQL text is the same for
-    any number of keys (bind `json.dumps(keys)`)."""
-    values = func.json_each(bindparam(name)).table_valued("value")
-    return select(values.c.value)
+    """`json_array(name)`'s values as a subquery, for `IN`."""
+    return select(json_array(name).c.value)
 
 
 class _Compiled:

@@ -10,7 +10,6 @@ raise joining a ticket waits for them and decides on what they committed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -73,7 +72,7 @@ class ConditionTickets:
         if not asked:
             return set()
         newest = {row["condition"]: row for row in sql.NEWEST_OF_CONDITIONS.all(
-            conn, {"conditions": json.dumps(sorted(asked))})}
+            conn, {"conditions": sorted(asked)})}
         return {condition for condition in asked
                 if (found := newest.get(condition)) is None or choose_ticket(
                     ConditionTicket(found["status"] == "open", found["closed_at"]),

@@ -22,7 +22,6 @@ lookup of the newest run instead of up to five. The fallback user is looked up e
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -202,14 +201,14 @@ class TicketPlacer:
                 refs.setdefault(event.source, set()).add(event.device_ref)
         known_refs = {(source, row["external_id"]) for source, ids in refs.items()
                       for row in _KNOWN_REFS.all(conn, {"source": source,
-                                                        "refs": json.dumps(sorted(ids))})}
+                                                        "refs": sorted(ids)})}
         devices = sorted({event.device for event in events if event.device})
         known_devices = {row["name"] for row in _KNOWN_ASSET_NAMES.all(
-            conn, {"names": json.dumps(devices)})} if devices else set()
+            conn, {"names": devices})} if devices else set()
         names = sorted({name for event in events for name in (event.customer, event.site)
                         if name})
         known_names = {row["name"] for row in _KNOWN_CUSTOMER_NAMES.all(
-            conn, {"names": json.dumps(names)})} if names else set()
+            conn, {"names": names})} if names else set()
         return {_key(event) for event in events
                 if (event.source, event.device_ref) not in known_refs
                 and event.device not in known_devices

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Table, bindparam, func, insert, select, updat
 
 from daemon.core.lifecycle import AlertSnapshot, AlertState, ResolvedBy
 from daemon.store.models import Alert, AlertTrail, OutboxAction, Ticket, TicketNote
-from daemon.store.prepared import NumberedInsert, Prepared, json_values
+from daemon.store.prepared import NumberedInsert, Prepared, json_array, json_values
 
 MAX_NOTE_CHARS = 100_000
 ALERTS: Table = Alert.__table__  # type: ignore[assignment]
@@ -55,7 +55,7 @@ LOCK_NEWEST_OF_CONDITION = Prepared(
     .where(TICKETS.c.condition == bindparam("condition"))
     .order_by(TICKETS.c.id.desc()).limit(1).with_for_update())
 # SQLite: the newest ticket of each of a group's conditions (those with one), in one statement.
-_CONDITIONS = func.json_each(bindparam("conditions")).table_valued("value")
+_CONDITIONS = json_array("conditions")
 _OLDER = TICKETS.alias("older")
 NEWEST_OF_CONDITIONS = Prepared(
     select(_CONDITIONS.c.value.label("condition"), TICKETS.c.status, TICKETS.c.closed_at)

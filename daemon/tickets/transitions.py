@@ -16,7 +16,6 @@ hot path: `daemon.store.prepared`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -401,7 +400,7 @@ class Transitions:
         return [results.get((event.source, event.uid)) for event in events]
 
     def _new_alerts(self, conn: Connection, rows: list[dict[str, Any]]
-                           ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], int]]:
+                    ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], int]]:
         """The alerts among `rows` that are not stored yet, and their ids by (source, uid).
         PostgreSQL: inserted (no rows returned). SQLite: numbered, not inserted yet (the rows
         returned; `NUMBERED_ALERTS.insert` them before anything else inserts an alert)."""
@@ -415,7 +414,7 @@ class Transitions:
             uids_by_source.setdefault(row["source"], []).append(row["uid"])
         stored = {(source, found["uid"]) for source, uids in uids_by_source.items()
                   for found in sql.STORED_UIDS.all(conn, {"source": source,
-                                                          "uids": json.dumps(uids)})}
+                                                          "uids": uids})}
         fresh = [row for row in rows if (row["source"], row["uid"]) not in stored]
         return fresh, dict(zip(((row["source"], row["uid"]) for row in fresh),
                                sql.NUMBERED_ALERTS.next_ids(conn, len(fresh)), strict=True))

@@ -124,9 +124,9 @@ def test_json_values_looks_up_a_whole_list_of_keys(conn: Connection) -> None:
     query = Prepared(select(_DELIVERIES.c.dedupe_key)
                      .where(_DELIVERIES.c.dedupe_key.in_(json_values("keys")))
                      .order_by(_DELIVERIES.c.dedupe_key))
-    assert [row["dedupe_key"] for row in query.all(conn, {"keys": '["c", "x", "a"]'})] == [
+    assert [row["dedupe_key"] for row in query.all(conn, {"keys": ["c", "x", "a"]})] == [
         "a", "c"]
-    assert query.all(conn, {"keys": "[]"}) == []
+    assert query.all(conn, {"keys": []}) == []
 
 
 def test_no_row_is_none(conn: Connection) -> None:
