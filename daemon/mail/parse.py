@@ -33,7 +33,9 @@ _PREFIX = re.compile(r"\s*+(?:(?:re|fw|fwd|aw|wg|sv|vs|tr|rif|antw)\s*+(?:\[\d++
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)",
                          re.IGNORECASE | re.MULTILINE)
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
-_SPACES = re.compile(rb"\s+")
+# Folding whitespace and control characters (a NUL cannot be stored in PostgreSQL's text or
+# carried by SQLite's JSON lookups of a batch's keys): never part of a Message-ID's key.
+_SPACES_AND_CONTROLS = re.compile(rb"[\s\x00-\x1f\x7f]+")
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # a raw 8-bit byte, as `surrogateescape` keeps it
 
 # Bounds on the work one message can cost. The stdlib header and address parsers are not
@@ -69,7 +71,7 @@ def message_id_of(raw: bytes) -> str | None:
     match = _MESSAGE_ID.search(raw, 0, end.start() if end else MAX_HEADERS_CHARS)
     if not match:
         return None
-    value = _SPACES.sub(b"", match.group(1)).decode("ascii", "replace")
+    value = _SPACES_AND_CONTROLS.sub(b"", match.group(1)).decode("ascii", "replace")
     return value[:250] or None
 
 

@@ -109,6 +109,11 @@ def test_message_id_is_read_from_a_bounded_head() -> None:
     assert message_id_of(b"Message-ID: <m@x>\r\n" + b"X: y\r\n" * MB) == "<m@x>"
 
 
+def test_control_characters_are_no_part_of_a_message_id() -> None:
+    """A NUL or an escape in a Message-ID: the key is stored, and found again, without it."""
+    assert message_id_of(b"Message-ID: <a\x00b\x1b[31m@x\x7f>\r\n\r\nbody") == "<ab[31m@x>"
+
+
 @pytest.mark.parametrize("unit", [
     "<!--", "<a ", "<a b='", '<a b="x" ', "</", "<!", "<?", "<![CDATA[", "</script", "<",
     "<a\t",
