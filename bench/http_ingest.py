@@ -5,7 +5,7 @@ group commit (the reference of ../shared/perf-notes.md), in the same run.
 
     .venv/bin/python bench/http_ingest.py [--duration 10] [--connections 50]
         [--routes datto,syncro,api] [--postgres postgresql+asyncpg://127.0.0.1/test]
-        [--processes 2] [--profile DIR] [--notify]
+        [--processes 2] [--cpus 0] [--loop-only] [--profile DIR] [--notify]
 
 Each target is its own server process: the bare handler, then `alertd run` itself (the real
 daemon with its default logging, SMTP listener and scheduler). The load comes from wrk
@@ -14,17 +14,26 @@ daemon with its default logging, SMTP listener and scheduler). The load comes fr
 `connections / N` connections; their rates are added. Prints requests/s, p50/p99 latency,
 non-2xx answers, the server's CPU time per request (user + system, all its threads: steadier
 than the rate on a busy machine), then the same per thread ("main" is the event loop's; for
-alertd on SQLite the other busy one is the writer), and its peak RSS (VmHWM). Compare ratios
-within one run only (../shared/perf-notes.md).
+alertd on SQLite the other busy one is the writer) with the share of the run the machine's
+CPUs were idle, and its peak RSS (VmHWM). `--cpus LIST` pins alertd (taskset): the rate it
+keeps on one CPU shows how much of the machine it can use. `--loop-only` adds a probe, not a
+figure of alertd: the daemon with each intake group's write replaced by a 3 ms sleep,
+nothing stored, so its rate is what the event loop's own work allows. Compare ratios within
+one run only (../shared/perf-notes.md).
 
-Figures (2-vCPU VM, CPython 3.11.7, SQLite 3.40.1 WAL/FULL, 2026-12-07; the bare
-reference's rate swung between 10k and 18k req/s from run to run on this VM). The datto
-route with the final code of that day, three runs on the VM's slow phase (bare 10.7-12.7k):
-1,664-2,007 req/s (14.5-16.8 % of bare), p99 42-48 ms, 526-638 us of CPU per request (bare
-75-89). Earlier the same day, on the fast phase (bare 14-18k), before the placement change:
-datto 2,384-2,816 req/s (14-16 %); syncro 1,872-2,224 (14-17 %); api 2,136-3,429 (12-25 %);
-p99 24-39 ms. alertd's CPU is split about evenly between the event loop and the writer.
-docs/design.md ("Intake performance") has each round's figures.
+Figures (2-vCPU VM, CPython 3.11.7, SQLite 3.40.1 WAL/FULL; the bare reference's rate swung
+between 10k and 18k req/s from run to run on this VM). 2026-12-07, the datto route, three
+runs on the VM's slow phase (bare 10.7-12.7k): 1,664-2,007 req/s (14.5-16.8 % of bare), p99
+42-48 ms, 526-638 us of CPU per request (bare 75-89). Earlier the same day, on the fast phase
+(bare 14-18k): datto 2,384-2,816 req/s (14-16 %); syncro 1,872-2,224 (14-17 %); api
+2,136-3,429 (12-25 %); p99 24-39 ms. Later that day, what bounds it (docs/design.md, "Fifth
+round"), all three routes in one run (bare 10.0-14.5k): alertd 16 % of bare on each, the
+machine's CPUs idle 41-43 % of alertd's runs (35-40 % of the bare handler's); the probe
+(its event loop alone) 4,608 datto, 4,657 syncro and 5,175 api req/s: 44 %, 47 % and 36 %
+of bare, at 191-216 us of CPU per request, where the loop's thread costs 258-376 us beside
+the writer. Pinned to one CPU, alertd served the same rate (1,688-1,831 req/s, against
+1,723-1,852 unpinned, alternating runs). docs/design.md ("Intake performance") has each
+round's figures.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from group_commit import GroupCommitWriter
 from servers import py_spy, start_server
@@ -129,7 +139,8 @@ def serve_bare(db_path: Path) -> None:
 
 
 def start_alertd(tmp: Path, name: str, database_toml: str, root: Path = ROOT,
-                 notify_port: int | None = None) -> tuple[subprocess.Popen[str], int]:
+                 notify_port: int | None = None, cpus: str | None = None,
+                 loop_only: bool = False) -> tuple[subprocess.Popen[str], int]:
     state = tmp / name
     state.mkdir()
     config = state / "alertd.toml"
@@ -141,7 +152,10 @@ def start_alertd(tmp: Path, name: str, database_toml: str, root: Path = ROOT,
                       f'[smtp]\nlisten = "127.0.0.1:0"\n[api]\ntokens = ["{SECRET}"]\n'
                       f'[datto]\nwebhook_secret = "{SECRET}"\n'
                       f'[syncro]\nwebhook_token = "{SECRET}"\n' + database_toml + notify)
-    return start_server([sys.executable, "-m", "daemon", "run", "--config", str(config)],
+    pinned = ["taskset", "-c", cpus] if cpus else []
+    alertd = ([__file__, "--serve-loop-only", str(root.resolve()), "--"] if loop_only
+              else ["-m", "daemon"])
+    return start_server([*pinned, sys.executable, *alertd, "run", "--config", str(config)],
                         state / "log", r"alertd ready: http=127\.0\.0\.1:(\d+)", cwd=root)
 
 
@@ -161,6 +175,34 @@ def serve_sink() -> None:
         await asyncio.Event().wait()
 
     asyncio.run(serve())
+
+
+def serve_loop_only(root: Path, daemon_args: list[str]) -> None:
+    """`alertd run` with each intake group's write replaced by a 3 ms sleep and a made-up
+    outcome (a new alert and ticket): nothing is stored, everything else runs as it does
+    (the route, the pipeline's answer, its log line and metrics). The rate it keeps is what
+    the event loop's own work allows once it shares the interpreter with no writer. A probe
+    for ../docs/design.md, not a figure of alertd."""
+    sys.path.insert(0, str(root))
+    from daemon.core.events import DeliveryStatus
+    from daemon.intake import ingest_group
+    from daemon.intake.deliveries import StoredRow
+    from daemon.intake.inbound import ProcessResult
+    from daemon.tickets.transitions import EventResult
+
+    ids = itertools.count(1)
+
+    async def no_write(self: ingest_group.IngestGroups, group: list[Any]) -> None:
+        await asyncio.sleep(0.003)
+        for item, future in group:
+            event, new_id = item.meaning.events[0], next(ids)
+            opened = EventResult(event.source, event.uid, new_id, "opened", new_id, True)
+            ingest_group.settle(future, True, (StoredRow(new_id, False), ProcessResult(
+                new_id, DeliveryStatus.PROCESSED, events=(opened,))))
+
+    ingest_group.IngestGroups._write = no_write  # type: ignore[method-assign]
+    from daemon.cli.main import main
+    sys.exit(main(daemon_args))
 
 
 def start_bare(tmp: Path) -> tuple[subprocess.Popen[str], int]:
@@ -189,6 +231,12 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
         used = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         seconds[name] = seconds.get(name, 0.0) + used
     return seconds
+
+
+def machine_cpu_ticks() -> tuple[int, int]:
+    """(idle, total) clock ticks of every CPU so far (/proc/stat: idle + iowait count idle)."""
+    ticks = [int(field) for field in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    return ticks[3] + ticks[4], sum(ticks)
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -251,9 +299,11 @@ def measure(name: str, servers: list[tuple[subprocess.Popen[str], int]], route: 
                      for n, (process, _) in enumerate(servers)]
         cpu_before = sum(cpu_seconds(process.pid) for process, _ in servers)
         threads_before = thread_cpu_seconds(servers[0][0].pid)
+        idle_before, total_before = machine_cpu_ticks()
         runs = [start_wrk(f"http://127.0.0.1:{port}{path}", args.duration, connections, script)
                 for (_, port), script in zip(servers, scripts, strict=True)]
         results = [wrk_result(run) for run in runs]
+        idle_after, total_after = machine_cpu_ticks()
         cpu_s = sum(cpu_seconds(process.pid) for process, _ in servers) - cpu_before
         threads_after = thread_cpu_seconds(servers[0][0].pid)
         for profiler in profilers:
@@ -279,8 +329,10 @@ def measure(name: str, servers: list[tuple[subprocess.Popen[str], int]], route: 
                   for name in threads_after}
     requests = results[0]["rate"] * args.duration
     busy = sorted(((used, name) for name, used in per_thread.items() if used > 0), reverse=True)
+    idle = (idle_after - idle_before) / max(1, total_after - total_before)
     print("    CPU by thread (first server): " + ", ".join(
-        f"{name} {used / requests * 1e6:.0f} us/req" for used, name in busy[:4]), flush=True)
+        f"{name} {used / requests * 1e6:.0f} us/req" for used, name in busy[:4])
+        + f"; the machine's CPUs were idle {idle:.0%} of the run", flush=True)
     return rate
 
 
@@ -326,13 +378,26 @@ def main() -> None:
     parser.add_argument("--alertd-root", type=Path, default=ROOT, metavar="DIR",
                         help="run the alertd of this checkout (`git worktree add DIR REV`: "
                              "an earlier revision measured the same way)")
+    parser.add_argument("--cpus", metavar="LIST",
+                        help="pin each alertd process to these CPUs (taskset -c LIST, e.g. 0): "
+                             "the rate it keeps on one CPU shows how much of the machine it "
+                             "can use")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="py-spy the servers during the measured run (pip install py-spy)")
     parser.add_argument("--notify", action="store_true",
                         help="alertd notifies a local webhook sink of every ticket opened")
+    parser.add_argument("--loop-only", action="store_true",
+                        help="then a probe: alertd with its intake writes replaced by a 3 ms "
+                             "sleep (nothing stored): the rate its event loop alone allows")
     parser.add_argument("--serve-bare", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-loop-only", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--serve-sink", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args, daemon_args = parser.parse_known_args()
+    if args.serve_loop_only:
+        serve_loop_only(args.serve_loop_only, [a for a in daemon_args if a != "--"])
+        return
+    if daemon_args:
+        parser.error(f"unrecognized arguments: {' '.join(daemon_args)}")
     if args.serve_bare:
         serve_bare(args.serve_bare)
         return
@@ -357,13 +422,19 @@ def main() -> None:
                     bare = measure(f"bare aiohttp + group commit ({route})",
                                    [start_bare(tmp / route)], route, args, tmp)
                     server = start_alertd(tmp, f"{route}-sqlite", "", args.alertd_root,
-                                          notify_port)
+                                          notify_port, args.cpus)
                     ours = measure(f"alertd {path} SQLite", [server], route, args, tmp)
                     print(f"ratio alertd/bare ({route}, SQLite): {ours / bare:.0%}", flush=True)
+                    if args.loop_only:
+                        server = start_alertd(tmp, f"{route}-loop-only", "", args.alertd_root,
+                                              notify_port, args.cpus, loop_only=True)
+                        loop = measure("  probe: its event loop alone", [server], route, args,
+                                       tmp)
+                        print(f"ratio probe/bare ({route}): {loop / bare:.0%}", flush=True)
                 if args.postgres:
                     database = reset_postgres(args.postgres)
                     servers = [start_alertd(tmp, f"{route}-pg-{n}", database, args.alertd_root,
-                                            notify_port)
+                                            notify_port, args.cpus)
                                for n in range(args.processes)]
                     pg = measure(f"alertd {path} PG x{args.processes}", servers, route, args, tmp)
                     if bare is not None:
