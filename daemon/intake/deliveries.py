@@ -80,7 +80,9 @@ class DeliveryRows:
     """Statements on `deliveries` for one backend."""
 
     def __init__(self, dialect_name: str):
-        self._one_statement_lookups = dialect_name == "sqlite"
+        # SQLite: one writer, so nothing else writes until a unit commits: what a unit finds
+        # absent stays absent, and a set of rows is looked up (and inserted) in one statement.
+        self._serializes_writes = dialect_name == "sqlite"
         self._insert = Prepared(insert_ignore(dialect_name, _DELIVERIES, "channel",
                                               "dedupe_key").returning(_DELIVERIES.c.id))
         self._insert_many = insert_ignore(dialect_name, _DELIVERIES, "channel", "dedupe_key"
@@ -96,13 +98,11 @@ class DeliveryRows:
         assert existing is not None  # the conflicting row is committed and never deleted
         return existing
 
-    def store_all(self, conn: Connection, rows: Sequence[dict[str, Any]],
-                  serializes_writes: bool) -> list[StoredRow]:
+    def store_all(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[StoredRow]:
         """`store` for each of `rows`, in order (a later row with an earlier one's key is
-        its duplicate). `serializes_writes` (SQLite: nothing else writes until this unit
-        commits): the absent ones are found in one statement per channel and inserted
-        together (`NumberedInsert`)."""
-        if not serializes_writes:
+        its duplicate). SQLite: the absent ones are found in one statement per channel and
+        inserted together (`NumberedInsert`)."""
+        if not self._serializes_writes:
             return [self.store(conn, row) for row in rows]
         firsts: dict[tuple[str, str], dict[str, Any]] = {}  # each key's first row
         for row in rows:
@@ -182,7 +182,7 @@ class DeliveryRows:
     def claim_all(self, conn: Connection, delivery_ids: Sequence[int]
                   ) -> list[ClaimedDelivery | None]:
         """`claim` for each of `delivery_ids`, in order (SQLite: in one statement)."""
-        if not self._one_statement_lookups:
+        if not self._serializes_writes:
             return [self.claim(conn, delivery_id) for delivery_id in delivery_ids]
         found = {row["id"]: ClaimedDelivery(row["attempts"], row["source"])
                  for row in _CLAIM_ALL.all(conn, {"ids": list(delivery_ids)})}

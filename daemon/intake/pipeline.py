@@ -265,8 +265,7 @@ class Pipeline:
         until = now + deliveries.retry_delay(1, self._retry_base_s)
         rows = [self._new_row(inbound, now, attempt_until=until) for inbound in inbounds]
         stored = await self._db.write(  # one transaction: the batch is in, or none
-            lambda session: self._rows.store_all(session.connection(), rows,
-                                                 self._db.serializes_writes))
+            lambda session: self._rows.store_all(session.connection(), rows))
         fresh: list[RawDelivery] = []
         for inbound, row in zip(inbounds, stored, strict=True):
             self._report.stored(inbound.channel.value, row.id, inbound.dedupe_key,

@@ -52,7 +52,8 @@ def json_values(name: str) -> Select[Any]:
 class _Compiled:
     """One statement compiled for one dialect and one set of parameter names."""
 
-    __slots__ = ("binds", "columns", "names", "positional", "row_sql", "rows_sql", "sql")
+    __slots__ = ("binds", "columns", "most_rows", "names", "positional", "row_sql", "rows_sql",
+                 "sql")
 
     def __init__(self, statement: Statement, dialect: Dialect, keys: Iterable[str]):
         # The SQL text in the driver's paramstyle; the values' processors from the
@@ -81,6 +82,9 @@ class _Compiled:
         # row's "(?, ...)", for inserting many rows in one statement (`run_many`).
         self.row_sql: tuple[str, str] | None = None
         self.rows_sql: dict[int, str] = {}
+        # The most rows one such statement takes: a power of two, at least one.
+        fitting = _MAX_PARAMETERS // max(1, len(self.names))
+        self.most_rows = 1 << max(0, fitting.bit_length() - 1)
         if (dialect.name == "sqlite" and isinstance(statement, Insert)
                 and not statement._returning):
             qmark = statement.compile(dialect=_QMARK_SQLITE, column_keys=list(keys))
@@ -106,11 +110,9 @@ class _Compiled:
         is a power of two, so a few SQL texts serve every group size (sqlite3 keeps the
         prepared ones in its statement cache)."""
         assert self.row_sql is not None
-        # The most rows a statement takes: a power of two, at least one.
-        most = 1 << max(0, (_MAX_PARAMETERS // max(1, len(self.names))).bit_length() - 1)
         start = 0
         while start < len(rows):
-            count = min(most, 1 << ((len(rows) - start).bit_length() - 1))
+            count = min(self.most_rows, 1 << ((len(rows) - start).bit_length() - 1))
             sql = self.rows_sql.get(count)
             if sql is None:
                 head, row = self.row_sql
