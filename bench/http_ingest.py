@@ -5,7 +5,7 @@ group commit (the reference of ../shared/perf-notes.md), in the same run.
 
     .venv/bin/python bench/http_ingest.py [--duration 10] [--connections 50]
         [--routes datto,syncro,api] [--postgres postgresql+asyncpg://127.0.0.1/test]
-        [--processes 2] [--cpus 0] [--loop-only] [--profile DIR] [--notify]
+        [--processes 2] [--cpus 0] [--loop-only] [--rounds 1] [--profile DIR] [--notify]
 
 Each target is its own server process: the bare handler, then `alertd run` itself (the real
 daemon with its default logging, SMTP listener and scheduler). The load comes from wrk
@@ -18,8 +18,10 @@ alertd on SQLite the other busy one is the writer) with the share of the run the
 CPUs were idle, and its peak RSS (VmHWM). `--cpus LIST` pins alertd (taskset): the rate it
 keeps on one CPU shows how much of the machine it can use. `--loop-only` adds a probe, not a
 figure of alertd: the daemon with each intake group's write replaced by a 3 ms sleep,
-nothing stored, so its rate is what the event loop's own work allows. Compare ratios within
-one run only (../shared/perf-notes.md).
+nothing stored, so its rate is what the event loop's own work allows. `--rounds N` measures
+every route N times (each round's servers start afresh) and prints per route the median
+ratio and p99, their ranges, and in how many rounds p99 stayed under 50 ms: this VM's speed
+swings from minute to minute. Compare ratios within one run only (../shared/perf-notes.md).
 
 Figures (2-vCPU VM, CPython 3.11.7, SQLite 3.40.1 WAL/FULL; the bare reference's rate swung
 between 10k and 18k req/s from run to run on this VM). 2026-12-07, the datto route, three
@@ -32,8 +34,9 @@ machine's CPUs idle 41-43 % of alertd's runs (35-40 % of the bare handler's); th
 (its event loop alone) 4,608 datto, 4,657 syncro and 5,175 api req/s: 44 %, 47 % and 36 %
 of bare, at 191-216 us of CPU per request, where the loop's thread costs 258-376 us beside
 the writer. Pinned to one CPU, alertd served the same rate (1,688-1,831 req/s, against
-1,723-1,852 unpinned, alternating runs). docs/design.md ("Intake performance") has each
-round's figures.
+1,723-1,852 unpinned, alternating runs). That night, `--rounds 4` (bare 9.1-12.9k): median
+15 % datto, 15 % syncro, 16 % api (13-18 %), p99 under 50 ms in 6 of the 12 runs.
+docs/design.md ("Intake performance") has each round's figures.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -280,9 +284,10 @@ def wrk_result(process: subprocess.Popen[str]) -> dict[str, float]:
 
 
 def measure(name: str, servers: list[tuple[subprocess.Popen[str], int]], route: str,
-            args: argparse.Namespace, tmp: Path) -> float:
+            args: argparse.Namespace, tmp: Path) -> tuple[float, float]:
     """Load each server with its own wrk (connections shared out) and stop them; prints the
-    summed rate, the worst p50/p99, and CPU per request over all servers."""
+    summed rate, the worst p50/p99, and CPU per request over all servers. Returns (summed
+    rate in req/s, worst p99 in ms)."""
     path = ROUTES[route][0]
     connections = max(1, args.connections // len(servers))
     scripts = [tmp / f"{route}-{n}.lua" for n in range(len(servers))]
@@ -333,7 +338,7 @@ def measure(name: str, servers: list[tuple[subprocess.Popen[str], int]], route: 
     print("    CPU by thread (first server): " + ", ".join(
         f"{name} {used / requests * 1e6:.0f} us/req" for used, name in busy[:4])
         + f"; the machine's CPUs were idle {idle:.0%} of the run", flush=True)
-    return rate
+    return rate, p99
 
 
 def profile(pid: int, name: str, args: argparse.Namespace) -> subprocess.Popen[bytes] | None:
@@ -364,6 +369,38 @@ async def _create_schema_async(url: str, schema: str) -> None:
     await connection.close()
 
 
+def measure_route(route: str, work: Path, args: argparse.Namespace, notify_port: int | None
+                  ) -> tuple[float | None, float]:
+    """One route: the bare handler, then alertd on SQLite (and the probe), then alertd on
+    PostgreSQL, as asked; prints each and the ratios. Returns (alertd/bare on SQLite, alertd's
+    p99 in ms), the ratio None without SQLite."""
+    path = ROUTES[route][0].split("?")[0]
+    bare = ratio = None
+    p99 = float("nan")
+    if args.sqlite:
+        bare, _ = measure(f"bare aiohttp + group commit ({route})", [start_bare(work / route)],
+                          route, args, work)
+        server = start_alertd(work, f"{route}-sqlite", "", args.alertd_root, notify_port,
+                              args.cpus)
+        ours, p99 = measure(f"alertd {path} SQLite", [server], route, args, work)
+        ratio = ours / bare
+        print(f"ratio alertd/bare ({route}, SQLite): {ratio:.0%}", flush=True)
+        if args.loop_only:
+            server = start_alertd(work, f"{route}-loop-only", "", args.alertd_root, notify_port,
+                                  args.cpus, loop_only=True)
+            loop, _ = measure("  probe: its event loop alone", [server], route, args, work)
+            print(f"ratio probe/bare ({route}): {loop / bare:.0%}", flush=True)
+    if args.postgres:
+        database = reset_postgres(args.postgres)
+        servers = [start_alertd(work, f"{route}-pg-{n}", database, args.alertd_root,
+                                notify_port, args.cpus)
+                   for n in range(args.processes)]
+        pg, _ = measure(f"alertd {path} PG x{args.processes}", servers, route, args, work)
+        if bare is not None:
+            print(f"ratio alertd PostgreSQL/bare SQLite ({route}): {pg / bare:.0%}", flush=True)
+    return ratio, p99
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=10, help="seconds per target")
@@ -389,6 +426,8 @@ def main() -> None:
     parser.add_argument("--loop-only", action="store_true",
                         help="then a probe: alertd with its intake writes replaced by a 3 ms "
                              "sleep (nothing stored): the rate its event loop alone allows")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat every route; prints the median ratio and p99 per route")
     parser.add_argument("--serve-bare", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--serve-loop-only", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--serve-sink", action="store_true", help=argparse.SUPPRESS)
@@ -412,34 +451,25 @@ def main() -> None:
         sink = (start_server([sys.executable, __file__, "--serve-sink"], tmp / "sink.log",
                              r"sink ready: http=127\.0\.0\.1:(\d+)") if args.notify else None)
         notify_port = sink[1] if sink else None
+        rounds: dict[str, list[tuple[float, float]]] = {}  # route: (ratio, alertd's p99 ms)
         try:
             print(f"wrk -t2 -c{args.connections} -d{args.duration}s, new alert id per request, "
                   f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}", flush=True)
-            for route in routes:
-                path = ROUTES[route][0].split("?")[0]
-                bare = None
-                if args.sqlite:
-                    bare = measure(f"bare aiohttp + group commit ({route})",
-                                   [start_bare(tmp / route)], route, args, tmp)
-                    server = start_alertd(tmp, f"{route}-sqlite", "", args.alertd_root,
-                                          notify_port, args.cpus)
-                    ours = measure(f"alertd {path} SQLite", [server], route, args, tmp)
-                    print(f"ratio alertd/bare ({route}, SQLite): {ours / bare:.0%}", flush=True)
-                    if args.loop_only:
-                        server = start_alertd(tmp, f"{route}-loop-only", "", args.alertd_root,
-                                              notify_port, args.cpus, loop_only=True)
-                        loop = measure("  probe: its event loop alone", [server], route, args,
-                                       tmp)
-                        print(f"ratio probe/bare ({route}): {loop / bare:.0%}", flush=True)
-                if args.postgres:
-                    database = reset_postgres(args.postgres)
-                    servers = [start_alertd(tmp, f"{route}-pg-{n}", database, args.alertd_root,
-                                            notify_port, args.cpus)
-                               for n in range(args.processes)]
-                    pg = measure(f"alertd {path} PG x{args.processes}", servers, route, args, tmp)
-                    if bare is not None:
-                        print(f"ratio alertd PostgreSQL/bare SQLite ({route}): {pg / bare:.0%}",
-                              flush=True)
+            for round_no in range(args.rounds):
+                work = tmp / f"round-{round_no}"  # each round's servers start afresh
+                work.mkdir()
+                for route in routes:
+                    ratio, p99 = measure_route(route, work, args, notify_port)
+                    if ratio is not None:
+                        rounds.setdefault(route, []).append((ratio, p99))
+            if args.rounds > 1:
+                for route, results in rounds.items():
+                    ratios, p99s = [r for r, _ in results], [p for _, p in results]
+                    print(f"{route}, {len(results)} rounds: ratio median "
+                          f"{statistics.median(ratios):.0%} (range {min(ratios):.0%}-"
+                          f"{max(ratios):.0%}), p99 median {statistics.median(p99s):.1f} ms "
+                          f"(range {min(p99s):.1f}-{max(p99s):.1f}; under 50 ms in "
+                          f"{sum(p < 50 for p in p99s)} of {len(p99s)})", flush=True)
 
         finally:
             if sink is not None:
