@@ -432,6 +432,8 @@ def main() -> None:
     parser.add_argument("--serve-loop-only", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--serve-sink", action="store_true", help=argparse.SUPPRESS)
     args, daemon_args = parser.parse_known_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be 1 or more")
     if args.serve_loop_only:
         serve_loop_only(args.serve_loop_only, [a for a in daemon_args if a != "--"])
         return
@@ -446,6 +448,8 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
     routes = args.routes.split(",")
+    if unknown := [route for route in routes if route not in ROUTES]:
+        parser.error(f"unknown route(s) {', '.join(unknown)}: choose from {', '.join(ROUTES)}")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         sink = (start_server([sys.executable, __file__, "--serve-sink"], tmp / "sink.log",

@@ -223,6 +223,8 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=1,
                         help="repeat on fresh mailboxes; prints the median ratio and range")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be 1 or more")
     reason = dovecot_unavailable_reason()
     if reason:
         raise SystemExit(reason)
